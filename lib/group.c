@@ -371,14 +371,17 @@ static void append_child(VmcgGroup *parent, VmcgGroup *g)
 	parent->nr_children++;
 }
 
+/* VMs are kept in attach order: plans and listings come out in that order. */
 void vmcg_group_link_vm(VmcgGroup *group, VmcgVm *vm)
 {
 	vm->group = group;
-	vm->group_prev = NULL;
-	vm->group_next = group->vms;
-	if (group->vms)
-		group->vms->group_prev = vm;
-	group->vms = vm;
+	vm->group_next = NULL;
+	vm->group_prev = group->vms_tail;
+	if (group->vms_tail)
+		group->vms_tail->group_next = vm;
+	else
+		group->vms = vm;
+	group->vms_tail = vm;
 	group->nr_vms++;
 }
 
@@ -390,6 +393,8 @@ void vmcg_group_unlink_vm(VmcgGroup *group, VmcgVm *vm)
 		group->vms = vm->group_next;
 	if (vm->group_next)
 		vm->group_next->group_prev = vm->group_prev;
+	else
+		group->vms_tail = vm->group_prev;
 	vm->group_next = vm->group_prev = NULL;
 	group->nr_vms--;
 }

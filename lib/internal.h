@@ -42,6 +42,7 @@ struct VmcgGroup {
 	VmcgGroup *prev_sibling;
 	size_t nr_children;
 	VmcgVm *vms; /* first VM in this group */
+	VmcgVm *vms_tail;
 	size_t nr_vms;
 	unsigned depth; /* 0 for the root */
 	char *name;

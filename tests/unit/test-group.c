@@ -1,0 +1,442 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * The group tree: path syntax, create/lookup/remove/move with their errors,
+ * reparenting of VMs on removal, charge transfer on group moves, iteration,
+ * stats, and the tree-level reclaim and OOM wrappers.
+ */
+#include <errno.h>
+
+#include "test-util.h"
+#include "vmcg/group.h"
+#include "vmcg/stock.h"
+
+static VmcgGroup *mk(VmcgTree *t, const char *path)
+{
+	VmcgGroup *g;
+
+	g_assert_cmpint(vmcg_group_create(t, path, &g), ==, 0);
+	g_assert_cmpstr(vmcg_group_path(g), ==, path);
+	return g;
+}
+
+static VmcgVm *vm_in(VmcgGroup *g, const char *name, uint64_t pages)
+{
+	VmcgVm *vm;
+
+	g_assert_cmpint(vmcg_vm_new(g, name, &vm), ==, 0);
+	vmcg_vm_charge(vm, pages);
+	return vm;
+}
+
+static void test_path_syntax(void)
+{
+	static const struct {
+		const char *path;
+		int expect;
+	} cases[] = {
+		{ "/", 0 },
+		{ "/a", 0 },
+		{ "/tenants/acme/web", 0 },
+		{ "/a.b_c-D9", 0 },
+		{ "/...", 0 },
+		{ "", -EINVAL },
+		{ "a", -EINVAL },
+		{ "a/b", -EINVAL },
+		{ "/a/", -EINVAL },
+		{ "//", -EINVAL },
+		{ "/a//b", -EINVAL },
+		{ "/.", -EINVAL },
+		{ "/a/..", -EINVAL },
+		{ "/a b", -EINVAL },
+		{ "/a\nb", -EINVAL },
+		{ "/caf\xc3\xa9", -EINVAL },
+		{ "/a%2f", -EINVAL },
+	};
+	char longname[VMCG_NAME_MAX + 3], deep[4 * (VMCG_DEPTH_MAX + 2)];
+
+	for (size_t i = 0; i < G_N_ELEMENTS(cases); i++)
+		g_assert_cmpint(vmcg_path_validate(cases[i].path), ==, cases[i].expect);
+	g_assert_cmpint(vmcg_path_validate(NULL), ==, -EINVAL);
+
+	longname[0] = '/';
+	memset(longname + 1, 'x', VMCG_NAME_MAX);
+	longname[VMCG_NAME_MAX + 1] = '\0';
+	g_assert_cmpint(vmcg_path_validate(longname), ==, 0);
+	longname[VMCG_NAME_MAX + 1] = 'x';
+	longname[VMCG_NAME_MAX + 2] = '\0';
+	g_assert_cmpint(vmcg_path_validate(longname), ==, -ENAMETOOLONG);
+
+	deep[0] = '\0';
+	for (int i = 0; i < VMCG_DEPTH_MAX; i++)
+		strcat(deep, "/d");
+	g_assert_cmpint(vmcg_path_validate(deep), ==, 0);
+	strcat(deep, "/d");
+	g_assert_cmpint(vmcg_path_validate(deep), ==, -ENAMETOOLONG);
+}
+
+static void test_create_lookup(void)
+{
+	VmcgTree *t;
+	VmcgGroup *g, *a, *b;
+
+	g_assert_cmpint(vmcg_tree_new(NULL, &t), ==, 0);
+	g_assert_cmpuint(vmcg_tree_nr_groups(t), ==, 1);
+	g_assert_cmpstr(vmcg_group_path(vmcg_tree_root(t)), ==, "/");
+	g_assert_cmpint(vmcg_group_lookup(t, "/", &g), ==, 0);
+	g_assert_true(g == vmcg_tree_root(t));
+
+	g_assert_cmpint(vmcg_group_create(t, "/a/b", &g), ==, -ENOENT);
+	a = mk(t, "/a");
+	b = mk(t, "/a/b");
+	g_assert_cmpint(vmcg_group_create(t, "/a", &g), ==, -EEXIST);
+	g_assert_cmpint(vmcg_group_create(t, "/", &g), ==, -EEXIST);
+	g_assert_cmpint(vmcg_group_create(t, "/a/", &g), ==, -EINVAL);
+	g_assert_cmpint(vmcg_group_lookup(t, "/a/b", &g), ==, 0);
+	g_assert_true(g == b);
+	g_assert_cmpint(vmcg_group_lookup(t, "/a/c", &g), ==, -ENOENT);
+	g_assert_cmpint(vmcg_group_lookup(t, "/a//b", &g), ==, -EINVAL);
+	g_assert_cmpstr(vmcg_group_name(b), ==, "b");
+	g_assert_true(vmcg_group_parent(b) == a);
+	g_assert_true(vmcg_group_tree(b) == t);
+	g_assert_cmpuint(vmcg_group_nr_children(a), ==, 1);
+	g_assert_cmpuint(vmcg_tree_nr_groups(t), ==, 3);
+	vmcg_group_set_userdata(b, t);
+	g_assert_true(vmcg_group_get_userdata(b) == t);
+	vmcg_tree_free(t);
+}
+
+static void test_iteration_order(void)
+{
+	const char *expect[] = { "/", "/x", "/x/1", "/x/2", "/y", "/y/1" };
+	VmcgTree *t;
+	VmcgGroup *pos;
+	size_t i = 0;
+
+	g_assert_cmpint(vmcg_tree_new(NULL, &t), ==, 0);
+	mk(t, "/x");
+	mk(t, "/y");
+	mk(t, "/x/1");
+	mk(t, "/y/1");
+	mk(t, "/x/2");
+	for (pos = vmcg_tree_root(t); pos; pos = vmcg_group_next_descendant(pos, vmcg_tree_root(t)))
+		g_assert_cmpstr(vmcg_group_path(pos), ==, expect[i++]);
+	g_assert_cmpuint(i, ==, G_N_ELEMENTS(expect));
+	/* Restricted to a subtree. */
+	g_assert_cmpint(vmcg_group_lookup(t, "/x", &pos), ==, 0);
+	i = 0;
+	for (VmcgGroup *r = pos; pos; pos = vmcg_group_next_descendant(pos, r))
+		i++;
+	g_assert_cmpuint(i, ==, 3);
+	vmcg_tree_free(t);
+}
+
+/*
+ * Removal hands VMs and their charge to the parent:
+ *
+ *   /t            usage 100 before and after
+ *   `- /t/a  ->  removed; vm (100 pages) moves to /t
+ */
+static void test_remove(void)
+{
+	VmcgTree *t;
+	VmcgGroup *tg, *a, *b;
+	VmcgVm *vm;
+
+	g_assert_cmpint(vmcg_tree_new(NULL, &t), ==, 0);
+	tg = mk(t, "/t");
+	a = mk(t, "/t/a");
+	b = mk(t, "/t/a/b");
+	g_assert_cmpint(vmcg_group_remove(vmcg_tree_root(t), 0), ==, -EBUSY);
+	g_assert_cmpint(vmcg_group_remove(a, 0), ==, -ENOTEMPTY);
+	g_assert_cmpint(vmcg_group_remove(b, 0), ==, 0);
+	vm = vm_in(a, "vm", 100);
+	vmcg_group_set_low(a, 80);
+	g_assert_cmpint(vmcg_group_remove(a, 0), ==, -EBUSY);
+	g_assert_cmpuint(vmcg_group_current(tg), ==, 100);
+
+	g_assert_cmpint(vmcg_group_remove(a, VMCG_REMOVE_REPARENT_VMS), ==, 0);
+	g_assert_true(vmcg_vm_group(vm) == tg);
+	g_assert_cmpuint(vmcg_group_current(tg), ==, 100);
+	g_assert_cmpuint(vmcg_group_current(vmcg_tree_root(t)), ==, 100);
+	/* The removed group's low claim is gone from the parent. */
+	g_assert_cmpint(atomic_load(&vmcg_group_counter(tg)->children_low_usage), ==, 0);
+	/* Uncharges now go straight to the parent. */
+	g_assert_cmpint(vmcg_vm_uncharge(vm, 100), ==, 0);
+	g_assert_cmpuint(vmcg_group_current(tg), ==, 0);
+	g_assert_cmpuint(vmcg_group_current(vmcg_tree_root(t)), ==, 0);
+	g_assert_cmpuint(atomic_load(&vmcg_group_counter(tg)->underflows), ==, 0);
+	g_assert_cmpuint(vmcg_tree_nr_groups(t), ==, 2);
+	vmcg_tree_free(t);
+}
+
+/*
+ * Moving /a/x (150 pages) under /b, then back under /b/c with /b/c full:
+ *
+ *   /a  150 -> 0        /b  0 -> 150 (common ancestor "/" keeps 150)
+ *   /b/c max 100: moving /a/x (now /b/x) into it would exceed -> -ENOMEM,
+ *   nothing changes; with FORCE it goes over max.
+ */
+static void test_group_move(void)
+{
+	VmcgTree *t;
+	VmcgGroup *a, *b, *c, *x, *over = NULL, *g;
+
+	g_assert_cmpint(vmcg_tree_new(NULL, &t), ==, 0);
+	a = mk(t, "/a");
+	b = mk(t, "/b");
+	c = mk(t, "/b/c");
+	x = mk(t, "/a/x");
+	mk(t, "/a/x/y");
+	vm_in(x, "vm", 150);
+	vmcg_group_set_min(x, 40);
+
+	g_assert_cmpint(vmcg_group_move(vmcg_tree_root(t), b, 0, NULL), ==, -EBUSY);
+	g_assert_cmpint(vmcg_group_move(x, x, 0, NULL), ==, -ELOOP);
+	g_assert_cmpint(vmcg_group_lookup(t, "/a/x/y", &g), ==, 0);
+	g_assert_cmpint(vmcg_group_move(x, g, 0, NULL), ==, -ELOOP);
+	g_assert_cmpint(vmcg_group_move(x, a, 0, NULL), ==, 0); /* same parent */
+
+	g_assert_cmpint(vmcg_group_move(x, b, 0, NULL), ==, 0);
+	g_assert_cmpstr(vmcg_group_path(x), ==, "/b/x");
+	g_assert_cmpint(vmcg_group_lookup(t, "/b/x/y", &g), ==, 0);
+	g_assert_cmpint(vmcg_group_lookup(t, "/a/x", &g), ==, -ENOENT);
+	g_assert_cmpuint(vmcg_group_current(a), ==, 0);
+	g_assert_cmpuint(vmcg_group_current(b), ==, 150);
+	g_assert_cmpuint(vmcg_group_current(vmcg_tree_root(t)), ==, 150);
+	/* x's min claim moved with it. */
+	g_assert_cmpint(atomic_load(&vmcg_group_counter(a)->children_min_usage), ==, 0);
+	g_assert_cmpint(atomic_load(&vmcg_group_counter(b)->children_min_usage), ==, 40);
+
+	vmcg_group_set_max(c, 100);
+	g_assert_cmpint(vmcg_group_move(x, c, 0, &over), ==, -ENOMEM);
+	g_assert_true(over == c);
+	g_assert_cmpstr(vmcg_group_path(x), ==, "/b/x");
+	g_assert_cmpuint(vmcg_group_current(c), ==, 0);
+	g_assert_cmpuint(vmcg_group_current(b), ==, 150);
+
+	g_assert_cmpint(vmcg_group_move(x, c, VMCG_MOVE_FORCE, NULL), ==, 0);
+	g_assert_cmpuint(vmcg_group_current(c), ==, 150);
+	g_assert_cmpuint(vmcg_group_current(b), ==, 150);
+	g_assert_true(vmcg_group_over_max(c));
+
+	/* Name clash at the destination. */
+	mk(t, "/a/x");
+	g_assert_cmpint(vmcg_group_move(x, a, 0, NULL), ==, -EEXIST);
+	vmcg_tree_free(t);
+}
+
+static void test_move_too_deep(void)
+{
+	char path[256] = "";
+	VmcgTree *t;
+	VmcgGroup *leaf = NULL, *sub;
+
+	g_assert_cmpint(vmcg_tree_new(NULL, &t), ==, 0);
+	for (int i = 0; i < VMCG_DEPTH_MAX; i++) {
+		strcat(path, "/d");
+		leaf = mk(t, path);
+	}
+	mk(t, "/s");
+	sub = mk(t, "/s/t");
+	(void)sub;
+	g_assert_cmpint(vmcg_group_lookup(t, "/s", &sub), ==, 0);
+	g_assert_cmpint(vmcg_group_move(sub, leaf, 0, NULL), ==, -ENAMETOOLONG);
+	vmcg_tree_free(t);
+}
+
+static void test_stats(void)
+{
+	VmcgTree *t;
+	VmcgGroup *a, *b;
+	VmcgVm *v1, *v2;
+
+	g_assert_cmpint(vmcg_tree_new(NULL, &t), ==, 0);
+	a = mk(t, "/a");
+	b = mk(t, "/a/b");
+	v1 = vm_in(a, "v1", 100);
+	v2 = vm_in(b, "v2", 50);
+	g_assert_cmpint(vmcg_vm_set_stat(v1, VMCG_STAT_BALLOONED, 7), ==, 0);
+	g_assert_cmpint(vmcg_vm_set_stat(v2, VMCG_STAT_BALLOONED, 3), ==, 0);
+	g_assert_cmpint(vmcg_vm_set_stat(v2, VMCG_STAT_GUEST, 3), ==, -EINVAL);
+	g_assert_cmpint(vmcg_vm_set_stat(v2, _VMCG_STAT_COUNT, 3), ==, -EINVAL);
+	g_assert_cmpuint(vmcg_group_stat(a, VMCG_STAT_BALLOONED), ==, 10);
+	g_assert_cmpuint(vmcg_group_stat(b, VMCG_STAT_BALLOONED), ==, 3);
+	g_assert_cmpuint(vmcg_group_stat(a, VMCG_STAT_GUEST), ==, 150);
+	for (int i = 0; i < _VMCG_STAT_COUNT; i++)
+		g_assert_nonnull(vmcg_stat_to_string(i));
+	g_assert_null(vmcg_stat_to_string(_VMCG_STAT_COUNT));
+	vmcg_tree_free(t);
+}
+
+/*
+ * Reclaim through the tree: /p is over high by 100.
+ *
+ *   /p
+ *   |- /p/safe   low 300   vm s  usage 200 (under low: skipped)
+ *   `- /p/bulk             vm b1 usage 300, vm b2 usage 100
+ *
+ * Pass 1 asks bulk's VMs in proportion to usage: b1 75, b2 25; no low
+ * event. Asking 700 instead exceeds bulk's 400: pass 2 dips into safe
+ * (200 above emin 0) for the rest, 300 -> s gives 200... capped: total
+ * capacity is 600, so s gives 200, b1/b2 all, a low event on /p/safe.
+ */
+static void test_plan_reclaim(void)
+{
+	VmcgReclaimSummary sum;
+	VmcgReclaimItem *items;
+	VmcgTree *t;
+	VmcgGroup *p, *safe, *bulk;
+	VmcgVm *s, *b1, *b2;
+	size_t n;
+
+	g_assert_cmpint(vmcg_tree_new(NULL, &t), ==, 0);
+	p = mk(t, "/p");
+	safe = mk(t, "/p/safe");
+	bulk = mk(t, "/p/bulk");
+	vmcg_group_set_low(safe, 300);
+	s = vm_in(safe, "s", 200);
+	b1 = vm_in(bulk, "b1", 300);
+	b2 = vm_in(bulk, "b2", 100);
+
+	g_assert_cmpint(vmcg_group_plan_reclaim(p, 100, &items, &n, &sum), ==, 0);
+	g_assert_cmpuint(n, ==, 2);
+	g_assert_true(items[0].vm == b1);
+	g_assert_cmpuint(items[0].take_pages, ==, 75);
+	g_assert_true(items[1].vm == b2);
+	g_assert_cmpuint(items[1].take_pages, ==, 25);
+	g_assert_false(sum.low_reclaim);
+	g_assert_cmpuint(vmcg_group_events(safe, VMCG_EVENT_LOW, true), ==, 0);
+	free(items);
+
+	g_assert_cmpint(vmcg_group_plan_reclaim(p, 700, &items, &n, &sum), ==, 0);
+	g_assert_true(sum.low_reclaim);
+	g_assert_cmpuint(sum.planned_pages, ==, 600);
+	g_assert_cmpuint(sum.shortfall_pages, ==, 100);
+	g_assert_cmpuint(n, ==, 3);
+	g_assert_true(items[0].vm == s);
+	g_assert_cmpuint(items[0].take_pages, ==, 200);
+	g_assert_true(items[0].low_breached);
+	g_assert_cmpuint(vmcg_group_events(safe, VMCG_EVENT_LOW, true), ==, 1);
+	g_assert_cmpuint(vmcg_group_events(p, VMCG_EVENT_LOW, false), ==, 1);
+	g_assert_cmpuint(vmcg_group_events(p, VMCG_EVENT_LOW, true), ==, 0);
+	free(items);
+
+	/* Floors cap what a VM gives. */
+	vmcg_vm_set_floor(b1, 280);
+	g_assert_cmpuint(vmcg_vm_floor(b1), ==, 280);
+	g_assert_cmpint(vmcg_group_plan_reclaim(bulk, 100, &items, &n, &sum), ==, 0);
+	g_assert_cmpuint(sum.planned_pages, ==, 100);
+	for (size_t i = 0; i < n; i++)
+		if (items[i].vm == b1)
+			g_assert_cmpuint(items[i].take_pages, ==, 20);
+	free(items);
+
+	/* An empty group plans nothing. */
+	g_assert_cmpint(vmcg_group_plan_reclaim(vmcg_tree_root(t), 0, &items, &n, &sum), ==, 0);
+	g_assert_cmpuint(n, ==, 0);
+	g_assert_null(items);
+	vmcg_tree_free(t);
+}
+
+/*
+ * OOM in /d:
+ *
+ *   /d
+ *   |- /d/g  oom.group     vm g1 300, vm g2 10
+ *   `- /d/h                vm h1 200
+ *
+ * g1 is the biggest, and its group has oom.group: both g1 and g2 go.
+ * Without oom.group only g1. With g1 at priority -1000: h1.
+ */
+static void test_oom_select(void)
+{
+	VmcgTree *t;
+	VmcgGroup *d, *g, *h;
+	VmcgVm *g1, *g2, *h1, **v;
+	size_t n;
+
+	g_assert_cmpint(vmcg_tree_new(NULL, &t), ==, 0);
+	d = mk(t, "/d");
+	g = mk(t, "/d/g");
+	h = mk(t, "/d/h");
+	g1 = vm_in(g, "g1", 300);
+	g2 = vm_in(g, "g2", 10);
+	h1 = vm_in(h, "h1", 200);
+	vmcg_group_set_oom_group(g, true);
+	g_assert_true(vmcg_group_oom_group(g));
+
+	g_assert_cmpint(vmcg_group_oom_select(d, &v, &n), ==, 0);
+	g_assert_cmpuint(n, ==, 2);
+	g_assert_true((v[0] == g1 && v[1] == g2) || (v[0] == g2 && v[1] == g1));
+	free(v);
+
+	vmcg_group_set_oom_group(g, false);
+	g_assert_cmpint(vmcg_group_oom_select(d, &v, &n), ==, 0);
+	g_assert_cmpuint(n, ==, 1);
+	g_assert_true(v[0] == g1);
+	free(v);
+
+	g_assert_cmpint(vmcg_vm_set_oom_priority(g1, -1000), ==, 0);
+	g_assert_cmpint(vmcg_group_oom_select(d, &v, &n), ==, 0);
+	g_assert_true(v[0] == h1);
+	free(v);
+
+	/* oom.group above the domain does not widen it. */
+	vmcg_group_set_oom_group(d, true);
+	g_assert_cmpint(vmcg_group_oom_select(h, &v, &n), ==, 0);
+	g_assert_cmpuint(n, ==, 1);
+	g_assert_true(v[0] == h1);
+	free(v);
+
+	vmcg_vm_set_oom_eligible(h1, false);
+	vmcg_vm_set_oom_eligible(g2, false);
+	g_assert_cmpint(vmcg_group_oom_select(d, &v, &n), ==, -ESRCH);
+	g_assert_cmpint(vmcg_group_oom_select(vmcg_tree_root(t), &v, &n), ==, -ESRCH);
+	g_assert_null(v);
+	vmcg_tree_free(t);
+}
+
+static void test_knobs(void)
+{
+	VmcgTree *t;
+	VmcgGroup *g;
+
+	g_assert_cmpint(vmcg_tree_new(NULL, &t), ==, 0);
+	g = mk(t, "/g");
+	g_assert_cmpint(vmcg_group_set_min(g, 1), ==, 0);
+	g_assert_cmpint(vmcg_group_set_low(g, 2), ==, 0);
+	g_assert_cmpint(vmcg_group_set_high(g, 3), ==, 0);
+	g_assert_cmpint(vmcg_group_set_max(g, 4), ==, 0);
+	g_assert_cmpuint(vmcg_group_min(g), ==, 1);
+	g_assert_cmpuint(vmcg_group_low(g), ==, 2);
+	g_assert_cmpuint(vmcg_group_high(g), ==, 3);
+	g_assert_cmpuint(vmcg_group_max(g), ==, 4);
+	g_assert_cmpint(vmcg_group_set_oom_action(g, VMCG_OOM_PAUSE), ==, 0);
+	g_assert_cmpint(vmcg_group_oom_action(g), ==, VMCG_OOM_PAUSE);
+	g_assert_cmpint(vmcg_group_set_oom_action(g, (VmcgOomAction)7), ==, -EINVAL);
+	g_assert_cmpint(vmcg_group_oom_action(g), ==, VMCG_OOM_PAUSE);
+	g_assert_cmpint(vmcg_tree_set_stock_batch(t, 0), ==, -EINVAL);
+	g_assert_cmpint(vmcg_tree_set_stock_batch(t, VMCG_STOCK_BATCH_MAX + 1), ==, -EINVAL);
+	g_assert_cmpint(vmcg_tree_set_stock_batch(t, 16), ==, 0);
+	g_assert_cmpuint(vmcg_tree_stock_batch(t), ==, 16);
+	vmcg_tree_free(t);
+	g_assert_cmpint(vmcg_tree_new(&(VmcgTreeOptions){ .stock_batch = VMCG_STOCK_BATCH_MAX + 1 }, &t),
+			==, -EINVAL);
+	vmcg_tree_free(NULL);
+}
+
+int main(int argc, char **argv)
+{
+	g_test_init(&argc, &argv, NULL);
+	g_test_add_func("/group/path-syntax", test_path_syntax);
+	g_test_add_func("/group/create-lookup", test_create_lookup);
+	g_test_add_func("/group/iteration-order", test_iteration_order);
+	g_test_add_func("/group/remove", test_remove);
+	g_test_add_func("/group/move", test_group_move);
+	g_test_add_func("/group/move-too-deep", test_move_too_deep);
+	g_test_add_func("/group/stats", test_stats);
+	g_test_add_func("/group/plan-reclaim", test_plan_reclaim);
+	g_test_add_func("/group/oom-select", test_oom_select);
+	g_test_add_func("/group/knobs", test_knobs);
+	return g_test_run();
+}
