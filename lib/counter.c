@@ -130,7 +130,7 @@ bool vmcg_counter_try_charge_until(VmcgCounter *counter, VmcgCounter *stop, uint
 		 */
 		int64_t new = atomic_fetch_add(&c->usage, (int64_t)nr_pages) + (int64_t)nr_pages;
 
-		if ((uint64_t)new > atomic_load_explicit(&c->max, memory_order_relaxed)) {
+		if ((uint64_t) new > atomic_load_explicit(&c->max, memory_order_relaxed)) {
 			atomic_fetch_sub(&c->usage, (int64_t)nr_pages);
 			atomic_fetch_add_explicit(&c->failcnt, 1, memory_order_relaxed);
 			fail = c;

@@ -36,11 +36,8 @@ uint64_t vmcg_group_events(const VmcgGroup *group, VmcgEvent event, bool local)
 }
 
 static const char *const event_names[_VMCG_EVENT_COUNT] = {
-	[VMCG_EVENT_LOW] = "low",
-	[VMCG_EVENT_HIGH] = "high",
-	[VMCG_EVENT_MAX] = "max",
-	[VMCG_EVENT_OOM] = "oom",
-	[VMCG_EVENT_OOM_KILL] = "oom_kill",
+	[VMCG_EVENT_LOW] = "low", [VMCG_EVENT_HIGH] = "high",	      [VMCG_EVENT_MAX] = "max",
+	[VMCG_EVENT_OOM] = "oom", [VMCG_EVENT_OOM_KILL] = "oom_kill",
 };
 
 static const char *const oom_action_names[_VMCG_OOM_ACTION_COUNT] = {

@@ -99,19 +99,15 @@ void vmcg_counter_calculate_protection(VmcgCounter *root, VmcgCounter *counter, 
 
 	atomic_store_explicit(
 		&counter->emin,
-		vmcg_effective_protection(
-			usage, parent_usage, vmcg_counter_min(counter),
-			atomic_load_explicit(&parent->emin, memory_order_relaxed),
-			read_sum(&parent->children_min_usage),
-			recursive),
+		vmcg_effective_protection(usage, parent_usage, vmcg_counter_min(counter),
+					  atomic_load_explicit(&parent->emin, memory_order_relaxed),
+					  read_sum(&parent->children_min_usage), recursive),
 		memory_order_relaxed);
 
 	atomic_store_explicit(
 		&counter->elow,
-		vmcg_effective_protection(
-			usage, parent_usage, vmcg_counter_low(counter),
-			atomic_load_explicit(&parent->elow, memory_order_relaxed),
-			read_sum(&parent->children_low_usage),
-			recursive),
+		vmcg_effective_protection(usage, parent_usage, vmcg_counter_low(counter),
+					  atomic_load_explicit(&parent->elow, memory_order_relaxed),
+					  read_sum(&parent->children_low_usage), recursive),
 		memory_order_relaxed);
 }

@@ -93,8 +93,7 @@ static uint64_t calc_load_n(uint64_t load, uint64_t exp, uint64_t active, uint64
 }
 
 /* kernel/sched/psi.c, calc_avgs(): decay missed periods, then sample. */
-static void calc_avgs(uint64_t avg[3], uint64_t missed_periods, uint64_t time,
-		      uint64_t period)
+static void calc_avgs(uint64_t avg[3], uint64_t missed_periods, uint64_t time, uint64_t period)
 {
 	uint64_t pct;
 	int w;
@@ -133,8 +132,7 @@ static void update_averages(VmcgPsi *psi, uint64_t now_usec)
 	 * less the missed periods, which are decayed as zero samples.
 	 */
 	psi->avg_next_update_usec = expires + (1 + missed_periods) * VMCG_PSI_PERIOD_USEC;
-	period = now_usec - (psi->avg_last_update_usec +
-			     missed_periods * VMCG_PSI_PERIOD_USEC);
+	period = now_usec - (psi->avg_last_update_usec + missed_periods * VMCG_PSI_PERIOD_USEC);
 	psi->avg_last_update_usec = now_usec;
 
 	for (s = 0; s < _VMCG_PSI_STATE_COUNT; s++) {
@@ -282,16 +280,14 @@ int vmcg_psi_format(const VmcgPsi *psi, char *buf, size_t size)
 		int n;
 
 		/* psi_show()'s format; the kernel's total is nsec / 1000. */
-		n = snprintf(size > len ? buf + len : NULL, size > len ? size - len : 0,
-			     "%s avg10=%llu.%02llu avg60=%llu.%02llu avg300=%llu.%02llu total=%llu\n",
-			     s == VMCG_PSI_FULL ? "full" : "some",
-			     (unsigned long long)LOAD_INT(avg[0]),
-			     (unsigned long long)LOAD_FRAC(avg[0]),
-			     (unsigned long long)LOAD_INT(avg[1]),
-			     (unsigned long long)LOAD_FRAC(avg[1]),
-			     (unsigned long long)LOAD_INT(avg[2]),
-			     (unsigned long long)LOAD_FRAC(avg[2]),
-			     (unsigned long long)psi->total_usec[s]);
+		n = snprintf(
+			size > len ? buf + len : NULL, size > len ? size - len : 0,
+			"%s avg10=%llu.%02llu avg60=%llu.%02llu avg300=%llu.%02llu total=%llu\n",
+			s == VMCG_PSI_FULL ? "full" : "some", (unsigned long long)LOAD_INT(avg[0]),
+			(unsigned long long)LOAD_FRAC(avg[0]), (unsigned long long)LOAD_INT(avg[1]),
+			(unsigned long long)LOAD_FRAC(avg[1]), (unsigned long long)LOAD_INT(avg[2]),
+			(unsigned long long)LOAD_FRAC(avg[2]),
+			(unsigned long long)psi->total_usec[s]);
 		/* Fails only on an encoding error, impossible in ASCII. */
 		if (n < 0)
 			return -ENOSPC;

@@ -44,8 +44,7 @@ static const char *const vmpressure_str_modes[] = {
 
 static bool vmpressure_level_valid(VmcgVmpressureLevel level)
 {
-	return (int)level >= VMCG_VMPRESSURE_LOW &&
-	       (int)level <= VMCG_VMPRESSURE_CRITICAL;
+	return (int)level >= VMCG_VMPRESSURE_LOW && (int)level <= VMCG_VMPRESSURE_CRITICAL;
 }
 
 static bool vmpressure_mode_valid(VmcgVmpressureMode mode)
@@ -117,8 +116,8 @@ VmcgVmpressureLevel vmcg_vmpressure_calc_level(uint64_t scanned, uint64_t reclai
  * Returns true if any listener fired, which stops DEFAULT
  * (VMPRESSURE_NO_PASSTHROUGH) listeners further up.
  */
-static bool vmpressure_event(VmcgVmpressure *vmpr, VmcgVmpressureLevel level,
-			     bool ancestor, bool signalled)
+static bool vmpressure_event(VmcgVmpressure *vmpr, VmcgVmpressureLevel level, bool ancestor,
+			     bool signalled)
 {
 	VmcgVmpressureListener *l, *next;
 	bool ret = false;
@@ -231,8 +230,7 @@ int vmcg_vmpressure_register(VmcgVmpressure *vmpr, VmcgVmpressureListener *l)
 {
 	VmcgVmpressureListener *it;
 
-	if (!l || !l->fn || !vmpressure_level_valid(l->level) ||
-	    !vmpressure_mode_valid(l->mode))
+	if (!l || !l->fn || !vmpressure_level_valid(l->level) || !vmpressure_mode_valid(l->mode))
 		return -EINVAL;
 
 	/* Linking a listener twice would make the list a cycle. */

@@ -113,8 +113,7 @@ void vmcg_counter_charge(VmcgCounter *counter, uint64_t nr_pages);
  * a compare-and-swap per level: a large charge that fails may briefly lock
  * out a racing smaller one, an error bounded by the larger charge.
  */
-bool vmcg_counter_try_charge(VmcgCounter *counter, uint64_t nr_pages,
-			     VmcgCounter **ret_fail);
+bool vmcg_counter_try_charge(VmcgCounter *counter, uint64_t nr_pages, VmcgCounter **ret_fail);
 
 /**
  * vmcg_counter_try_charge_until() - vmcg_counter_try_charge() that stops
@@ -123,12 +122,11 @@ bool vmcg_counter_try_charge(VmcgCounter *counter, uint64_t nr_pages,
  * Used to move a charge between subtrees: the levels at and above the common
  * ancestor keep their usage.
  */
-bool vmcg_counter_try_charge_until(VmcgCounter *counter, VmcgCounter *stop,
-				   uint64_t nr_pages, VmcgCounter **ret_fail);
+bool vmcg_counter_try_charge_until(VmcgCounter *counter, VmcgCounter *stop, uint64_t nr_pages,
+				   VmcgCounter **ret_fail);
 
 /** vmcg_counter_charge_until() - vmcg_counter_charge() that stops below @stop. */
-void vmcg_counter_charge_until(VmcgCounter *counter, VmcgCounter *stop,
-			       uint64_t nr_pages);
+void vmcg_counter_charge_until(VmcgCounter *counter, VmcgCounter *stop, uint64_t nr_pages);
 
 /**
  * vmcg_counter_uncharge() - take @nr_pages out of @counter and its ancestors
@@ -143,8 +141,7 @@ void vmcg_counter_charge_until(VmcgCounter *counter, VmcgCounter *stop,
 int vmcg_counter_uncharge(VmcgCounter *counter, uint64_t nr_pages);
 
 /** vmcg_counter_uncharge_until() - vmcg_counter_uncharge() that stops below @stop. */
-int vmcg_counter_uncharge_until(VmcgCounter *counter, VmcgCounter *stop,
-				uint64_t nr_pages);
+int vmcg_counter_uncharge_until(VmcgCounter *counter, VmcgCounter *stop, uint64_t nr_pages);
 
 /**
  * vmcg_counter_set_max() - set the hard limit
@@ -207,8 +204,7 @@ void vmcg_counter_reset_peak(VmcgCounter *counter);
  * parent's freshly computed emin/elow, so call it top-down over the subtree
  * of @root (vmcg_tree_calculate_protection() does).
  */
-void vmcg_counter_calculate_protection(VmcgCounter *root, VmcgCounter *counter,
-				       bool recursive);
+void vmcg_counter_calculate_protection(VmcgCounter *root, VmcgCounter *counter, bool recursive);
 
 /**
  * vmcg_effective_protection() - the kernel's effective_protection(), exposed
@@ -217,8 +213,8 @@ void vmcg_counter_calculate_protection(VmcgCounter *root, VmcgCounter *counter,
  * siblings (itself included) use @siblings_protected of their declared
  * protection.
  */
-uint64_t vmcg_effective_protection(uint64_t usage, uint64_t parent_usage,
-				   uint64_t setting, uint64_t parent_effective,
-				   uint64_t siblings_protected, bool recursive);
+uint64_t vmcg_effective_protection(uint64_t usage, uint64_t parent_usage, uint64_t setting,
+				   uint64_t parent_effective, uint64_t siblings_protected,
+				   bool recursive);
 
 #endif

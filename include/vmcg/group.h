@@ -43,16 +43,16 @@ typedef struct VmcgVm VmcgVm;
 
 /* Limits on names and paths: generous, but bounded because they come from
  * API requests, config files and XML. */
-#define VMCG_NAME_MAX 64    /* one component, bytes, [A-Za-z0-9_.-], not "." or ".." */
-#define VMCG_DEPTH_MAX 16   /* components below "/" */
+#define VMCG_NAME_MAX 64     /* one component, bytes, [A-Za-z0-9_.-], not "." or ".." */
+#define VMCG_DEPTH_MAX 16    /* components below "/" */
 #define VMCG_VM_NAME_MAX 128 /* libvirt domain names can be long */
 
 /* memory.events keys, in the kernel's order. */
 typedef enum VmcgEvent {
-	VMCG_EVENT_LOW = 0, /* reclaimed while under memory.low (low reclaim pass) */
-	VMCG_EVENT_HIGH,    /* throttled/reclaimed for being over memory.high */
-	VMCG_EVENT_MAX,     /* a charge was about to exceed memory.max */
-	VMCG_EVENT_OOM,     /* at max and reclaim could not make room */
+	VMCG_EVENT_LOW = 0,  /* reclaimed while under memory.low (low reclaim pass) */
+	VMCG_EVENT_HIGH,     /* throttled/reclaimed for being over memory.high */
+	VMCG_EVENT_MAX,	     /* a charge was about to exceed memory.max */
+	VMCG_EVENT_OOM,	     /* at max and reclaim could not make room */
 	VMCG_EVENT_OOM_KILL, /* a VM of this group was acted on by the OOM path */
 	_VMCG_EVENT_COUNT,
 } VmcgEvent;
@@ -60,20 +60,20 @@ typedef enum VmcgEvent {
 /* What the OOM path does to its victims. The engine only records it. */
 typedef enum VmcgOomAction {
 	VMCG_OOM_NOTIFY = 0, /* count and tell; touch nothing */
-	VMCG_OOM_PAUSE,      /* stop the VM's vCPUs */
+	VMCG_OOM_PAUSE,	     /* stop the VM's vCPUs */
 	VMCG_OOM_DESTROY,    /* kill the VM */
 	_VMCG_OOM_ACTION_COUNT,
 } VmcgOomAction;
 
 /* memory.stat items, in pages. */
 typedef enum VmcgStat {
-	VMCG_STAT_GUEST = 0,     /* guest RAM charged (excl. overhead and stock credit) */
-	VMCG_STAT_OVERHEAD,      /* VMM overhead (the kmem analog), counted or not */
-	VMCG_STAT_STOCK,         /* pre-charged credit held in per-vCPU stocks */
-	VMCG_STAT_BALLOONED,     /* set by the caller: balloon size */
+	VMCG_STAT_GUEST = 0,	 /* guest RAM charged (excl. overhead and stock credit) */
+	VMCG_STAT_OVERHEAD,	 /* VMM overhead (the kmem analog), counted or not */
+	VMCG_STAT_STOCK,	 /* pre-charged credit held in per-vCPU stocks */
+	VMCG_STAT_BALLOONED,	 /* set by the caller: balloon size */
 	VMCG_STAT_REPORTED_FREE, /* set by the caller: freed via free-page reporting */
-	VMCG_STAT_GUEST_FREE,    /* set by the caller: guest's own free memory */
-	VMCG_STAT_GUEST_CACHE,   /* set by the caller: guest page cache */
+	VMCG_STAT_GUEST_FREE,	 /* set by the caller: guest's own free memory */
+	VMCG_STAT_GUEST_CACHE,	 /* set by the caller: guest page cache */
 	_VMCG_STAT_COUNT,
 } VmcgStat;
 
@@ -82,7 +82,7 @@ typedef enum VmcgStat {
 
 typedef struct VmcgTreeOptions {
 	bool recursive_protection; /* memory_recursiveprot */
-	uint32_t stock_batch;      /* 0: VMCG_STOCK_BATCH_DEFAULT */
+	uint32_t stock_batch;	   /* 0: VMCG_STOCK_BATCH_DEFAULT */
 } VmcgTreeOptions;
 
 /*
@@ -172,8 +172,7 @@ int vmcg_group_remove(VmcgGroup *group, unsigned flags);
  * tree), -ENOMEM (a new ancestor would exceed its max: *@ret_over is it,
  * nothing changed; VMCG_MOVE_FORCE charges anyway).
  */
-int vmcg_group_move(VmcgGroup *group, VmcgGroup *new_parent, unsigned flags,
-		    VmcgGroup **ret_over);
+int vmcg_group_move(VmcgGroup *group, VmcgGroup *new_parent, unsigned flags, VmcgGroup **ret_over);
 
 const char *vmcg_group_path(const VmcgGroup *group);
 const char *vmcg_group_name(const VmcgGroup *group);
@@ -309,7 +308,7 @@ void vmcg_vm_free(VmcgVm *vm);
 /** vmcg_vm_lookup() - 0, -ENOENT. */
 int vmcg_vm_lookup(VmcgTree *tree, const char *name, VmcgVm **ret);
 VmcgVm *vmcg_tree_first_vm(VmcgTree *tree);
-VmcgVm *vmcg_vm_next(const VmcgVm *vm);          /* in the tree */
+VmcgVm *vmcg_vm_next(const VmcgVm *vm);		 /* in the tree */
 VmcgVm *vmcg_vm_next_in_group(const VmcgVm *vm); /* in its group */
 
 /**
@@ -377,7 +376,7 @@ void vmcg_vm_drain_stocks(VmcgVm *vm);
 
 /* ---- names ---- */
 
-const char *vmcg_event_to_string(VmcgEvent event);    /* "low" ... "oom_kill" */
+const char *vmcg_event_to_string(VmcgEvent event); /* "low" ... "oom_kill" */
 int vmcg_event_from_string(const char *s, VmcgEvent *ret);
 const char *vmcg_oom_action_to_string(VmcgOomAction action); /* "notify" "pause" "destroy" */
 int vmcg_oom_action_from_string(const char *s, VmcgOomAction *ret);

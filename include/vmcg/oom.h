@@ -33,8 +33,8 @@
 typedef struct VmcgOomCandidate {
 	uint64_t usage_pages;
 	uint64_t protection_pages; /* effective protection, max(emin, elow) */
-	int32_t priority;          /* oom_score_adj analog */
-	bool eligible;             /* false: already paused/dying, skip it */
+	int32_t priority;	   /* oom_score_adj analog */
+	bool eligible;		   /* false: already paused/dying, skip it */
 } VmcgOomCandidate;
 
 /**
@@ -52,7 +52,6 @@ int64_t vmcg_oom_badness(const VmcgOomCandidate *c, uint64_t total_pages);
  * @n == 0); -EINVAL if @n > 0 and @c is NULL, or @ret_index is NULL.
  * Points are compared exactly, before the saturation of vmcg_oom_badness().
  */
-int vmcg_oom_select(const VmcgOomCandidate *c, size_t n, uint64_t total_pages,
-		    size_t *ret_index);
+int vmcg_oom_select(const VmcgOomCandidate *c, size_t n, uint64_t total_pages, size_t *ret_index);
 
 #endif

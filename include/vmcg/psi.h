@@ -36,9 +36,9 @@ typedef struct VmcgPsi {
 	uint32_t nr_active;  /* non-idle vCPUs */
 	uint32_t nr_stalled; /* of those, stalled */
 	uint64_t state_start_usec;
-	uint64_t total_usec[_VMCG_PSI_STATE_COUNT];     /* all stall time */
+	uint64_t total_usec[_VMCG_PSI_STATE_COUNT];	/* all stall time */
 	uint64_t avg_total_usec[_VMCG_PSI_STATE_COUNT]; /* folded into avg[] */
-	uint64_t avg[_VMCG_PSI_STATE_COUNT][3];         /* fixed point, FSHIFT 11, percent */
+	uint64_t avg[_VMCG_PSI_STATE_COUNT][3];		/* fixed point, FSHIFT 11, percent */
 	uint64_t avg_last_update_usec;
 	uint64_t avg_next_update_usec;
 	bool started;

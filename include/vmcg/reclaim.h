@@ -52,14 +52,14 @@ typedef struct VmcgReclaimTarget {
 } VmcgReclaimTarget;
 
 typedef struct VmcgReclaimResult {
-	uint64_t take_pages;  /* ask this many pages of the VM */
-	bool low_breached;    /* gives pages in pass 2 (then at or below elow) */
+	uint64_t take_pages; /* ask this many pages of the VM */
+	bool low_breached;   /* gives pages in pass 2 (then at or below elow) */
 } VmcgReclaimResult;
 
 typedef struct VmcgReclaimSummary {
-	uint64_t planned_pages;   /* sum of take_pages */
+	uint64_t planned_pages;	  /* sum of take_pages */
 	uint64_t shortfall_pages; /* nr_to_reclaim - planned_pages */
-	bool low_reclaim;         /* pass 2 ran (and so took pages) */
+	bool low_reclaim;	  /* pass 2 ran (and so took pages) */
 } VmcgReclaimSummary;
 
 /**

@@ -54,8 +54,8 @@ typedef struct VmcgStock VmcgStock;
 struct VmcgStock {
 	/* Owner-written: one line per stock so that two vCPUs never share one. */
 	alignas(VMCG_CACHELINE) _Atomic int64_t nr_pages; /* relaxed: others only read it */
-	uint64_t seen_gen;                  /* drain generation last acted on */
-	const _Atomic uint64_t *drain_gen;  /* the VM's */
+	uint64_t seen_gen;				  /* drain generation last acted on */
+	const _Atomic uint64_t *drain_gen;		  /* the VM's */
 	VmcgVm *vm;
 	uint32_t batch;
 	uint64_t refills; /* misses that charged the hierarchy */

@@ -42,16 +42,15 @@ typedef enum VmcgVmpressureLevel {
 /* The kernel's enum vmpressure_modes and their memory.pressure_level names. */
 typedef enum VmcgVmpressureMode {
 	VMCG_VMPRESSURE_MODE_DEFAULT = 0, /* "default": VMPRESSURE_NO_PASSTHROUGH */
-	VMCG_VMPRESSURE_MODE_HIERARCHY,   /* "hierarchy" */
-	VMCG_VMPRESSURE_MODE_LOCAL,       /* "local" */
+	VMCG_VMPRESSURE_MODE_HIERARCHY,	  /* "hierarchy" */
+	VMCG_VMPRESSURE_MODE_LOCAL,	  /* "local" */
 } VmcgVmpressureMode;
 
 typedef struct VmcgVmpressure VmcgVmpressure;
 typedef struct VmcgVmpressureListener VmcgVmpressureListener;
 
 /* @vmpr is the group whose listener fires; @level the level of the window. */
-typedef void (*VmcgVmpressureFn)(VmcgVmpressure *vmpr, VmcgVmpressureLevel level,
-				 void *userdata);
+typedef void (*VmcgVmpressureFn)(VmcgVmpressure *vmpr, VmcgVmpressureLevel level, void *userdata);
 
 /*
  * Caller-owned listener (no allocation in the engine): fill in fn, userdata,

@@ -420,8 +420,9 @@ static void test_knobs(void)
 	g_assert_cmpint(vmcg_tree_set_stock_batch(t, 16), ==, 0);
 	g_assert_cmpuint(vmcg_tree_stock_batch(t), ==, 16);
 	vmcg_tree_free(t);
-	g_assert_cmpint(vmcg_tree_new(&(VmcgTreeOptions){ .stock_batch = VMCG_STOCK_BATCH_MAX + 1 }, &t),
-			==, -EINVAL);
+	g_assert_cmpint(
+		vmcg_tree_new(&(VmcgTreeOptions){ .stock_batch = VMCG_STOCK_BATCH_MAX + 1 }, &t),
+		==, -EINVAL);
 	vmcg_tree_free(NULL);
 }
 

@@ -116,9 +116,8 @@ static uint64_t total_of(const VmcgPsi *psi, VmcgPsiState s)
 
 static void test_init(void)
 {
-	static const char zero[] =
-		"some avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
-		"full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n";
+	static const char zero[] = "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
+				   "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n";
 	VmcgPsi psi;
 	char buf[160];
 
@@ -376,8 +375,8 @@ static void test_avg_missed_periods_decay(void)
 
 	ref_sample(expect, 100);
 	for (w = 0; w < 3; w++)
-		expect[w] = ref_calc_load(ref_calc_load_n(expect[w], ref_exp[w], 0, 3),
-					  ref_exp[w], 0);
+		expect[w] =
+			ref_calc_load(ref_calc_load_n(expect[w], ref_exp[w], 0, 3), ref_exp[w], 0);
 	g_assert_cmpmem(expect, sizeof(expect), literal, sizeof(literal));
 	assert_avg(&psi, VMCG_PSI_SOME, expect);
 	assert_avg(&psi, VMCG_PSI_FULL, expect);
@@ -495,10 +494,9 @@ static void test_read_agrees_with_format(void)
 					 "total=%" G_GUINT64_FORMAT "\n"
 					 "full avg10=%u.%02u avg60=%u.%02u avg300=%u.%02u "
 					 "total=%" G_GUINT64_FORMAT "\n",
-					 s[0] / 100, s[0] % 100, s[1] / 100, s[1] % 100,
-					 s[2] / 100, s[2] % 100, st,
-					 f[0] / 100, f[0] % 100, f[1] / 100, f[1] % 100,
-					 f[2] / 100, f[2] % 100, ft);
+					 s[0] / 100, s[0] % 100, s[1] / 100, s[1] % 100, s[2] / 100,
+					 s[2] % 100, st, f[0] / 100, f[0] % 100, f[1] / 100,
+					 f[1] % 100, f[2] / 100, f[2] % 100, ft);
 		g_assert_cmpint(vmcg_psi_format(&psi, buf, sizeof(buf)), ==, (int)strlen(expect));
 		g_assert_cmpstr(buf, ==, expect);
 	}
@@ -595,9 +593,8 @@ static void test_einval_full_exceeds_some(void)
 
 static void test_format_exact(void)
 {
-	static const char expect[] =
-		"some avg10=18.11 avg60=3.27 avg300=0.68 total=2000000\n"
-		"full avg10=9.05 avg60=1.63 avg300=0.34 total=1000000\n";
+	static const char expect[] = "some avg10=18.11 avg60=3.27 avg300=0.68 total=2000000\n"
+				     "full avg10=9.05 avg60=1.63 avg300=0.34 total=1000000\n";
 	VmcgPsi psi;
 	char buf[160];
 
@@ -619,9 +616,8 @@ static void test_format_exact(void)
 
 static void test_format_enospc(void)
 {
-	static const char expect[] =
-		"some avg10=0.00 avg60=0.00 avg300=0.00 total=42\n"
-		"full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n";
+	static const char expect[] = "some avg10=0.00 avg60=0.00 avg300=0.00 total=42\n"
+				     "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n";
 	const int len = (int)strlen(expect);
 	VmcgPsi psi;
 	char buf[160];

@@ -108,7 +108,10 @@ static void test_near_max(void)
  */
 static void test_hidden_bound(void)
 {
-	enum { N = 4, B = 16 };
+	enum {
+		N = 4,
+		B = 16
+	};
 	VmcgTree *t;
 	VmcgVm *vm;
 	VmcgStock *s[N];
@@ -299,7 +302,8 @@ static void test_stress(void)
 		pthread_join(th[i], NULL);
 	g_assert_cmpuint(moves, >, 0);
 
-	for (pos = vmcg_tree_root(t); pos; pos = vmcg_group_next_descendant(pos, vmcg_tree_root(t))) {
+	for (pos = vmcg_tree_root(t); pos;
+	     pos = vmcg_group_next_descendant(pos, vmcg_tree_root(t))) {
 		g_assert_cmpint(atomic_load(&vmcg_group_counter(pos)->usage), ==, 0);
 		g_assert_cmpuint(atomic_load(&vmcg_group_counter(pos)->underflows), ==, 0);
 	}

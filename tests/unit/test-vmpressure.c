@@ -28,7 +28,7 @@ typedef struct Probe {
 	VmcgVmpressureListener l;
 	const char *name;
 	VmcgVmpressure *group; /* where it is registered */
-	GString *log;          /* shared by all probes of one test */
+	GString *log;	       /* shared by all probes of one test */
 	unsigned int count;
 	VmcgVmpressureLevel last_level;
 } Probe;
@@ -219,8 +219,7 @@ static void test_window_consumed_whole(void)
 
 	/* An overshoot is not carried into the next window. */
 	vmcg_vmpressure_init(&g, NULL);
-	g_assert_cmpint(vmcg_vmpressure_account(&g, 1, WIN + 100, 0), ==,
-			VMCG_VMPRESSURE_CRITICAL);
+	g_assert_cmpint(vmcg_vmpressure_account(&g, 1, WIN + 100, 0), ==, VMCG_VMPRESSURE_CRITICAL);
 	g_assert_cmpuint(g.tree_scanned, ==, 0);
 	g_assert_cmpint(vmcg_vmpressure_account(&g, 2, WIN - 1, 0), ==, VMCG_VMPRESSURE_NONE);
 }
@@ -469,8 +468,7 @@ static void test_delivery_open_window_silent(void)
 	/* Nothing is delivered until the window completes. */
 	tree_init(&t);
 	probe_add(&leaf, t.log, &t.leaf, "leaf", VMCG_VMPRESSURE_LOW, VMCG_VMPRESSURE_MODE_DEFAULT);
-	g_assert_cmpint(vmcg_vmpressure_account(&t.leaf, 1, WIN - 1, 0), ==,
-			VMCG_VMPRESSURE_NONE);
+	g_assert_cmpint(vmcg_vmpressure_account(&t.leaf, 1, WIN - 1, 0), ==, VMCG_VMPRESSURE_NONE);
 	g_assert_cmpuint(leaf.count, ==, 0);
 	g_assert_cmpint(vmcg_vmpressure_account(&t.leaf, 2, 1, 0), ==, VMCG_VMPRESSURE_CRITICAL);
 	g_assert_cmpuint(leaf.count, ==, 1);
@@ -514,7 +512,9 @@ static void test_register_rejects(void)
 {
 	VmcgVmpressure g;
 	VmcgVmpressureListener good = {
-		.fn = probe_fn, .level = VMCG_VMPRESSURE_LOW, .mode = VMCG_VMPRESSURE_MODE_LOCAL,
+		.fn = probe_fn,
+		.level = VMCG_VMPRESSURE_LOW,
+		.mode = VMCG_VMPRESSURE_MODE_LOCAL,
 	};
 	VmcgVmpressureListener l;
 
@@ -600,8 +600,7 @@ static void test_level_hold_expiry(void)
 	vmcg_vmpressure_init(&g, NULL);
 	g_assert_cmpint(vmcg_vmpressure_level(&g, 0, hold), ==, VMCG_VMPRESSURE_NONE);
 
-	g_assert_cmpint(vmcg_vmpressure_account(&g, 1000000, WIN, 0), ==,
-			VMCG_VMPRESSURE_CRITICAL);
+	g_assert_cmpint(vmcg_vmpressure_account(&g, 1000000, WIN, 0), ==, VMCG_VMPRESSURE_CRITICAL);
 	g_assert_cmpuint(g.last_usec, ==, 1000000);
 	g_assert_cmpint(vmcg_vmpressure_level(&g, 1000000, hold), ==, VMCG_VMPRESSURE_CRITICAL);
 	g_assert_cmpint(vmcg_vmpressure_level(&g, 1000000 + hold, hold), ==,
@@ -670,8 +669,10 @@ static void test_level_visible_in_callback(void)
 	VmcgVmpressure root, leaf;
 	uint64_t now = 4242;
 	VmcgVmpressureListener l = {
-		.fn = read_level_fn, .userdata = &now,
-		.level = VMCG_VMPRESSURE_LOW, .mode = VMCG_VMPRESSURE_MODE_HIERARCHY,
+		.fn = read_level_fn,
+		.userdata = &now,
+		.level = VMCG_VMPRESSURE_LOW,
+		.mode = VMCG_VMPRESSURE_MODE_HIERARCHY,
 	};
 
 	/* An ancestor's listener already reads the new level. */

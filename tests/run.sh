@@ -1,0 +1,73 @@
+#!/bin/sh
+# Install what is needed, build, and run every test of vmcg:
+#   1. the unit suite (and the other default suites) in a normal build,
+#   2. the unit suite again under ASan + UBSan,
+#   3. the unit suite again under valgrind memcheck,
+# then print one line counting every test case of every phase:
+#   N passed, N failed, N skipped
+# Exit status 0 only if nothing failed.
+#
+# Environment: VMCG_SKIP_DEPS=1 skips the package check (for hosts where
+# you manage packages yourself); BUILD_ROOT sets where builds go (default:
+# the source tree's build*/ directories).
+set -u
+
+src=$(cd "$(dirname "$0")/.." && pwd)
+root=${BUILD_ROOT:-$src}
+cd "$src"
+
+if [ "${VMCG_SKIP_DEPS:-0}" != 1 ]; then
+	./scripts/install-deps.sh || exit 1
+fi
+
+logs=""
+status=0
+
+setup() { # dir, extra meson options...
+	dir=$1
+	shift
+	if [ ! -f "$dir/build.ninja" ]; then
+		meson setup "$dir" --werror "$@" >"$dir.setup.log" 2>&1 || {
+			cat "$dir.setup.log"
+			return 1
+		}
+	fi
+	ninja -C "$dir" >"$dir.build.log" 2>&1 || {
+		cat "$dir.build.log"
+		return 1
+	}
+}
+
+phase() { # label, build dir, meson test args...
+	label=$1
+	dir=$2
+	shift 2
+	echo "=== $label"
+	meson test -C "$dir" --no-rebuild --print-errorlogs --logbase "$label" "$@" ||
+		status=1
+	logs="$logs $label=$dir/meson-logs/$label.json"
+}
+
+mkdir -p "$root"
+if setup "$root/build"; then
+	phase unit "$root/build" --suite unit --suite style
+	phase valgrind "$root/build" --suite unit --setup valgrind
+else
+	status=1
+	logs="$logs unit=/nonexistent valgrind=/nonexistent"
+fi
+
+if setup "$root/build-asan" -Db_sanitize=address,undefined -Db_lundef=false \
+	-Dbuildtype=debug; then
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		phase asan "$root/build-asan" --suite unit
+else
+	status=1
+	logs="$logs asan=/nonexistent"
+fi
+
+echo "=== summary"
+# shellcheck disable=SC2086
+python3 tests/summarize.py $logs || status=1
+exit $status
