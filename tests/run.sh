@@ -38,30 +38,39 @@ setup() { # dir, extra meson options...
 	}
 }
 
-phase() { # label, build dir, meson test args...
+phase() { # label, build dir, test setup or "-", meson test args...
 	label=$1
 	dir=$2
-	shift 2
+	setup=$3
+	shift 3
 	echo "=== $label"
-	meson test -C "$dir" --no-rebuild --print-errorlogs --logbase "$label" "$@" ||
-		status=1
-	logs="$logs $label=$dir/meson-logs/$label.json"
+	if [ "$setup" = - ]; then
+		json=$dir/meson-logs/$label.json
+		meson test -C "$dir" --no-rebuild --print-errorlogs --logbase "$label" "$@" ||
+			status=1
+	else
+		# meson appends the setup's name to the log's base name
+		json=$dir/meson-logs/$label-$setup.json
+		meson test -C "$dir" --no-rebuild --print-errorlogs --logbase "$label" \
+			--setup "$setup" "$@" || status=1
+	fi
+	logs="$logs $label=$json"
 }
 
 mkdir -p "$root"
 if setup "$root/build"; then
-	phase unit "$root/build" --suite unit --suite style
-	phase valgrind "$root/build" --suite unit --setup valgrind
+	phase unit "$root/build" - --suite unit --suite style
+	phase memcheck "$root/build" valgrind --suite unit
 else
 	status=1
-	logs="$logs unit=/nonexistent valgrind=/nonexistent"
+	logs="$logs unit=/nonexistent memcheck=/nonexistent"
 fi
 
 if setup "$root/build-asan" -Db_sanitize=address,undefined -Db_lundef=false \
 	-Dbuildtype=debug; then
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-		phase asan "$root/build-asan" --suite unit
+		phase asan "$root/build-asan" - --suite unit
 else
 	status=1
 	logs="$logs asan=/nonexistent"
