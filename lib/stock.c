@@ -80,6 +80,18 @@ void vmcg_stock_drain(VmcgStock *s)
 	s->seen_gen = atomic_load_explicit(s->drain_gen, memory_order_acquire);
 }
 
+/*
+ * The stock would hold @nr > batch: give it all back, as refill_stock()
+ * does. Draining to zero rather than to the batch is the hysteresis that
+ * makes a run of uncharges walk the tree once per batch instead of once per
+ * page; the charges that follow refill with a whole batch again.
+ */
+static int trim(VmcgStock *s, int64_t nr)
+{
+	atomic_store_explicit(&s->nr_pages, 0, memory_order_relaxed);
+	return vmcg_vm_uncharge(s->vm, (uint64_t)nr);
+}
+
 int vmcg_stock_charge_slow(VmcgStock *s, uint32_t nr_pages, VmcgGroup **ret_over)
 {
 	uint64_t batch = s->batch > nr_pages ? s->batch : nr_pages;
@@ -116,11 +128,8 @@ int vmcg_stock_charge_slow(VmcgStock *s, uint32_t nr_pages, VmcgGroup **ret_over
 charged:
 	nr = atomic_load_explicit(&s->nr_pages, memory_order_relaxed) + (int64_t)(batch - nr_pages);
 	atomic_store_explicit(&s->nr_pages, nr, memory_order_relaxed);
-	if (nr > (int64_t)s->batch) {
-		/* Keep at most a batch: the documented bound on hidden charge. */
-		atomic_store_explicit(&s->nr_pages, s->batch, memory_order_relaxed);
-		(void)vmcg_vm_uncharge(s->vm, (uint64_t)(nr - s->batch));
-	}
+	if (nr > (int64_t)s->batch)
+		return trim(s, nr);
 	return 0;
 }
 
@@ -134,7 +143,5 @@ int vmcg_stock_uncharge_slow(VmcgStock *s, uint32_t nr_pages)
 		atomic_store_explicit(&s->nr_pages, nr, memory_order_relaxed);
 		return 0;
 	}
-	/* refill_stock() above the batch: the surplus goes back at once. */
-	atomic_store_explicit(&s->nr_pages, s->batch, memory_order_relaxed);
-	return vmcg_vm_uncharge(s->vm, (uint64_t)(nr - s->batch));
+	return trim(s, nr);
 }

@@ -10,8 +10,9 @@
  * generation: no atomic read-modify-write, no shared line written. A miss
  * charges max(batch, nr) pages up the hierarchy (retrying with exactly nr
  * if the batch would break a max, as try_charge() does) and keeps the
- * surplus. Uncharges go back into the stock; whatever then exceeds the
- * batch is uncharged at once.
+ * surplus. Uncharges go back into the stock; when it would exceed the
+ * batch, the whole stock is uncharged at once, as refill_stock() does, so
+ * that a run of uncharges walks the tree once per batch, not once per page.
  *
  * Bound on charge hidden in stocks: after every operation a stock holds at
  * most `batch` pages, so a VM's counter can exceed the pages its guest
