@@ -63,7 +63,7 @@ struct VmcgVm {
 	/*
 	 * Read by every stock hit of every vCPU of this VM and written only
 	 * by drain requests: its own line, so it stays shared-clean in every
-	 * vCPU's cache. The gate below is written on every stock miss.
+	 * vCPU's cache. The gate below is written by direct charges.
 	 */
 	alignas(VMCG_CACHELINE) _Atomic uint64_t drain_gen;
 
@@ -95,8 +95,10 @@ struct VmcgVm {
 /* vm.c: charge walks that may cross a move. */
 void vmcg_vm_gate_close(VmcgVm *vm);
 void vmcg_vm_gate_open(VmcgVm *vm);
-/* vmcg_vm_try_charge() without the "max" event (a stock's batch attempt). */
-bool vmcg_vm_try_charge_quiet(VmcgVm *vm, uint64_t nr_pages, VmcgCounter **ret_fail);
+/* Charge walks through a given gate (the VM's or one of its stocks'); no event. */
+bool vmcg_vm_try_charge_gated(VmcgVm *vm, _Atomic uint32_t *gate, uint64_t nr_pages,
+			      VmcgCounter **ret_fail);
+int vmcg_vm_uncharge_gated(VmcgVm *vm, _Atomic uint32_t *gate, uint64_t nr_pages);
 
 /* group.c */
 void *vmcg_zalloc_aligned(size_t size);

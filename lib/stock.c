@@ -20,6 +20,7 @@ int vmcg_stock_new(VmcgVm *vm, uint32_t batch, VmcgStock **ret)
 	if (!s)
 		return -ENOMEM;
 	atomic_init(&s->nr_pages, 0);
+	atomic_init(&s->gate, 0);
 	s->vm = vm;
 	s->batch = batch;
 	s->drain_gen = &vm->drain_gen;
@@ -42,7 +43,7 @@ static int drain(VmcgStock *s)
 	if (nr <= 0)
 		return 0;
 	atomic_store_explicit(&s->nr_pages, 0, memory_order_relaxed);
-	return vmcg_vm_uncharge(s->vm, (uint64_t)nr);
+	return vmcg_vm_uncharge_gated(s->vm, &s->gate, (uint64_t)nr);
 }
 
 /* Act on a pending drain request, if any. */
@@ -89,14 +90,14 @@ void vmcg_stock_drain(VmcgStock *s)
 static int trim(VmcgStock *s, int64_t nr)
 {
 	atomic_store_explicit(&s->nr_pages, 0, memory_order_relaxed);
-	return vmcg_vm_uncharge(s->vm, (uint64_t)nr);
+	return vmcg_vm_uncharge_gated(s->vm, &s->gate, (uint64_t)nr);
 }
 
 int vmcg_stock_charge_slow(VmcgStock *s, uint32_t nr_pages, VmcgGroup **ret_over)
 {
 	uint64_t batch = s->batch > nr_pages ? s->batch : nr_pages;
+	VmcgCounter *fail;
 	int64_t nr;
-	int r;
 
 	drain_if_requested(s);
 	nr = atomic_load_explicit(&s->nr_pages, memory_order_relaxed);
@@ -113,18 +114,17 @@ int vmcg_stock_charge_slow(VmcgStock *s, uint32_t nr_pages, VmcgGroup **ret_over
 	 */
 	s->refills++;
 	if (batch > nr_pages) {
-		VmcgCounter *fail;
-		bool ok;
-
-		/* Same as vmcg_vm_try_charge() but without counting the event. */
-		ok = vmcg_vm_try_charge_quiet(s->vm, batch, &fail);
-		if (ok)
+		if (vmcg_vm_try_charge_gated(s->vm, &s->gate, batch, &fail))
 			goto charged;
 		batch = nr_pages;
 	}
-	r = vmcg_vm_try_charge(s->vm, batch, ret_over);
-	if (r < 0)
-		return r;
+	if (!vmcg_vm_try_charge_gated(s->vm, &s->gate, batch, &fail)) {
+		/* As vmcg_vm_try_charge(): the event outside the gate. */
+		vmcg_group_event(group_of_counter(fail), VMCG_EVENT_MAX);
+		if (ret_over)
+			*ret_over = group_of_counter(fail);
+		return -ENOMEM;
+	}
 charged:
 	nr = atomic_load_explicit(&s->nr_pages, memory_order_relaxed) + (int64_t)(batch - nr_pages);
 	atomic_store_explicit(&s->nr_pages, nr, memory_order_relaxed);

@@ -12,38 +12,51 @@
 /*
  * The gate keeps counter.parent stable under a charge walk. A walk is a
  * handful of atomic adds (depth <= VMCG_DEPTH_MAX + 1) and a move is rare,
- * so a spinning reader/writer flag on a line of its own is enough; the
- * stock makes walks themselves rare (one per batch). Both sides use
- * sequentially consistent RMWs, so either the walker sees the mover's bit
- * or the mover sees the walker's count.
+ * so a spinning reader/writer flag is enough. Both sides use sequentially
+ * consistent RMWs, so either the walker sees the mover's bit or the mover
+ * sees the walker's count.
+ *
+ * Each stock has a gate of its own, on the stock's own cache line, for the
+ * walks of its misses and drains; the VM's gate serves direct calls. A
+ * vCPU's refill then writes no line that another vCPU's refill writes
+ * except the counters themselves, and a mover closes them all.
  */
-static void gate_enter(VmcgVm *vm)
+static void gate_enter(_Atomic uint32_t *gate)
 {
 	for (;;) {
-		uint32_t v = atomic_fetch_add(&vm->gate, 2);
+		uint32_t v = atomic_fetch_add(gate, 2);
 
 		if (!(v & 1))
 			return;
-		atomic_fetch_sub(&vm->gate, 2);
-		while (atomic_load_explicit(&vm->gate, memory_order_relaxed) & 1)
+		atomic_fetch_sub(gate, 2);
+		while (atomic_load_explicit(gate, memory_order_relaxed) & 1)
 			cpu_relax();
 	}
 }
 
-static void gate_leave(VmcgVm *vm)
+static void gate_leave(_Atomic uint32_t *gate)
 {
-	atomic_fetch_sub_explicit(&vm->gate, 2, memory_order_release);
+	atomic_fetch_sub_explicit(gate, 2, memory_order_release);
+}
+
+static void gate_close(_Atomic uint32_t *gate)
+{
+	atomic_fetch_or(gate, 1);
+	while (atomic_load(gate) >> 1)
+		cpu_relax();
 }
 
 void vmcg_vm_gate_close(VmcgVm *vm)
 {
-	atomic_fetch_or(&vm->gate, 1);
-	while (atomic_load(&vm->gate) >> 1)
-		cpu_relax();
+	gate_close(&vm->gate);
+	for (VmcgStock *s = vm->stocks; s; s = s->next)
+		gate_close(&s->gate);
 }
 
 void vmcg_vm_gate_open(VmcgVm *vm)
 {
+	for (VmcgStock *s = vm->stocks; s; s = s->next)
+		atomic_fetch_and(&s->gate, ~1u);
 	atomic_fetch_and(&vm->gate, ~1u);
 }
 
@@ -236,21 +249,34 @@ void *vmcg_vm_get_userdata(const VmcgVm *vm)
 	return vm->userdata;
 }
 
-bool vmcg_vm_try_charge_quiet(VmcgVm *vm, uint64_t nr_pages, VmcgCounter **ret_fail)
+bool vmcg_vm_try_charge_gated(VmcgVm *vm, _Atomic uint32_t *gate, uint64_t nr_pages,
+			      VmcgCounter **ret_fail)
 {
 	bool ok;
 
-	gate_enter(vm);
+	gate_enter(gate);
 	ok = vmcg_counter_try_charge(&vm->counter, nr_pages, ret_fail);
-	gate_leave(vm);
+	gate_leave(gate);
 	return ok;
+}
+
+int vmcg_vm_uncharge_gated(VmcgVm *vm, _Atomic uint32_t *gate, uint64_t nr_pages)
+{
+	int r;
+
+	if (!nr_pages)
+		return 0;
+	gate_enter(gate);
+	r = vmcg_counter_uncharge(&vm->counter, nr_pages);
+	gate_leave(gate);
+	return r;
 }
 
 int vmcg_vm_try_charge(VmcgVm *vm, uint64_t nr_pages, VmcgGroup **ret_over)
 {
 	VmcgCounter *fail;
 
-	if (!nr_pages || vmcg_vm_try_charge_quiet(vm, nr_pages, &fail))
+	if (!nr_pages || vmcg_vm_try_charge_gated(vm, &vm->gate, nr_pages, &fail))
 		return 0;
 	/*
 	 * The VM's own counter has no limit, so the failing level is a
@@ -267,21 +293,14 @@ void vmcg_vm_charge(VmcgVm *vm, uint64_t nr_pages)
 {
 	if (!nr_pages)
 		return;
-	gate_enter(vm);
+	gate_enter(&vm->gate);
 	vmcg_counter_charge(&vm->counter, nr_pages);
-	gate_leave(vm);
+	gate_leave(&vm->gate);
 }
 
 int vmcg_vm_uncharge(VmcgVm *vm, uint64_t nr_pages)
 {
-	int r;
-
-	if (!nr_pages)
-		return 0;
-	gate_enter(vm);
-	r = vmcg_counter_uncharge(&vm->counter, nr_pages);
-	gate_leave(vm);
-	return r;
+	return vmcg_vm_uncharge_gated(vm, &vm->gate, nr_pages);
 }
 
 uint64_t vmcg_vm_current(const VmcgVm *vm)

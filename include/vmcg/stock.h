@@ -60,6 +60,8 @@ struct VmcgStock {
 	VmcgVm *vm;
 	uint32_t batch;
 	uint64_t refills; /* misses that charged the hierarchy */
+	/* private: this stock's charge-walk gate (see vm.c) */
+	_Atomic uint32_t gate;
 	/* private: the VM's list of stocks, changed under the caller's serialization */
 	VmcgStock *next;
 	VmcgStock *prev;
