@@ -549,7 +549,8 @@ int vmcg_group_move(VmcgGroup *group, VmcgGroup *new_parent, unsigned flags, Vmc
 	group->counter.parent = &new_parent->counter;
 	unlink_child(group);
 	append_child(new_parent, group);
-	vmcg_vmpressure_init(&group->vmpressure, &new_parent->vmpressure);
+	/* Re-link only: listeners registered on the group stay. */
+	group->vmpressure.parent = &new_parent->vmpressure;
 	r = rebuild_paths(group);
 out:
 	vmcg_tree_write_end(tree);

@@ -225,6 +225,55 @@ static void test_group_move(void)
 	vmcg_tree_free(t);
 }
 
+static void count_level(VmcgVmpressure *vmpr, VmcgVmpressureLevel level, void *userdata)
+{
+	unsigned *n = userdata;
+
+	(void)vmpr;
+	(void)level;
+	(*n)++;
+}
+
+/*
+ * vmpressure follows a moved group: its own listener stays registered and
+ * its windows now reach the new parent's listeners, not the old one's.
+ *
+ *   /old (listener)   /new (listener)
+ *   `- g (listener) ---moved--> /new/g
+ */
+static void test_move_keeps_vmpressure(void)
+{
+	unsigned n_g = 0, n_old = 0, n_new = 0;
+	VmcgVmpressureListener lg = { .fn = count_level,
+				      .userdata = &n_g,
+				      .mode = VMCG_VMPRESSURE_MODE_HIERARCHY };
+	VmcgVmpressureListener lo = { .fn = count_level,
+				      .userdata = &n_old,
+				      .mode = VMCG_VMPRESSURE_MODE_HIERARCHY };
+	VmcgVmpressureListener ln = { .fn = count_level,
+				      .userdata = &n_new,
+				      .mode = VMCG_VMPRESSURE_MODE_HIERARCHY };
+	VmcgTree *t;
+	VmcgGroup *old, *new, *g;
+
+	g_assert_cmpint(vmcg_tree_new(NULL, &t), ==, 0);
+	old = mk(t, "/old");
+	new = mk(t, "/new");
+	g = mk(t, "/old/g");
+	g_assert_cmpint(vmcg_vmpressure_register(vmcg_group_vmpressure(g), &lg), ==, 0);
+	g_assert_cmpint(vmcg_vmpressure_register(vmcg_group_vmpressure(old), &lo), ==, 0);
+	g_assert_cmpint(vmcg_vmpressure_register(vmcg_group_vmpressure(new), &ln), ==, 0);
+	g_assert_cmpint(vmcg_group_move(g, new, 0, NULL), ==, 0);
+	g_assert_cmpint(
+		vmcg_vmpressure_account(vmcg_group_vmpressure(g), 1, VMCG_VMPRESSURE_WIN, 0), ==,
+		VMCG_VMPRESSURE_CRITICAL);
+	g_assert_cmpuint(n_g, ==, 1);
+	g_assert_cmpuint(n_new, ==, 1);
+	g_assert_cmpuint(n_old, ==, 0);
+	g_assert_true(vmcg_group_from_vmpressure(vmcg_group_vmpressure(g)) == g);
+	vmcg_tree_free(t);
+}
+
 static void test_move_too_deep(void)
 {
 	char path[256] = "";
@@ -435,6 +484,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/group/remove", test_remove);
 	g_test_add_func("/group/move", test_group_move);
 	g_test_add_func("/group/move-too-deep", test_move_too_deep);
+	g_test_add_func("/group/move-keeps-vmpressure", test_move_keeps_vmpressure);
 	g_test_add_func("/group/stats", test_stats);
 	g_test_add_func("/group/plan-reclaim", test_plan_reclaim);
 	g_test_add_func("/group/oom-select", test_oom_select);
