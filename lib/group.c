@@ -63,7 +63,7 @@ static VmcgGroup *group_alloc(VmcgTree *tree, VmcgGroup *parent, const char *nam
 		atomic_init(&g->events_local[i], 0);
 	}
 	vmcg_vmpressure_init(&g->vmpressure, parent ? &parent->vmpressure : NULL);
-	vmcg_psi_init(&g->psi, 0);
+	/* g->psi stays zero-filled: its clock starts at the first change (psi.h). */
 	return g;
 }
 
@@ -768,6 +768,32 @@ VmcgGroup *vmcg_group_from_vmpressure(VmcgVmpressure *vmpr)
 VmcgPsi *vmcg_group_psi(VmcgGroup *group)
 {
 	return &group->psi;
+}
+
+int vmcg_group_psi_change(VmcgGroup *group, uint64_t now_usec, int delta_active, int delta_stalled)
+{
+	VmcgGroup *g;
+	int r = 0;
+
+	for (g = group; g; g = g->parent) {
+		r = vmcg_psi_change(&g->psi, now_usec, delta_active, delta_stalled);
+		if (r < 0)
+			break;
+	}
+	if (r == 0)
+		return 0;
+	/* Undo the levels below the one that refused, at the same instant. */
+	for (VmcgGroup *u = group; u != g; u = u->parent)
+		(void)vmcg_psi_change(&u->psi, now_usec, -delta_active, -delta_stalled);
+	return r;
+}
+
+void vmcg_group_psi_update(VmcgGroup *group, uint64_t now_usec)
+{
+	VmcgGroup *pos;
+
+	for_each_descendant(pos, group)
+		vmcg_psi_update(&pos->psi, now_usec);
 }
 
 uint64_t vmcg_group_stat(const VmcgGroup *group, VmcgStat item)

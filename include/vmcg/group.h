@@ -241,6 +241,18 @@ VmcgVmpressure *vmcg_group_vmpressure(VmcgGroup *group);
 VmcgGroup *vmcg_group_from_vmpressure(VmcgVmpressure *vmpr);
 VmcgPsi *vmcg_group_psi(VmcgGroup *group);
 
+/**
+ * vmcg_group_psi_change() - vCPUs of a VM in @group became (in)active or
+ * (un)stalled: vmcg_psi_change() on @group and every ancestor, as
+ * psi_group_change() walks a task's cgroups, so a parent's "full" means all
+ * vCPUs of its whole subtree are stalled. All levels or none: returns
+ * -EINVAL, with nothing changed, if any level refuses the change.
+ */
+int vmcg_group_psi_change(VmcgGroup *group, uint64_t now_usec, int delta_active, int delta_stalled);
+
+/** vmcg_group_psi_update() - vmcg_psi_update() on every group of the subtree. */
+void vmcg_group_psi_update(VmcgGroup *group, uint64_t now_usec);
+
 /** vmcg_group_stat() - @item summed over the VMs of @group's subtree. */
 uint64_t vmcg_group_stat(const VmcgGroup *group, VmcgStat item);
 

@@ -274,6 +274,50 @@ static void test_move_keeps_vmpressure(void)
 	vmcg_tree_free(t);
 }
 
+/*
+ * PSI walks the ancestors:
+ *
+ *   /p
+ *   |- /p/a   vm with 1 vCPU, stalled 0..1 s
+ *   `- /p/b   vm with 1 vCPU, never stalled
+ *
+ * /p/a: some = full = 1 s. /p: some 1 s (one vCPU of its subtree
+ * stalled), full 0 (the other was running).
+ */
+static void test_psi_hierarchy(void)
+{
+	uint64_t total;
+	uint32_t avg[3];
+	VmcgTree *t;
+	VmcgGroup *p, *a, *b;
+
+	g_assert_cmpint(vmcg_tree_new(NULL, &t), ==, 0);
+	p = mk(t, "/p");
+	a = mk(t, "/p/a");
+	b = mk(t, "/p/b");
+	g_assert_cmpint(vmcg_group_psi_change(a, 0, 1, 0), ==, 0);
+	g_assert_cmpint(vmcg_group_psi_change(b, 0, 1, 0), ==, 0);
+	g_assert_cmpint(vmcg_group_psi_change(a, 0, 0, 1), ==, 0);
+	g_assert_cmpint(vmcg_group_psi_change(a, 1000000, 0, -1), ==, 0);
+	/* Refused at the leaf (no stalled vCPU there): nothing changes anywhere. */
+	g_assert_cmpint(vmcg_group_psi_change(b, 1000000, 0, -1), ==, -EINVAL);
+	vmcg_group_psi_update(vmcg_tree_root(t), 1500000);
+
+	vmcg_psi_read(vmcg_group_psi(a), VMCG_PSI_SOME, avg, &total);
+	g_assert_cmpuint(total, ==, 1000000);
+	vmcg_psi_read(vmcg_group_psi(a), VMCG_PSI_FULL, avg, &total);
+	g_assert_cmpuint(total, ==, 1000000);
+	vmcg_psi_read(vmcg_group_psi(p), VMCG_PSI_SOME, avg, &total);
+	g_assert_cmpuint(total, ==, 1000000);
+	vmcg_psi_read(vmcg_group_psi(p), VMCG_PSI_FULL, avg, &total);
+	g_assert_cmpuint(total, ==, 0);
+	vmcg_psi_read(vmcg_group_psi(vmcg_tree_root(t)), VMCG_PSI_SOME, avg, &total);
+	g_assert_cmpuint(total, ==, 1000000);
+	vmcg_psi_read(vmcg_group_psi(b), VMCG_PSI_SOME, avg, &total);
+	g_assert_cmpuint(total, ==, 0);
+	vmcg_tree_free(t);
+}
+
 static void test_move_too_deep(void)
 {
 	char path[256] = "";
@@ -484,6 +528,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/group/remove", test_remove);
 	g_test_add_func("/group/move", test_group_move);
 	g_test_add_func("/group/move-too-deep", test_move_too_deep);
+	g_test_add_func("/group/psi-hierarchy", test_psi_hierarchy);
 	g_test_add_func("/group/move-keeps-vmpressure", test_move_keeps_vmpressure);
 	g_test_add_func("/group/stats", test_stats);
 	g_test_add_func("/group/plan-reclaim", test_plan_reclaim);
