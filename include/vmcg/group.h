@@ -247,6 +247,9 @@ VmcgPsi *vmcg_group_psi(VmcgGroup *group);
  * psi_group_change() walks a task's cgroups, so a parent's "full" means all
  * vCPUs of its whole subtree are stalled. All levels or none: returns
  * -EINVAL, with nothing changed, if any level refuses the change.
+ * The engine does not know which vCPUs belong to which VM: when a VM (or a
+ * group) moves, the caller takes its vCPUs out at the old place (negative
+ * deltas) and adds them at the new one, at the same instant.
  */
 int vmcg_group_psi_change(VmcgGroup *group, uint64_t now_usec, int delta_active, int delta_stalled);
 
