@@ -177,7 +177,7 @@ int vmcg_counter_uncharge_until(VmcgCounter *counter, VmcgCounter *stop, uint64_
 
 	for (VmcgCounter *c = counter->parent; c != stop; c = c->parent)
 		if (!cancel_one(c, nr_pages))
-			r = -ERANGE;
+			r = -EUCLEAN;
 	return r;
 }
 

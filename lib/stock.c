@@ -35,6 +35,28 @@ int vmcg_stock_new(VmcgVm *vm, uint32_t batch, VmcgStock **ret)
 	return 0;
 }
 
+/*
+ * The stock would hold @nr > batch: give it all back, as refill_stock()
+ * does. Draining to zero rather than to the batch is the hysteresis that
+ * makes a run of uncharges walk the tree once per batch instead of once per
+ * page; the charges that follow refill with a whole batch again.
+ */
+static int trim(VmcgStock *s, int64_t nr, int64_t credit_before)
+{
+	int r;
+
+	atomic_store_explicit(&s->nr_pages, 0, memory_order_relaxed);
+	r = vmcg_vm_uncharge_gated(s->vm, &s->gate, (uint64_t)nr);
+	/*
+	 * Refused at the VM's counter (a double uncharge by the caller):
+	 * nothing was uncharged, so the stock keeps the credit it had and the
+	 * refused pages are simply not taken, as a refused vmcg_vm_uncharge().
+	 */
+	if (r == -ERANGE)
+		atomic_store_explicit(&s->nr_pages, credit_before, memory_order_relaxed);
+	return r;
+}
+
 /* Give back everything cached. Owner, or anyone once the owner is gone. */
 static int drain(VmcgStock *s)
 {
@@ -42,8 +64,7 @@ static int drain(VmcgStock *s)
 
 	if (nr <= 0)
 		return 0;
-	atomic_store_explicit(&s->nr_pages, 0, memory_order_relaxed);
-	return vmcg_vm_uncharge_gated(s->vm, &s->gate, (uint64_t)nr);
+	return trim(s, nr, nr);
 }
 
 /* Act on a pending drain request, if any. */
@@ -79,18 +100,6 @@ void vmcg_stock_drain(VmcgStock *s)
 {
 	(void)drain(s);
 	s->seen_gen = atomic_load_explicit(s->drain_gen, memory_order_acquire);
-}
-
-/*
- * The stock would hold @nr > batch: give it all back, as refill_stock()
- * does. Draining to zero rather than to the batch is the hysteresis that
- * makes a run of uncharges walk the tree once per batch instead of once per
- * page; the charges that follow refill with a whole batch again.
- */
-static int trim(VmcgStock *s, int64_t nr)
-{
-	atomic_store_explicit(&s->nr_pages, 0, memory_order_relaxed);
-	return vmcg_vm_uncharge_gated(s->vm, &s->gate, (uint64_t)nr);
 }
 
 int vmcg_stock_charge_slow(VmcgStock *s, uint32_t nr_pages, VmcgGroup **ret_over)
@@ -129,7 +138,7 @@ charged:
 	nr = atomic_load_explicit(&s->nr_pages, memory_order_relaxed) + (int64_t)(batch - nr_pages);
 	atomic_store_explicit(&s->nr_pages, nr, memory_order_relaxed);
 	if (nr > (int64_t)s->batch)
-		return trim(s, nr);
+		return trim(s, nr, nr);
 	return 0;
 }
 
@@ -143,5 +152,5 @@ int vmcg_stock_uncharge_slow(VmcgStock *s, uint32_t nr_pages)
 		atomic_store_explicit(&s->nr_pages, nr, memory_order_relaxed);
 		return 0;
 	}
-	return trim(s, nr);
+	return trim(s, nr, nr - nr_pages);
 }

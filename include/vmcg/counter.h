@@ -134,8 +134,9 @@ void vmcg_counter_charge_until(VmcgCounter *counter, VmcgCounter *stop, uint64_t
  * Returns 0, or -ERANGE when @counter holds fewer than @nr_pages: then nothing
  * is uncharged at any level and counter->underflows is incremented. An
  * ancestor found short (an inconsistent tree, i.e. a bug elsewhere) is
- * clamped at zero, counted in its ->underflows, and -ERANGE is returned
- * after the walk completes. The kernel WARNs and clamps; we refuse at the
+ * clamped at zero, counted in its ->underflows, and -EUCLEAN ("structure
+ * needs cleaning") is returned after the walk completes: the pages did
+ * leave the leaf. The kernel WARNs and clamps; we refuse at the
  * leaf because the caller can then report exactly which uncharge was wrong.
  */
 int vmcg_counter_uncharge(VmcgCounter *counter, uint64_t nr_pages);

@@ -354,7 +354,10 @@ int vmcg_vm_try_charge(VmcgVm *vm, uint64_t nr_pages, VmcgGroup **ret_over);
  */
 void vmcg_vm_charge(VmcgVm *vm, uint64_t nr_pages);
 
-/** vmcg_vm_uncharge() - 0, or -ERANGE (more than charged: nothing done, counted). */
+/**
+ * vmcg_vm_uncharge() - 0, -ERANGE (more than charged: nothing done, counted),
+ * or -EUCLEAN (done, but an ancestor was short: the tree is inconsistent).
+ */
 int vmcg_vm_uncharge(VmcgVm *vm, uint64_t nr_pages);
 
 /** Current charge: guest pages, stock credit and counted overhead. */

@@ -101,8 +101,9 @@ static inline int vmcg_stock_charge(VmcgStock *stock, uint32_t nr_pages, VmcgGro
 
 /**
  * vmcg_stock_uncharge() - give back @nr_pages charged through this VM.
- * Owner only. Returns 0, or -ERANGE if the drained surplus was more than the
- * VM had charged (a double uncharge; counted in its counter's underflows).
+ * Owner only. Returns 0, or -ERANGE if the stock had to give back more than
+ * the VM has charged (a double uncharge; counted in its counter's
+ * underflows): then nothing changes, the stock keeps its credit.
  */
 static inline int vmcg_stock_uncharge(VmcgStock *stock, uint32_t nr_pages)
 {

@@ -208,7 +208,8 @@ static void test_bad_batch(void)
  * A double uncharge through a stock cannot be seen while it only fills the
  * stock; it is caught once the stock trims past what the VM holds.
  * batch 8: charge 8 (counter 8, stock 0); uncharge 8 (stock 8); uncharge 8
- * (16 > 8: give back 16 of the counter's 8: -ERANGE, counted).
+ * (16 > 8: give back 16 of the counter's 8: -ERANGE, counted, and nothing
+ * changes: the stock keeps its 8, the counter its 8).
  */
 static void test_double_uncharge(void)
 {
@@ -223,6 +224,11 @@ static void test_double_uncharge(void)
 	g_assert_cmpint(vmcg_stock_uncharge(s, 8), ==, 0);
 	g_assert_cmpint(vmcg_stock_uncharge(s, 8), ==, -ERANGE);
 	g_assert_cmpuint(vmcg_vm_current(vm), ==, 8);
+	g_assert_cmpuint(vmcg_stock_cached(s), ==, 8);
+	g_assert_cmpuint(atomic_load(&vmcg_vm_counter(vm)->underflows), ==, 1);
+	/* The credit is still good: freeing the stock returns the VM to zero. */
+	vmcg_stock_free(s);
+	g_assert_cmpuint(vmcg_vm_current(vm), ==, 0);
 	g_assert_cmpuint(atomic_load(&vmcg_vm_counter(vm)->underflows), ==, 1);
 	vmcg_tree_free(t);
 }
