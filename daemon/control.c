@@ -1,0 +1,300 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * The control loop: every interval, sample each VM's resident guest RAM
+ * and charge the difference, then keep every group inside its limits by
+ * moving balloons (DESIGN.md section 3).
+ *
+ * Per tick:
+ * 1. Sample: charge (forcibly: the pages are already resident) or uncharge
+ *    the difference between what is resident and what was charged; VMM
+ *    overhead is the rest of the process's RSS.
+ * 2. Plan: every group over memory.high or memory.max asks the engine's
+ *    planner for its excess; a VM under several such groups gives the
+ *    largest of its shares (the plans overlap, they do not add up).
+ * 3. Act: each VM's balloon target moves down by its share, at most
+ *    reclaim_step a tick, never below its floor, below what fresh guest
+ *    stats say it uses (plus a margin), or below min_guest. Without fresh
+ *    stats a VM is not inflated further at all: stale or missing stats
+ *    mean "be conservative", never "the guest uses nothing".
+ * 4. Deflate: a VM that no group asks anything of gets memory back in
+ *    steps, while every group above it stays hysteresis below high and max.
+ * 5. Escalate: a group over max that does not come down for
+ *    oom_deadline_usec runs its OOM action on the engine's victims.
+ *
+ * Events are counted per tick in which the condition holds: "high" for a
+ * group over high that is being reclaimed, "max" for a group over max
+ * (sampling mode has no charge attempt to refuse; the kernel counts each
+ * refused charge).
+ */
+#include <gio/gio.h>
+
+#include "daemon-private.h"
+#include "sampler.h"
+
+#define PAGE VMCG_PAGE_SIZE
+
+static uint64_t pages_of(uint64_t bytes)
+{
+	return bytes / PAGE;
+}
+
+static void sample(VmcgDvm *vm)
+{
+	g_autoptr(GError) error = NULL;
+	VmcgSample s;
+	uint64_t res_pages, charged_pages;
+
+	if (vm->state != VMCG_DVM_READY && vm->state != VMCG_DVM_PAUSED)
+		return;
+	if (!vm->pid || !vm->ram_size)
+		return;
+	if (!vmcg_sample_read(vm->pid, vm->ram_size, &s, &error)) {
+		g_debug("VM %s: no sample: %s", vmcg_vm_name(vm->vm), error->message);
+		return;
+	}
+	res_pages = pages_of(s.guest_resident);
+	charged_pages = pages_of(vm->charged);
+	if (res_pages > charged_pages)
+		vmcg_vm_charge(vm->vm, res_pages - charged_pages);
+	else if (res_pages < charged_pages)
+		(void)vmcg_vm_uncharge(vm->vm, charged_pages - res_pages);
+	vm->charged = res_pages * PAGE;
+	vm->resident = s.guest_resident;
+	vm->overhead = s.total_rss > s.guest_resident ? s.total_rss - s.guest_resident : 0;
+	vmcg_vm_set_overhead(vm->vm, pages_of(vm->overhead));
+}
+
+static VmcgGroupState *gstate(VmcgGroup *g)
+{
+	VmcgGroupState *gs = vmcg_group_get_userdata(g);
+
+	if (!gs) {
+		gs = g_new0(VmcgGroupState, 1);
+		vmcg_group_set_userdata(g, gs);
+	}
+	return gs;
+}
+
+/* Fresh guest stats: the lowest guest size we may balloon to. */
+static uint64_t guest_floor(VmcgDvm *vm, uint64_t now)
+{
+	const VmcgPolicy *p = &vm->d->policy;
+	uint64_t floor = MAX(vm->floor, p->min_guest);
+	uint64_t cur = vm->target ? vm->target : vm->actual;
+
+	if (!vm->has_stats || now - (uint64_t)vm->stats_usec > p->stats_max_age_usec ||
+	    vm->st_total < vm->st_available) {
+		/* Stale or missing: hold where we are (no further inflation). */
+		return MAX(floor, cur);
+	}
+	/*
+	 * stat-total-memory shrinks as the balloon grows, so used is what
+	 * the guest holds now and cannot give back: total - available.
+	 */
+	return MAX(floor, vm->st_total - vm->st_available + p->guest_margin);
+}
+
+/* The planner's take for @vm, applied: the new target, clamped. */
+static void act(VmcgDvm *vm, uint64_t now)
+{
+	const VmcgPolicy *p = &vm->d->policy;
+	uint64_t cur, want, floor;
+
+	if (vm->state != VMCG_DVM_READY || !vm->actual || !vm->ram_size)
+		return;
+	cur = vm->target ? vm->target : vm->actual;
+	if (vm->want_take) {
+		uint64_t take = MIN(vm->want_take * PAGE, p->reclaim_step);
+
+		floor = guest_floor(vm, now);
+		want = cur > take ? cur - take : 0;
+		want = MAX(want, floor);
+		if (want < cur)
+			vmcg_dvm_set_target(vm, want);
+		return;
+	}
+	/* Deflate: give back a step while every ancestor stays clear of its limits. */
+	if (cur >= vm->ram_size)
+		return;
+	uint64_t room = vm->ram_size - cur;
+
+	for (VmcgGroup *g = vmcg_vm_group(vm->vm); g; g = vmcg_group_parent(g)) {
+		uint64_t usage = vmcg_group_current(g) * PAGE, lim;
+
+		lim = MIN(vmcg_group_high(g), vmcg_group_max(g));
+		if (lim >= VMCG_PAGES_MAX)
+			continue;
+		lim *= PAGE;
+		if (usage + p->hysteresis >= lim)
+			return;
+		room = MIN(room, lim - p->hysteresis - usage);
+	}
+	room = MIN(room, p->reclaim_step);
+	if (room >= PAGE)
+		vmcg_dvm_set_target(vm, MIN(vm->ram_size, cur + room));
+}
+
+static void plan_group(VmcgDaemon *d, VmcgGroup *g, uint64_t excess)
+{
+	g_autofree VmcgReclaimItem *items = NULL;
+	VmcgReclaimSummary sum;
+	size_t n;
+
+	(void)d;
+	if (vmcg_group_plan_reclaim(g, excess, &items, &n, &sum) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		VmcgDvm *vm = vmcg_vm_get_userdata(items[i].vm);
+
+		if (vm)
+			vm->want_take = MAX(vm->want_take, items[i].take_pages);
+	}
+	gstate(g)->asked_pages = sum.planned_pages;
+	gstate(g)->asked_at_usage = vmcg_group_current(g);
+}
+
+/* vmpressure: pages asked last tick against pages that came back since. */
+static void account_vmpressure(VmcgDaemon *d, VmcgGroup *g, uint64_t now)
+{
+	VmcgGroupState *gs = gstate(g);
+	uint64_t usage = vmcg_group_current(g), reclaimed;
+	VmcgVmpressureLevel level;
+
+	if (!gs->asked_pages)
+		return;
+	reclaimed = gs->asked_at_usage > usage ? gs->asked_at_usage - usage : 0;
+	reclaimed = MIN(reclaimed, gs->asked_pages);
+	level = vmcg_vmpressure_account(vmcg_group_vmpressure(g), now, gs->asked_pages, reclaimed);
+	gs->asked_pages = 0;
+	if (level != VMCG_VMPRESSURE_NONE) {
+		g_autoptr(json_object) data = json_object_new_object();
+
+		json_object_object_add(data, "group", json_object_new_string(vmcg_group_path(g)));
+		json_object_object_add(
+			data, "level",
+			json_object_new_string(vmcg_vmpressure_level_to_string(level)));
+		vmcg_daemon_emit(d, VMCG_EV_VMPRESSURE, data);
+	}
+}
+
+/*
+ * PSI in sampling mode: no vCPU waits for a charge, so "stall" is the time
+ * a group spends over a limit while reclaim works on it: some while over
+ * high, full while over max (everything in it is being throttled by its
+ * cap). Hook mode will feed real vCPU stalls.
+ */
+static void account_psi(VmcgGroup *g, uint64_t now, uint64_t dt)
+{
+	bool high = vmcg_group_over_high(g), max = vmcg_group_over_max(g);
+
+	if (high || max)
+		(void)vmcg_psi_add_stall(vmcg_group_psi(g), dt, max ? dt : 0);
+	vmcg_psi_update(vmcg_group_psi(g), now);
+}
+
+static void oom(VmcgGroup *g)
+{
+	g_autofree VmcgVm **victims = NULL;
+	VmcgOomAction action = vmcg_group_oom_action(g);
+	size_t n = 0;
+
+	vmcg_group_event(g, VMCG_EVENT_OOM);
+	if (vmcg_group_oom_select(g, &victims, &n) < 0) {
+		g_warning("group %s: over memory.max and no VM can be acted on",
+			  vmcg_group_path(g));
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		VmcgDvm *vm = vmcg_vm_get_userdata(victims[i]);
+
+		g_warning("group %s: over memory.max for too long: %s VM %s", vmcg_group_path(g),
+			  vmcg_oom_action_to_string(action), vmcg_vm_name(victims[i]));
+		vmcg_group_event(vmcg_vm_group(victims[i]), VMCG_EVENT_OOM_KILL);
+		if (vm)
+			vmcg_dvm_oom_act(vm, action);
+	}
+}
+
+static void check_oom(VmcgDaemon *d, VmcgGroup *g, uint64_t now)
+{
+	VmcgGroupState *gs = gstate(g);
+	uint64_t usage = vmcg_group_current(g);
+
+	if (!vmcg_group_over_max(g)) {
+		gs->over_max_since = 0;
+		return;
+	}
+	vmcg_group_event(g, VMCG_EVENT_MAX);
+	/* Progress (a new low) restarts the deadline: reclaim is working. */
+	if (!gs->over_max_since || usage < gs->over_max_best) {
+		gs->over_max_since = (int64_t)now;
+		gs->over_max_best = usage;
+		return;
+	}
+	if (now - (uint64_t)gs->over_max_since >= d->policy.oom_deadline_usec) {
+		oom(g);
+		gs->over_max_since = (int64_t)now;
+	}
+}
+
+void vmcg_control_tick(VmcgDaemon *d)
+{
+	uint64_t now = vmcg_daemon_now_usec(d);
+	uint64_t dt = d->last_tick_usec ? now - d->last_tick_usec : 0;
+	VmcgGroup *root = vmcg_tree_root(d->tree), *g;
+
+	d->last_tick_usec = now;
+	for (GList *l = d->vms.head; l; l = l->next) {
+		VmcgDvm *vm = l->data;
+
+		sample(vm);
+		vmcg_dvm_poll(vm, now);
+		vm->want_take = 0;
+	}
+
+	for (g = root; g; g = vmcg_group_next_descendant(g, root)) {
+		uint64_t usage = vmcg_group_current(g), excess = 0;
+
+		account_vmpressure(d, g, now);
+		account_psi(g, now, dt);
+		if (usage > vmcg_group_high(g))
+			excess = usage - vmcg_group_high(g);
+		if (usage > vmcg_group_max(g))
+			excess = MAX(excess, usage - vmcg_group_max(g));
+		if (!excess)
+			continue;
+		if (vmcg_group_over_high(g))
+			vmcg_group_event(g, VMCG_EVENT_HIGH);
+		plan_group(d, g, excess);
+	}
+	for (g = root; g; g = vmcg_group_next_descendant(g, root))
+		check_oom(d, g, now);
+
+	for (GList *l = d->vms.head; l; l = l->next)
+		act(l->data, now);
+}
+
+uint64_t vmcg_control_reclaim(VmcgDaemon *d, VmcgGroup *g, uint64_t nr_pages)
+{
+	g_autofree VmcgReclaimItem *items = NULL;
+	uint64_t now = vmcg_daemon_now_usec(d), planned = 0;
+	size_t n;
+
+	if (vmcg_group_plan_reclaim(g, nr_pages, &items, &n, NULL) < 0)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		VmcgDvm *vm = vmcg_vm_get_userdata(items[i].vm);
+		uint64_t cur, want;
+
+		if (!vm || vm->state != VMCG_DVM_READY || !vm->actual)
+			continue;
+		cur = vm->target ? vm->target : vm->actual;
+		want = MAX(cur > items[i].take_pages * PAGE ? cur - items[i].take_pages * PAGE : 0,
+			   guest_floor(vm, now));
+		if (want < cur) {
+			planned += pages_of(cur - want);
+			vmcg_dvm_set_target(vm, want);
+		}
+	}
+	return planned;
+}

@@ -1,0 +1,508 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * vmcgd's core: groups and VMs, applying API/config/state operations to the
+ * engine's tree all-or-nothing, persisting them, and fanning out events.
+ * The control loop (sampling and enforcement) is in control.c; the QEMU side
+ * of a VM (QMP, balloon, stats) in qemu.c.
+ */
+#include <errno.h>
+#include <gio/gio.h>
+#include <string.h>
+
+#include "daemon-private.h"
+#include "state.h"
+#include "vmcg/oom.h"
+
+static VmcgPolicy default_policy(void)
+{
+	return (VmcgPolicy){
+		/* 64 MiB a tick: a 512 MiB guest can be taken to half in 4 s at 1 s ticks. */
+		.reclaim_step = 64 << 20,
+		/* Deflate only 32 MiB under high, so that a group at high does not flap. */
+		.hysteresis = 32 << 20,
+		.stats_interval_usec = 2 * G_USEC_PER_SEC,
+		/* Guest stats older than this are stale: never inflate on them. */
+		.stats_max_age_usec = 10 * G_USEC_PER_SEC,
+		/* Headroom left above what the guest says it uses. */
+		.guest_margin = 32 << 20,
+		.balloon_stuck_usec = 10 * G_USEC_PER_SEC,
+		.oom_deadline_usec = 5 * G_USEC_PER_SEC,
+		.vmpressure_hold_usec = 10 * G_USEC_PER_SEC,
+		/* QEMU's balloon refuses 0; a guest below 64 MiB does not boot anyway. */
+		.min_guest = 64 << 20,
+	};
+}
+
+static void on_engine_event(VmcgGroup *group, VmcgEvent event, void *userdata)
+{
+	VmcgDaemon *d = userdata;
+	g_autoptr(json_object) data = json_object_new_object();
+
+	json_object_object_add(data, "group", json_object_new_string(vmcg_group_path(group)));
+	json_object_object_add(data, "count",
+			       json_object_new_uint64(vmcg_group_events(group, event, false)));
+	vmcg_daemon_emit(d, vmcg_event_to_string(event), data);
+}
+
+VmcgDaemon *vmcg_daemon_new(const VmcgTreeOptions *opts, const char *state_path)
+{
+	VmcgDaemon *d = g_new0(VmcgDaemon, 1);
+	int r;
+
+	r = vmcg_tree_new(opts, &d->tree);
+	g_assert(r == 0); /* only -ENOMEM or a bad batch, which main.c validated */
+	vmcg_tree_set_event_fn(d->tree, on_engine_event, d);
+	d->state_path = g_strdup(state_path);
+	d->policy = default_policy();
+	g_queue_init(&d->vms);
+	d->subs = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, g_free);
+	d->next_sub = 1;
+	return d;
+}
+
+void vmcg_daemon_free(VmcgDaemon *d)
+{
+	if (!d)
+		return;
+	if (d->tick_id)
+		g_source_remove(d->tick_id);
+	if (d->kick_id)
+		g_source_remove(d->kick_id);
+	while (!g_queue_is_empty(&d->vms))
+		vmcg_dvm_free(g_queue_peek_head(&d->vms));
+	for (VmcgGroup *g = vmcg_tree_root(d->tree); g;
+	     g = vmcg_group_next_descendant(g, vmcg_tree_root(d->tree)))
+		g_free(vmcg_group_get_userdata(g));
+	vmcg_tree_free(d->tree);
+	g_hash_table_destroy(d->subs);
+	g_free(d->state_path);
+	g_free(d);
+}
+
+void vmcg_daemon_set_policy(VmcgDaemon *d, const VmcgPolicy *p)
+{
+	d->policy = *p;
+}
+
+const VmcgPolicy *vmcg_daemon_policy(VmcgDaemon *d)
+{
+	return &d->policy;
+}
+
+VmcgTree *vmcg_daemon_tree(VmcgDaemon *d)
+{
+	return d->tree;
+}
+
+uint64_t vmcg_daemon_now_usec(VmcgDaemon *d)
+{
+	(void)d;
+	return (uint64_t)g_get_monotonic_time();
+}
+
+/* ---- events ---- */
+
+typedef struct Sub {
+	VmcgDaemonEventFn fn;
+	gpointer userdata;
+} Sub;
+
+guint vmcg_daemon_subscribe(VmcgDaemon *d, VmcgDaemonEventFn fn, gpointer userdata)
+{
+	Sub *s = g_new(Sub, 1);
+	guint id = d->next_sub++;
+
+	s->fn = fn;
+	s->userdata = userdata;
+	g_hash_table_insert(d->subs, GUINT_TO_POINTER(id), s);
+	return id;
+}
+
+void vmcg_daemon_unsubscribe(VmcgDaemon *d, guint id)
+{
+	g_hash_table_remove(d->subs, GUINT_TO_POINTER(id));
+}
+
+void vmcg_daemon_emit(VmcgDaemon *d, const char *type, json_object *data)
+{
+	GHashTableIter it;
+	gpointer key, value;
+	g_autofree char *text = NULL;
+
+	text = g_strdup(json_object_to_json_string_ext(data, JSON_C_TO_STRING_PLAIN));
+	g_info("event %s %s", type, text);
+	/*
+	 * Subscribers may unsubscribe from their callback (a dead client):
+	 * iterate over a snapshot of the ids.
+	 */
+	g_autoptr(GList) ids = g_hash_table_get_keys(d->subs);
+	for (GList *l = ids; l; l = l->next) {
+		Sub *s = g_hash_table_lookup(d->subs, l->data);
+
+		if (s)
+			s->fn(type, data, s->userdata);
+	}
+	(void)it;
+	(void)key;
+	(void)value;
+}
+
+/* ---- persistence ---- */
+
+void vmcg_daemon_save(VmcgDaemon *d)
+{
+	g_autoptr(GError) error = NULL;
+
+	if (!d->state_path || d->loading)
+		return;
+	if (!vmcg_state_save(d, d->state_path, &error))
+		g_warning("cannot save state to %s: %s (the change is in effect but will not "
+			  "survive a restart)",
+			  d->state_path, error->message);
+}
+
+/* ---- groups ---- */
+
+static uint64_t bytes_to_pages(uint64_t bytes)
+{
+	if (bytes == VMCG_BYTES_MAX || bytes / VMCG_PAGE_SIZE >= VMCG_PAGES_MAX)
+		return VMCG_PAGES_MAX;
+	/* Round limits down to whole pages: never promise more than asked. */
+	return bytes / VMCG_PAGE_SIZE;
+}
+
+static gboolean check_bytes(const char *what, bool has, uint64_t bytes, GError **error)
+{
+	if (has && bytes != VMCG_BYTES_MAX && bytes / VMCG_PAGE_SIZE >= VMCG_PAGES_MAX) {
+		g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+			    "%s: %" G_GUINT64_FORMAT " bytes is beyond any memory (use \"max\")",
+			    what, bytes);
+		return FALSE;
+	}
+	return TRUE;
+}
+
+static gboolean set_path_error(const char *path, int r, GError **error)
+{
+	if (r == -ENOENT)
+		g_set_error(error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, "no group %s", path);
+	else if (r == -ENAMETOOLONG)
+		g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+			    "group path too long or too deep (at most %d levels of %d bytes): %s",
+			    VMCG_DEPTH_MAX, VMCG_NAME_MAX, path);
+	else
+		g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+			    "invalid group path \"%s\": absolute, components of [A-Za-z0-9_.-], "
+			    "no empty, \".\" or \"..\" components",
+			    path);
+	return FALSE;
+}
+
+gboolean vmcg_daemon_group_put(VmcgDaemon *d, const char *path, const VmcgGroupSettings *s,
+			       gboolean *ret_created, GError **error)
+{
+	VmcgGroup *g = NULL;
+	gboolean created = FALSE;
+	int r;
+
+	r = vmcg_path_validate(path);
+	if (r < 0)
+		return set_path_error(path, r, error);
+	if (!check_bytes("memory.min", s->has_min, s->min, error) ||
+	    !check_bytes("memory.low", s->has_low, s->low, error) ||
+	    !check_bytes("memory.high", s->has_high, s->high, error) ||
+	    !check_bytes("memory.max", s->has_max, s->max, error))
+		return FALSE;
+	if (s->has_oom_action && (unsigned)s->oom_action >= _VMCG_OOM_ACTION_COUNT) {
+		g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT, "invalid oom-action");
+		return FALSE;
+	}
+	if (strcmp(path, "/") == 0 &&
+	    (s->has_min || s->has_low || s->has_high || s->has_max || s->has_oom_group ||
+	     s->has_oom_action || s->has_overhead_in_max)) {
+		g_set_error(error, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED,
+			    "the root group \"/\" is the host: it takes no limits");
+		return FALSE;
+	}
+
+	r = vmcg_group_lookup(d->tree, path, &g);
+	if (r == -ENOENT) {
+		r = vmcg_group_create(d->tree, path, &g);
+		if (r == -ENOENT) {
+			g_set_error(error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
+				    "cannot create %s: its parent group does not exist", path);
+			return FALSE;
+		}
+		if (r < 0)
+			return set_path_error(path, r, error);
+		created = TRUE;
+		vmcg_group_set_userdata(g, g_new0(VmcgGroupState, 1));
+	} else if (r < 0) {
+		return set_path_error(path, r, error);
+	}
+
+	/* Validated above: none of these can fail now. */
+	if (s->has_min)
+		vmcg_group_set_min(g, bytes_to_pages(s->min));
+	if (s->has_low)
+		vmcg_group_set_low(g, bytes_to_pages(s->low));
+	if (s->has_high)
+		vmcg_group_set_high(g, bytes_to_pages(s->high));
+	if (s->has_max)
+		vmcg_group_set_max(g, bytes_to_pages(s->max));
+	if (s->has_oom_group)
+		vmcg_group_set_oom_group(g, s->oom_group);
+	if (s->has_oom_action)
+		vmcg_group_set_oom_action(g, s->oom_action);
+	if (s->has_overhead_in_max)
+		vmcg_group_set_overhead_counted(g, s->overhead_in_max);
+
+	g_info("group %s %s", path, created ? "created" : "updated");
+	vmcg_daemon_save(d);
+	if (ret_created)
+		*ret_created = created;
+	/* A lowered limit is enforced at the next tick; do not wait a full interval. */
+	vmcg_daemon_kick(d);
+	return TRUE;
+}
+
+gboolean vmcg_daemon_group_delete(VmcgDaemon *d, const char *path, GError **error)
+{
+	VmcgGroup *g;
+	VmcgGroupState *gs;
+	int r;
+
+	r = vmcg_group_lookup(d->tree, path, &g);
+	if (r < 0)
+		return set_path_error(path, r, error);
+	if (!vmcg_group_parent(g)) {
+		g_set_error(error, G_IO_ERROR, G_IO_ERROR_BUSY, "the root group cannot be removed");
+		return FALSE;
+	}
+	if (vmcg_group_first_child(g)) {
+		g_set_error(error, G_IO_ERROR, G_IO_ERROR_BUSY,
+			    "%s has child groups: remove them first", path);
+		return FALSE;
+	}
+	if (vmcg_group_first_vm(g)) {
+		g_set_error(error, G_IO_ERROR, G_IO_ERROR_BUSY,
+			    "%s has VMs: move or forget them first", path);
+		return FALSE;
+	}
+	gs = vmcg_group_get_userdata(g);
+	r = vmcg_group_remove(g, 0);
+	g_assert(r == 0);
+	g_free(gs);
+	g_info("group %s removed", path);
+	vmcg_daemon_save(d);
+	return TRUE;
+}
+
+gboolean vmcg_daemon_group_reclaim(VmcgDaemon *d, const char *path, uint64_t bytes,
+				   uint64_t *ret_planned, GError **error)
+{
+	VmcgGroup *g;
+	int r;
+
+	r = vmcg_group_lookup(d->tree, path, &g);
+	if (r < 0)
+		return set_path_error(path, r, error);
+	if (!check_bytes("bytes", true, bytes, error))
+		return FALSE;
+	*ret_planned = vmcg_control_reclaim(d, g, bytes_to_pages(bytes)) * VMCG_PAGE_SIZE;
+	return TRUE;
+}
+
+/* ---- VMs ---- */
+
+VmcgDvm *vmcg_daemon_vm_lookup(VmcgDaemon *d, const char *name)
+{
+	VmcgVm *vm;
+
+	if (!name || vmcg_vm_lookup(d->tree, name, &vm) < 0)
+		return NULL;
+	return vmcg_vm_get_userdata(vm);
+}
+
+VmcgDvm *vmcg_daemon_vm_first(VmcgDaemon *d)
+{
+	return g_queue_peek_head(&d->vms);
+}
+
+VmcgDvm *vmcg_daemon_vm_next(VmcgDvm *vm)
+{
+	return vm->link.next ? vm->link.next->data : NULL;
+}
+
+static gboolean check_vm_settings(const VmcgVmSettings *s, GError **error)
+{
+	if (s && s->has_oom_priority &&
+	    (s->oom_priority < VMCG_OOM_PRIORITY_MIN || s->oom_priority > VMCG_OOM_PRIORITY_MAX)) {
+		g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+			    "oom-priority must be in [%d, %d]", VMCG_OOM_PRIORITY_MIN,
+			    VMCG_OOM_PRIORITY_MAX);
+		return FALSE;
+	}
+	if (s && s->has_floor && !check_bytes("floor", true, s->floor, error))
+		return FALSE;
+	return TRUE;
+}
+
+static void apply_vm_settings(VmcgDvm *vm, const VmcgVmSettings *s)
+{
+	if (!s)
+		return;
+	if (s->has_floor)
+		vm->floor = s->floor == VMCG_BYTES_MAX ? UINT64_MAX : s->floor;
+	if (s->has_oom_priority)
+		vmcg_vm_set_oom_priority(vm->vm, s->oom_priority);
+}
+
+static json_object *vm_event_data(VmcgDvm *vm)
+{
+	json_object *data = json_object_new_object();
+
+	json_object_object_add(data, "vm", json_object_new_string(vmcg_vm_name(vm->vm)));
+	json_object_object_add(data, "group",
+			       json_object_new_string(vmcg_group_path(vmcg_vm_group(vm->vm))));
+	return data;
+}
+
+gboolean vmcg_daemon_vm_add(VmcgDaemon *d, const char *name, const char *qmp_path,
+			    const char *group, const VmcgVmSettings *s, GError **error)
+{
+	VmcgGroup *g;
+	VmcgVm *evm;
+	VmcgDvm *vm;
+	int r;
+
+	r = vmcg_vm_name_validate(name);
+	if (r < 0) {
+		g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+			    "invalid VM name: 1 to %d bytes, no control characters or '/'",
+			    VMCG_VM_NAME_MAX);
+		return FALSE;
+	}
+	if (!qmp_path || !g_path_is_absolute(qmp_path) || strlen(qmp_path) >= 108) {
+		g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+			    "qmp must be the absolute path of a unix socket (under 108 bytes)");
+		return FALSE;
+	}
+	if (!check_vm_settings(s, error))
+		return FALSE;
+	r = vmcg_group_lookup(d->tree, group ? group : "/", &g);
+	if (r < 0)
+		return set_path_error(group, r, error);
+	if (vmcg_daemon_vm_lookup(d, name)) {
+		g_set_error(error, G_IO_ERROR, G_IO_ERROR_EXISTS, "a VM named %s exists", name);
+		return FALSE;
+	}
+	r = vmcg_vm_new(g, name, &evm);
+	g_assert(r == 0); /* validated */
+
+	vm = vmcg_dvm_new(d, evm, qmp_path);
+	apply_vm_settings(vm, s);
+	g_queue_push_tail_link(&d->vms, &vm->link);
+	g_info("VM %s registered (qmp %s) in %s", name, qmp_path, vmcg_group_path(g));
+	vmcg_daemon_save(d);
+	{
+		g_autoptr(json_object) data = vm_event_data(vm);
+
+		json_object_object_add(data, "qmp", json_object_new_string(qmp_path));
+		vmcg_daemon_emit(d, VMCG_EV_VM_ATTACHED, data);
+	}
+	vmcg_dvm_connect(vm);
+	return TRUE;
+}
+
+gboolean vmcg_daemon_vm_move(VmcgDaemon *d, const char *name, const char *group, GError **error)
+{
+	VmcgDvm *vm = vmcg_daemon_vm_lookup(d, name);
+	VmcgGroup *g, *over = NULL;
+	int r;
+
+	if (!vm) {
+		g_set_error(error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, "no VM named %s", name);
+		return FALSE;
+	}
+	r = vmcg_group_lookup(d->tree, group, &g);
+	if (r < 0)
+		return set_path_error(group, r, error);
+	r = vmcg_vm_move(vm->vm, g, 0, &over);
+	if (r == -ENOMEM) {
+		g_set_error(error, G_IO_ERROR, G_IO_ERROR_NO_SPACE,
+			    "moving %s into %s would put %s over its memory.max", name, group,
+			    vmcg_group_path(over));
+		return FALSE;
+	}
+	g_assert(r == 0);
+	g_info("VM %s moved to %s", name, group);
+	vmcg_daemon_save(d);
+	vmcg_daemon_kick(d);
+	return TRUE;
+}
+
+gboolean vmcg_daemon_vm_set(VmcgDaemon *d, const char *name, const VmcgVmSettings *s,
+			    GError **error)
+{
+	VmcgDvm *vm = vmcg_daemon_vm_lookup(d, name);
+
+	if (!vm) {
+		g_set_error(error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, "no VM named %s", name);
+		return FALSE;
+	}
+	if (!check_vm_settings(s, error))
+		return FALSE;
+	apply_vm_settings(vm, s);
+	vmcg_daemon_save(d);
+	return TRUE;
+}
+
+gboolean vmcg_daemon_vm_remove(VmcgDaemon *d, const char *name, GError **error)
+{
+	VmcgDvm *vm = vmcg_daemon_vm_lookup(d, name);
+	g_autoptr(json_object) data = NULL;
+
+	if (!vm) {
+		g_set_error(error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, "no VM named %s", name);
+		return FALSE;
+	}
+	data = vm_event_data(vm);
+	vmcg_dvm_free(vm);
+	g_info("VM %s forgotten", name);
+	vmcg_daemon_save(d);
+	vmcg_daemon_emit(d, VMCG_EV_VM_DETACHED, data);
+	return TRUE;
+}
+
+/* ---- the loop ---- */
+
+static gboolean on_tick(gpointer userdata)
+{
+	vmcg_control_tick(userdata);
+	return G_SOURCE_CONTINUE;
+}
+
+static gboolean on_kick(gpointer userdata)
+{
+	VmcgDaemon *d = userdata;
+
+	d->kick_id = 0;
+	vmcg_control_tick(d);
+	return G_SOURCE_REMOVE;
+}
+
+void vmcg_daemon_start(VmcgDaemon *d, uint64_t interval_usec)
+{
+	d->interval_usec = interval_usec;
+	if (d->tick_id)
+		g_source_remove(d->tick_id);
+	d->tick_id = g_timeout_add((guint)(interval_usec / 1000), on_tick, d);
+}
+
+void vmcg_daemon_kick(VmcgDaemon *d)
+{
+	if (!d->tick_id || d->kick_id || d->loading)
+		return;
+	d->kick_id = g_idle_add(on_kick, d);
+}

@@ -1,0 +1,169 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * vmcgd's core: the engine's tree, the VMs the daemon manages, and the
+ * operations that the API, the config loader and the state loader apply to
+ * them. Everything here runs on the GLib main loop of the daemon's one
+ * thread; nothing in it blocks for long.
+ */
+#ifndef VMCG_DAEMON_H
+#define VMCG_DAEMON_H
+
+#include <glib.h>
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vmcg/group.h"
+
+typedef struct VmcgDaemon VmcgDaemon;
+typedef struct VmcgDvm VmcgDvm;
+
+/* "max" in the daemon's byte-sized settings (as vmcg/size.h's VMCG_SIZE_MAX). */
+#define VMCG_BYTES_MAX UINT64_MAX
+
+/* Knobs of a group as the API and the config give them: each one optional. */
+typedef struct VmcgGroupSettings {
+	bool has_min, has_low, has_high, has_max;
+	uint64_t min, low, high, max; /* bytes, VMCG_BYTES_MAX = "max" */
+	bool has_oom_group;
+	bool oom_group;
+	bool has_oom_action;
+	VmcgOomAction oom_action;
+	bool has_overhead_in_max;
+	bool overhead_in_max;
+} VmcgGroupSettings;
+
+typedef struct VmcgVmSettings {
+	bool has_floor;
+	uint64_t floor; /* bytes */
+	bool has_oom_priority;
+	int32_t oom_priority;
+} VmcgVmSettings;
+
+typedef enum VmcgDvmState {
+	VMCG_DVM_CONNECTING = 0, /* QMP not (yet) ready */
+	VMCG_DVM_READY,
+	VMCG_DVM_PAUSED, /* paused by the OOM action */
+	VMCG_DVM_GONE,	 /* QEMU went away; the record stays until deleted */
+} VmcgDvmState;
+
+/* What the API shows of a VM. Sizes in bytes; ages in usec, or -1 if never. */
+typedef struct VmcgDvmInfo {
+	const char *name;
+	const char *qmp;
+	const char *group;
+	const char *mode;  /* "sampling" */
+	const char *state; /* "connecting", "ready", "paused", "gone" */
+	uint64_t current;  /* charged bytes */
+	uint64_t ram;	   /* guest RAM size, 0 if not known yet */
+	uint64_t resident; /* last sample of resident guest RAM */
+	uint64_t overhead;
+	uint64_t floor;
+	int32_t oom_priority;
+	uint64_t balloon_target; /* guest size the balloon aims at; 0 if unset */
+	uint64_t balloon_actual;
+	bool has_stats;
+	int64_t stats_age_usec;
+	uint64_t stat_total, stat_free, stat_available, stat_cache;
+	int64_t pid;
+} VmcgDvmInfo;
+
+/* Event types of the API's event stream. */
+#define VMCG_EV_VMPRESSURE "vmpressure"
+#define VMCG_EV_BALLOON_STUCK "balloon_stuck"
+#define VMCG_EV_VM_ATTACHED "vm_attached"
+#define VMCG_EV_VM_DETACHED "vm_detached"
+/* and the memory events: "low", "high", "max", "oom", "oom_kill" */
+
+/* @data is borrowed for the call. */
+typedef void (*VmcgDaemonEventFn)(const char *type, json_object *data, gpointer userdata);
+
+/* Enforcement policy; the config's [daemon] section. Sizes in bytes. */
+typedef struct VmcgPolicy {
+	uint64_t reclaim_step;	       /* most a balloon moves per VM per tick */
+	uint64_t hysteresis;	       /* deflate only this far under high/max */
+	uint64_t stats_interval_usec;  /* guest balloon stats polling */
+	uint64_t stats_max_age_usec;   /* older guest stats are stale */
+	uint64_t guest_margin;	       /* headroom above what the guest uses */
+	uint64_t balloon_stuck_usec;   /* no progress for this long: stuck */
+	uint64_t oom_deadline_usec;    /* over max this long without progress: OOM */
+	uint64_t vmpressure_hold_usec; /* a vmpressure level is shown this long */
+	uint64_t min_guest;	       /* never balloon a guest below this */
+} VmcgPolicy;
+
+/* ---- lifetime ---- */
+
+/**
+ * vmcg_daemon_new() - a daemon with an empty tree.
+ * @state_path: where state is persisted (NULL: not persisted)
+ * The daemon does nothing until vmcg_daemon_start().
+ */
+VmcgDaemon *vmcg_daemon_new(const VmcgTreeOptions *opts, const char *state_path);
+void vmcg_daemon_free(VmcgDaemon *d);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(VmcgDaemon, vmcg_daemon_free)
+
+void vmcg_daemon_set_policy(VmcgDaemon *d, const VmcgPolicy *p);
+const VmcgPolicy *vmcg_daemon_policy(VmcgDaemon *d);
+
+/** Start the control loop at @interval_usec and connect to every VM. */
+void vmcg_daemon_start(VmcgDaemon *d, uint64_t interval_usec);
+
+VmcgTree *vmcg_daemon_tree(VmcgDaemon *d);
+/** The daemon's monotonic clock, usec (g_get_monotonic_time()). */
+uint64_t vmcg_daemon_now_usec(VmcgDaemon *d);
+
+/* ---- groups ---- */
+
+/**
+ * vmcg_daemon_group_put() - create the group at @path (parents must exist)
+ * or update it, applying every knob @s has. Validates everything before
+ * changing anything: on error nothing changed.
+ * Errors (G_IO_ERROR): INVALID_ARGUMENT (bad path or value), NOT_FOUND
+ * (no parent), PERMISSION_DENIED (knobs on "/").
+ */
+gboolean vmcg_daemon_group_put(VmcgDaemon *d, const char *path, const VmcgGroupSettings *s,
+			       gboolean *ret_created, GError **error);
+
+/** Errors: NOT_FOUND, INVALID_ARGUMENT, BUSY (root, children, or VMs). */
+gboolean vmcg_daemon_group_delete(VmcgDaemon *d, const char *path, GError **error);
+
+/**
+ * vmcg_daemon_group_reclaim() - memory.reclaim: ask the group's VMs'
+ * balloons for @bytes now, as planned by the engine. *@ret_planned is what
+ * could be asked for (less than @bytes when protection and floors stop it).
+ */
+gboolean vmcg_daemon_group_reclaim(VmcgDaemon *d, const char *path, uint64_t bytes,
+				   uint64_t *ret_planned, GError **error);
+
+/* ---- VMs ---- */
+
+/**
+ * vmcg_daemon_vm_add() - register a QEMU by its QMP socket and attach it to
+ * @group. The QMP connection is made asynchronously.
+ * Errors: INVALID_ARGUMENT (name, path), EXISTS, NOT_FOUND (group).
+ */
+gboolean vmcg_daemon_vm_add(VmcgDaemon *d, const char *name, const char *qmp_path,
+			    const char *group, const VmcgVmSettings *s, GError **error);
+
+/** Errors: NOT_FOUND (VM or group), NO_SPACE (destination at max; nothing changed). */
+gboolean vmcg_daemon_vm_move(VmcgDaemon *d, const char *name, const char *group, GError **error);
+
+/** Apply per-VM settings. Errors: NOT_FOUND, INVALID_ARGUMENT. */
+gboolean vmcg_daemon_vm_set(VmcgDaemon *d, const char *name, const VmcgVmSettings *s,
+			    GError **error);
+
+/** Forget a VM: its charge leaves the tree, its balloon is left as it is. */
+gboolean vmcg_daemon_vm_remove(VmcgDaemon *d, const char *name, GError **error);
+
+VmcgDvm *vmcg_daemon_vm_lookup(VmcgDaemon *d, const char *name);
+/** Iteration in registration order. */
+VmcgDvm *vmcg_daemon_vm_first(VmcgDaemon *d);
+VmcgDvm *vmcg_daemon_vm_next(VmcgDvm *vm);
+void vmcg_dvm_info(VmcgDvm *vm, VmcgDvmInfo *ret);
+
+/* ---- events ---- */
+
+guint vmcg_daemon_subscribe(VmcgDaemon *d, VmcgDaemonEventFn fn, gpointer userdata);
+void vmcg_daemon_unsubscribe(VmcgDaemon *d, guint id);
+
+#endif

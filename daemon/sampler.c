@@ -1,0 +1,200 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * Sampling charge from /proc/PID/smaps; see sampler.h for why this is where
+ * guest RAM is.
+ */
+#include <errno.h>
+#include <gio/gio.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sampler.h"
+
+typedef struct Vma {
+	uint64_t start, end;
+	uint64_t rss_kib;
+	gboolean guest; /* "dc" and anonymous, memfd or hugetlbfs */
+	gboolean anon_or_memfd;
+} Vma;
+
+static gboolean parse_header(const char *line, Vma *v)
+{
+	unsigned long long start, end;
+	char perms[8];
+	int n = 0;
+
+	if (sscanf(line, "%llx-%llx %7s %*s %*s %*s %n", &start, &end, perms, &n) < 3 || n == 0)
+		return FALSE;
+	if (end < start)
+		return FALSE;
+	v->start = start;
+	v->end = end;
+	v->rss_kib = 0;
+	v->guest = FALSE;
+	/* Anonymous: no path after the inode; memfd-backed: "/memfd:name (deleted)". */
+	v->anon_or_memfd =
+		line[n] == '\0' || line[n] == '\n' || strncmp(line + n, "/memfd:", 7) == 0;
+	return TRUE;
+}
+
+static gboolean has_flag(const char *flags, const char *flag)
+{
+	gsize l = strlen(flag);
+
+	for (const char *p = flags; (p = strstr(p, flag)); p += l)
+		if ((p == flags || p[-1] == ' ') && (p[l] == ' ' || p[l] == '\0' || p[l] == '\n'))
+			return TRUE;
+	return FALSE;
+}
+
+gboolean vmcg_sample_parse_smaps(const char *text, gsize len, uint64_t ram_size, VmcgSample *ret,
+				 GError **error)
+{
+	g_autoptr(GArray) vmas = g_array_new(FALSE, FALSE, sizeof(Vma));
+	g_autofree char *copy = g_strndup(text, len);
+	uint64_t total_kib = 0;
+	Vma *cur = NULL;
+	char *save = NULL;
+
+	for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		Vma v;
+
+		if (g_ascii_isxdigit(line[0]) && strchr(line, '-') && parse_header(line, &v)) {
+			g_array_append_val(vmas, v);
+			cur = &g_array_index(vmas, Vma, vmas->len - 1);
+		} else if (!cur) {
+			g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+				    "not an smaps file: no mapping before \"%.40s\"", line);
+			return FALSE;
+		} else if (g_str_has_prefix(line, "Rss:")) {
+			unsigned long long kib;
+
+			if (sscanf(line + 4, "%llu", &kib) != 1) {
+				g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+					    "bad Rss line in smaps: \"%.40s\"", line);
+				return FALSE;
+			}
+			cur->rss_kib = kib;
+			total_kib += kib;
+		} else if (g_str_has_prefix(line, "VmFlags:")) {
+			cur->guest = has_flag(line + 8, "dc") &&
+				     (cur->anon_or_memfd || has_flag(line + 8, "ht"));
+		}
+	}
+	if (vmas->len == 0) {
+		g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "empty smaps");
+		return FALSE;
+	}
+
+	/*
+	 * A contiguous run of guest VMAs of exactly @ram_size is the main
+	 * RAMBlock. The run may start at any VMA boundary: a small RAMBlock
+	 * can happen to be mapped right next to it. If several match (a NUMA
+	 * guest with equal nodes), all of them count: each is a memdev of
+	 * that size.
+	 */
+	uint64_t resident_kib = 0, found = 0;
+
+	for (guint i = 0; i < vmas->len;) {
+		uint64_t end = g_array_index(vmas, Vma, i).start, rss = 0;
+		guint j = i;
+
+		while (j < vmas->len && end - g_array_index(vmas, Vma, i).start < ram_size) {
+			Vma *w = &g_array_index(vmas, Vma, j);
+
+			if (!w->guest || w->start != end)
+				break;
+			end = w->end;
+			rss += w->rss_kib;
+			j++;
+		}
+		if (j > i && end - g_array_index(vmas, Vma, i).start == ram_size) {
+			resident_kib += rss;
+			found += ram_size;
+			i = j;
+		} else {
+			i++;
+		}
+	}
+	if (!found) {
+		g_set_error(error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
+			    "no guest RAM mapping of %" G_GUINT64_FORMAT
+			    " bytes (anonymous or memfd, MADV_DONTFORK) in smaps",
+			    ram_size);
+		return FALSE;
+	}
+	ret->guest_resident = resident_kib * 1024;
+	ret->guest_size = found;
+	ret->total_rss = total_kib * 1024;
+	return TRUE;
+}
+
+gboolean vmcg_sample_read(pid_t pid, uint64_t ram_size, VmcgSample *ret, GError **error)
+{
+	g_autofree char *path = g_strdup_printf("/proc/%d/smaps", (int)pid);
+	g_autofree char *text = NULL;
+	gsize len;
+
+	if (!g_file_get_contents(path, &text, &len, error))
+		return FALSE;
+	return vmcg_sample_parse_smaps(text, len, ram_size, ret, error);
+}
+
+static unsigned long socket_inode(const char *proc, const char *path)
+{
+	g_autofree char *file = g_build_filename(proc, "net", "unix", NULL);
+	g_autofree char *text = NULL;
+	g_auto(GStrv) lines = NULL;
+
+	if (!g_file_get_contents(file, &text, NULL, NULL))
+		return 0;
+	lines = g_strsplit(text, "\n", -1);
+	/* Num RefCount Protocol Flags Type St Inode Path */
+	for (guint i = 1; lines[i]; i++) {
+		unsigned long flags, inode;
+		char p[256];
+
+		if (sscanf(lines[i], "%*s %*s %*s %lx %*s %*s %lu %255s", &flags, &inode, p) == 3 &&
+		    (flags & 0x10000) /* __SO_ACCEPTCON: listening */ && strcmp(p, path) == 0)
+			return inode;
+	}
+	return 0;
+}
+
+pid_t vmcg_socket_owner_pid(const char *proc, const char *path)
+{
+	g_autofree char *want = NULL;
+	g_autoptr(GDir) dir = NULL;
+	unsigned long inode = socket_inode(proc, path);
+	const char *name;
+
+	if (!inode)
+		return 0;
+	want = g_strdup_printf("socket:[%lu]", inode);
+	dir = g_dir_open(proc, 0, NULL);
+	if (!dir)
+		return 0;
+	while ((name = g_dir_read_name(dir))) {
+		g_autofree char *fddir = NULL;
+		g_autoptr(GDir) fds = NULL;
+		const char *fd;
+		char *end;
+		long pid = strtol(name, &end, 10);
+
+		if (*end || pid <= 0)
+			continue;
+		fddir = g_build_filename(proc, name, "fd", NULL);
+		fds = g_dir_open(fddir, 0, NULL);
+		if (!fds)
+			continue;
+		while ((fd = g_dir_read_name(fds))) {
+			g_autofree char *link = g_build_filename(fddir, fd, NULL);
+			g_autofree char *target = g_file_read_link(link, NULL);
+
+			if (target && strcmp(target, want) == 0)
+				return (pid_t)pid;
+		}
+	}
+	return 0;
+}

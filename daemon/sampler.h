@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Sampling charge: how much of a QEMU's guest RAM is resident on the host.
+ *
+ * Where guest RAM is: QEMU maps each RAMBlock as one private anonymous
+ * region of exactly the block's size (qemu_ram_mmap()) and madvises the
+ * whole region MADV_DONTFORK, so that a fork (e.g. for a migration helper)
+ * does not copy guest memory (ram_block_add(): QEMU_MADV_DONTFORK). In
+ * /proc/PID/smaps that is a run of anonymous VMAs with the "dc" VmFlag whose
+ * sizes add up to the block's size; nothing else QEMU maps carries "dc"
+ * except the other, small RAMBlocks (firmware, option ROMs, ACPI tables).
+ * The size of the main block comes from QMP query-memdev (the "pc.ram" or
+ * "ram" backend, the sum of all memdevs for NUMA guests). The resident
+ * charge is the sum of Rss over those VMAs: pages the guest never touched,
+ * ballooned out or reported free (MADV_DONTNEED) are not in it.
+ *
+ * Why not QEMU's own view: x-query-ramblock in QEMU 7.2 prints no host
+ * address, and the guest's own numbers are hints, never trusted for
+ * charging. Why not pagemap: Rss per VMA is exact for private anonymous
+ * memory and costs one pass over smaps (about 300 VMAs for a TCG QEMU).
+ *
+ * Memory-backed by memfd or hugetlbfs files (libvirt's memoryBacking) maps
+ * a file, not anonymous memory: such VMAs are accepted when their path is
+ * "/memfd:..." or on hugetlbfs ("ht" VmFlag) and still carry "dc".
+ */
+#ifndef VMCG_SAMPLER_H
+#define VMCG_SAMPLER_H
+
+#include <glib.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef struct VmcgSample {
+	uint64_t guest_resident; /* bytes of guest RAM resident */
+	uint64_t guest_size;	 /* bytes of the VMAs counted as guest RAM */
+	uint64_t total_rss;	 /* bytes resident in the whole process */
+} VmcgSample;
+
+/**
+ * vmcg_sample_parse_smaps() - find guest RAM of @ram_size bytes in the
+ * smaps text @text and measure it.
+ * Returns TRUE, or FALSE with a G_IO_ERROR_INVALID_DATA error if the text is
+ * not smaps, or G_IO_ERROR_NOT_FOUND if no run of guest-RAM VMAs of that
+ * size exists (e.g. hugepage or file backing we do not recognise).
+ */
+gboolean vmcg_sample_parse_smaps(const char *text, gsize len, uint64_t ram_size, VmcgSample *ret,
+				 GError **error);
+
+/** vmcg_sample_read() - vmcg_sample_parse_smaps() on /proc/@pid/smaps. */
+gboolean vmcg_sample_read(pid_t pid, uint64_t ram_size, VmcgSample *ret, GError **error);
+
+/**
+ * vmcg_socket_owner_pid() - the process that listens on the unix socket at
+ * @path (QEMU, for its QMP socket), found through /proc/net/unix (the
+ * socket's inode) and /proc/PID/fd (who holds it). Independent of who
+ * started QEMU, so it works for libvirt's guests and across daemon
+ * restarts. @proc is the procfs mount ("/proc"; tests pass a fake tree).
+ * Returns the pid, or 0 if no process holds it.
+ */
+pid_t vmcg_socket_owner_pid(const char *proc, const char *path);
+
+#endif

@@ -1,0 +1,395 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * State persistence; see state.h. Format (version 1):
+ *
+ *   {"version": 1,
+ *    "groups": [{"path": "/a", "memory.min": 0, "memory.low": 0,
+ *                "memory.high": "max", "memory.max": 1073741824,
+ *                "memory.oom.group": false, "oom-action": "notify",
+ *                "overhead-in-max": false}, ...],   parents before children
+ *    "vms": [{"name": "web1", "qmp": "/run/...", "group": "/a",
+ *             "floor": 134217728, "oom-priority": 0}, ...]}
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <gio/gio.h>
+#include <glib/gstdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon-private.h"
+#include "state.h"
+
+#define STATE_VERSION 1
+#define STATE_MAX_BYTES (16 << 20)
+
+static json_object *bytes_json(uint64_t pages)
+{
+	if (pages >= VMCG_PAGES_MAX)
+		return json_object_new_string("max");
+	return json_object_new_uint64(pages * VMCG_PAGE_SIZE);
+}
+
+json_object *vmcg_state_to_json(VmcgDaemon *d)
+{
+	json_object *root = json_object_new_object(), *groups, *vms;
+	VmcgGroup *top = vmcg_tree_root(d->tree);
+
+	json_object_object_add(root, "version", json_object_new_int(STATE_VERSION));
+	groups = json_object_new_array();
+	for (VmcgGroup *g = vmcg_group_next_descendant(top, top); g;
+	     g = vmcg_group_next_descendant(g, top)) {
+		json_object *o = json_object_new_object();
+
+		json_object_object_add(o, "path", json_object_new_string(vmcg_group_path(g)));
+		json_object_object_add(o, "memory.min", bytes_json(vmcg_group_min(g)));
+		json_object_object_add(o, "memory.low", bytes_json(vmcg_group_low(g)));
+		json_object_object_add(o, "memory.high", bytes_json(vmcg_group_high(g)));
+		json_object_object_add(o, "memory.max", bytes_json(vmcg_group_max(g)));
+		json_object_object_add(o, "memory.oom.group",
+				       json_object_new_boolean(vmcg_group_oom_group(g)));
+		json_object_object_add(o, "oom-action",
+				       json_object_new_string(vmcg_oom_action_to_string(
+					       vmcg_group_oom_action(g))));
+		json_object_object_add(o, "overhead-in-max",
+				       json_object_new_boolean(vmcg_group_overhead_counted(g)));
+		json_object_array_add(groups, o);
+	}
+	json_object_object_add(root, "groups", groups);
+
+	vms = json_object_new_array();
+	for (GList *l = d->vms.head; l; l = l->next) {
+		VmcgDvm *vm = l->data;
+		json_object *o = json_object_new_object();
+
+		json_object_object_add(o, "name", json_object_new_string(vmcg_vm_name(vm->vm)));
+		json_object_object_add(o, "qmp", json_object_new_string(vm->qmp_path));
+		json_object_object_add(
+			o, "group", json_object_new_string(vmcg_group_path(vmcg_vm_group(vm->vm))));
+		json_object_object_add(o, "floor", json_object_new_uint64(vm->floor));
+		json_object_object_add(o, "oom-priority",
+				       json_object_new_int(vmcg_vm_oom_priority(vm->vm)));
+		json_object_array_add(vms, o);
+	}
+	json_object_object_add(root, "vms", vms);
+	return root;
+}
+
+gboolean vmcg_state_save(VmcgDaemon *d, const char *path, GError **error)
+{
+	g_autoptr(json_object) root = vmcg_state_to_json(d);
+	g_autofree char *dir = g_path_get_dirname(path);
+	g_autofree char *tmp = g_strdup_printf("%s.tmp.%d", path, (int)getpid());
+	const char *text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY);
+	gsize len = strlen(text), off = 0;
+	int fd, dfd;
+
+	if (g_mkdir_with_parents(dir, 0755) < 0) {
+		g_set_error(error, G_IO_ERROR, g_io_error_from_errno(errno), "mkdir %s: %s", dir,
+			    g_strerror(errno));
+		return FALSE;
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		goto fail;
+	while (off < len) {
+		ssize_t w = write(fd, text + off, len - off);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			close(fd);
+			goto fail_unlink;
+		}
+		off += (gsize)w;
+	}
+	if (write(fd, "\n", 1) != 1 || fsync(fd) < 0) {
+		close(fd);
+		goto fail_unlink;
+	}
+	close(fd);
+	if (rename(tmp, path) < 0)
+		goto fail_unlink;
+	/* The rename itself must survive a crash too. */
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		(void)fsync(dfd);
+		close(dfd);
+	}
+	return TRUE;
+
+fail_unlink : {
+	int e = errno;
+
+	unlink(tmp);
+	errno = e;
+}
+fail:
+	g_set_error(error, G_IO_ERROR, g_io_error_from_errno(errno), "%s: %s", tmp,
+		    g_strerror(errno));
+	return FALSE;
+}
+
+G_GNUC_PRINTF(2, 3)
+static gboolean bad(GError **error, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	g_propagate_error(error, g_error_new_valist(G_IO_ERROR, G_IO_ERROR_INVALID_DATA, fmt, ap));
+	va_end(ap);
+	return FALSE;
+}
+
+static gboolean get_size(json_object *o, const char *key, bool *has, uint64_t *ret, GError **error)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v))
+		return TRUE;
+	if (json_object_is_type(v, json_type_string) &&
+	    strcmp(json_object_get_string(v), "max") == 0) {
+		*ret = VMCG_BYTES_MAX;
+	} else if (json_object_is_type(v, json_type_int) && json_object_get_int64(v) >= 0) {
+		*ret = json_object_get_uint64(v);
+	} else {
+		return bad(error, "state: %s must be a byte count or \"max\"", key);
+	}
+	*has = true;
+	return TRUE;
+}
+
+static gboolean get_bool(json_object *o, const char *key, bool *has, bool *ret, GError **error)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v))
+		return TRUE;
+	if (!json_object_is_type(v, json_type_boolean))
+		return bad(error, "state: %s must be true or false", key);
+	*ret = json_object_get_boolean(v);
+	*has = true;
+	return TRUE;
+}
+
+/* As vmcg_daemon_group_put() checks them: a byte count must fit the page counters. */
+static gboolean check_group_sizes(const VmcgGroupSettings *s, GError **error)
+{
+	const uint64_t lim = VMCG_PAGES_MAX * VMCG_PAGE_SIZE;
+
+	if ((s->has_min && s->min != VMCG_BYTES_MAX && s->min >= lim) ||
+	    (s->has_low && s->low != VMCG_BYTES_MAX && s->low >= lim) ||
+	    (s->has_high && s->high != VMCG_BYTES_MAX && s->high >= lim) ||
+	    (s->has_max && s->max != VMCG_BYTES_MAX && s->max >= lim))
+		return bad(error, "state: a size is beyond any memory (use \"max\")");
+	return TRUE;
+}
+
+static const char *get_string(json_object *o, const char *key)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+static gboolean only_keys(json_object *o, const char *const *keys, GError **error)
+{
+	json_object_object_foreach(o, k, v)
+	{
+		(void)v;
+		if (!g_strv_contains(keys, k))
+			return bad(error, "state: unknown field \"%s\"", k);
+	}
+	return TRUE;
+}
+
+static gboolean parse_group(json_object *o, const char **ret_path, VmcgGroupSettings *s,
+			    GError **error)
+{
+	static const char *const keys[] = { "path",	   "memory.min",      "memory.low",
+					    "memory.high", "memory.max",      "memory.oom.group",
+					    "oom-action",  "overhead-in-max", NULL };
+	const char *action;
+
+	if (!json_object_is_type(o, json_type_object))
+		return bad(error, "state: %s entries must be objects", "groups");
+	if (!only_keys(o, keys, error))
+		return FALSE;
+	*ret_path = get_string(o, "path");
+	if (!*ret_path)
+		return bad(error, "state: a group has no %s", "path");
+	memset(s, 0, sizeof(*s));
+	if (!get_size(o, "memory.min", &s->has_min, &s->min, error) ||
+	    !get_size(o, "memory.low", &s->has_low, &s->low, error) ||
+	    !get_size(o, "memory.high", &s->has_high, &s->high, error) ||
+	    !get_size(o, "memory.max", &s->has_max, &s->max, error) ||
+	    !get_bool(o, "memory.oom.group", &s->has_oom_group, &s->oom_group, error) ||
+	    !get_bool(o, "overhead-in-max", &s->has_overhead_in_max, &s->overhead_in_max, error))
+		return FALSE;
+	action = get_string(o, "oom-action");
+	if (action) {
+		if (vmcg_oom_action_from_string(action, &s->oom_action) < 0)
+			return bad(error, "state: unknown oom-action \"%s\"", action);
+		s->has_oom_action = true;
+	}
+	return TRUE;
+}
+
+/*
+ * Parse everything first, apply after: a malformed document changes
+ * nothing. Application itself can still fail (e.g. a group path the
+ * config does not allow); then the daemon refuses to start.
+ */
+gboolean vmcg_state_apply_text(VmcgDaemon *d, const char *text, gsize len, GError **error)
+{
+	static const char *const top_keys[] = { "version", "groups", "vms", NULL };
+	static const char *const vm_keys[] = {
+		"name", "qmp", "group", "floor", "oom-priority", NULL
+	};
+	g_autoptr(json_tokener) tok = json_tokener_new_ex(16);
+	g_autoptr(json_object) root = NULL;
+	json_object *groups = NULL, *vms = NULL, *v;
+	gboolean ok = TRUE;
+
+	if (len > STATE_MAX_BYTES)
+		return bad(error, "state: %s is larger than 16 MiB", "the file");
+	root = json_tokener_parse_ex(tok, text, (int)len);
+	if (!root || json_tokener_get_error(tok) != json_tokener_success ||
+	    (gsize)json_tokener_get_parse_end(tok) < len - (len && text[len - 1] == '\n')) {
+		g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "state: not JSON: %s",
+			    json_tokener_error_desc(json_tokener_get_error(tok)));
+		return FALSE;
+	}
+	if (!json_object_is_type(root, json_type_object))
+		return bad(error, "state: %s is not an object", "the document");
+	if (!only_keys(root, top_keys, error))
+		return FALSE;
+	if (!json_object_object_get_ex(root, "version", &v) ||
+	    !json_object_is_type(v, json_type_int) || json_object_get_int(v) != STATE_VERSION)
+		return bad(error, "state: %s must be 1", "version");
+	if (json_object_object_get_ex(root, "groups", &groups) &&
+	    !json_object_is_type(groups, json_type_array))
+		return bad(error, "state: %s must be an array", "groups");
+	if (json_object_object_get_ex(root, "vms", &vms) &&
+	    !json_object_is_type(vms, json_type_array))
+		return bad(error, "state: %s must be an array", "vms");
+
+	/*
+	 * Validate all entries before applying any, including what applying
+	 * would check (parents, groups of VMs, names), so that applying
+	 * cannot fail half-way.
+	 */
+	g_autoptr(GHashTable) paths = g_hash_table_new(g_str_hash, g_str_equal);
+	g_autoptr(GHashTable) names = g_hash_table_new(g_str_hash, g_str_equal);
+	for (size_t i = 0; groups && i < json_object_array_length(groups); i++) {
+		VmcgGroupSettings s;
+		const char *path;
+		g_autofree char *parent = NULL;
+		VmcgGroup *g;
+
+		if (!parse_group(json_object_array_get_idx(groups, i), &path, &s, error))
+			return FALSE;
+		if (vmcg_path_validate(path) < 0 || strcmp(path, "/") == 0)
+			return bad(error, "state: invalid group path \"%s\"", path);
+		parent = g_path_get_dirname(path);
+		if (strcmp(parent, "/") != 0 && !g_hash_table_contains(paths, parent) &&
+		    vmcg_group_lookup(d->tree, parent, &g) < 0)
+			return bad(error, "state: group %s comes before its parent", path);
+		if (!check_group_sizes(&s, error))
+			return FALSE;
+		g_hash_table_add(paths, (gpointer)path);
+	}
+	for (size_t i = 0; vms && i < json_object_array_length(vms); i++) {
+		json_object *o = json_object_array_get_idx(vms, i);
+
+		if (!json_object_is_type(o, json_type_object))
+			return bad(error, "state: %s entries must be objects", "vms");
+		if (!only_keys(o, vm_keys, error))
+			return FALSE;
+		if (!get_string(o, "name") || !get_string(o, "qmp") || !get_string(o, "group"))
+			return bad(error, "state: a VM lacks %s", "name, qmp or group");
+		if (json_object_object_get_ex(o, "floor", &v) &&
+		    !json_object_is_type(v, json_type_int))
+			return bad(error, "state: %s must be a byte count", "floor");
+		if (json_object_object_get_ex(o, "oom-priority", &v) &&
+		    (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) < -1000 ||
+		     json_object_get_int64(v) > 1000))
+			return bad(error, "state: %s must be an integer from -1000 to 1000",
+				   "oom-priority");
+		{
+			const char *name = get_string(o, "name"), *qmp = get_string(o, "qmp");
+			const char *group = get_string(o, "group");
+			VmcgGroup *g;
+
+			if (vmcg_vm_name_validate(name) < 0 || g_hash_table_contains(names, name))
+				return bad(error, "state: invalid or duplicate VM name \"%s\"",
+					   name);
+			if (!g_path_is_absolute(qmp) || strlen(qmp) >= 108)
+				return bad(error,
+					   "state: VM %s: qmp must be an absolute socket path",
+					   name);
+			if (strcmp(group, "/") != 0 && !g_hash_table_contains(paths, group) &&
+			    vmcg_group_lookup(d->tree, group, &g) < 0)
+				return bad(error, "state: VM %s: no group %s", name, group);
+			g_hash_table_add(names, (gpointer)name);
+		}
+	}
+
+	d->loading = TRUE;
+	for (size_t i = 0; ok && groups && i < json_object_array_length(groups); i++) {
+		VmcgGroupSettings s;
+		const char *path;
+
+		parse_group(json_object_array_get_idx(groups, i), &path, &s, NULL);
+		ok = vmcg_daemon_group_put(d, path, &s, NULL, error);
+	}
+	for (size_t i = 0; ok && vms && i < json_object_array_length(vms); i++) {
+		json_object *o = json_object_array_get_idx(vms, i);
+		const char *name = get_string(o, "name");
+		VmcgVmSettings s = { 0 };
+		VmcgDvm *existing = vmcg_daemon_vm_lookup(d, name);
+
+		if (json_object_object_get_ex(o, "floor", &v)) {
+			s.has_floor = true;
+			s.floor = json_object_get_uint64(v);
+		}
+		if (json_object_object_get_ex(o, "oom-priority", &v)) {
+			s.has_oom_priority = true;
+			s.oom_priority = (int32_t)json_object_get_int64(v);
+		}
+		if (existing) {
+			/* Declared in the config too: the state's placement and settings win. */
+			ok = vmcg_daemon_vm_move(d, name, get_string(o, "group"), error) &&
+			     vmcg_daemon_vm_set(d, name, &s, error);
+		} else {
+			ok = vmcg_daemon_vm_add(d, name, get_string(o, "qmp"),
+						get_string(o, "group"), &s, error);
+		}
+	}
+	d->loading = FALSE;
+	if (!ok)
+		g_prefix_error(error, "state: ");
+	return ok;
+}
+
+gboolean vmcg_state_load(VmcgDaemon *d, const char *path, GError **error)
+{
+	g_autofree char *text = NULL;
+	g_autoptr(GError) local = NULL;
+	gsize len;
+
+	if (!g_file_get_contents(path, &text, &len, &local)) {
+		if (g_error_matches(local, G_FILE_ERROR, G_FILE_ERROR_NOENT))
+			return TRUE;
+		g_propagate_error(error, g_steal_pointer(&local));
+		return FALSE;
+	}
+	if (!vmcg_state_apply_text(d, text, len, error)) {
+		g_prefix_error(error, "%s: ", path);
+		return FALSE;
+	}
+	return TRUE;
+}

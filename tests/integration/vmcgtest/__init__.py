@@ -1,0 +1,34 @@
+"""vmcg integration test bed: real QEMU guests driven from Python.
+
+Standard library only. See tests/integration/README.md.
+"""
+
+from .guest import (
+    Guest,
+    GuestCommandError,
+    GuestError,
+    GuestTimeout,
+    GuestUnavailable,
+    QMPClient,
+    QMPError,
+    ensure_guest_built,
+    kvm_usable,
+    probe_accel,
+    qemu_binary,
+    wait_for,
+)
+
+__all__ = [
+    "Guest",
+    "GuestCommandError",
+    "GuestError",
+    "GuestTimeout",
+    "GuestUnavailable",
+    "QMPClient",
+    "QMPError",
+    "ensure_guest_built",
+    "kvm_usable",
+    "probe_accel",
+    "qemu_binary",
+    "wait_for",
+]

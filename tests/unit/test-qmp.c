@@ -1,0 +1,1826 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * QMP client: the parser (real QEMU 7.2 messages and a table of malformed
+ * ones, each with the error it must give), the framer (every split point,
+ * several messages per read, the size and memory limits), the client against
+ * a scripted peer, and the client against a real QEMU.
+ *
+ * The scripted peer is a thread that plays QEMU's side of the socket from a
+ * list of steps. It exists because the faults tested with it cannot be
+ * provoked with a real QEMU: a greeting that never comes, a refused
+ * qmp_capabilities, replies out of order, a reply that never comes, EOF in
+ * the middle of a message, a 1 MiB reply, garbage instead of JSON. What a
+ * real QEMU can show (the handshake, query-status, query-version, quit and
+ * its EOF) is tested against a real QEMU at the end.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <glib.h>
+#include <glib/gstdio.h>
+
+#include "qmp.h"
+
+/* What QEMU 7.2 (Debian 1:7.2+dfsg-7+deb12u18) really sent. */
+#define REAL_GREETING                                                                      \
+	"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 22, \"minor\": 2, \"major\": 7}, " \
+	"\"package\": \"Debian 1:7.2+dfsg-7+deb12u18+b3\"}, \"capabilities\": [\"oob\"]}}\r\n"
+#define REAL_STATUS                                                                     \
+	"{\"return\": {\"status\": \"prelaunch\", \"singlestep\": false, \"running\": " \
+	"false}, \"id\": \"vmcg-1\"}\r\n"
+#define REAL_NOT_FOUND                                                                      \
+	"{\"id\": \"vmcg-3\", \"error\": {\"class\": \"CommandNotFound\", \"desc\": \"The " \
+	"command nonexistent has not been found\"}}\r\n"
+#define REAL_PARSE_ERROR                                                                     \
+	"{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error, expecting " \
+	"value\"}}\r\n"
+#define REAL_SHUTDOWN                                                                      \
+	"{\"timestamp\": {\"seconds\": 1795638696, \"microseconds\": 744823}, \"event\": " \
+	"\"SHUTDOWN\", \"data\": {\"guest\": false, \"reason\": \"host-qmp-quit\"}}\r\n"
+#define REAL_STOP                                                                          \
+	"{\"timestamp\": {\"seconds\": 1795638696, \"microseconds\": 544461}, \"event\": " \
+	"\"STOP\"}\r\n"
+
+/* ------------------------------------------------------------------------
+ * Parser
+ */
+
+static void test_parse_greeting(void)
+{
+	g_auto(VmcgQmpMessage) m = { 0 };
+	g_autoptr(GError) err = NULL;
+
+	g_assert_cmpint(vmcg_qmp_parse(REAL_GREETING, strlen(REAL_GREETING), &m, &err), ==, 0);
+	g_assert_no_error(err);
+	g_assert_cmpint(m.type, ==, VMCG_QMP_MSG_GREETING);
+	g_assert_cmpint(m.qemu_major, ==, 7);
+	g_assert_cmpint(m.qemu_minor, ==, 2);
+	g_assert_cmpint(m.qemu_micro, ==, 22);
+	g_assert_cmpstr(m.qemu_package, ==, "Debian 1:7.2+dfsg-7+deb12u18+b3");
+	g_assert_cmpuint(json_object_array_length(m.capabilities), ==, 1);
+	g_assert_cmpstr(json_object_get_string(json_object_array_get_idx(m.capabilities, 0)), ==,
+			"oob");
+	g_assert_null(m.id);
+}
+
+static void test_parse_return(void)
+{
+	g_auto(VmcgQmpMessage) m = { 0 };
+	g_auto(VmcgQmpMessage) a = { 0 };
+	g_auto(VmcgQmpMessage) s = { 0 };
+	g_autoptr(GError) err = NULL;
+	json_object *v;
+	static const char arr[] = "{\"return\": [1, {\"a\": null}], \"id\": \"x\"}";
+	static const char str[] = "\r\n {\"return\": \"\\u00e9\\ud83d\\ude00\"}\r\n\r\n";
+
+	g_assert_cmpint(vmcg_qmp_parse(REAL_STATUS, strlen(REAL_STATUS), &m, &err), ==, 0);
+	g_assert_cmpint(m.type, ==, VMCG_QMP_MSG_RETURN);
+	g_assert_cmpstr(m.id, ==, "vmcg-1");
+	g_assert_true(json_object_object_get_ex(m.ret, "status", &v));
+	g_assert_cmpstr(json_object_get_string(v), ==, "prelaunch");
+
+	/* Any JSON type but null, and no id: both as qmp-spec.rst allows. */
+	g_assert_cmpint(vmcg_qmp_parse(arr, strlen(arr), &a, &err), ==, 0);
+	g_assert_true(json_object_is_type(a.ret, json_type_array));
+	g_assert_cmpint(vmcg_qmp_parse(str, strlen(str), &s, &err), ==, 0);
+	g_assert_null(s.id);
+	g_assert_cmpstr(json_object_get_string(s.ret), ==, "\xc3\xa9\xf0\x9f\x98\x80");
+	g_assert_no_error(err);
+}
+
+static void test_parse_error(void)
+{
+	g_auto(VmcgQmpMessage) m = { 0 };
+	g_auto(VmcgQmpMessage) p = { 0 };
+	g_autoptr(GError) err = NULL;
+
+	g_assert_cmpint(vmcg_qmp_parse(REAL_NOT_FOUND, strlen(REAL_NOT_FOUND), &m, &err), ==, 0);
+	g_assert_cmpint(m.type, ==, VMCG_QMP_MSG_ERROR);
+	g_assert_cmpstr(m.id, ==, "vmcg-3");
+	g_assert_cmpstr(m.error_class, ==, "CommandNotFound");
+	g_assert_cmpstr(m.error_desc, ==, "The command nonexistent has not been found");
+	/* QEMU cannot echo the id of a command it could not parse. */
+	g_assert_cmpint(vmcg_qmp_parse(REAL_PARSE_ERROR, strlen(REAL_PARSE_ERROR), &p, &err), ==,
+			0);
+	g_assert_null(p.id);
+	g_assert_cmpstr(p.error_class, ==, "GenericError");
+	g_assert_no_error(err);
+}
+
+static void test_parse_event(void)
+{
+	g_auto(VmcgQmpMessage) m = { 0 };
+	g_auto(VmcgQmpMessage) s = { 0 };
+	g_auto(VmcgQmpMessage) c = { 0 };
+	g_autoptr(GError) err = NULL;
+	json_object *v;
+	static const char noclock[] = "{\"event\": \"RESET\", \"timestamp\": "
+				      "{\"seconds\": -1, \"microseconds\": -1}}";
+
+	g_assert_cmpint(vmcg_qmp_parse(REAL_SHUTDOWN, strlen(REAL_SHUTDOWN), &m, &err), ==, 0);
+	g_assert_cmpint(m.type, ==, VMCG_QMP_MSG_EVENT);
+	g_assert_cmpstr(m.event, ==, "SHUTDOWN");
+	g_assert_cmpint(m.timestamp_usec, ==, G_GINT64_CONSTANT(1795638696744823));
+	g_assert_true(json_object_object_get_ex(m.data, "reason", &v));
+	g_assert_cmpstr(json_object_get_string(v), ==, "host-qmp-quit");
+	/* "data" is optional. */
+	g_assert_cmpint(vmcg_qmp_parse(REAL_STOP, strlen(REAL_STOP), &s, &err), ==, 0);
+	g_assert_cmpstr(s.event, ==, "STOP");
+	g_assert_null(s.data);
+	/* qmp-spec.rst: -1 and -1 when QEMU could not read the clock. */
+	g_assert_cmpint(vmcg_qmp_parse(noclock, strlen(noclock), &c, &err), ==, 0);
+	g_assert_cmpint(c.timestamp_usec, ==, -1);
+	g_assert_no_error(err);
+}
+
+/* qmp-spec.rst: "future versions of QEMU may add new keys". */
+static void test_parse_unknown_members(void)
+{
+	static const char *const ok[] = {
+		"{\"return\": {}, \"id\": \"a\", \"x-new\": [1]}",
+		"{\"error\": {\"class\": \"GenericError\", \"desc\": \"d\", \"more\": 1}}",
+		"{\"event\": \"E\", \"timestamp\": {\"seconds\": 1, \"microseconds\": 2, "
+		"\"ns\": 3}, \"__com.example\": true}",
+		"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 0, \"major\": 9}, "
+		"\"package\": \"\", \"extra\": {}}, \"capabilities\": [], \"x\": 1}, \"y\": 2}",
+		/* An id on an event or a greeting is just an unknown member. */
+		"{\"event\": \"E\", \"id\": 5, \"timestamp\": {\"seconds\": 1, "
+		"\"microseconds\": 2}}",
+	};
+
+	for (size_t i = 0; i < G_N_ELEMENTS(ok); i++) {
+		g_auto(VmcgQmpMessage) m = { 0 };
+		g_autoptr(GError) err = NULL;
+
+		if (vmcg_qmp_parse(ok[i], strlen(ok[i]), &m, &err) != 0)
+			g_error("%s: %s", ok[i], err->message);
+	}
+}
+
+typedef struct {
+	const char *in;
+	size_t len; /* 0: strlen(in) */
+	int code;   /* VmcgQmpError */
+	const char *msg;
+} Bad;
+
+#define BAD(s, c, m)       \
+	{                  \
+		s, 0, c, m \
+	}
+#define BADN(s, c, m)                  \
+	{                              \
+		s, sizeof(s) - 1, c, m \
+	}
+#define P VMCG_QMP_ERROR_PROTOCOL
+#define TS "\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}"
+#define VER "\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 7}, \"package\": \"\"}"
+
+static const Bad bad[] = {
+	/* Not one JSON object. */
+	BAD("", P, "empty input"),
+	BAD("\r\n", P, "incomplete JSON object"),
+	BAD("[]", P, "must be a JSON object, found '['"),
+	BAD("\"return\"", P, "must be a JSON object, found '\"'"),
+	BAD("42", P, "must be a JSON object, found '4'"),
+	BAD("null", P, "must be a JSON object, found 'n'"),
+	BAD("{\"return\": {}", P, "incomplete JSON object"),
+	BAD("{\"return\": {}}}", P, "garbage after the JSON object at byte 14"),
+	BAD("{\"return\": {}} x", P, "garbage after the JSON object at byte 15"),
+	BAD("{\"return\": {}}{\"return\": {}}", P, "garbage after the JSON object at byte 14"),
+	BADN("{\"return\": {}}\0", P, "garbage after the JSON object"),
+	/* Not JSON, or JSON that json-c 0.16 would accept in strict mode. */
+	BAD("{\"return\": {},}", P, "JSON syntax error (unexpected character)"),
+	BAD("{\"return\" {}}", P, "JSON syntax error"),
+	BAD("{\"return\": {]}", P, "JSON syntax error"),
+	BAD("{\"return\": [1 2]}", P, "JSON syntax error"),
+	BAD("{\"return\": true1}", P, "JSON syntax error"),
+	BAD("{1: 2}", P, "JSON syntax error"),
+	BAD("{\"return\": tru}", P, "invalid QMP message at byte 14: incomplete true"),
+	BAD("{\"return\": nul", P, "incomplete JSON object"),
+	BAD("{\"return\": truex}", P, "invalid QMP message at byte 15: unexpected 'x' in true"),
+	BAD("{\"return\": fAlse}", P, "invalid QMP message at byte 12: unexpected 'A' in false"),
+	BAD("{\"return\": True}", P, "unexpected 'T' outside a string"),
+	BAD("{'return': {}}", P, "unexpected ''' outside a string"),
+	BAD("{\"return\": NaN}", P, "unexpected 'N' outside a string"),
+	BAD("{\"return\": -Infinity}", P, "at byte 12: incomplete number -"),
+	BAD("{\"return\": 1e999}", P, "a number is out of range"),
+	BAD("{\"return\": -1e999}", P, "a number is out of range"),
+	BAD("{\"return\": 01}", P, "at byte 12: malformed number: '1' after 0"),
+	BAD("{\"return\": 00}", P, "malformed number: '0' after 0"),
+	BAD("{\"return\": -01}", P, "malformed number: '1' after -0"),
+	BAD("{\"return\": 1.}", P, "at byte 13: incomplete number 1."),
+	BAD("{\"return\": 1.e5}", P, "malformed number: 'e' after 1."),
+	BAD("{\"return\": .5}", P, "unexpected '.' outside a string"),
+	BAD("{\"return\": +1}", P, "unexpected '+' outside a string"),
+	BAD("{\"return\": -}", P, "incomplete number -"),
+	BAD("{\"return\": --1}", P, "malformed number: '-' after -"),
+	BAD("{\"return\": 1e}", P, "incomplete number 1e"),
+	BAD("{\"return\": 1e+}", P, "incomplete number 1e+"),
+	BAD("{\"return\": 1e5.5}", P, "malformed number: '.' after 1e5"),
+	BAD("{\"return\": 1.5.5}", P, "malformed number: '.' after 1.5"),
+	BAD("{\"return\": 2-4}", P, "malformed number: '-' after 2"),
+	BAD("{\"return\": 0x10}", P, "unexpected 'x' outside a string"),
+	BAD("{\"return\": 18446744073709551616}", P,
+	    "integer 18446744073709551616 does not fit in 64 bits"),
+	BAD("{\"return\": -9223372036854775809}", P,
+	    "integer -9223372036854775809 does not fit in 64 bits"),
+	BAD("{\"return\": 123456789012345678901234567890}", P, "does not fit in 64 bits"),
+	BAD("{/* c */\"return\": {}}", P, "unexpected '/' outside a string"),
+	BADN("{\"return\": {}\0}", P, "unexpected 0x00 outside a string"),
+	BAD("\xef\xbb\xbf{\"return\": {}}", P, "found 0xef where one should start"),
+	/* Strings. */
+	BAD("{\"return\": \"a\tb\"}", P, "control character 0x09 in a string"),
+	BAD("{\"return\": \"a\nb\"}", P, "control character 0x0a in a string"),
+	BADN("{\"return\": \"a\0b\"}", P, "control character 0x00 in a string"),
+	BAD("{\"return\": \"\\u0000\"}", P, "\\u0000 in a string"),
+	BAD("{\"return\": \"\\x41\"}", P, "invalid escape \\'x' in a string"),
+	BAD("{\"return\": \"\\u12G4\"}", P, "\\u escape with a non-hex digit"),
+	BAD("{\"return\": \"\\ud800\"}", P, "high surrogate not followed by a low one"),
+	BAD("{\"return\": \"\\ud800\\n\"}", P, "high surrogate not followed by a low one"),
+	BAD("{\"return\": \"\\ud800\\u0041\"}", P, "high surrogate not followed by a low one"),
+	BAD("{\"return\": \"\\udc00\"}", P, "low surrogate \\udc00 without a high one"),
+	BAD("{\"return\": \"\xff\"}", P, "invalid UTF-8 byte 0xff in a string"),
+	BAD("{\"return\": \"\x80\"}", P, "invalid UTF-8 byte 0x80 in a string"),
+	BAD("{\"return\": \"\xc0\xaf\"}", P, "invalid UTF-8 byte 0xc0 in a string"),
+	BAD("{\"return\": \"\xe0\x80\xaf\"}", P, "invalid UTF-8 continuation 0x80"),
+	BAD("{\"return\": \"\xed\xa0\x80\"}", P, "invalid UTF-8 continuation 0xa0"),
+	BAD("{\"return\": \"\xf4\x90\x80\x80\"}", P, "invalid UTF-8 continuation 0x90"),
+	BAD("{\"return\": \"\xc3\"}", P, "invalid UTF-8 continuation 0x22"),
+	BAD("{\"return\": \"\xe2\x82\"}", P, "invalid UTF-8 continuation 0x22"),
+	BAD("{\"return\": \"unterminated}", P, "incomplete JSON object"),
+	/* Classification. */
+	BAD("{}", P, "no \"QMP\", \"return\", \"error\" or \"event\" member"),
+	BAD("{\"id\": \"a\"}", P, "no \"QMP\", \"return\", \"error\" or \"event\" member"),
+	BAD("{\"Return\": {}}", P, "no \"QMP\", \"return\", \"error\" or \"event\" member"),
+	BAD("{\"return\": {}, \"error\": {\"class\": \"A\", \"desc\": \"\"}}", P,
+	    "both \"return\" and \"error\" in one message"),
+	BAD("{\"event\": \"E\", \"return\": {}, " TS "}", P,
+	    "both \"return\" and \"event\" in one message"),
+	BAD("{\"QMP\": {}, \"event\": \"E\"}", P, "both \"QMP\" and \"event\" in one message"),
+	BAD("{\"return\": null}", P, "reply: \"return\" is null"),
+	BAD("{\"return\": {}, \"id\": 1}", P, "reply: \"id\" must be a string, not int"),
+	BAD("{\"return\": {}, \"id\": null}", P, "reply: \"id\" must be a string, not null"),
+	BAD("{\"return\": {}, \"id\": {\"a\": 1}}", P,
+	    "reply: \"id\" must be a string, not object"),
+	BAD("{\"error\": \"GenericError\"}", P, "\"error\" must be an object, not string"),
+	BAD("{\"error\": {\"desc\": \"d\"}}", P, "reply \"error\" has no \"class\""),
+	BAD("{\"error\": {\"class\": \"GenericError\"}}", P, "reply \"error\" has no \"desc\""),
+	BAD("{\"error\": {\"class\": 1, \"desc\": \"d\"}}", P,
+	    "reply \"error\": \"class\" must be a string, not int"),
+	BAD("{\"error\": {\"class\": \"\", \"desc\": \"d\"}}", P,
+	    "reply \"error\": \"class\" is empty"),
+	BAD("{\"error\": {\"class\": \"A\", \"desc\": [\"d\"]}}", P,
+	    "reply \"error\": \"desc\" must be a string, not array"),
+	BAD("{\"error\": {\"class\": \"A\", \"desc\": \"d\"}, \"id\": true}", P,
+	    "\"id\" must be a string, not boolean"),
+	BAD("{\"event\": 5, " TS "}", P, "event: \"event\" must be a string, not int"),
+	BAD("{\"event\": \"\", " TS "}", P, "event: \"event\" is empty"),
+	BAD("{\"event\": \"E\"}", P, "event has no \"timestamp\""),
+	BAD("{\"event\": \"E\", \"data\": [], " TS "}", P,
+	    "event: \"data\" must be an object, not array"),
+	BAD("{\"event\": \"E\", \"data\": null, " TS "}", P,
+	    "event: \"data\" must be an object, not null"),
+	BAD("{\"event\": \"E\", \"timestamp\": 17}", P,
+	    "event: \"timestamp\" must be an object, not int"),
+	BAD("{\"event\": \"E\", \"timestamp\": {\"seconds\": 1}}", P,
+	    "event \"timestamp\" has no \"microseconds\""),
+	BAD("{\"event\": \"E\", \"timestamp\": {\"seconds\": 1.5, \"microseconds\": 2}}", P,
+	    "\"seconds\" must be an int, not double"),
+	BAD("{\"event\": \"E\", \"timestamp\": {\"seconds\": \"1\", \"microseconds\": 2}}", P,
+	    "\"seconds\" must be an int, not string"),
+	BAD("{\"event\": \"E\", \"timestamp\": {\"seconds\": 1, \"microseconds\": 1000000}}", P,
+	    "\"microseconds\" is out of range"),
+	BAD("{\"event\": \"E\", \"timestamp\": {\"seconds\": -2, \"microseconds\": 0}}", P,
+	    "\"seconds\" is out of range"),
+	BAD("{\"event\": \"E\", \"timestamp\": {\"seconds\": -1, \"microseconds\": 5}}", P,
+	    "\"timestamp\" is -1 in one member only"),
+	BAD("{\"event\": \"E\", \"timestamp\": {\"seconds\": 9223372036854775807, "
+	    "\"microseconds\": 0}}",
+	    P, "\"seconds\" is out of range"),
+	BAD("{\"QMP\": []}", P, "\"QMP\" must be an object, not array"),
+	BAD("{\"QMP\": {\"capabilities\": []}}", P, "greeting has no \"version\""),
+	BAD("{\"QMP\": {" VER "}}", P, "greeting has no \"capabilities\""),
+	BAD("{\"QMP\": {" VER ", \"capabilities\": {}}}", P,
+	    "greeting: \"capabilities\" must be an array, not object"),
+	BAD("{\"QMP\": {" VER ", \"capabilities\": [\"oob\", 1]}}", P,
+	    "greeting: \"capabilities\" must hold strings"),
+	BAD("{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2}, \"package\": "
+	    "\"\"}, \"capabilities\": []}}",
+	    P, "greeting \"version\".\"qemu\" has no \"major\""),
+	BAD("{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": -2, \"major\": 7}, "
+	    "\"package\": \"\"}, \"capabilities\": []}}",
+	    P, "\"minor\" is out of range"),
+	BAD("{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": "
+	    "4294967296}, \"package\": \"\"}, \"capabilities\": []}}",
+	    P, "\"major\" is out of range"),
+	BAD("{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 7}}, "
+	    "\"capabilities\": []}}",
+	    P, "greeting \"version\" has no \"package\""),
+	BAD("{\"QMP\": {\"version\": \"7.2\", \"capabilities\": []}}", P,
+	    "greeting: \"version\" must be an object, not string"),
+};
+
+static void test_parse_malformed(void)
+{
+	for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+		const Bad *b = &bad[i];
+		size_t len = b->len ? b->len : strlen(b->in);
+		VmcgQmpMessage m = { 0 };
+		g_autoptr(GError) err = NULL;
+		int r = vmcg_qmp_parse(b->in, len, &m, &err);
+
+		if (r == 0)
+			g_error("accepted: %s", b->in);
+		g_assert_cmpint(r, ==, -EBADMSG);
+		if (!g_error_matches(err, VMCG_QMP_ERROR, b->code) || !strstr(err->message, b->msg))
+			g_error("%s: got \"%s\", want \"%s\"", b->in, err->message, b->msg);
+		/* Out-parameters are set on success only. */
+		g_assert_null(m.root);
+	}
+}
+
+static char *nest(unsigned int depth, char open, char close, const char *leaf)
+{
+	GString *s = g_string_new("{\"return\": ");
+
+	for (unsigned int i = 1; i < depth; i++) {
+		g_string_append_c(s, open);
+		if (open == '{')
+			g_string_append(s, "\"a\": ");
+	}
+	g_string_append(s, leaf);
+	for (unsigned int i = 1; i < depth; i++)
+		g_string_append_c(s, close);
+	g_string_append_c(s, '}');
+	return g_string_free(s, FALSE);
+}
+
+/* The message itself is level 1: 64 levels pass, 65 do not. */
+static void test_parse_depth(void)
+{
+	static const struct {
+		char open, close;
+		const char *leaf;
+	} kinds[] = {
+		{ '[', ']', "1" }, { '[', ']', "[]" }, { '{', '}', "\"x\"" }, { '{', '}', "{}" }
+	};
+
+	for (size_t k = 0; k < G_N_ELEMENTS(kinds); k++) {
+		/* The leaf container, if any, is a level of its own. */
+		unsigned int extra = kinds[k].leaf[0] == '[' || kinds[k].leaf[0] == '{';
+		g_autofree char *ok = nest(VMCG_QMP_MAX_DEPTH - extra, kinds[k].open,
+					   kinds[k].close, kinds[k].leaf);
+		g_autofree char *deep = nest(VMCG_QMP_MAX_DEPTH + 1 - extra, kinds[k].open,
+					     kinds[k].close, kinds[k].leaf);
+		g_auto(VmcgQmpMessage) m = { 0 };
+		VmcgQmpMessage m2 = { 0 };
+		g_autoptr(GError) err = NULL;
+
+		if (vmcg_qmp_parse(ok, strlen(ok), &m, &err) != 0)
+			g_error("%s: %s", ok, err->message);
+		g_assert_cmpint(vmcg_qmp_parse(deep, strlen(deep), &m2, &err), ==, -EBADMSG);
+		g_assert_error(err, VMCG_QMP_ERROR, VMCG_QMP_ERROR_PROTOCOL);
+		g_assert_nonnull(strstr(err->message, "nesting deeper than 64"));
+	}
+}
+
+static void test_parse_numbers(void)
+{
+	static const struct {
+		const char *in;
+		bool is_uint;
+		int64_t i;
+		uint64_t u;
+	} ok[] = {
+		{ "{\"return\": 18446744073709551615}", true, 0, UINT64_MAX },
+		{ "{\"return\": 9223372036854775807}", false, INT64_MAX, 0 },
+		{ "{\"return\": -9223372036854775808}", false, INT64_MIN, 0 },
+		{ "{\"return\": -0}", false, 0, 0 },
+		{ "{\"return\": 0}", false, 0, 0 },
+	};
+
+	for (size_t i = 0; i < G_N_ELEMENTS(ok); i++) {
+		g_auto(VmcgQmpMessage) m = { 0 };
+		g_autoptr(GError) err = NULL;
+
+		g_assert_cmpint(vmcg_qmp_parse(ok[i].in, strlen(ok[i].in), &m, &err), ==, 0);
+		g_assert_true(json_object_is_type(m.ret, json_type_int));
+		if (ok[i].is_uint)
+			g_assert_cmpuint(json_object_get_uint64(m.ret), ==, ok[i].u);
+		else
+			g_assert_cmpint(json_object_get_int64(m.ret), ==, ok[i].i);
+	}
+	{
+		g_auto(VmcgQmpMessage) m = { 0 };
+		static const char d[] = "{\"return\": [1.5e300, -2.5e-300, 0.1]}";
+
+		g_assert_cmpint(vmcg_qmp_parse(d, strlen(d), &m, NULL), ==, 0);
+		g_assert_cmpfloat(json_object_get_double(json_object_array_get_idx(m.ret, 0)), ==,
+				  1.5e300);
+	}
+}
+
+/* A json_object built by code, not parsed: the classifier alone. */
+static void test_classify_built(void)
+{
+	g_autoptr(json_object) o = json_object_new_object();
+	g_autoptr(json_object) arr = json_object_new_array();
+	g_autoptr(GError) err = NULL;
+	VmcgQmpMessage m = { 0 };
+
+	json_object_object_add(o, "error", json_object_new_object());
+	json_object_object_add(json_object_object_get(o, "error"), "class",
+			       json_object_new_string_len("Gen\0ric", 7));
+	json_object_object_add(json_object_object_get(o, "error"), "desc",
+			       json_object_new_string("d"));
+	g_assert_cmpint(vmcg_qmp_classify(o, &m, &err), ==, -EBADMSG);
+	g_assert_nonnull(strstr(err->message, "\"class\" holds a NUL character"));
+	g_clear_error(&err);
+	g_assert_cmpint(vmcg_qmp_classify(arr, &m, &err), ==, -EBADMSG);
+	g_assert_nonnull(strstr(err->message, "must be a JSON object, not array"));
+	g_assert_null(m.root);
+}
+
+/* ------------------------------------------------------------------------
+ * Framer
+ */
+
+/* A real QEMU 7.2 exchange, as the client reads it. */
+static const char transcript[] = REAL_GREETING
+	"{\"return\": {}, \"id\": \"caps\"}\r\n" REAL_STATUS REAL_STOP REAL_NOT_FOUND
+	"{\"return\": {\"qemu\": {\"micro\": 22, \"minor\": 2, \"major\": 7}, \"package\": "
+	"\"Debian 1:7.2+dfsg-7+deb12u18+b3\"}, \"id\": \"vmcg-2\"}\r\n" REAL_SHUTDOWN
+		REAL_PARSE_ERROR;
+
+/*
+ * Feed @len bytes in chunks of the sizes in @cuts (cycling), collect each
+ * message as plain JSON text, one per line; stop at an error.
+ */
+static GString *frame_reads(const char *buf, size_t len, const size_t *cuts, size_t ncuts,
+			    size_t max_bytes, size_t max_tree, size_t *ret_reads, GError **error)
+{
+	g_autoptr(VmcgQmpFramer) f = vmcg_qmp_framer_new(max_bytes, max_tree);
+	GString *out = g_string_new(NULL);
+	size_t pos = 0, k = 0;
+
+	while (pos < len) {
+		size_t n = cuts[k++ % ncuts];
+		size_t at = 0;
+
+		n = MIN(n, len - pos); /* MIN() evaluates twice: no k++ in it */
+		(*ret_reads)++;
+
+		while (at < n) {
+			json_object *obj = NULL;
+			size_t used = 0;
+			int r = vmcg_qmp_framer_feed(f, buf + pos + at, n - at, &used, &obj, error);
+
+			if (r < 0)
+				return out;
+			g_assert_cmpuint(used, <=, n - at);
+			at += used;
+			if (r == 0) {
+				g_assert_cmpuint(at, ==, n);
+				break;
+			}
+			g_string_append_printf(
+				out, "%s\n",
+				json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN));
+			json_object_put(obj);
+		}
+		pos += n;
+	}
+	g_assert_false(vmcg_qmp_framer_in_message(f));
+	return out;
+}
+
+static GString *frame(const char *buf, size_t len, const size_t *cuts, size_t ncuts,
+		      size_t max_bytes, size_t max_tree, GError **error)
+{
+	size_t reads = 0;
+
+	return frame_reads(buf, len, cuts, ncuts, max_bytes, max_tree, &reads, error);
+}
+
+static void test_framer_transcript(void)
+{
+	size_t all = sizeof(transcript) - 1;
+	g_autoptr(GError) err = NULL;
+	g_autoptr(GString) whole = frame(transcript, all, &all, 1, 0, 0, &err);
+	static const size_t one = 1;
+	g_autoptr(GString) bytewise = frame(transcript, all, &one, 1, 0, 0, &err);
+	unsigned int lines = 0;
+
+	for (const char *p = whole->str; *p; p++)
+		lines += *p == '\n';
+	g_assert_no_error(err);
+	g_assert_cmpuint(lines, ==, 8);
+	g_assert_cmpstr(whole->str, ==, bytewise->str);
+
+	/* A split at every byte boundary: the same messages each time. */
+	for (size_t cut = 1; cut < all; cut++) {
+		size_t cuts[2] = { cut, all };
+		size_t reads = 0;
+		g_autoptr(GString) s = frame_reads(transcript, all, cuts, 2, 0, 0, &reads, &err);
+
+		g_assert_no_error(err);
+		g_assert_cmpuint(reads, ==, 2);
+		g_assert_cmpstr(s->str, ==, whole->str);
+	}
+	/* And chunk sizes that wander over the boundaries. */
+	for (size_t a = 1; a < 12; a++) {
+		size_t cuts[3] = { a, 3 * a + 1, 7 };
+		g_autoptr(GString) s = frame(transcript, all, cuts, 3, 0, 0, &err);
+
+		g_assert_no_error(err);
+		g_assert_cmpstr(s->str, ==, whole->str);
+	}
+}
+
+/* Several messages in one read, with no separator or with odd whitespace. */
+static void test_framer_many_in_one(void)
+{
+	static const char in[] = "{\"return\": 1}{\"return\": 2} \t{\"return\": 3}\n\n\r\n"
+				 "{\"return\": {\"a\": [1, {\"b\": \"}\"}]}}\r\n";
+	size_t len = sizeof(in) - 1;
+	g_autoptr(GError) err = NULL;
+	g_autoptr(GString) s = frame(in, len, &len, 1, 0, 0, &err);
+
+	g_assert_no_error(err);
+	g_assert_cmpstr(s->str, ==,
+			"{\"return\":1}\n{\"return\":2}\n{\"return\":3}\n"
+			"{\"return\":{\"a\":[1,{\"b\":\"}\"}]}}\n");
+}
+
+/* Whitespace between messages costs nothing and is not a message. */
+static void test_framer_whitespace(void)
+{
+	g_autoptr(VmcgQmpFramer) f = vmcg_qmp_framer_new(16, 0);
+	json_object *obj = NULL;
+	size_t used;
+	char ws[4096];
+
+	memset(ws, '\n', sizeof(ws));
+	for (int i = 0; i < 100; i++)
+		g_assert_cmpint(vmcg_qmp_framer_feed(f, ws, sizeof(ws), &used, &obj, NULL), ==, 0);
+	g_assert_false(vmcg_qmp_framer_in_message(f));
+	g_assert_cmpint(vmcg_qmp_framer_feed(f, "{\"return\": 1}", 13, &used, &obj, NULL), ==, 1);
+	json_object_put(obj);
+}
+
+/*
+ * The size limit: a message of exactly the limit passes; one byte more is
+ * refused at that byte, before json-c has seen it, whatever the chunking.
+ */
+static void test_framer_oversized(void)
+{
+	enum {
+		LIMIT = 1000
+	};
+	GString *msg = g_string_new("{\"return\": \"");
+	g_autofree char *fit = NULL;
+	size_t fit_len;
+
+	while (msg->len < LIMIT - 2)
+		g_string_append_c(msg, 'x');
+	g_string_append(msg, "\"}");
+	g_assert_cmpuint(msg->len, ==, LIMIT);
+	fit_len = msg->len;
+	fit = g_string_free(msg, FALSE);
+
+	for (size_t cut = 1; cut <= LIMIT + 1; cut += 37) {
+		g_autoptr(GError) err = NULL;
+		g_autoptr(GString) ok = frame(fit, fit_len, &cut, 1, LIMIT, 0, &err);
+		g_autofree char *over = g_strdup_printf("{\"return\": \"x%s", fit + 12);
+		g_autoptr(GString) no = NULL;
+
+		g_assert_no_error(err);
+		g_assert_true(g_str_has_suffix(ok->str, "xx\"}\n")); /* one whole message */
+		g_assert_cmpuint(strlen(strchr(ok->str, '\n')), ==, 1);
+		no = frame(over, strlen(over), &cut, 1, LIMIT, 0, &err);
+		g_assert_error(err, VMCG_QMP_ERROR, VMCG_QMP_ERROR_MESSAGE_TOO_BIG);
+		g_assert_nonnull(strstr(err->message, "larger than 1000 bytes"));
+		g_assert_cmpuint(no->len, ==, 0);
+	}
+
+	/* Byte-exact: the framer takes LIMIT bytes and refuses the next. */
+	{
+		g_autoptr(VmcgQmpFramer) f = vmcg_qmp_framer_new(LIMIT, 0);
+		g_autofree char *big = g_malloc(LIMIT * 4);
+		g_autoptr(GError) err = NULL;
+		json_object *obj = NULL;
+		size_t used = 0;
+
+		memset(big, ' ', LIMIT * 4);
+		memcpy(big, "{\"return\": [", 12);
+		g_assert_cmpint(vmcg_qmp_framer_feed(f, big, LIMIT, &used, &obj, &err), ==, 0);
+		g_assert_cmpuint(used, ==, LIMIT);
+		g_assert_true(vmcg_qmp_framer_in_message(f));
+		g_assert_cmpint(vmcg_qmp_framer_feed(f, big, 1, &used, &obj, &err), ==, -EMSGSIZE);
+		g_assert_error(err, VMCG_QMP_ERROR, VMCG_QMP_ERROR_MESSAGE_TOO_BIG);
+		/* It stays refused until reset. */
+		g_clear_error(&err);
+		g_assert_cmpint(vmcg_qmp_framer_feed(f, "{}", 2, &used, &obj, &err), ==, -EMSGSIZE);
+		g_clear_error(&err);
+		vmcg_qmp_framer_reset(f);
+		g_assert_false(vmcg_qmp_framer_in_message(f));
+		g_assert_cmpint(vmcg_qmp_framer_feed(f, "{\"a\":1}", 7, &used, &obj, &err), ==, 1);
+		g_assert_cmpuint(used, ==, 7);
+		json_object_put(obj);
+	}
+}
+
+static char *empty_objects(int n, size_t *ret_len)
+{
+	GString *s = g_string_new("{\"return\": [");
+
+	for (int i = 0; i < n; i++)
+		g_string_append(s, i ? ",{}" : "{}");
+	g_string_append(s, "]}");
+	*ret_len = s->len;
+	return g_string_free(s, FALSE);
+}
+
+/*
+ * The memory limit: [{},{},...] is 3 bytes per element and ~800 bytes of
+ * json-c per element; it is refused long before the byte limit, and before
+ * json-c has seen any of it.
+ */
+static void test_framer_tree_limit(void)
+{
+	size_t len, small_len;
+	g_autofree char *buf = empty_objects(100000, &len);
+	g_autofree char *small = empty_objects(1000, &small_len);
+	g_autoptr(GError) err = NULL;
+	g_autoptr(GString) out = NULL;
+
+	/* 300 KB, under the default 10 MiB, but 80 MB of json-c: refused. */
+	out = frame(buf, len, &len, 1, 0, 0, &err);
+	g_assert_error(err, VMCG_QMP_ERROR, VMCG_QMP_ERROR_MESSAGE_TOO_BIG);
+	g_assert_nonnull(strstr(err->message, "more than 67108864 bytes of memory"));
+	g_assert_cmpuint(out->len, ==, 0);
+	g_clear_error(&err);
+	g_string_free(g_steal_pointer(&out), TRUE);
+
+	/* 1000 of them are charged ~0.8 MB: refused under 512 KB, not 2 MiB. */
+	out = frame(small, small_len, &small_len, 1, 0, 512 * 1024, &err);
+	g_assert_error(err, VMCG_QMP_ERROR, VMCG_QMP_ERROR_MESSAGE_TOO_BIG);
+	g_clear_error(&err);
+	g_string_free(g_steal_pointer(&out), TRUE);
+	out = frame(small, small_len, &small_len, 1, 0, 2 << 20, &err);
+	g_assert_no_error(err);
+	g_assert_true(g_str_has_prefix(out->str, "{\"return\":[{},{},"));
+}
+
+/* Everything that cannot start a message, between messages. */
+static void test_framer_garbage_between(void)
+{
+	static const char *const streams[] = { "{\"return\": 1}x{\"return\": 2}",
+					       "{\"return\": 1}\r\n[1]\r\n",
+					       "{\"return\": 1}\r\n\"s\"", "{\"return\": 1}}",
+					       "{\"return\": 1}\0" };
+
+	for (size_t i = 0; i < G_N_ELEMENTS(streams); i++) {
+		size_t len = strlen(streams[i]) + (i == 4);
+		g_autoptr(GError) err = NULL;
+		g_autoptr(GString) out = frame(streams[i], len, &len, 1, 0, 0, &err);
+
+		g_assert_cmpstr(out->str, ==, "{\"return\":1}\n");
+		g_assert_error(err, VMCG_QMP_ERROR, VMCG_QMP_ERROR_PROTOCOL);
+		g_assert_nonnull(strstr(err->message, "must be a JSON object"));
+	}
+}
+
+/* ------------------------------------------------------------------------
+ * Scripted peer
+ */
+
+typedef enum {
+	STEP_END,
+	STEP_SEND,     /* write .arg, with $N replaced by the N-th expected id */
+	STEP_EXPECT,   /* read one command line; its "execute" must be .arg */
+	STEP_SLEEP,    /* .ms */
+	STEP_WAIT_EOF, /* read until the client closes */
+} StepKind;
+
+typedef struct {
+	StepKind kind;
+	const char *arg;
+	guint ms;
+} Step;
+
+#define SEND(s)                 \
+	{                       \
+		STEP_SEND, s, 0 \
+	}
+#define EXPECT(c)                 \
+	{                         \
+		STEP_EXPECT, c, 0 \
+	}
+#define SLEEP(ms)                    \
+	{                            \
+		STEP_SLEEP, NULL, ms \
+	}
+#define WAIT_EOF                       \
+	{                              \
+		STEP_WAIT_EOF, NULL, 0 \
+	}
+#define END                       \
+	{                         \
+		STEP_END, NULL, 0 \
+	}
+#define HANDSHAKE \
+	SEND(REAL_GREETING), EXPECT("qmp_capabilities"), SEND("{\"return\": {}, \"id\": $0}\r\n")
+
+/* How long the peer waits for anything before it gives up on a test. */
+#define PEER_WAIT_MS 20000
+
+typedef struct {
+	char *dir;
+	char *path;
+	int lfd;
+	GThread *thread;
+	const Step *steps;
+	int connections; /* to serve, one script run each */
+	GString *in;
+	char *ids[16];
+	int nids;
+	gint expected; /* EXPECT steps done, all connections */
+	gint accepted;
+} Peer;
+
+static bool peer_wait(int fd, short events)
+{
+	struct pollfd p = { .fd = fd, .events = events };
+
+	return poll(&p, 1, PEER_WAIT_MS) == 1;
+}
+
+/* One line from the client, or NULL at EOF. */
+static char *peer_read_line(Peer *p, int fd)
+{
+	for (;;) {
+		char *nl = memchr(p->in->str, '\n', p->in->len);
+		char buf[65536];
+		ssize_t n;
+
+		if (nl) {
+			char *line = g_strndup(p->in->str, (gsize)(nl - p->in->str + 1));
+
+			g_string_erase(p->in, 0, nl - p->in->str + 1);
+			return line;
+		}
+		if (!peer_wait(fd, POLLIN))
+			return NULL;
+		n = read(fd, buf, sizeof(buf));
+		if (n <= 0)
+			return NULL;
+		g_string_append_len(p->in, buf, n);
+	}
+}
+
+static void peer_write(int fd, const char *s, size_t len)
+{
+	while (len) {
+		ssize_t n;
+
+		if (!peer_wait(fd, POLLOUT))
+			return;
+		n = send(fd, s, len, MSG_NOSIGNAL);
+		if (n <= 0)
+			return; /* the client hung up, as some tests want */
+		s += n;
+		len -= (size_t)n;
+	}
+}
+
+static void peer_send(Peer *p, int fd, const char *tmpl)
+{
+	g_autoptr(GString) s = g_string_new(NULL);
+
+	for (const char *c = tmpl; *c; c++) {
+		if (c[0] == '$' && g_ascii_isdigit(c[1])) {
+			int i = c[1] - '0';
+
+			g_assert_cmpint(i, <, p->nids);
+			g_string_append_printf(s, "\"%s\"", p->ids[i]);
+			c++;
+		} else {
+			g_string_append_c(s, *c);
+		}
+	}
+	peer_write(fd, s->str, s->len);
+}
+
+static void peer_expect(Peer *p, int fd, const char *command)
+{
+	g_autofree char *line = peer_read_line(p, fd);
+	g_autoptr(json_object) o = NULL;
+	json_object *v;
+
+	g_assert_nonnull(line);
+	g_assert_true(g_str_has_suffix(line, "\r\n"));
+	o = json_tokener_parse(line);
+	g_assert_nonnull(o);
+	g_assert_true(json_object_object_get_ex(o, "execute", &v));
+	g_assert_cmpstr(json_object_get_string(v), ==, command);
+	g_assert_true(json_object_object_get_ex(o, "id", &v));
+	g_assert_cmpint(p->nids, <, (int)G_N_ELEMENTS(p->ids));
+	p->ids[p->nids++] = g_strdup(json_object_get_string(v));
+	g_atomic_int_inc(&p->expected);
+}
+
+static gpointer peer_thread(gpointer data)
+{
+	Peer *p = data;
+
+	for (int c = 0; c < p->connections; c++) {
+		int fd;
+
+		if (!peer_wait(p->lfd, POLLIN))
+			break;
+		fd = accept(p->lfd, NULL, NULL);
+		g_assert_cmpint(fd, >=, 0);
+		g_atomic_int_inc(&p->accepted);
+		g_string_truncate(p->in, 0);
+		for (int i = 0; i < p->nids; i++)
+			g_clear_pointer(&p->ids[i], g_free);
+		p->nids = 0;
+		for (const Step *s = p->steps; s->kind != STEP_END; s++) {
+			switch (s->kind) {
+			case STEP_SEND:
+				peer_send(p, fd, s->arg);
+				break;
+			case STEP_EXPECT:
+				peer_expect(p, fd, s->arg);
+				break;
+			case STEP_SLEEP:
+				g_usleep(s->ms * 1000);
+				break;
+			case STEP_WAIT_EOF:
+				g_free(peer_read_line(p, fd));
+				break;
+			case STEP_END:
+				break;
+			}
+		}
+		close(fd);
+	}
+	return NULL;
+}
+
+static int listen_unix(const char *path, int backlog)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	g_assert_cmpint(fd, >=, 0);
+	g_assert_cmpuint(strlen(path), <, sizeof(a.sun_path));
+	strcpy(a.sun_path, path);
+	g_assert_cmpint(bind(fd, (struct sockaddr *)&a, sizeof(a)), ==, 0);
+	if (backlog >= 0)
+		g_assert_cmpint(listen(fd, backlog), ==, 0);
+	return fd;
+}
+
+static Peer *peer_new_n(const Step *steps, int connections)
+{
+	Peer *p = g_new0(Peer, 1);
+	g_autoptr(GError) err = NULL;
+
+	p->dir = g_dir_make_tmp("vmcg-qmp-XXXXXX", &err);
+	g_assert_no_error(err);
+	p->path = g_build_filename(p->dir, "qmp.sock", NULL);
+	p->lfd = listen_unix(p->path, 4);
+	p->steps = steps;
+	p->connections = connections;
+	p->in = g_string_new(NULL);
+	p->thread = g_thread_new("peer", peer_thread, p);
+	return p;
+}
+
+static Peer *peer_new(const Step *steps)
+{
+	return peer_new_n(steps, 1);
+}
+
+static void peer_free(Peer *p)
+{
+	g_thread_join(p->thread);
+	close(p->lfd);
+	g_unlink(p->path);
+	g_rmdir(p->dir);
+	for (int i = 0; i < p->nids; i++)
+		g_free(p->ids[i]);
+	g_string_free(p->in, TRUE);
+	g_free(p->path);
+	g_free(p->dir);
+	g_free(p);
+}
+
+/* ------------------------------------------------------------------------
+ * Client-side recorders
+ */
+
+static gboolean on_guard(gpointer data)
+{
+	*(bool *)data = true;
+	return G_SOURCE_REMOVE;
+}
+
+static gboolean on_tick(gpointer data)
+{
+	(void)data;
+	return G_SOURCE_CONTINUE;
+}
+
+/*
+ * Run the main loop until @cond; fail the test after 20 s. The tick wakes
+ * the loop for conditions that the peer thread changes.
+ */
+#define WAIT_FOR(cond)                                                                         \
+	do {                                                                                   \
+		bool expired_ = false;                                                         \
+		guint guard_ = g_timeout_add(PEER_WAIT_MS, on_guard, &expired_);               \
+		guint tick_ = g_timeout_add(5, on_tick, NULL);                                 \
+		while (!(cond) && !expired_)                                                   \
+			g_main_context_iteration(NULL, TRUE);                                  \
+		if (expired_)                                                                  \
+			g_error("%s:%d: timed out waiting for %s", __FILE__, __LINE__, #cond); \
+		g_source_remove(guard_);                                                       \
+		g_source_remove(tick_);                                                        \
+	} while (0)
+
+/* Let the main loop run for @ms. */
+static void spin(guint ms)
+{
+	bool done = false;
+
+	g_timeout_add(ms, on_guard, &done);
+	while (!done)
+		g_main_context_iteration(NULL, TRUE);
+}
+
+typedef struct {
+	VmcgQmpState state[64];
+	GError *error[64];
+	gint64 when_usec[64];
+	int n;
+	GString *log; /* shared with Reply and events, to check interleaving */
+} States;
+
+static void on_state(VmcgQmp *q, VmcgQmpState st, const GError *err, gpointer data)
+{
+	States *s = data;
+
+	(void)q;
+	g_assert_cmpint(s->n, <, 64);
+	g_assert_true((st == VMCG_QMP_STATE_DISCONNECTED) == (err != NULL));
+	g_assert_cmpint(st, ==, vmcg_qmp_get_state(q));
+	s->state[s->n] = st;
+	s->error[s->n] = err ? g_error_copy(err) : NULL;
+	s->when_usec[s->n] = g_get_monotonic_time();
+	s->n++;
+	if (s->log)
+		g_string_append_printf(s->log, "state:%d ", st);
+}
+
+static void states_clear(States *s)
+{
+	for (int i = 0; i < s->n; i++)
+		g_clear_error(&s->error[i]);
+	s->n = 0;
+}
+
+static int states_count(const States *s, VmcgQmpState st)
+{
+	int n = 0;
+
+	for (int i = 0; i < s->n; i++)
+		n += s->state[i] == st;
+	return n;
+}
+
+static const GError *last_error(const States *s)
+{
+	g_assert_cmpint(s->n, >, 0);
+	g_assert_cmpint(s->state[s->n - 1], ==, VMCG_QMP_STATE_DISCONNECTED);
+	return s->error[s->n - 1];
+}
+
+typedef struct {
+	int calls;
+	json_object *ret;
+	GError *error;
+	GString *log;
+	const char *name;
+	VmcgQmp *free_me; /* vmcg_qmp_free() it from the callback */
+} Reply;
+
+static void on_reply(VmcgQmp *q, json_object *ret, const GError *err, gpointer data)
+{
+	Reply *r = data;
+
+	(void)q;
+	r->calls++;
+	g_assert_cmpint(r->calls, ==, 1);
+	g_assert_true((ret == NULL) != (err == NULL));
+	if (ret)
+		r->ret = json_object_get(ret);
+	if (err)
+		r->error = g_error_copy(err);
+	if (r->log)
+		g_string_append_printf(r->log, "%s:%s ", r->name, err ? "error" : "ok");
+	if (r->free_me)
+		vmcg_qmp_free(g_steal_pointer(&r->free_me));
+}
+
+static void reply_clear(Reply *r)
+{
+	g_clear_pointer(&r->ret, json_object_put);
+	g_clear_error(&r->error);
+}
+
+typedef struct {
+	GString *log;
+	int n;
+	gint64 last_usec;
+} Events;
+
+static void on_event(VmcgQmp *q, const char *event, json_object *data, gint64 ts, gpointer ud)
+{
+	Events *e = ud;
+	json_object *v;
+
+	(void)q;
+	e->n++;
+	e->last_usec = ts;
+	g_string_append_printf(e->log, "event:%s", event);
+	if (data && json_object_object_get_ex(data, "n", &v))
+		g_string_append_printf(e->log, "/%d", json_object_get_int(v));
+	g_string_append_c(e->log, ' ');
+}
+
+static VmcgQmp *client(const char *path, const VmcgQmpOptions *o, States *st)
+{
+	VmcgQmp *q = vmcg_qmp_new(path, o);
+
+	vmcg_qmp_set_state_callback(q, on_state, st);
+	return q;
+}
+
+static const char *ret_string(json_object *ret, const char *key)
+{
+	json_object *v;
+
+	g_assert_nonnull(ret);
+	g_assert_true(json_object_object_get_ex(ret, key, &v));
+	return json_object_get_string(v);
+}
+
+/* ------------------------------------------------------------------------
+ * Client against the scripted peer
+ */
+
+/*
+ * The handshake, a command issued while still connecting (it waits for
+ * READY), a reply matched by id, and a command too big for one write.
+ */
+static void test_client_handshake(void)
+{
+	static const Step steps[] = {
+		HANDSHAKE,
+		EXPECT("query-status"),
+		SEND("{\"return\": {\"status\": \"running\"}, \"id\": $1}\r\n"),
+		EXPECT("big"),
+		SEND("{\"return\": {\"status\": \"ok\"}, \"id\": $2}\r\n"),
+		WAIT_EOF,
+		END,
+	};
+	Peer *p = peer_new(steps);
+	States st = { 0 };
+	Reply r1 = { 0 }, r2 = { 0 };
+	VmcgQmp *q = client(p->path, NULL, &st);
+	json_object *args = json_object_new_object();
+	g_autofree char *big = g_malloc(2 << 20);
+	int major, minor, micro;
+
+	g_assert_cmpint(vmcg_qmp_get_state(q), ==, VMCG_QMP_STATE_DISCONNECTED);
+	g_assert_false(vmcg_qmp_get_qemu_version(q, &major, &minor, &micro));
+	vmcg_qmp_connect(q);
+	/* CONNECTING at once, but its notification comes from the main loop. */
+	g_assert_cmpint(vmcg_qmp_get_state(q), ==, VMCG_QMP_STATE_CONNECTING);
+	g_assert_cmpint(st.n, ==, 0);
+	vmcg_qmp_execute(q, "query-status", NULL, on_reply, &r1);
+	WAIT_FOR(r1.calls);
+	g_assert_no_error(r1.error);
+	g_assert_cmpstr(ret_string(r1.ret, "status"), ==, "running");
+	g_assert_cmpint(st.n, ==, 2);
+	g_assert_cmpint(st.state[0], ==, VMCG_QMP_STATE_CONNECTING);
+	g_assert_cmpint(st.state[1], ==, VMCG_QMP_STATE_READY);
+	g_assert_true(vmcg_qmp_get_qemu_version(q, &major, &minor, &micro));
+	g_assert_cmpint(major * 10000 + minor * 100 + micro, ==, 70222);
+
+	/* 2 MiB of arguments: many partial non-blocking writes. */
+	memset(big, 'x', (2 << 20) - 1);
+	big[(2 << 20) - 1] = '\0';
+	json_object_object_add(args, "blob", json_object_new_string(big));
+	vmcg_qmp_execute(q, "big", args, on_reply, &r2);
+	WAIT_FOR(r2.calls);
+	g_assert_no_error(r2.error);
+	g_assert_cmpstr(ret_string(r2.ret, "status"), ==, "ok");
+
+	vmcg_qmp_free(q);
+	peer_free(p);
+	g_assert_cmpint(st.n, ==, 2); /* free() does not notify */
+	reply_clear(&r1);
+	reply_clear(&r2);
+	states_clear(&st);
+}
+
+/*
+ * Replies out of issue order, events before, between and after them, a
+ * reply with an id nobody sent and one with no id (both dropped).
+ */
+static void test_client_ids_and_events(void)
+{
+	static const Step steps[] = {
+		HANDSHAKE,
+		EXPECT("a"),
+		EXPECT("b"),
+		EXPECT("c"),
+		SEND("{\"event\": \"E\", \"data\": {\"n\": 1}, " TS "}\r\n"),
+		SEND("{\"return\": {\"who\": \"c\"}, \"id\": $3}\r\n"
+		     "{\"return\": {\"who\": \"x\"}, \"id\": \"vmcg-999\"}\r\n"
+		     "{\"event\": \"E\", \"data\": {\"n\": 2}, " TS "}"),
+		SLEEP(20),
+		SEND("\r\n{\"id\": $1, \"error\": {\"class\": \"DeviceNotFound\", \"desc\": "
+		     "\"no such device\"}}\r\n" REAL_PARSE_ERROR),
+		SEND("{\"return\": [\"b\"], \"id\": $2}\r\n"
+		     "{\"event\": \"F\", \"timestamp\": {\"seconds\": 3, \"microseconds\": "
+		     "4}}\r\n"),
+		WAIT_EOF,
+		END,
+	};
+	Peer *p = peer_new(steps);
+	States st = { 0 };
+	g_autoptr(GString) log = g_string_new(NULL);
+	Reply a = { .log = log, .name = "a" }, b = { .log = log, .name = "b" },
+	      c = { .log = log, .name = "c" };
+	Events ev = { .log = log };
+	VmcgQmp *q = client(p->path, NULL, &st);
+
+	vmcg_qmp_set_event_callback(q, on_event, &ev);
+	vmcg_qmp_connect(q);
+	WAIT_FOR(vmcg_qmp_get_state(q) == VMCG_QMP_STATE_READY);
+	vmcg_qmp_execute(q, "a", NULL, on_reply, &a);
+	vmcg_qmp_execute(q, "b", NULL, on_reply, &b);
+	vmcg_qmp_execute(q, "c", NULL, on_reply, &c);
+	WAIT_FOR(ev.n == 3);
+	g_assert_cmpstr(log->str, ==, "event:E/1 c:ok event:E/2 a:error b:ok event:F ");
+	g_assert_cmpstr(ret_string(c.ret, "who"), ==, "c");
+	g_assert_error(a.error, VMCG_QMP_ERROR, VMCG_QMP_ERROR_DEVICE_NOT_FOUND);
+	g_assert_cmpstr(a.error->message, ==, "no such device");
+	g_assert_cmpstr(json_object_get_string(json_object_array_get_idx(b.ret, 0)), ==, "b");
+	g_assert_cmpint(ev.last_usec, ==, 3000004);
+	g_assert_cmpint(vmcg_qmp_get_state(q), ==, VMCG_QMP_STATE_READY);
+
+	vmcg_qmp_free(q);
+	peer_free(p);
+	reply_clear(&a);
+	reply_clear(&b);
+	reply_clear(&c);
+	states_clear(&st);
+}
+
+/* No greeting: the greeting deadline, and the socket is closed. */
+static void test_client_greeting_timeout(void)
+{
+	static const Step steps[] = { WAIT_EOF, END };
+	Peer *p = peer_new(steps);
+	States st = { 0 };
+	VmcgQmpOptions o = { .greeting_timeout_ms = 200 };
+	VmcgQmp *q = client(p->path, &o, &st);
+	Reply r = { 0 };
+	gint64 t0 = g_get_monotonic_time();
+
+	vmcg_qmp_connect(q);
+	vmcg_qmp_execute(q, "query-status", NULL, on_reply, &r);
+	WAIT_FOR(st.n == 2);
+	g_assert_cmpint(g_get_monotonic_time() - t0, >=, 200 * 1000);
+	g_assert_error(last_error(&st), G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+	g_assert_nonnull(strstr(last_error(&st)->message, "no QMP greeting within 200 ms"));
+	/* The queued command was never sent. */
+	WAIT_FOR(r.calls);
+	g_assert_error(r.error, G_IO_ERROR, G_IO_ERROR_NOT_CONNECTED);
+	g_assert_nonnull(strstr(r.error->message, "no QMP greeting"));
+	peer_free(p); /* returns once the client has closed */
+	vmcg_qmp_free(q);
+	reply_clear(&r);
+	states_clear(&st);
+}
+
+static void test_client_capabilities_error(void)
+{
+	static const Step steps[] = {
+		SEND(REAL_GREETING),
+		EXPECT("qmp_capabilities"),
+		SEND("{\"id\": $0, \"error\": {\"class\": \"GenericError\", \"desc\": \"no "
+		     "thanks\"}}\r\n"),
+		WAIT_EOF,
+		END,
+	};
+	Peer *p = peer_new(steps);
+	States st = { 0 };
+	VmcgQmp *q = client(p->path, NULL, &st);
+
+	vmcg_qmp_connect(q);
+	WAIT_FOR(st.n == 2);
+	g_assert_error(last_error(&st), VMCG_QMP_ERROR, VMCG_QMP_ERROR_GENERIC_ERROR);
+	g_assert_cmpstr(last_error(&st)->message, ==, "qmp_capabilities refused: no thanks");
+	peer_free(p);
+	vmcg_qmp_free(q);
+	states_clear(&st);
+}
+
+static void test_client_capabilities_timeout(void)
+{
+	static const Step steps[] = { SEND(REAL_GREETING), EXPECT("qmp_capabilities"), WAIT_EOF,
+				      END };
+	Peer *p = peer_new(steps);
+	States st = { 0 };
+	VmcgQmpOptions o = { .capabilities_timeout_ms = 150 };
+	VmcgQmp *q = client(p->path, &o, &st);
+
+	vmcg_qmp_connect(q);
+	WAIT_FOR(st.n == 2);
+	g_assert_error(last_error(&st), G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+	g_assert_nonnull(
+		strstr(last_error(&st)->message, "qmp_capabilities not answered within 150 ms"));
+	/* The greeting was read: its version is known. */
+	peer_free(p);
+	vmcg_qmp_free(q);
+	states_clear(&st);
+}
+
+static void test_client_connect_errors(void)
+{
+	g_autoptr(GError) err = NULL;
+	g_autofree char *dir = g_dir_make_tmp("vmcg-qmp-XXXXXX", &err);
+	g_autofree char *missing = g_build_filename(dir, "missing.sock", NULL);
+	g_autofree char *deaf = g_build_filename(dir, "deaf.sock", NULL);
+	g_autofree char *full = g_build_filename(dir, "full.sock", NULL);
+	g_autofree char *longp = g_strnfill(200, 'x');
+	States st = { 0 };
+	VmcgQmp *q;
+	int deaf_fd, full_fd, queued_fd;
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+
+	/* No such socket. */
+	q = client(missing, NULL, &st);
+	vmcg_qmp_connect(q);
+	WAIT_FOR(st.n == 2);
+	g_assert_error(last_error(&st), G_IO_ERROR, G_IO_ERROR_NOT_FOUND);
+	g_assert_true(g_str_has_prefix(last_error(&st)->message, missing));
+	vmcg_qmp_free(q);
+	states_clear(&st);
+
+	/* A socket nobody listens on: QEMU has exited. */
+	deaf_fd = listen_unix(deaf, -1);
+	q = client(deaf, NULL, &st);
+	vmcg_qmp_connect(q);
+	WAIT_FOR(st.n == 2);
+	g_assert_error(last_error(&st), G_IO_ERROR, G_IO_ERROR_CONNECTION_REFUSED);
+	vmcg_qmp_free(q);
+	states_clear(&st);
+
+	/*
+	 * A full backlog: QEMU's main loop does not accept. AF_UNIX then
+	 * refuses non-blocking connects with EAGAIN; the client retries until
+	 * the connect deadline.
+	 */
+	full_fd = listen_unix(full, 0);
+	queued_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	strcpy(a.sun_path, full);
+	g_assert_cmpint(connect(queued_fd, (struct sockaddr *)&a, sizeof(a)), ==, 0);
+	{
+		VmcgQmpOptions o = { .connect_timeout_ms = 300 };
+
+		q = client(full, &o, &st);
+	}
+	vmcg_qmp_connect(q);
+	WAIT_FOR(st.n == 2);
+	g_assert_error(last_error(&st), G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+	g_assert_nonnull(strstr(last_error(&st)->message, "connect timed out after 300 ms"));
+	vmcg_qmp_free(q);
+	states_clear(&st);
+
+	/* A path sun_path cannot hold. */
+	q = client(longp, NULL, &st);
+	vmcg_qmp_connect(q);
+	WAIT_FOR(st.n == 2);
+	g_assert_error(last_error(&st), G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+	vmcg_qmp_free(q);
+	states_clear(&st);
+
+	close(queued_fd);
+	close(full_fd);
+	close(deaf_fd);
+	g_unlink(deaf);
+	g_unlink(full);
+	g_rmdir(dir);
+}
+
+/*
+ * b misses its deadline: it fails with TIMED_OUT, the connection is torn
+ * down (QMP is in order: c is stuck behind b), c fails with DISCONNECTED,
+ * and a, answered before, is unaffected.
+ */
+static void test_client_command_timeout(void)
+{
+	static const Step steps[] = {
+		HANDSHAKE,
+		EXPECT("a"),
+		EXPECT("b"),
+		EXPECT("c"),
+		SEND("{\"return\": {}, \"id\": $1}\r\n"),
+		WAIT_EOF,
+		END,
+	};
+	Peer *p = peer_new(steps);
+	States st = { 0 };
+	g_autoptr(GString) log = g_string_new(NULL);
+	Reply a = { .log = log, .name = "a" }, b = { .log = log, .name = "b" },
+	      c = { .log = log, .name = "c" };
+	VmcgQmp *q = client(p->path, NULL, &st);
+
+	st.log = log;
+	vmcg_qmp_connect(q);
+	WAIT_FOR(vmcg_qmp_get_state(q) == VMCG_QMP_STATE_READY);
+	vmcg_qmp_execute(q, "a", NULL, on_reply, &a);
+	vmcg_qmp_execute_timeout(q, "b", NULL, 250, on_reply, &b);
+	vmcg_qmp_execute(q, "c", NULL, on_reply, &c);
+	WAIT_FOR(c.calls);
+	g_assert_cmpstr(log->str, ==, "state:1 state:2 a:ok b:error state:0 c:error ");
+	g_assert_error(b.error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+	g_assert_nonnull(strstr(b.error->message, "QMP command b (id vmcg-3) not answered "
+						  "within 250 ms"));
+	g_assert_error(last_error(&st), G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+	g_assert_nonnull(strstr(last_error(&st)->message, "QMP command b"));
+	g_assert_error(c.error, VMCG_QMP_ERROR, VMCG_QMP_ERROR_DISCONNECTED);
+	g_assert_nonnull(strstr(c.error->message, "QMP command b"));
+	peer_free(p);
+	vmcg_qmp_free(q);
+	reply_clear(&a);
+	reply_clear(&b);
+	reply_clear(&c);
+	states_clear(&st);
+}
+
+static void test_client_eof_mid_message(void)
+{
+	static const Step steps[] = {
+		HANDSHAKE,
+		EXPECT("query-status"),
+		SEND("{\"return\": {\"status\": \"runn"),
+		END,
+	};
+	Peer *p = peer_new(steps);
+	States st = { 0 };
+	Reply r = { 0 };
+	VmcgQmp *q = client(p->path, NULL, &st);
+
+	vmcg_qmp_connect(q);
+	vmcg_qmp_execute(q, "query-status", NULL, on_reply, &r);
+	WAIT_FOR(r.calls);
+	g_assert_error(last_error(&st), G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED);
+	g_assert_nonnull(strstr(last_error(&st)->message,
+				"QMP peer closed the connection in the middle of a message"));
+	g_assert_error(r.error, VMCG_QMP_ERROR, VMCG_QMP_ERROR_DISCONNECTED);
+	peer_free(p);
+	vmcg_qmp_free(q);
+	reply_clear(&r);
+	states_clear(&st);
+}
+
+static void test_client_eof_before_greeting(void)
+{
+	static const Step steps[] = { END };
+	Peer *p = peer_new(steps);
+	States st = { 0 };
+	VmcgQmp *q = client(p->path, NULL, &st);
+
+	vmcg_qmp_connect(q);
+	WAIT_FOR(st.n == 2);
+	g_assert_error(last_error(&st), G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED);
+	g_assert_nonnull(strstr(last_error(&st)->message, "connection before the greeting"));
+	peer_free(p);
+	vmcg_qmp_free(q);
+	states_clear(&st);
+}
+
+static char *oversized_reply;
+
+/* 1 MiB against a 64 KiB limit: refused, the connection dropped. */
+static void test_client_oversized(void)
+{
+	Step steps[] = {
+		HANDSHAKE, EXPECT("query-status"), SEND(NULL), WAIT_EOF, END,
+	};
+	GString *s = g_string_new("{\"return\": {\"status\": \"");
+	Peer *p;
+	States st = { 0 };
+	Reply r = { 0 };
+	VmcgQmpOptions o = { .max_message_bytes = 64 * 1024 };
+	VmcgQmp *q;
+
+	while (s->len < (1 << 20))
+		g_string_append(s, "abcdefgh");
+	g_string_append(s, "\"}, \"id\": $1}\r\n");
+	oversized_reply = g_string_free(s, FALSE);
+	steps[4].arg = oversized_reply;
+	p = peer_new(steps);
+	q = client(p->path, &o, &st);
+	vmcg_qmp_connect(q);
+	vmcg_qmp_execute(q, "query-status", NULL, on_reply, &r);
+	WAIT_FOR(r.calls);
+	g_assert_error(last_error(&st), VMCG_QMP_ERROR, VMCG_QMP_ERROR_MESSAGE_TOO_BIG);
+	g_assert_nonnull(strstr(last_error(&st)->message, "larger than 65536 bytes"));
+	g_assert_error(r.error, VMCG_QMP_ERROR, VMCG_QMP_ERROR_DISCONNECTED);
+	peer_free(p);
+	vmcg_qmp_free(q);
+	g_free(oversized_reply);
+	reply_clear(&r);
+	states_clear(&st);
+}
+
+/* Things a QEMU never sends: each ends the connection with PROTOCOL. */
+static void test_client_protocol_errors(void)
+{
+	static const struct {
+		Step steps[6];
+		const char *msg;
+	} cases[] = {
+		{ { SEND("{\"event\": \"E\", " TS "}\r\n"), WAIT_EOF, END },
+		  "expected the QMP greeting, got an event" },
+		{ { SEND("{\"return\": {}}\r\n"), WAIT_EOF, END },
+		  "expected the QMP greeting, got a reply" },
+		{ { HANDSHAKE, SEND(REAL_GREETING), WAIT_EOF, END }, "a second QMP greeting" },
+		{ { HANDSHAKE, SEND("{\"return\": {}, \"id\": 7}\r\n"), WAIT_EOF, END },
+		  "\"id\" must be a string, not int" },
+		{ { HANDSHAKE, SEND("<html>\r\n"), WAIT_EOF, END },
+		  "must be a JSON object, found '<'" },
+		{ { HANDSHAKE, SEND("{\"return\": {\"a\": \"\x01\"}}"), WAIT_EOF, END },
+		  "control character 0x01 in a string" },
+		{ { SEND("{\"QMP\": {}}\r\n"), WAIT_EOF, END }, "greeting has no \"version\"" },
+	};
+
+	for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+		Peer *p = peer_new(cases[i].steps);
+		States st = { 0 };
+		VmcgQmp *q = client(p->path, NULL, &st);
+
+		vmcg_qmp_connect(q);
+		WAIT_FOR(st.n && st.state[st.n - 1] == VMCG_QMP_STATE_DISCONNECTED);
+		g_assert_error(last_error(&st), VMCG_QMP_ERROR, VMCG_QMP_ERROR_PROTOCOL);
+		if (!strstr(last_error(&st)->message, cases[i].msg))
+			g_error("case %zu: %s", i, last_error(&st)->message);
+		g_assert_true(g_str_has_prefix(last_error(&st)->message, p->path));
+		peer_free(p);
+		vmcg_qmp_free(q);
+		states_clear(&st);
+	}
+}
+
+/* The callbacks never run inside the call that caused them. */
+static void test_client_execute_errors(void)
+{
+	States st = { 0 };
+	VmcgQmp *q = client("/nonexistent/qmp.sock", NULL, &st);
+	Reply r1 = { 0 }, r2 = { 0 }, r3 = { 0 };
+
+	vmcg_qmp_execute(q, "query-status", NULL, on_reply, &r1);
+	vmcg_qmp_execute(q, "query-status", json_object_new_array(), on_reply, &r2);
+	vmcg_qmp_execute(q, "", NULL, on_reply, &r3);
+	g_assert_cmpint(r1.calls + r2.calls + r3.calls, ==, 0);
+	WAIT_FOR(r1.calls && r2.calls && r3.calls);
+	g_assert_error(r1.error, G_IO_ERROR, G_IO_ERROR_NOT_CONNECTED);
+	g_assert_error(r2.error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+	g_assert_error(r3.error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+	vmcg_qmp_free(q);
+	g_assert_cmpint(st.n, ==, 0);
+	reply_clear(&r1);
+	reply_clear(&r2);
+	reply_clear(&r3);
+}
+
+/*
+ * free() with commands everywhere: on the wire, waiting for READY on
+ * another client, and due to fail from the main loop. Each callback runs
+ * exactly once (on_reply asserts it), with CANCELLED, before free()
+ * returns; nothing runs after.
+ */
+static void test_client_free_pending(void)
+{
+	static const Step steps[] = {
+		HANDSHAKE, EXPECT("a"), EXPECT("b"), EXPECT("c"), WAIT_EOF, END,
+	};
+	static const Step silent[] = { WAIT_EOF, END };
+	Peer *p = peer_new(steps), *p2 = peer_new(silent);
+	States st = { 0 }, st2 = { 0 };
+	Reply r[6] = { 0 };
+	VmcgQmp *q = client(p->path, NULL, &st);
+	VmcgQmp *q2 = client(p2->path, NULL, &st2);
+	VmcgQmp *q3 = client("/nonexistent/qmp.sock", NULL, NULL);
+
+	vmcg_qmp_connect(q);
+	WAIT_FOR(vmcg_qmp_get_state(q) == VMCG_QMP_STATE_READY);
+	vmcg_qmp_execute(q, "a", NULL, on_reply, &r[0]);
+	vmcg_qmp_execute(q, "b", NULL, on_reply, &r[1]);
+	vmcg_qmp_execute(q, "c", NULL, on_reply, &r[2]);
+	WAIT_FOR(g_atomic_int_get(&p->expected) == 4);
+	vmcg_qmp_free(q);
+	for (int i = 0; i < 3; i++) {
+		g_assert_cmpint(r[i].calls, ==, 1);
+		g_assert_error(r[i].error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+	}
+
+	vmcg_qmp_connect(q2);
+	vmcg_qmp_execute(q2, "queued", NULL, on_reply, &r[3]);
+	WAIT_FOR(g_atomic_int_get(&p2->accepted) == 1);
+	vmcg_qmp_free(q2);
+	g_assert_cmpint(r[3].calls, ==, 1);
+	g_assert_error(r[3].error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+
+	vmcg_qmp_execute(q3, "due", NULL, on_reply, &r[4]);
+	vmcg_qmp_free(q3);
+	g_assert_cmpint(r[4].calls, ==, 1);
+	g_assert_error(r[4].error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+
+	vmcg_qmp_free(NULL);
+	spin(50); /* nothing may run any more */
+	for (int i = 0; i < 5; i++)
+		g_assert_cmpint(r[i].calls, ==, 1);
+	peer_free(p);
+	peer_free(p2);
+	for (int i = 0; i < 6; i++)
+		reply_clear(&r[i]);
+	states_clear(&st);
+	states_clear(&st2);
+}
+
+/* free() from a reply callback: the rest are cancelled, nothing crashes. */
+static void test_client_free_in_callback(void)
+{
+	static const Step steps[] = {
+		HANDSHAKE,
+		EXPECT("a"),
+		EXPECT("b"),
+		EXPECT("c"),
+		SEND("{\"return\": {}, \"id\": $1}\r\n{\"return\": {}, \"id\": $2}\r\n"),
+		WAIT_EOF,
+		END,
+	};
+	Peer *p = peer_new(steps);
+	States st = { 0 };
+	Reply a = { 0 }, b = { 0 }, c = { 0 };
+	VmcgQmp *q = client(p->path, NULL, &st);
+
+	vmcg_qmp_connect(q);
+	WAIT_FOR(vmcg_qmp_get_state(q) == VMCG_QMP_STATE_READY);
+	a.free_me = q;
+	vmcg_qmp_execute(q, "a", NULL, on_reply, &a);
+	vmcg_qmp_execute(q, "b", NULL, on_reply, &b);
+	vmcg_qmp_execute(q, "c", NULL, on_reply, &c);
+	WAIT_FOR(a.calls);
+	/* b's reply was in the same read as a's: it is not delivered. */
+	g_assert_cmpint(b.calls, ==, 1);
+	g_assert_error(b.error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+	g_assert_cmpint(c.calls, ==, 1);
+	g_assert_error(c.error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+	spin(50);
+	peer_free(p);
+	reply_clear(&a);
+	reply_clear(&b);
+	reply_clear(&c);
+	states_clear(&st);
+}
+
+/* A VM whose QEMU never greets does not delay another VM's commands. */
+static void test_client_stuck_peer_isolated(void)
+{
+	static const Step stuck[] = { WAIT_EOF, END };
+	static const Step fine[] = {
+		HANDSHAKE,
+		EXPECT("query-status"),
+		SEND(REAL_STOP "{\"return\": {\"status\": \"paused\"}, \"id\": $1}\r\n"),
+		WAIT_EOF,
+		END,
+	};
+	Peer *ps = peer_new(stuck), *pf = peer_new(fine);
+	States sts = { 0 }, stf = { 0 };
+	VmcgQmpOptions o = { .greeting_timeout_ms = 1500 };
+	VmcgQmp *qs = client(ps->path, &o, &sts), *qf = client(pf->path, NULL, &stf);
+	Reply r = { 0 };
+	gint64 t0 = g_get_monotonic_time();
+
+	vmcg_qmp_connect(qs);
+	vmcg_qmp_connect(qf);
+	vmcg_qmp_execute(qf, "query-status", NULL, on_reply, &r);
+	WAIT_FOR(r.calls);
+	g_assert_cmpstr(ret_string(r.ret, "status"), ==, "paused");
+	g_assert_cmpint(g_get_monotonic_time() - t0, <, 1500 * 1000);
+	g_assert_cmpint(vmcg_qmp_get_state(qs), ==, VMCG_QMP_STATE_CONNECTING);
+	WAIT_FOR(sts.n == 2);
+	g_assert_error(last_error(&sts), G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+	g_assert_cmpint(vmcg_qmp_get_state(qf), ==, VMCG_QMP_STATE_READY);
+	vmcg_qmp_free(qs);
+	vmcg_qmp_free(qf);
+	peer_free(ps);
+	peer_free(pf);
+	reply_clear(&r);
+	states_clear(&sts);
+	states_clear(&stf);
+}
+
+/*
+ * Backoff with nothing listening: delays of 40, 80, 160, 160 ms between
+ * attempts (min 40, max 160).
+ */
+static void test_client_reconnect_backoff(void)
+{
+	States st = { 0 };
+	VmcgQmp *q = client("/nonexistent/qmp.sock", NULL, &st);
+	static const int want_ms[] = { 40, 80, 160, 160 };
+
+	vmcg_qmp_set_reconnect(q, true, 40, 160);
+	vmcg_qmp_connect(q);
+	WAIT_FOR(states_count(&st, VMCG_QMP_STATE_CONNECTING) == 5);
+	for (int i = 0; i < 4; i++) {
+		/* DISCONNECTED at 2i+1, the next CONNECTING at 2i+2. */
+		gint64 d = (st.when_usec[2 * i + 2] - st.when_usec[2 * i + 1]) / 1000;
+
+		g_assert_cmpint(st.state[2 * i + 1], ==, VMCG_QMP_STATE_DISCONNECTED);
+		g_assert_cmpint(d, >=, want_ms[i]);
+		g_assert_cmpint(d, <, want_ms[i] + 2000);
+	}
+	/* Off: the pending retry is cancelled. */
+	vmcg_qmp_set_reconnect(q, false, 0, 0);
+	{
+		int n = st.n;
+
+		spin(400);
+		g_assert_cmpint(st.n, <=, n + 1);
+		g_assert_cmpint(vmcg_qmp_get_state(q), ==, VMCG_QMP_STATE_DISCONNECTED);
+	}
+	vmcg_qmp_free(q);
+	states_clear(&st);
+}
+
+/* A QEMU that drops the connection after the handshake: READY again. */
+static void test_client_reconnect_after_eof(void)
+{
+	static const Step steps[] = { HANDSHAKE, SLEEP(30), END };
+	Peer *p = peer_new_n(steps, 3);
+	States st = { 0 };
+	VmcgQmp *q = client(p->path, NULL, &st);
+
+	vmcg_qmp_set_reconnect(q, true, 20, 1000);
+	vmcg_qmp_connect(q);
+	WAIT_FOR(states_count(&st, VMCG_QMP_STATE_READY) == 3);
+	vmcg_qmp_set_reconnect(q, false, 0, 0);
+	WAIT_FOR(st.state[st.n - 1] == VMCG_QMP_STATE_DISCONNECTED);
+	for (int i = 0; i + 2 < st.n; i += 3) {
+		g_assert_cmpint(st.state[i], ==, VMCG_QMP_STATE_CONNECTING);
+		g_assert_cmpint(st.state[i + 1], ==, VMCG_QMP_STATE_READY);
+		g_assert_cmpint(st.state[i + 2], ==, VMCG_QMP_STATE_DISCONNECTED);
+		g_assert_error(st.error[i + 2], G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED);
+	}
+	vmcg_qmp_free(q);
+	peer_free(p);
+	states_clear(&st);
+}
+
+/* ------------------------------------------------------------------------
+ * Client against a real QEMU
+ */
+
+static void test_client_real_qemu(void)
+{
+	g_autofree char *qemu = g_find_program_in_path("qemu-system-x86_64");
+	g_autoptr(GError) err = NULL;
+	g_autofree char *dir = NULL, *path = NULL, *qmparg = NULL;
+	g_autoptr(GSubprocess) proc = NULL;
+	States st = { 0 };
+	Reply status = { 0 }, version = { 0 }, quit = { 0 }, unknown = { 0 };
+	g_autoptr(GString) log = g_string_new(NULL);
+	Events ev = { .log = log };
+	VmcgQmpOptions o = { .command_timeout_ms = 20000 };
+	VmcgQmp *q;
+	json_object *v;
+	int major, minor, micro;
+
+	if (!qemu) {
+		g_test_skip("qemu-system-x86_64 is not installed (Debian: qemu-system-x86)");
+		return;
+	}
+	dir = g_dir_make_tmp("vmcg-qmp-XXXXXX", &err);
+	g_assert_no_error(err);
+	path = g_build_filename(dir, "qmp.sock", NULL);
+	qmparg = g_strdup_printf("unix:%s,server=on,wait=off", path);
+	proc = g_subprocess_new(G_SUBPROCESS_FLAGS_NONE, &err, qemu, "-machine", "none",
+				"-nodefaults", "-display", "none", "-qmp", qmparg, "-S", NULL);
+	g_assert_no_error(err);
+
+	/* QEMU creates the socket when it is up: reconnect until it is there. */
+	q = client(path, &o, &st);
+	vmcg_qmp_set_event_callback(q, on_event, &ev);
+	vmcg_qmp_set_reconnect(q, true, 20, 200);
+	vmcg_qmp_connect(q);
+	WAIT_FOR(vmcg_qmp_get_state(q) == VMCG_QMP_STATE_READY);
+	vmcg_qmp_set_reconnect(q, false, 0, 0);
+
+	vmcg_qmp_execute(q, "query-status", NULL, on_reply, &status);
+	vmcg_qmp_execute(q, "query-version", NULL, on_reply, &version);
+	vmcg_qmp_execute(q, "no-such-command", NULL, on_reply, &unknown);
+	WAIT_FOR(status.calls && version.calls && unknown.calls);
+	g_assert_no_error(status.error);
+	g_assert_cmpstr(ret_string(status.ret, "status"), ==, "prelaunch");
+	g_assert_true(json_object_object_get_ex(status.ret, "running", &v));
+	g_assert_false(json_object_get_boolean(v));
+	g_assert_no_error(version.error);
+	g_assert_true(json_object_object_get_ex(version.ret, "qemu", &v));
+	g_assert_true(vmcg_qmp_get_qemu_version(q, &major, &minor, &micro));
+	g_assert_cmpint(json_object_get_int(json_object_object_get(v, "major")), ==, major);
+	g_assert_cmpint(json_object_get_int(json_object_object_get(v, "minor")), ==, minor);
+	g_assert_cmpint(json_object_get_int(json_object_object_get(v, "micro")), ==, micro);
+	g_assert_error(unknown.error, VMCG_QMP_ERROR, VMCG_QMP_ERROR_COMMAND_NOT_FOUND);
+
+	vmcg_qmp_execute(q, "quit", NULL, on_reply, &quit);
+	WAIT_FOR(vmcg_qmp_get_state(q) == VMCG_QMP_STATE_DISCONNECTED);
+	WAIT_FOR(quit.calls);
+	/* QEMU may close before its reply to quit is read: both are fine. */
+	if (quit.error)
+		g_assert_error(quit.error, VMCG_QMP_ERROR, VMCG_QMP_ERROR_DISCONNECTED);
+	g_assert_error(last_error(&st), G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED);
+	g_assert_nonnull(strstr(log->str, "event:SHUTDOWN"));
+	g_assert_true(g_subprocess_wait(proc, NULL, &err));
+	g_assert_no_error(err);
+	g_assert_true(g_subprocess_get_if_exited(proc));
+	g_assert_cmpint(g_subprocess_get_exit_status(proc), ==, 0);
+
+	vmcg_qmp_free(q);
+	g_unlink(path);
+	g_rmdir(dir);
+	reply_clear(&status);
+	reply_clear(&version);
+	reply_clear(&quit);
+	reply_clear(&unknown);
+	states_clear(&st);
+}
+
+int main(int argc, char **argv)
+{
+	g_test_init(&argc, &argv, NULL);
+
+	g_test_add_func("/qmp/parse/greeting", test_parse_greeting);
+	g_test_add_func("/qmp/parse/return", test_parse_return);
+	g_test_add_func("/qmp/parse/error", test_parse_error);
+	g_test_add_func("/qmp/parse/event", test_parse_event);
+	g_test_add_func("/qmp/parse/unknown-members", test_parse_unknown_members);
+	g_test_add_func("/qmp/parse/malformed", test_parse_malformed);
+	g_test_add_func("/qmp/parse/depth", test_parse_depth);
+	g_test_add_func("/qmp/parse/numbers", test_parse_numbers);
+	g_test_add_func("/qmp/parse/classify-built", test_classify_built);
+	g_test_add_func("/qmp/framer/transcript-every-split", test_framer_transcript);
+	g_test_add_func("/qmp/framer/many-in-one-read", test_framer_many_in_one);
+	g_test_add_func("/qmp/framer/whitespace", test_framer_whitespace);
+	g_test_add_func("/qmp/framer/oversized", test_framer_oversized);
+	g_test_add_func("/qmp/framer/tree-limit", test_framer_tree_limit);
+	g_test_add_func("/qmp/framer/garbage-between", test_framer_garbage_between);
+	g_test_add_func("/qmp/client/handshake", test_client_handshake);
+	g_test_add_func("/qmp/client/ids-and-events", test_client_ids_and_events);
+	g_test_add_func("/qmp/client/greeting-timeout", test_client_greeting_timeout);
+	g_test_add_func("/qmp/client/capabilities-error", test_client_capabilities_error);
+	g_test_add_func("/qmp/client/capabilities-timeout", test_client_capabilities_timeout);
+	g_test_add_func("/qmp/client/connect-errors", test_client_connect_errors);
+	g_test_add_func("/qmp/client/command-timeout", test_client_command_timeout);
+	g_test_add_func("/qmp/client/eof-mid-message", test_client_eof_mid_message);
+	g_test_add_func("/qmp/client/eof-before-greeting", test_client_eof_before_greeting);
+	g_test_add_func("/qmp/client/oversized-reply", test_client_oversized);
+	g_test_add_func("/qmp/client/protocol-errors", test_client_protocol_errors);
+	g_test_add_func("/qmp/client/execute-errors", test_client_execute_errors);
+	g_test_add_func("/qmp/client/free-pending", test_client_free_pending);
+	g_test_add_func("/qmp/client/free-in-callback", test_client_free_in_callback);
+	g_test_add_func("/qmp/client/stuck-peer-isolated", test_client_stuck_peer_isolated);
+	g_test_add_func("/qmp/client/reconnect-backoff", test_client_reconnect_backoff);
+	g_test_add_func("/qmp/client/reconnect-after-eof", test_client_reconnect_after_eof);
+	g_test_add_func("/qmp/client/real-qemu", test_client_real_qemu);
+	return g_test_run();
+}

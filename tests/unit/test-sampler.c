@@ -1,0 +1,138 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * Sampling charge: finding guest RAM in smaps, on a file captured from a
+ * real QEMU 7.2 (pc machine, -m 256, TCG, SeaBIOS running) and on
+ * malformed or edited copies of it.
+ */
+#include <gio/gio.h>
+
+#include "sampler.h"
+
+static char *load(gsize *len)
+{
+	g_autofree char *path =
+		g_test_build_filename(G_TEST_DIST, "data", "smaps-qemu72-pc-256m.txt", NULL);
+	char *text;
+
+	g_assert_true(g_file_get_contents(path, &text, len, NULL));
+	return text;
+}
+
+static void test_real_qemu(void)
+{
+	g_autoptr(GError) error = NULL;
+	g_autofree char *text;
+	VmcgSample s;
+	gsize len;
+
+	text = load(&len);
+	g_assert_true(vmcg_sample_parse_smaps(text, len, 256 << 20, &s, &error));
+	g_assert_no_error(error);
+	/* The 256 MiB "dc" VMA had 6144 kB resident; the whole process 43788 kB. */
+	g_assert_cmpuint(s.guest_resident, ==, 6144 * 1024);
+	g_assert_cmpuint(s.guest_size, ==, 256 << 20);
+	g_assert_cmpuint(s.total_rss, ==, UINT64_C(43788) * 1024);
+}
+
+static void test_wrong_size(void)
+{
+	g_autoptr(GError) error = NULL;
+	g_autofree char *text;
+	VmcgSample s;
+	gsize len;
+
+	text = load(&len);
+	/* 512 MiB is not there; the 1 GiB TCG code buffer (no "dc") must not match. */
+	g_assert_false(vmcg_sample_parse_smaps(text, len, 512 << 20, &s, &error));
+	g_assert_error(error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND);
+	g_clear_error(&error);
+	g_assert_false(vmcg_sample_parse_smaps(text, len, UINT64_C(1023) << 20, &s, &error));
+	g_assert_error(error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND);
+}
+
+/* Split VMAs (e.g. after an mprotect) still add up; a neighbour does not spoil it. */
+static void test_split_and_adjacent(void)
+{
+	static const char text[] =
+		"7f0000000000-7f0008000000 rw-p 00000000 00:00 0 \n"
+		"Rss:                1024 kB\n"
+		"VmFlags: rd wr mr mw me dc ac hg mg\n"
+		"7f0008000000-7f0010000000 rw-p 00000000 00:00 0 \n"
+		"Rss:                 512 kB\n"
+		"VmFlags: rd wr mr mw me dc ac hg mg\n"
+		"7f0010000000-7f0010040000 rw-p 00000000 00:00 0 \n"
+		"Rss:                 256 kB\n"
+		"VmFlags: rd wr mr mw me dc ac\n"
+		"7f0020000000-7f0020001000 rw-p 00000000 08:01 1234 /usr/lib/x.so\n"
+		"Rss:                   4 kB\n"
+		"VmFlags: rd wr mr mw me dc\n";
+	g_autoptr(GError) error = NULL;
+	VmcgSample s;
+
+	g_assert_true(vmcg_sample_parse_smaps(text, sizeof(text) - 1, 256 << 20, &s, &error));
+	g_assert_cmpuint(s.guest_resident, ==, 1536 * 1024);
+	g_assert_cmpuint(s.total_rss, ==, (1024 + 512 + 256 + 4) * 1024);
+	/* A small block right after is found on its own too. */
+	g_assert_true(vmcg_sample_parse_smaps(text, sizeof(text) - 1, 256 << 10, &s, &error));
+	g_assert_cmpuint(s.guest_resident, ==, 256 * 1024);
+	/* File-backed "dc" mappings are never guest RAM. */
+	g_assert_false(vmcg_sample_parse_smaps(text, sizeof(text) - 1, 4096, &s, &error));
+}
+
+static void test_memfd(void)
+{
+	static const char text[] = "7f0000000000-7f0010000000 rw-s 00000000 00:01 77 "
+				   "/memfd:pc.ram (deleted)\n"
+				   "Rss:                2048 kB\n"
+				   "VmFlags: rd wr sh mr mw me ms dc sd\n";
+	VmcgSample s;
+
+	g_assert_true(vmcg_sample_parse_smaps(text, sizeof(text) - 1, 256 << 20, &s, NULL));
+	g_assert_cmpuint(s.guest_resident, ==, 2048 * 1024);
+}
+
+static void test_malformed(void)
+{
+	static const char *const bad[] = {
+		"",
+		"Rss: 12 kB\n",
+		"hello world\n",
+		"7f0000000000-7f0010000000 rw-p 00000000 00:00 0\nRss: lots kB\n",
+		"zzzz-7f0010000000 rw-p 00000000 00:00 0\n",
+		"7f0010000000-7f0000000000 rw-p 00000000 00:00 0\nRss: 1 kB\n",
+	};
+
+	for (gsize i = 0; i < G_N_ELEMENTS(bad); i++) {
+		g_autoptr(GError) error = NULL;
+		VmcgSample s;
+
+		g_assert_false(
+			vmcg_sample_parse_smaps(bad[i], strlen(bad[i]), 256 << 20, &s, &error));
+		g_assert_nonnull(error);
+	}
+}
+
+static void test_read_self(void)
+{
+	g_autoptr(GError) error = NULL;
+	VmcgSample s;
+
+	/* Our own process has no guest RAM: a clean NOT_FOUND, not a crash. */
+	g_assert_false(vmcg_sample_read(getpid(), 256 << 20, &s, &error));
+	g_assert_error(error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND);
+	g_clear_error(&error);
+	g_assert_false(vmcg_sample_read(-5, 256 << 20, &s, &error));
+	g_assert_nonnull(error);
+}
+
+int main(int argc, char **argv)
+{
+	g_test_init(&argc, &argv, NULL);
+	g_test_add_func("/sampler/real-qemu", test_real_qemu);
+	g_test_add_func("/sampler/wrong-size", test_wrong_size);
+	g_test_add_func("/sampler/split-and-adjacent", test_split_and_adjacent);
+	g_test_add_func("/sampler/memfd", test_memfd);
+	g_test_add_func("/sampler/malformed", test_malformed);
+	g_test_add_func("/sampler/read-self", test_read_self);
+	return g_test_run();
+}
