@@ -81,17 +81,32 @@ static uint64_t guest_floor(VmcgDvm *vm, uint64_t now)
 	const VmcgPolicy *p = &vm->d->policy;
 	uint64_t floor = MAX(vm->floor, p->min_guest);
 	uint64_t cur = vm->target ? vm->target : vm->actual;
+	uint64_t used, grown;
 
-	if (!vm->has_stats || now - (uint64_t)vm->stats_usec > p->stats_max_age_usec ||
-	    vm->st_total < vm->st_available) {
-		/* Stale or missing: hold where we are (no further inflation). */
-		return MAX(floor, cur);
+	if (!vm->has_stats || now - (uint64_t)vm->stats_usec > p->stats_max_age_usec) {
+		/*
+		 * Stale or missing: no further inflation, and room for what
+		 * is resident now, which is the least the guest is using.
+		 */
+		floor = MAX(floor, MAX(cur, vm->resident + p->guest_margin));
+	} else {
+		/*
+		 * In balloon-target units (the guest's size), what the guest
+		 * cannot give back is its size minus MemAvailable: MemTotal is
+		 * smaller than the size by the kernel's own reserved memory,
+		 * which the guest cannot give back either, so total - available
+		 * would balloon a full guest into its OOM killer.
+		 * The stats are a second or more old: whatever became resident
+		 * since may be as unreclaimable, so it counts as used too
+		 * (a guest filling tmpfs faster than its stats update must
+		 * not be ballooned into its OOM killer).
+		 */
+		used = vm->stats_actual > vm->st_available ? vm->stats_actual - vm->st_available
+							   : vm->st_total - vm->st_available;
+		grown = vm->resident > vm->stats_resident ? vm->resident - vm->stats_resident : 0;
+		floor = MAX(floor, used + grown + p->guest_margin);
 	}
-	/*
-	 * stat-total-memory shrinks as the balloon grows, so used is what
-	 * the guest holds now and cannot give back: total - available.
-	 */
-	return MAX(floor, vm->st_total - vm->st_available + p->guest_margin);
+	return vm->ram_size ? MIN(floor, vm->ram_size) : floor;
 }
 
 /* The planner's take for @vm, applied: the new target, clamped. */
@@ -103,11 +118,38 @@ static void act(VmcgDvm *vm, uint64_t now)
 	if (vm->state != VMCG_DVM_READY || !vm->actual || !vm->ram_size)
 		return;
 	cur = vm->target ? vm->target : vm->actual;
+	floor = guest_floor(vm, now);
+	if (cur < floor) {
+		/*
+		 * The guest grew into its balloon: give it room at once,
+		 * whatever the group's limits say. The group then stays over
+		 * high and counts "high" events (and over max, goes the OOM
+		 * path, which is vmcgd's decision, not the guest kernel's).
+		 */
+		vmcg_dvm_set_target(vm, floor);
+		return;
+	}
 	if (vm->want_take) {
 		uint64_t take = MIN(vm->want_take * PAGE, p->reclaim_step);
 
-		floor = guest_floor(vm, now);
-		want = cur > take ? cur - take : 0;
+		/*
+		 * From where the balloon is, not where it is going: the
+		 * part of an earlier target not reached yet (actual - target)
+		 * is reclaim in flight, which the usage that produced this
+		 * take does not show yet. Lowering the target by the take on
+		 * top of it would ask for the same pages twice, every tick,
+		 * until the guest catches up: a balloon that overshoots.
+		 */
+		/*
+		 * And from what is resident, not from the guest's size: the
+		 * guest's free pages that it never touched (or that free page
+		 * reporting gave back) are not resident, so inflating the
+		 * balloon over them reclaims nothing. Below min(actual,
+		 * resident) every page the balloon takes is a resident one.
+		 */
+		uint64_t base = vm->resident ? MIN(vm->actual, vm->resident) : vm->actual;
+
+		want = base > take ? base - take : 0;
 		want = MAX(want, floor);
 		if (want < cur)
 			vmcg_dvm_set_target(vm, want);

@@ -60,7 +60,9 @@ struct VmcgDvm {
 	int64_t stats_usec;	/* when the guest stats were taken (our clock) */
 	int64_t stats_guest_ts; /* guest's last-update, to spot stale stats */
 	uint64_t st_total, st_free, st_available, st_cache;
-	uint64_t want_take; /* pages the planner asks this tick */
+	uint64_t stats_resident; /* resident when the stats arrived */
+	uint64_t stats_actual;	 /* guest size when the stats arrived */
+	uint64_t want_take;	 /* pages the planner asks this tick */
 	GList link;
 };
 

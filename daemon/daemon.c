@@ -173,7 +173,7 @@ static uint64_t bytes_to_pages(uint64_t bytes)
 
 static gboolean check_bytes(const char *what, bool has, uint64_t bytes, GError **error)
 {
-	if (has && bytes != VMCG_BYTES_MAX && bytes / VMCG_PAGE_SIZE >= VMCG_PAGES_MAX) {
+	if (has && bytes != VMCG_BYTES_MAX && bytes > VMCG_PAGES_MAX * VMCG_PAGE_SIZE) {
 		g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
 			    "%s: %" G_GUINT64_FORMAT " bytes is beyond any memory (use \"max\")",
 			    what, bytes);

@@ -116,6 +116,8 @@ static void on_stats(VmcgQmp *qmp, json_object *ret, const GError *error, gpoint
 	vm->st_free = freem < 0 ? 0 : (uint64_t)freem;
 	vm->st_cache = cache < 0 ? 0 : (uint64_t)cache;
 	vm->stats_usec = (int64_t)vmcg_daemon_now_usec(vm->d);
+	vm->stats_resident = vm->resident;
+	vm->stats_actual = vm->actual;
 	vm->has_stats = TRUE;
 	vmcg_vm_set_stat(vm->vm, VMCG_STAT_GUEST_FREE, vm->st_free / PAGE);
 	vmcg_vm_set_stat(vm->vm, VMCG_STAT_GUEST_CACHE, vm->st_cache / PAGE);
@@ -265,7 +267,10 @@ static void on_qmp_state(VmcgQmp *qmp, VmcgQmpState state, const GError *error, 
 		find_balloon(vm, "/machine/peripheral");
 		find_balloon(vm, "/machine/peripheral-anon");
 	} else if (state == VMCG_QMP_STATE_DISCONNECTED) {
-		if (vm->state != VMCG_DVM_CONNECTING && vm->state != VMCG_DVM_GONE)
+		/* Never connected yet: still "connecting" (QEMU may not have started). */
+		if (vm->state == VMCG_DVM_CONNECTING)
+			return;
+		if (vm->state != VMCG_DVM_GONE)
 			g_warning("VM %s: QMP connection lost: %s; its charge leaves the tree",
 				  vmcg_vm_name(vm->vm), error ? error->message : "closed");
 		drop_charge(vm);

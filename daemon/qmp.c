@@ -1218,6 +1218,7 @@ static void teardown(VmcgQmp *q, GError *reason)
 			       g_error_new(G_IO_ERROR, G_IO_ERROR_NOT_CONNECTED, "not sent: %s",
 					   reason->message));
 	if (q->reconnect) {
+		source_clear(&q->reconnect_source);
 		q->reconnect_source = timeout_new(q, q->reconnect_delay_ms, on_reconnect, q);
 		/* Doubled for the next failure; go_ready() resets it. */
 		q->reconnect_delay_ms = (guint)MIN((guint64)q->reconnect_delay_ms * 2,

@@ -51,10 +51,10 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(json_object, json_object_put)
  * [{},{},...] into 2.7 GB of objects (264 bytes per byte; one empty object
  * is ~800 bytes of hash table). The framer charges each token its json-c
  * cost as it goes (see vmcg_qmp_framer_feed()) and refuses the message when
- * the charge passes this. query-qmp-schema is charged ~7 MB (json-c really
- * allocates 4.7 MB for it), so this is ~10x headroom over the largest real
- * reply while one hostile QEMU cannot make the daemon allocate more than
- * this plus one read buffer.
+ * the charge passes this. QEMU 7.2's query-qmp-schema reply is charged
+ * 7.8 MB (json-c really allocates 4.7 MB for it), so this is 8x headroom
+ * over the largest real reply while one hostile QEMU cannot make the daemon
+ * allocate more than this plus one read buffer (and the message's bytes).
  */
 #define VMCG_QMP_MAX_TREE_BYTES_DEFAULT ((size_t)64 << 20)
 

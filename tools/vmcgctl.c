@@ -64,7 +64,7 @@ static const GOptionEntry entries[] = {
 	{ "floor", 0, 0, G_OPTION_ARG_STRING, &opt_floor, "add: never balloon below this", "SIZE" },
 	{ "oom-priority", 0, 0, G_OPTION_ARG_STRING, &opt_oom_priority,
 	  "add: OOM priority, -1000 to 1000", "N" },
-	{ NULL },
+	{ NULL, 0, 0, G_OPTION_ARG_NONE, NULL, NULL, NULL },
 };
 
 static const char summary[] =
@@ -80,7 +80,7 @@ static const char summary[] =
 	"  add NAME --qmp PATH [--group G] [--floor SIZE] [--oom-priority N]\n"
 	"                                    register a QEMU by its QMP socket\n"
 	"  move NAME GROUP                   move a VM to another group\n"
-	"  set-vm NAME KEY=VALUE...          floor=SIZE, oom-priority=N\n"
+	"  set-vm NAME KEY=VALUE...          floor=SIZE, oom-priority=N, group=GROUP\n"
 	"  forget NAME                       stop managing a VM\n"
 	"  watch                             follow the event stream\n"
 	"  metrics                           the Prometheus metrics\n"

@@ -12,12 +12,16 @@
  * or "max", valid names and paths, priorities in range), and writing the
  * result back as JSON and parsing that gives the same result.
  *
- * Two builds:
- *   libFuzzer:  clang -g -O1 -fsanitize=fuzzer,address,undefined -DVMCG_LIBFUZZER ...
- *               ./fuzz-api -max_len=4096 tests/fuzz/corpus/api
- *   replay:     without -DVMCG_LIBFUZZER, a main() that runs every file named on
- *               the command line, or every file in a directory named there
- *               (meson test --suite fuzz replays the seed corpus this way).
+ * libFuzzer build (clang), from the source root; the parsers live in api.c,
+ * which links the rest of the daemon:
+ *   python3 daemon/embed.py config/vmcgd.conf /tmp/gen/vmcgd-conf.h
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined -DVMCG_LIBFUZZER -D_GNU_SOURCE \
+ *     -Iinclude -Idaemon -I/tmp/gen lib/[a-z]*.c $(ls daemon/[a-z]*.c | grep -v /main.c) \
+ *     tests/fuzz/fuzz-api.c $(pkg-config --cflags --libs glib-2.0 gio-2.0 \
+ *     gio-unix-2.0 json-c libsoup-3.0) -lpthread -o fuzz-api
+ *   mkdir -p /tmp/corpus && ./fuzz-api -max_len=8192 /tmp/corpus tests/fuzz/corpus/api
+ * Without VMCG_LIBFUZZER, main() below replays files or directories of
+ * inputs, which is how `meson test --suite fuzz` runs the corpus.
  */
 #include <glib.h>
 #include <json-c/json.h>

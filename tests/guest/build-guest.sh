@@ -27,6 +27,10 @@
 #
 # Environment: VMCG_GUEST_KERNEL_PKG overrides the kernel package (default:
 # what linux-image-amd64 depends on).
+#
+# Exit status: 0 built or up to date; 77 the host cannot have the guest (no
+# apt-get, no package archive, a tool missing that may not be installed),
+# which tests report as a skip; 1 any other failure, which is a bug.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -56,11 +60,16 @@ die() {
 	exit 1
 }
 
+unavailable() {
+	say "unavailable: $*"
+	exit 77
+}
+
 apt_updated=0
 apt_update_once() {
 	if [ $apt_updated = 0 ]; then
 		say "apt-get update"
-		apt-get update -qq >&2 || die "apt-get update failed"
+		apt-get update -qq >&2 || unavailable "apt-get update failed"
 		apt_updated=1
 	fi
 }
@@ -68,15 +77,16 @@ apt_update_once() {
 # need COMMAND PACKAGE: installs PACKAGE when COMMAND is not found.
 need() {
 	command -v "$1" >/dev/null 2>&1 && return 0
-	[ "${VMCG_SKIP_DEPS:-0}" = 1 ] && die "$1 is missing (package $2) and VMCG_SKIP_DEPS=1"
-	[ "$(id -u)" = 0 ] || die "$1 is missing: apt-get install $2 (as root)"
+	[ "${VMCG_SKIP_DEPS:-0}" = 1 ] && unavailable "$1 is missing (package $2) and VMCG_SKIP_DEPS=1"
+	[ "$(id -u)" = 0 ] || unavailable "$1 is missing: apt-get install $2 (as root)"
 	apt_update_once
 	say "installing $2 (for $1)"
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2" >&2 ||
-		die "apt-get install $2 failed"
+		unavailable "apt-get install $2 failed"
 }
 
-need apt-get apt
+command -v apt-get >/dev/null 2>&1 ||
+	unavailable "needs Debian's apt-get (the guest is made of Debian packages)"
 need dpkg-deb dpkg
 need cpio cpio
 need gzip gzip
@@ -84,13 +94,14 @@ need gcc gcc
 need sha256sum coreutils
 need flock util-linux
 need mke2fs e2fsprogs
-if [ ! -f /usr/lib/x86_64-linux-gnu/libc.a ] && [ ! -f /usr/lib/libc.a ]; then
+if [ "$(gcc -print-file-name=libc.a)" = libc.a ]; then
 	# libc.a has no command to look for; install the package by name.
-	[ "${VMCG_SKIP_DEPS:-0}" = 1 ] && die "libc.a is missing (package libc6-dev)"
+	[ "${VMCG_SKIP_DEPS:-0}" = 1 ] && unavailable "libc.a is missing (package libc6-dev)"
+	[ "$(id -u)" = 0 ] || unavailable "libc.a is missing: apt-get install libc6-dev (as root)"
 	apt_update_once
 	say "installing libc6-dev (libc.a, for the static memhog)"
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libc6-dev >&2 ||
-		die "apt-get install libc6-dev failed"
+		unavailable "apt-get install libc6-dev failed"
 fi
 # The guest runs under QEMU; install Debian's unless another one is named.
 if [ -z "${VMCG_QEMU:-}" ]; then
@@ -137,7 +148,7 @@ if [ -z "$kpkg" ] || [ -z "$kver_pkg" ] || [ -z "$bb_ver" ]; then
 		say "warning: cannot resolve package versions; keeping the existing guest"
 		exit 0
 	fi
-	die "cannot resolve linux-image-amd64 / busybox-static with apt-cache"
+	unavailable "cannot resolve linux-image-amd64 / busybox-static with apt-cache"
 fi
 # linux-image-6.1.0-56-amd64 -> 6.1.0-56-amd64, the name of its modules dir.
 kver=${kpkg#linux-image-}
@@ -156,7 +167,6 @@ if [ ! -f "$out/disk.ext2" ] || [ "$(cat "$out/disk.stamp" 2>/dev/null)" != "$di
 	dstage=$(mktemp -d "$out/disk.XXXXXX")
 	head -c "${disk_data_mib}M" /dev/urandom >"$dstage/data"
 	rm -f "$out/disk.ext2.tmp"
-	# No metadata_csum: ext4 would then need the crc32c crypto module.
 	# 4 KiB blocks and few inodes: mke2fs's defaults for a small file
 	# system (1 KiB blocks, an inode per 4 KiB) leave no room for the data.
 	mke2fs -q -F -t ext2 -O ^metadata_csum -b 4096 -N 64 -m 0 -L vmcgdisk -d "$dstage" \
@@ -171,7 +181,8 @@ if [ ! -f "$out/disk.ext2" ] || [ "$(cat "$out/disk.stamp" 2>/dev/null)" != "$di
 fi
 
 if [ -f "$out/stamp" ] && [ "$(cat "$out/stamp")" = "$stamp" ] &&
-	[ -f "$out/vmlinuz" ] && [ -f "$out/initramfs.cpio.gz" ]; then
+	[ -f "$out/vmlinuz" ] && [ -f "$out/initramfs.cpio.gz" ] &&
+	{ ! grep -qx pvh=yes "$out/manifest" 2>/dev/null || [ -f "$out/vmlinux" ]; }; then
 	say "up to date in $out ($kpkg $kver_pkg, busybox $bb_ver)"
 	exit 0
 fi
@@ -179,9 +190,12 @@ fi
 # fetch PACKAGE VERSION: prints the path of the .deb, downloading it if needed.
 fetch() {
 	# apt-get download names the file with the version's ':' escaped as %3a.
-	f=$(ls "$cache"/"$1"_*.deb 2>/dev/null | while read -r d; do
-		[ "$(dpkg-deb -f "$d" Version)" = "$2" ] && echo "$d" && break
-	done)
+	f=
+	for d in "$cache"/"$1"_*.deb; do
+		if [ -f "$d" ] && [ "$(dpkg-deb -f "$d" Version)" = "$2" ]; then
+			f=$d
+		fi
+	done
 	if [ -z "$f" ]; then
 		say "downloading $1 $2"
 		# _apt cannot write to a root-only directory; download into a
@@ -190,12 +204,12 @@ fetch() {
 		chmod 777 "$dl"
 		(cd "$dl" && apt-get download -q "$1=$2" >&2) || {
 			rm -rf "$dl"
-			die "apt-get download $1=$2 failed"
+			unavailable "apt-get download $1=$2 failed"
 		}
 		rm -f "$cache"/"$1"_*.deb
 		mv "$dl"/*.deb "$cache"/
 		rm -rf "$dl"
-		f=$(ls "$cache"/"$1"_*.deb)
+		for f in "$cache"/"$1"_*.deb; do :; done
 	fi
 	echo "$f"
 }
@@ -296,7 +310,8 @@ if [ "$(sed -n 's/^CONFIG_PVH=//p' "$config")" = y ]; then
 fi
 
 say "building memhog (static)"
-gcc -static -O2 -Wall -Wextra -o "$cache/memhog" "$here/memhog.c"
+gcc -static -O2 -Wall -Wextra -Wmissing-prototypes -Wstrict-prototypes -Wformat=2 \
+	-o "$cache/memhog" "$here/memhog.c"
 
 say "assembling initramfs"
 stage=$(mktemp -d "$out/stage.XXXXXX")
@@ -319,11 +334,13 @@ for m in $load_order; do
 done
 cp "$moddir/modules.dep" "$moddir/modules.builtin" "$stage/lib/modules/$kver/"
 
+modnames=$(printf '%s\n' "$load_order" | sed 's|.*/||; s|\.ko$||' | tr '\n' ' ')
+modnames=${modnames% }
 manifest="kernel_package=$kpkg
 kernel_package_version=$kver_pkg
 kernel_release=$kver
 busybox_version=$bb_ver
-modules=$(echo $load_order | sed 's|[^ ]*/||g; s|\.ko||g')
+modules=$modnames
 page_reporting=$(sed -n 's/^CONFIG_PAGE_REPORTING=//p' "$config")
 virtio_balloon=$(sed -n 's/^CONFIG_VIRTIO_BALLOON=//p' "$config")
 init_on_alloc_default_on=$(sed -n 's/^CONFIG_INIT_ON_ALLOC_DEFAULT_ON=//p' "$config")
@@ -331,9 +348,8 @@ init_on_free_default_on=$(sed -n 's/^CONFIG_INIT_ON_FREE_DEFAULT_ON=//p' "$confi
 pvh=$([ -f "$cache/vmlinux" ] && echo yes || echo no)
 disk_mib=$disk_mib
 disk_data_mib=$disk_data_mib"
-echo "$manifest" >"$stage/etc-manifest"
 mkdir -p "$stage/etc"
-mv "$stage/etc-manifest" "$stage/etc/vmcg-guest"
+echo "$manifest" >"$stage/etc/vmcg-guest"
 
 # Reproducible archive: sorted names, root-owned, fixed mtimes.
 (cd "$stage" && find . -mindepth 1 -exec touch -h -d @0 {} + &&
@@ -350,4 +366,4 @@ mv "$out/initramfs.cpio.gz.tmp" "$out/initramfs.cpio.gz"
 echo "$manifest" >"$out/manifest"
 echo "$stamp" >"$out/stamp"
 say "built $out/vmlinuz$([ -f "$out/vmlinux" ] && echo ", vmlinux") and $out/initramfs.cpio.gz ($(du -k "$out/initramfs.cpio.gz" | cut -f1) KiB;" \
-	"kernel $kver_pkg; modules: $(echo $load_order | sed 's|[^ ]*/||g; s|\.ko||g'))"
+	"kernel $kver_pkg; modules: $modnames)"

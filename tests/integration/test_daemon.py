@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import unittest
 from pathlib import Path
@@ -20,6 +21,11 @@ from vmcgtest import Guest, GuestUnavailable, ensure_guest_built, qemu_binary, w
 from vmcgtest.daemon import ApiError, Daemon, MiB, tap_run, vmcgd_binary  # noqa
 
 GUEST_MIB = 512
+# memory.high tolerance while a guest's cache grows 16 MiB per half second:
+# the loop acts on a sample per tick (250 ms), the balloon then needs about
+# a tick to inflate, and a balloon moves at most reclaim-step (64 MiB) a
+# tick; one step of lag is what sampling mode cannot avoid.
+HIGH_TOLERANCE = 64 * MiB
 
 # The daemon's knobs for tests: a fast loop and fresh stats, so that the
 # scenarios settle in seconds even under TCG.
@@ -67,32 +73,56 @@ def current(d, path):
 
 def test_high_held_page_cache():
     """
-    /t  memory.high = 200M
-    `- vm a (512 MiB guest) reads 320 MiB of its disk into page cache
+    /t  memory.high = 150M
+    `- vm a (512 MiB guest, ~100 MiB used after boot) reads 192 MiB of its
+       disk into page cache, 16 MiB every half second
 
-    Expected: the balloon takes the cache back; once settled memory.current
-    of /t stays within high + 64 MiB (one reclaim step: the loop acts after
-    it samples) and "high" events were counted; the guest is alive.
+    Expected: the balloon takes the cache back as it grows: memory.current
+    of /t stays within high + HIGH_TOLERANCE all along, "high" events are
+    counted, the balloon went down, the guest is alive.
     """
     require_bed()
     with Daemon(config=DAEMON_CONF) as d:
         with VmGuest(d.tmpdir, "a") as g:
-            d.put("/v1/groups/t", {"memory.high": "200M"})
+            d.put("/v1/groups/t", {"memory.high": "150M"})
             register(d, g, "/t")
-            g.read_disk(320)
-            high = 200 * MiB
-            wait_for(lambda: current(d, "/t") <= high + 64 * MiB, 120,
-                     what="/t back near memory.high")
-            peak_after = 0
-            t_end = time.monotonic() + 5
-            while time.monotonic() < t_end:
-                peak_after = max(peak_after, current(d, "/t"))
-                time.sleep(0.25)
-            assert peak_after <= high + 64 * MiB, "held at %d MiB" % (peak_after >> 20)
+            high = 150 * MiB
+            samples = []
+            stop = threading.Event()
+
+            def watch():
+                while not stop.is_set():
+                    try:
+                        samples.append((current(d, "/t"), d.vm("a")["balloon"]["actual"]))
+                    except (OSError, ApiError):
+                        pass
+                    time.sleep(0.1)
+
+            th = threading.Thread(target=watch, daemon=True)
+            th.start()
+            try:
+                # Grow the cache the way a workload does, 16 MiB at a time,
+                # rather than in one burst that no sampler can follow (the
+                # kernel throttles the allocating task; a balloon cannot).
+                for k in range(12):
+                    g.read_disk(16, skip_mib=16 * k)
+                    time.sleep(0.5)
+                wait_for(lambda: current(d, "/t") <= high + HIGH_TOLERANCE, 120,
+                         what="/t back near memory.high")
+                time.sleep(3)
+            finally:
+                stop.set()
+                th.join()
+            worst = max(c for c, _ in samples)
+            print("# /t samples (MiB current/actual): " + " ".join("%d/%d" % (c >> 20, a >> 20) for c, a in samples[::3]))
+            print("# /t: high %d MiB, worst %d MiB, lowest balloon actual %d MiB, %d samples"
+                  % (high >> 20, worst >> 20, min(a for _, a in samples) >> 20, len(samples)))
+            # Held while the cache grew, not only afterwards.
+            assert worst <= high + HIGH_TOLERANCE, "peak %d MiB" % (worst >> 20)
+            # The balloon did the work.
+            assert min(a for _, a in samples) < GUEST_MIB * MiB
             grp = d.group("/t")
             assert grp["memory.events"]["high"] > 0, grp
-            vm = d.vm("a")
-            assert vm["balloon"]["actual"] < GUEST_MIB * MiB, vm
             assert g.shell("echo alive").strip() == "alive"
 
 

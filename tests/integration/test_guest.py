@@ -9,8 +9,9 @@
 Expected: QMP answers; balloon stats arrive; the balloon takes the guest to
 384 MiB and back; 200 MiB written to tmpfs show up in QEMU's RSS and leave
 it again within seconds of being freed, through free page reporting alone
-(no balloon); 100 MiB read from the disk show up as guest page cache while
-held; memhog holds and frees 100 MiB of anonymous memory.
+(no balloon); memhog holds and frees 100 MiB of anonymous memory, which
+QEMU's RSS shows too; 100 MiB read from the data disk show up as guest page
+cache (Cached) until dropped.
 
 Runs as `python3 tests/integration/test_guest.py` and prints TAP. A host
 without QEMU or the guest kernel (no package archive) prints
@@ -29,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from vmcgtest import (  # noqa: E402
     Guest,
+    GuestError,
     GuestUnavailable,
     ensure_guest_built,
     probe_accel,
@@ -68,11 +70,12 @@ def diag(msg):
         print("# " + line, flush=True)
 
 
-def settle_rss(guest, window_s=1.0, slack_mib=2, timeout=20.0):
+def settle_rss(guest, window_s=2.5, slack_mib=2, timeout=30.0):
     """Waits until QEMU's RSS moves less than slack_mib over window_s; returns it.
 
-    After boot or a balloon change, the guest's free page reporting is still
-    discarding pages for a few seconds; a baseline taken then would drift.
+    Memory the guest freed shortly before is reported (and leaves QEMU's RSS)
+    only after PAGE_REPORTING_DELAY, 2 s: a window shorter than that could
+    call the calm before the drop steady, and the baseline would drift.
     """
     last = [guest.rss_bytes()]
 
@@ -180,6 +183,7 @@ class GuestSmokeTest(unittest.TestCase):
         self.assertGreaterEqual(growth, (1 - RSS_TOLERANCE) * TMPFS_MIB * MiB)
         self.assertLessEqual(growth, (1 + RSS_TOLERANCE) * TMPFS_MIB * MiB)
 
+        t_free = time.monotonic()
         g.free_tmpfs()
         t0 = time.monotonic()
         # Back to within the tolerance of where it started, by reporting alone.
@@ -196,44 +200,20 @@ class GuestSmokeTest(unittest.TestCase):
                      what="QEMU RSS back to %.0f MiB" % (target / MiB))
         finally:
             dt, rss = trace[-1]
-            diag("freed: QEMU RSS %.1f MiB after %.1f s (%s)"
-                 % (rss / MiB, dt, "free page reporting returned %.1f MiB"
-                    % ((peak - rss) / MiB)))
+            diag("freed: QEMU RSS %.1f MiB %.1f s after rm returned, %.1f s after it began"
+                 " (free page reporting returned %.1f MiB)"
+                 % (rss / MiB, dt, dt + t0 - t_free, (peak - rss) / MiB))
         measured["fpr_latency_s"] = trace[-1][0]
         measured["fpr_returned_mib"] = (peak - trace[-1][1]) / MiB
 
-    def test_05_page_cache(self):
-        g = self.guest
-        g.drop_disk_cache()
-        before = g.meminfo()
-        rss0 = g.rss_bytes()
-        t0 = time.monotonic()
-        g.read_disk(DISK_READ_MIB)
-        dt = time.monotonic() - t0
-        after = g.meminfo()
-        rss1 = g.rss_bytes()
-        grown = after["Cached"] - before["Cached"]
-        diag("read %d MiB of /dev/vda in %.1f s: guest Cached %.1f -> %.1f MiB (+%.1f); "
-             "QEMU RSS +%.1f MiB" % (DISK_READ_MIB, dt, before["Cached"] / MiB,
-                                     after["Cached"] / MiB, grown / MiB, (rss1 - rss0) / MiB))
-        # Readahead may read a little past the end of the request.
-        self.assertGreaterEqual(grown, 0.95 * DISK_READ_MIB * MiB)
-        self.assertLessEqual(grown, DISK_READ_MIB * MiB + 16 * MiB)
-        # Held: still cached a moment later, while the holder keeps it open.
-        self.assertGreaterEqual(g.meminfo()["Cached"] - before["Cached"], 0.95 * DISK_READ_MIB * MiB)
-
-        g.drop_disk_cache()
-        wait_for(lambda: g.meminfo()["Cached"] - before["Cached"] < 8 * MiB, 30,
-                 interval=0.2, what="guest Cached back after drop_disk_cache()")
-
-    def test_06_memhog(self):
+    def test_05_memhog(self):
         g = self.guest
         out = g.shell("memhog 16 </dev/null")
         self.assertRegex(out, r"holding 16 MiB")
         self.assertRegex(out, r"freed 16 MiB")
 
         before = g.meminfo()
-        rss0 = g.rss_bytes()
+        rss0 = settle_rss(g)
         hog = g.hog(HOG_MIB)
         report = g._hogs[hog]["report"]
         during = g.meminfo()
@@ -244,10 +224,48 @@ class GuestSmokeTest(unittest.TestCase):
         self.assertRegex(report, r"holding %d MiB" % HOG_MIB)
         self.assertGreaterEqual(anon, HOG_MIB * MiB)
         self.assertLessEqual(anon, HOG_MIB * MiB + 8 * MiB)
+        # After test_04's tmpfs file was freed and reported, the hog's pages
+        # are not already resident (see RSS_TOLERANCE).
+        measured["memhog_rss_growth_mib"] = (rss1 - rss0) / MiB
+        self.assertGreaterEqual(rss1 - rss0, (1 - RSS_TOLERANCE) * HOG_MIB * MiB)
         g.unhog(hog)
         after = g.meminfo()
         self.assertLess(after["AnonPages"] - before["AnonPages"], 4 * MiB)
 
+
+    def test_06_page_cache(self):
+        g = self.guest
+        g.drop_disk_cache()
+        before = g.meminfo()
+        # Settled, so memory test_05 freed is not reused resident.
+        rss0 = settle_rss(g)
+        t0 = time.monotonic()
+        g.read_disk(DISK_READ_MIB)
+        dt = time.monotonic() - t0
+        after = g.meminfo()
+        rss1 = g.rss_bytes()
+        grown = after["Cached"] - before["Cached"]
+        diag("read %d MiB of /mnt/disk/data in %.1f s: guest Cached %.1f -> %.1f MiB (+%.1f); "
+             "QEMU RSS +%.1f MiB" % (DISK_READ_MIB, dt, before["Cached"] / MiB,
+                                     after["Cached"] / MiB, grown / MiB, (rss1 - rss0) / MiB))
+        # Readahead may read a little past the end of the request.
+        self.assertGreaterEqual(grown, 0.95 * DISK_READ_MIB * MiB)
+        self.assertLessEqual(grown, DISK_READ_MIB * MiB + 16 * MiB)
+        # Held: still cached a moment later, while the holder keeps it open.
+        self.assertGreaterEqual(g.meminfo()["Cached"] - before["Cached"], 0.95 * DISK_READ_MIB * MiB)
+
+        g.drop_disk_cache()
+        self.assertLess(g.meminfo()["Cached"] - before["Cached"], 8 * MiB)
+        # Dropped page cache is free guest memory too, but reporting only
+        # returns free blocks of 2 MiB (page_reporting_order 9), and page
+        # cache frees fragmented: measured, about 60 of 100 MiB come back,
+        # the rest stays resident in partly used 2 MiB blocks. Reported,
+        # not asserted: it depends on the guest's fragmentation.
+        rss = settle_rss(g)
+        diag("dropped the cache: QEMU RSS %.1f MiB (%.1f MiB of the read returned to the host)"
+             % (rss / MiB, (rss1 - rss) / MiB))
+        measured["cache_rss_growth_mib"] = (rss1 - rss0) / MiB
+        measured["cache_rss_returned_mib"] = (rss1 - rss) / MiB
 
 class TapResult(unittest.TestResult):
     """Prints TAP as tests finish; plan printed by the caller."""
@@ -268,7 +286,7 @@ class TapResult(unittest.TestResult):
         self.n += 1
         name = self._name(test)
         self.reported.add(test.id().rsplit(".", 1)[-1])
-        print("%s %d - %s%s" % ("ok" if ok else "not ok", self.n, name, suffix), flush=True)
+        print("%s %d %s%s" % ("ok" if ok else "not ok", self.n, name, suffix), flush=True)
         if not ok:
             self.failed = True
 
@@ -306,7 +324,7 @@ class TapResult(unittest.TestResult):
             if name not in self.reported:
                 self.n += 1
                 self.failed = True
-                print("not ok %d - %s # guest setup failed" % (self.n, re.sub(r"^test_\d+_", "",
+                print("not ok %d %s # guest setup failed" % (self.n, re.sub(r"^test_\d+_", "",
                                                                                name)), flush=True)
 
 
@@ -320,6 +338,10 @@ def main():
     except GuestUnavailable as e:
         print("1..0 # SKIP %s" % e, flush=True)
         return 0
+    except GuestError as e:
+        print("1..1\nnot ok 1 build_guest", flush=True)
+        diag(e)
+        return 1
     suite = unittest.defaultTestLoader.loadTestsFromTestCase(GuestSmokeTest)
     names = [t.id().rsplit(".", 1)[-1] for t in suite]
     print("1..%d" % len(names), flush=True)

@@ -649,7 +649,7 @@ static char *empty_objects(int n, size_t *ret_len)
 
 /*
  * The memory limit: [{},{},...] is 3 bytes per element and ~800 bytes of
- * json-c per element; it is refused long before the byte limit, and before
+ * json-c per element (charged 1024); it is refused long before the byte limit, and before
  * json-c has seen any of it.
  */
 static void test_framer_tree_limit(void)
@@ -660,7 +660,7 @@ static void test_framer_tree_limit(void)
 	g_autoptr(GError) err = NULL;
 	g_autoptr(GString) out = NULL;
 
-	/* 300 KB, under the default 10 MiB, but 80 MB of json-c: refused. */
+	/* 300 KB, under the default 10 MiB, but charged 100 MB: refused. */
 	out = frame(buf, len, &len, 1, 0, 0, &err);
 	g_assert_error(err, VMCG_QMP_ERROR, VMCG_QMP_ERROR_MESSAGE_TOO_BIG);
 	g_assert_nonnull(strstr(err->message, "more than 67108864 bytes of memory"));
@@ -668,7 +668,7 @@ static void test_framer_tree_limit(void)
 	g_clear_error(&err);
 	g_string_free(g_steal_pointer(&out), TRUE);
 
-	/* 1000 of them are charged ~0.8 MB: refused under 512 KB, not 2 MiB. */
+	/* 1000 of them are charged ~1 MB: refused under 512 KiB, not 2 MiB. */
 	out = frame(small, small_len, &small_len, 1, 0, 512 * 1024, &err);
 	g_assert_error(err, VMCG_QMP_ERROR, VMCG_QMP_ERROR_MESSAGE_TOO_BIG);
 	g_clear_error(&err);

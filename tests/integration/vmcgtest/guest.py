@@ -11,14 +11,19 @@ directory:
                a shell in the guest (protocol in tests/guest/init).
   qmp.sock     QMP, through a minimal synchronous client (QMPClient).
 
+The guest also gets build-guest.sh's data disk (read-only, shared by all
+guests) as /dev/vda, mounted at /mnt/disk, to fill its page cache from.
+
 Guarantees about cleanup: stop() quits QEMU through QMP, kills it with
 SIGKILL if it has not exited by the deadline, closes the sockets and
-removes the temporary directory (disk image and logs included). It runs
-on leaving a `with` block, on a failed start, and at interpreter exit for
+removes the temporary directory (sockets, logs, command line). It runs on
+leaving a `with` block, on a failed start, and at interpreter exit for
 every guest still alive. QEMU also gets PR_SET_PDEATHSIG(SIGKILL), so it
-dies with the thread that started it even if Python is killed outright;
-start guests from a thread that outlives them (the main thread, or a
-pool that is shut down after the guests).
+dies with the thread that started it even if Python is killed outright
+(only the temporary directory is left then); start guests from a thread
+that outlives them (the main thread, or a pool that is shut down after the
+guests). The directory is made by tempfile.mkdtemp(), so a $TMPDIR path
+longer than about 80 characters makes the sockets' paths too long.
 
 Environment:
   VMCG_QEMU              QEMU binary (default: qemu-system-x86_64 on PATH)
@@ -198,8 +203,9 @@ def ensure_guest_built(guest_dir=None):
 
     The script is idempotent and cached, so this costs about two seconds when
     nothing changed. Its progress goes to stderr as TAP comments. Returns a
-    GuestImage; raises GuestUnavailable if the guest cannot be built (no
-    package archive, no root to install build tools, ...).
+    GuestImage; raises GuestUnavailable if this host cannot have the guest
+    (the script's exit 77: no package archive, no root to install build
+    tools, ...), GuestError if the script failed otherwise (a bug).
     """
     directory = Path(guest_dir or os.environ.get("VMCG_GUEST_DIR") or REPO_ROOT / "build" / "guest")
     key = str(directory.resolve()) if directory.exists() else str(directory)
@@ -217,9 +223,11 @@ def ensure_guest_built(guest_dir=None):
             lines.append(line)
             log(line)
         status = proc.wait()
+        if status == 77:  # the script's "this host cannot have the guest"
+            raise GuestUnavailable("cannot build the guest: %s" % " | ".join(lines[-2:]))
         if status != 0:
-            raise GuestUnavailable("build-guest.sh failed (exit %d): %s"
-                                   % (status, " | ".join(lines[-3:])))
+            raise GuestError("build-guest.sh failed (exit %d): %s"
+                             % (status, " | ".join(lines[-3:])))
         image = GuestImage(directory)
         if not image.kernel.is_file() or not image.initrd.is_file():
             raise GuestUnavailable("build-guest.sh left no kernel/initramfs in %s" % directory)
@@ -375,6 +383,21 @@ class QMPClient:
                 raise QMPError(command, err.get("class"), err.get("desc"))
             return answer.get("return")
 
+    def wait_event(self, name, timeout=30.0, since=0):
+        """Returns the first event called `name` in .events[since:], reading
+        QMP until one arrives; GuestTimeout after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        seen = since
+        while True:
+            for ev in self.events[seen:]:
+                if ev["event"] == name:
+                    return ev
+            seen = len(self.events)
+            msg = self._read_message(deadline)
+            if "event" in msg:
+                msg["_received"] = time.monotonic()
+                self.events.append(msg)
+
     def close(self):
         self._sock.close()
 
@@ -467,7 +490,8 @@ class Guest:
 
     def __enter__(self):
         try:
-            self.start()
+            if self.proc is None:
+                self.start()
             self.wait_ready()
         except BaseException:
             self.stop()
@@ -627,7 +651,7 @@ class Guest:
                 self._buf = self._buf[idx + len(SHELL_READY):]
                 self._ready = True
                 self.boot_seconds = time.monotonic() - self._t_start
-                m = re.search(rb"VMCG-GUEST-READY uptime=([0-9.]+)", console)
+                m = re.search(re.escape(GUEST_READY) + rb" uptime=([0-9.]+)", console)
                 if m:
                     self.guest_uptime_at_ready = float(m.group(1))
                 return self.boot_seconds
@@ -904,9 +928,8 @@ class Guest:
 
         Returns its path; free it with free_tmpfs().
         """
-        path = "/mnt/tmp/fill.%d" % (len(self._tmpfs_files) + 1)
-        while path in self._tmpfs_files:
-            path += "x"
+        self._seq += 1
+        path = "/mnt/tmp/fill.%d" % self._seq
         self.shell("dd if=/dev/zero of=%s bs=1M count=%d 2>&1" % (path, mib),
                    timeout=self._io_timeout(mib))
         self._tmpfs_files.append(path)
