@@ -117,6 +117,13 @@ static void act(VmcgDvm *vm, uint64_t now)
 
 	if (vm->state != VMCG_DVM_READY || !vm->actual || !vm->ram_size)
 		return;
+	/*
+	 * Just adopted (a new VM, or all of them after a restart): hold the
+	 * balloon where it is until the guest's stats arrive, so that a
+	 * restart moves nothing, rather than acting on the stale-stats rule.
+	 */
+	if (!vm->has_stats && now - (uint64_t)vm->adopted_usec < p->stats_max_age_usec)
+		return;
 	cur = vm->target ? vm->target : vm->actual;
 	floor = guest_floor(vm, now);
 	if (cur < floor) {

@@ -63,6 +63,7 @@ struct VmcgDvm {
 	uint64_t stats_resident; /* resident when the stats arrived */
 	uint64_t stats_actual;	 /* guest size when the stats arrived */
 	uint64_t want_take;	 /* pages the planner asks this tick */
+	int64_t adopted_usec;	 /* when QMP became ready */
 	GList link;
 };
 

@@ -257,6 +257,7 @@ static void on_qmp_state(VmcgQmp *qmp, VmcgQmpState state, const GError *error, 
 		set_state(vm, VMCG_DVM_READY);
 		vmcg_vm_set_oom_eligible(vm->vm, TRUE);
 		/* Adopt the balloon as it is: a restarted daemon moves nothing. */
+		vm->adopted_usec = (int64_t)vmcg_daemon_now_usec(vm->d);
 		vm->target = 0;
 		vm->actual = 0;
 		vm->stuck = FALSE;

@@ -17,6 +17,10 @@ libvirt-dev
 libvirt-glib-1.0-dev
 valgrind
 clang-format
+qemu-system-x86
+qemu-utils
+cpio
+util-linux
 "
 
 missing=""

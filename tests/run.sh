@@ -1,8 +1,10 @@
 #!/bin/sh
 # Install what is needed, build, and run every test of vmcg:
-#   1. the unit suite (and the other default suites) in a normal build,
-#   2. the unit suite again under ASan + UBSan,
+#   1. the unit, style and fuzz-corpus suites in a normal build,
+#   2. the integration suite: real QEMU guests (built from Debian packages
+#      by tests/guest/build-guest.sh), the real vmcgd, its real API,
 #   3. the unit suite again under valgrind memcheck,
+#   4. the unit and fuzz-corpus suites again under ASan + UBSan,
 # then print one line counting every test case of every phase:
 #   N passed, N failed, N skipped
 # Exit status 0 only if nothing failed.
@@ -59,18 +61,19 @@ phase() { # label, build dir, test setup or "-", meson test args...
 
 mkdir -p "$root"
 if setup "$root/build"; then
-	phase unit "$root/build" - --suite unit --suite style
+	phase unit "$root/build" - --suite unit --suite style --suite fuzz
+	phase integration "$root/build" - --suite integration
 	phase memcheck "$root/build" valgrind --suite unit
 else
 	status=1
-	logs="$logs unit=/nonexistent memcheck=/nonexistent"
+	logs="$logs unit=/nonexistent integration=/nonexistent memcheck=/nonexistent"
 fi
 
 if setup "$root/build-asan" -Db_sanitize=address,undefined -Db_lundef=false \
 	-Dbuildtype=debug; then
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-		phase asan "$root/build-asan" - --suite unit
+		phase asan "$root/build-asan" - --suite unit --suite fuzz
 else
 	status=1
 	logs="$logs asan=/nonexistent"

@@ -109,8 +109,9 @@ class GuestSmokeTest(unittest.TestCase):
         g = cls.guest
         measured["boot_s"] = g.boot_seconds
         diag("guest booted in %.1f s (%s, %s boot; guest uptime %.2f s at ready); QEMU RSS %.0f MiB"
+             ", of which guest RAM %.0f MiB"
              % (g.boot_seconds, g.accel, g.boot, g.guest_uptime_at_ready or -1,
-                g.rss_bytes() / MiB))
+                g.rss_bytes() / MiB, g.guest_ram_rss_bytes() / MiB))
 
     @classmethod
     def tearDownClass(cls):

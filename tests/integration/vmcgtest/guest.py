@@ -872,6 +872,33 @@ class Guest:
                         return int(line.split()[1]) * 1024
         raise GuestError("no RSS for QEMU pid %s" % self.pid)
 
+    def guest_ram_rss_bytes(self):
+        """Resident bytes of the guest's RAM alone, from /proc/PID/smaps.
+
+        Guest RAM is QEMU's one anonymous mapping of the guest's size (q35's
+        pc.ram); the rest of the RSS is QEMU itself, TCG's code buffer and,
+        with PVH boot, the vmlinux file QEMU maps (about 57 MiB of page
+        cache, shared with the host's).
+        """
+        size_lo = self.mem_mib * MiB
+        size_hi = size_lo + 4 * MiB  # QEMU may add alignment or a guard page
+        best = None
+        cur = None
+        with open("/proc/%d/smaps" % self.pid) as f:
+            for line in f:
+                parts = line.split()
+                if "-" in parts[0] and not parts[0].endswith(":"):
+                    lo, hi = (int(x, 16) for x in parts[0].split("-"))
+                    anon = len(parts) < 6
+                    cur = (size_lo <= hi - lo <= size_hi and anon)
+                elif cur and parts[0] == "Rss:":
+                    rss = int(parts[1]) * 1024
+                    if best is None or rss > best:
+                        best = rss
+        if best is None:
+            raise GuestError("no %d MiB anonymous mapping in QEMU %d" % (self.mem_mib, self.pid))
+        return best
+
     # -- balloon -----------------------------------------------------------
 
     def balloon_actual_bytes(self):
