@@ -13,9 +13,11 @@
  *     give the same messages and the same error, byte for byte: chunking
  *     must never change what the client sees.
  *
- * Built with clang -fsanitize=fuzzer -DVMCG_LIBFUZZER, libFuzzer drives it.
- * Built without, main() below replays files and directories of inputs, so
- * that `meson test` replays the corpus with any compiler.
+ * To fuzz: clang -fsanitize=fuzzer,address,undefined -DVMCG_LIBFUZZER
+ * -D_GNU_SOURCE -Idaemon daemon/qmp.c tests/fuzz/fuzz-qmp.c $(pkg-config
+ * --cflags --libs glib-2.0 gio-2.0 json-c) -lm, then run it on a copy of
+ * corpus/qmp. Without libFuzzer, tests/fuzz/fuzz-replay.c provides main()
+ * and `meson test --suite fuzz` replays the corpus with any compiler.
  */
 #include <errno.h>
 #include <stdint.h>

@@ -1663,9 +1663,14 @@ static void test_client_reconnect_backoff(void)
 	vmcg_qmp_connect(q);
 	WAIT_FOR(states_count(&st, VMCG_QMP_STATE_CONNECTING) == 5);
 	for (int i = 0; i < 4; i++) {
-		/* DISCONNECTED at 2i+1, the next CONNECTING at 2i+2. */
-		gint64 d = (st.when_usec[2 * i + 2] - st.when_usec[2 * i + 1]) / 1000;
+		/*
+		 * CONNECTING at 2i, DISCONNECTED at 2i+1, the next CONNECTING
+		 * at 2i+2. The delay is armed between the first two, so it is
+		 * measured from the first.
+		 */
+		gint64 d = (st.when_usec[2 * i + 2] - st.when_usec[2 * i]) / 1000;
 
+		g_assert_cmpint(st.state[2 * i], ==, VMCG_QMP_STATE_CONNECTING);
 		g_assert_cmpint(st.state[2 * i + 1], ==, VMCG_QMP_STATE_DISCONNECTED);
 		g_assert_cmpint(d, >=, want_ms[i]);
 		g_assert_cmpint(d, <, want_ms[i] + 2000);

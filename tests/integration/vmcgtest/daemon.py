@@ -82,10 +82,13 @@ class Daemon:
         return False
 
     def start(self):
-        cfg = self.tmpdir / "vmcgd.conf"
-        cfg.write_text(self.config)
-        args = [vmcgd_binary(), "--config", str(cfg), "--socket", self.socket,
-                "--state", self.state, "--interval", self.interval, "-v"] + self.extra_args
+        args = [vmcgd_binary()]
+        if self.config is not None:  # None: vmcgd's embedded default config
+            cfg = self.tmpdir / "vmcgd.conf"
+            cfg.write_text(self.config)
+            args += ["--config", str(cfg)]
+        args += ["--socket", self.socket, "--state", self.state, "--interval", self.interval,
+                 "-v"] + self.extra_args
         self.logf = open(self.log, "ab")
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self.logf,
                                      stderr=subprocess.STDOUT, start_new_session=True)

@@ -482,7 +482,7 @@ class Guest:
         self._ready = False
         self._stopped = False
         self._t_start = None
-        self._hogs = {}
+        self.hogs = {}
         self._tmpfs_files = []
         self._stale = set()  # tokens of commands that timed out
 
@@ -974,7 +974,8 @@ class Guest:
     def hog(self, mib):
         """Starts memhog holding `mib` MiB of anonymous memory; returns its id.
 
-        Returns once every page is touched. The hog holds until unhog().
+        Returns once every page is touched; .hogs[id] then holds {"mib",
+        "report"} (memhog's line). The hog holds until unhog().
         """
         self._seq += 1
         k = self._seq
@@ -1001,17 +1002,17 @@ cat /run/hogs/{k}.out
 [ $r = 0 ]
 """.format(k=k, mib=mib, limit=limit)
         out = self.shell(script, timeout=self._io_timeout(mib) + 30)
-        self._hogs[k] = {"mib": mib, "report": out.strip()}
+        self.hogs[k] = {"mib": mib, "report": out.strip()}
         return k
 
     def unhog(self, hog_id=None):
         """Ends one memhog (or all) with SIGTERM and waits until it has freed."""
-        ids = [hog_id] if hog_id is not None else list(self._hogs)
+        ids = [hog_id] if hog_id is not None else list(self.hogs)
         for k in ids:
             self.shell("p=$(cat /run/hogs/{k}.pid); kill -TERM $p; wait $p; r=$?; "
                        "cat /run/hogs/{k}.out; rm -f /run/hogs/{k}.*; [ $r = 0 ]".format(k=k),
                        timeout=60)
-            self._hogs.pop(k, None)
+            self.hogs.pop(k, None)
 
     def read_disk(self, mib, skip_mib=0):
         """Reads `mib` MiB of the data disk's file into the guest's page cache.
