@@ -42,8 +42,8 @@ write-group =
 
 def require_bed():
     try:
+        ensure_guest_built()  # installs QEMU if it can: before looking for it
         qemu_binary()
-        ensure_guest_built()
         vmcgd_binary()
     except (GuestUnavailable, Exception) as e:  # noqa: B902 - any reason is a skip reason
         raise unittest.SkipTest("test bed unavailable: %s" % e)
