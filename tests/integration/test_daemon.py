@@ -231,12 +231,98 @@ def test_restart_keeps_config_and_balloons():
                 time.sleep(0.25)
 
 
+def test_low_spares_protected_vm():
+    """
+    /p            memory.high = 300M
+    |- /p/safe    memory.low = 256M   vm s: ~100 MiB after boot + 96 MiB cache
+    `- /p/bulk                        vm x: ~100 MiB after boot + 96 MiB cache
+
+    Usage reaches ~390 MiB, 90 over /p's high. s is under its low (its
+    group's elow covers all its usage), so reclaim asks everything of x:
+    x's balloon goes down, s's balloon does not move, and no "low" event
+    is counted (low was never breached).
+    """
+    require_bed()
+    with Daemon(config=DAEMON_CONF) as d:
+        with VmGuest(d.tmpdir, "s") as gs, VmGuest(d.tmpdir, "x") as gx:
+            d.put("/v1/groups/p", {})
+            d.put("/v1/groups/p/safe", {"memory.low": "256M"})
+            d.put("/v1/groups/p/bulk", {})
+            register(d, gs, "/p/safe")
+            register(d, gx, "/p/bulk")
+            for k in range(6):
+                gs.read_disk(16, skip_mib=16 * k)
+                gx.read_disk(16, skip_mib=16 * k)
+            d.put("/v1/groups/p", {"memory.high": "300M"})
+            wait_for(lambda: current(d, "/p") <= 300 * MiB + HIGH_TOLERANCE, 60,
+                     what="/p back near high")
+            time.sleep(2)
+            s, x = d.vm("s"), d.vm("x")
+            print("# s: %d MiB, balloon %d MiB; x: %d MiB, balloon %d MiB" % (
+                s["memory.current"] >> 20, s["balloon"]["actual"] >> 20,
+                x["memory.current"] >> 20, x["balloon"]["actual"] >> 20))
+            assert s["balloon"]["actual"] == GUEST_MIB * MiB, s
+            assert x["balloon"]["actual"] < GUEST_MIB * MiB, x
+            assert d.group("/p/safe")["memory.events"]["low"] == 0
+
+
+def test_max_pause_counts_oom():
+    """
+    /m   memory.max = 200M, oom-action = pause
+    `- vm m fills 240 MiB of tmpfs (unreclaimable)
+
+    Reclaim cannot bring /m under max (the guest really uses it), so after
+    the OOM deadline vmcgd pauses the guest: QEMU reports "paused", the VM
+    shows "paused", and /m counts "max", "oom" and "oom_kill" events.
+    """
+    require_bed()
+    conf = DAEMON_CONF + "\n[group /m]\nmemory.max = 200M\noom-action = pause\n"
+    with Daemon(config=conf) as d:
+        with VmGuest(d.tmpdir, "m") as g:
+            register(d, g, "/m")
+            g.alloc_tmpfs(240)
+            wait_for(lambda: d.vm("m")["state"] == "paused", 60, what="guest paused")
+            assert g.qmp("query-status")["status"] == "paused"
+            ev = d.group("/m")["memory.events"]
+            assert ev["max"] > 0 and ev["oom"] >= 1 and ev["oom_kill"] >= 1, ev
+
+
+def test_balloon_stuck_detected():
+    """
+    /b   memory.high = 120M
+    `- vm b whose guest unloads its balloon driver, then fills 120 MiB cache
+
+    The balloon cannot follow its target: vmcgd reports balloon_stuck on
+    the event stream (once), and vmpressure goes critical for /b.
+    """
+    require_bed()
+    conf = DAEMON_CONF.replace("stats-max-age = 5s", "stats-max-age = 30s")
+    with Daemon(config=conf, extra_args=[]) as d:
+        with VmGuest(d.tmpdir, "b") as g:
+            d.put("/v1/groups/b", {})
+            register(d, g, "/b")
+            wait_for(lambda: d.vm("b")["stats"] is not None, 30, what="guest stats")
+            d.follow_events()
+            g.shell("rmmod virtio_balloon")
+            for k in range(8):
+                g.read_disk(16, skip_mib=16 * k)
+            d.put("/v1/groups/b", {"memory.high": "120M"})
+            wait_for(lambda: d.events_of("balloon_stuck"), 60, what="balloon_stuck event")
+            ev = d.events_of("balloon_stuck")[0]
+            assert ev["vm"] == "b" and ev["actual"] > ev["target"], ev
+            wait_for(lambda: d.group("/b")["vmpressure"] == "critical", 10,
+                     what="vmpressure critical")
+
+
 TESTS = [
     ("high-held-page-cache", test_high_held_page_cache),
     ("unreclaimable-not-oomed", test_unreclaimable_not_oomed),
     ("fpr-returns-and-deflates", test_fpr_returns_and_deflates),
     ("qemu-killed-leaves-no-charge", test_qemu_killed_leaves_no_charge),
     ("restart-keeps-config-and-balloons", test_restart_keeps_config_and_balloons),
+    ("low-spares-protected-vm", test_low_spares_protected_vm),
+    ("max-pause-counts-oom", test_max_pause_counts_oom),
+    ("balloon-stuck-detected", test_balloon_stuck_detected),
 ]
 
 if __name__ == "__main__":
