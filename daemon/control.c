@@ -64,6 +64,39 @@ static void sample(VmcgDvm *vm)
 	vmcg_vm_set_overhead(vm->vm, pages_of(vm->overhead));
 }
 
+/*
+ * The backstop limit: the tightest memory.max above the VM plus the
+ * allowance for VMM overhead; unlimited if no ancestor has a max.
+ */
+static void backstop(VmcgDvm *vm)
+{
+	VmcgDaemon *d = vm->d;
+	g_autoptr(GError) error = NULL;
+	uint64_t max = VMCG_PAGES_MAX, limit;
+
+	if (!d->backstop || !vm->pid)
+		return;
+	for (VmcgGroup *g = vmcg_vm_group(vm->vm); g; g = vmcg_group_parent(g))
+		max = MIN(max, vmcg_group_max(g));
+	limit = max >= VMCG_PAGES_MAX ? UINT64_MAX : max * PAGE + d->backstop_overhead;
+	if (vm->backstop_pid == vm->pid && vm->backstop_limit == limit)
+		return;
+	if (!vmcg_backstop_apply(d->backstop, vmcg_vm_name(vm->vm), vm->pid, limit, &error)) {
+		g_warning("VM %s: backstop: %s", vmcg_vm_name(vm->vm), error->message);
+		/* Do not retry every tick: next when the limit or the process changes. */
+	}
+	vm->backstop_pid = vm->pid;
+	vm->backstop_limit = limit;
+}
+
+void vmcg_control_backstop_release(VmcgDvm *vm)
+{
+	if (vm->d->backstop && vm->backstop_pid)
+		vmcg_backstop_release(vm->d->backstop, vmcg_vm_name(vm->vm), vm->pid);
+	vm->backstop_pid = 0;
+	vm->backstop_limit = 0;
+}
+
 static VmcgGroupState *gstate(VmcgGroup *g)
 {
 	VmcgGroupState *gs = vmcg_group_get_userdata(g);
@@ -297,6 +330,7 @@ void vmcg_control_tick(VmcgDaemon *d)
 		VmcgDvm *vm = l->data;
 
 		sample(vm);
+		backstop(vm);
 		vmcg_dvm_poll(vm, now);
 		vm->want_take = 0;
 	}

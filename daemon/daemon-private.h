@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include "daemon.h"
+#include "backstop.h"
 #include "qmp.h"
 
 /* qmp.h defines the json_object cleanup. */
@@ -23,6 +24,8 @@ struct VmcgDaemon {
 	guint kick_id;
 	uint64_t interval_usec;
 	uint64_t last_tick_usec;
+	VmcgBackstop *backstop; /* NULL: no backstop */
+	uint64_t backstop_overhead;
 };
 
 /* Per-group control state, the group's userdata. */
@@ -63,7 +66,9 @@ struct VmcgDvm {
 	uint64_t stats_resident; /* resident when the stats arrived */
 	uint64_t stats_actual;	 /* guest size when the stats arrived */
 	uint64_t want_take;	 /* pages the planner asks this tick */
-	int64_t adopted_usec;	 /* when QMP became ready */
+	int64_t adopted_usec;
+	pid_t backstop_pid;	 /* in its backstop cgroup, 0 if not */
+	uint64_t backstop_limit; /* when QMP became ready */
 	GList link;
 };
 
@@ -75,6 +80,9 @@ void vmcg_daemon_kick(VmcgDaemon *d);
 /* control.c */
 uint64_t vmcg_control_reclaim(VmcgDaemon *d, VmcgGroup *g, uint64_t nr_pages);
 void vmcg_control_tick(VmcgDaemon *d);
+
+/* control.c: take @vm's QEMU out of its backstop cgroup. */
+void vmcg_control_backstop_release(VmcgDvm *vm);
 
 /* qemu.c */
 VmcgDvm *vmcg_dvm_new(VmcgDaemon *d, VmcgVm *evm, const char *qmp_path);

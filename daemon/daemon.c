@@ -74,6 +74,7 @@ void vmcg_daemon_free(VmcgDaemon *d)
 	     g = vmcg_group_next_descendant(g, vmcg_tree_root(d->tree)))
 		g_free(vmcg_group_get_userdata(g));
 	vmcg_tree_free(d->tree);
+	vmcg_backstop_free(d->backstop);
 	g_hash_table_destroy(d->subs);
 	g_free(d->state_path);
 	g_free(d);
@@ -87,6 +88,20 @@ void vmcg_daemon_set_policy(VmcgDaemon *d, const VmcgPolicy *p)
 const VmcgPolicy *vmcg_daemon_policy(VmcgDaemon *d)
 {
 	return &d->policy;
+}
+
+gboolean vmcg_daemon_enable_backstop(VmcgDaemon *d, const char *sysfs, uint64_t overhead_bytes,
+				     GError **error)
+{
+	VmcgBackstop *b = vmcg_backstop_new(sysfs, error);
+
+	if (!b)
+		return FALSE;
+	vmcg_backstop_free(d->backstop);
+	d->backstop = b;
+	d->backstop_overhead = overhead_bytes;
+	g_info("backstop: memory cgroup %s under %s/vmcg", vmcg_backstop_version(b), sysfs);
+	return TRUE;
 }
 
 VmcgTree *vmcg_daemon_tree(VmcgDaemon *d)

@@ -105,6 +105,14 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(VmcgDaemon, vmcg_daemon_free)
 void vmcg_daemon_set_policy(VmcgDaemon *d, const VmcgPolicy *p);
 const VmcgPolicy *vmcg_daemon_policy(VmcgDaemon *d);
 
+/**
+ * vmcg_daemon_enable_backstop() - put each QEMU into a host memory cgroup
+ * limited to its group's memory.max plus @overhead_bytes (backstop.h).
+ * @sysfs: the cgroup mount point, "/sys/fs/cgroup"
+ */
+gboolean vmcg_daemon_enable_backstop(VmcgDaemon *d, const char *sysfs, uint64_t overhead_bytes,
+				     GError **error);
+
 /** Start the control loop at @interval_usec and connect to every VM. */
 void vmcg_daemon_start(VmcgDaemon *d, uint64_t interval_usec);
 

@@ -179,6 +179,12 @@ int main(int argc, char **argv)
 	policy_from_config(config, &policy);
 	vmcg_daemon_set_policy(d, &policy);
 
+	if (config->backstop &&
+	    !vmcg_daemon_enable_backstop(d, "/sys/fs/cgroup", config->backstop_overhead_bytes,
+					 &error)) {
+		fprintf(stderr, "vmcgd: backstop = true, but: %s\n", error->message);
+		return 1;
+	}
 	if (!apply_config(d, config, &error)) {
 		fprintf(stderr, "vmcgd: config: %s\n", error->message);
 		return 1;

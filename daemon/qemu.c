@@ -32,6 +32,8 @@ static void drop_charge(VmcgDvm *vm)
 	vm->resident = 0;
 	vm->overhead = 0;
 	vmcg_vm_set_overhead(vm->vm, 0);
+	/* QEMU is gone: its now empty backstop cgroup goes too. */
+	vmcg_control_backstop_release(vm);
 	vm->pid = 0;
 	vm->in_query = vm->in_stats = FALSE;
 	vm->has_stats = FALSE;
@@ -305,6 +307,8 @@ void vmcg_dvm_free(VmcgDvm *vm)
 		return;
 	/* Free the connection first: its callbacks must not see a half-freed VM. */
 	vmcg_qmp_free(vm->qmp);
+	/* Forgotten, maybe still running: back to the hierarchy's root. */
+	vmcg_control_backstop_release(vm);
 	g_queue_unlink(&vm->d->vms, &vm->link);
 	vmcg_vm_free(vm->vm);
 	g_free(vm->qmp_path);

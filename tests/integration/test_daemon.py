@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from vmcgtest import Guest, GuestUnavailable, ensure_guest_built, qemu_binary, wait_for  # noqa
+from vmcgtest import Guest, GuestError, GuestUnavailable, ensure_guest_built, qemu_binary, wait_for  # noqa
 from vmcgtest.daemon import ApiError, Daemon, MiB, tap_run, vmcgd_binary  # noqa
 
 GUEST_MIB = 512
@@ -314,6 +314,54 @@ def test_balloon_stuck_detected():
                      what="vmpressure critical")
 
 
+def _backstop_dir(name):
+    for root, limit in (("/sys/fs/cgroup", "memory.max"), ("/sys/fs/cgroup/unified", "memory.max"),
+                        ("/sys/fs/cgroup/memory", "memory.limit_in_bytes")):
+        d = Path(root) / "vmcg" / ("vm-" + name)
+        if d.is_dir():
+            return d, limit
+    return None, None
+
+
+def test_backstop_cgroup():
+    """
+    /bs  memory.max = 300M, with backstop = true (overhead allowance 256M)
+    `- vm bs
+
+    Expected: QEMU sits in the host memory cgroup vmcg/vm-bs limited to
+    300M + 256M; lowering max to 200M lowers the limit to 200M + 256M; when
+    QEMU dies the cgroup is removed.
+    """
+    require_bed()
+    if not any(Path(p).exists() for p in ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                          "/sys/fs/cgroup/cgroup.controllers",
+                                          "/sys/fs/cgroup/unified/cgroup.controllers")):
+        raise unittest.SkipTest("no memory cgroup hierarchy on this host")
+    conf = DAEMON_CONF + "backstop = true\nbackstop-overhead = 256M\n"
+    try:
+        d = Daemon(config=conf)
+        d.start()
+    except GuestError as e:
+        if "memory cgroup" in str(e) or "memory controller" in str(e):
+            raise unittest.SkipTest("backstop unavailable: %s" % str(e).splitlines()[-1])
+        raise
+    with d:
+        g = VmGuest(d.tmpdir, "bs")
+        with g:
+            d.put("/v1/groups/bs", {"memory.max": "300M"})
+            register(d, g, "/bs")
+            wait_for(lambda: _backstop_dir("bs")[0] is not None, 10, what="backstop cgroup")
+            cg, limit_file = _backstop_dir("bs")
+            procs = (cg / "cgroup.procs").read_text().split()
+            assert str(g.pid) in procs, procs
+            assert int((cg / limit_file).read_text()) == (300 + 256) * MiB
+            d.put("/v1/groups/bs", {"memory.max": "200M"})
+            wait_for(lambda: int((cg / limit_file).read_text()) == (200 + 256) * MiB, 10,
+                     what="backstop limit follows memory.max")
+            os.kill(g.pid, signal.SIGKILL)
+            wait_for(lambda: not cg.exists(), 10, what="backstop cgroup removed")
+
+
 TESTS = [
     ("high-held-page-cache", test_high_held_page_cache),
     ("unreclaimable-not-oomed", test_unreclaimable_not_oomed),
@@ -323,6 +371,7 @@ TESTS = [
     ("low-spares-protected-vm", test_low_spares_protected_vm),
     ("max-pause-counts-oom", test_max_pause_counts_oom),
     ("balloon-stuck-detected", test_balloon_stuck_detected),
+    ("backstop-cgroup", test_backstop_cgroup),
 ]
 
 if __name__ == "__main__":

@@ -1,0 +1,162 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * The backstop host cgroup of each QEMU; see backstop.h.
+ */
+#include <errno.h>
+#include <gio/gio.h>
+#include <glib/gstdio.h>
+#include <string.h>
+
+#include "backstop.h"
+
+struct VmcgBackstop {
+	char *root; /* the hierarchy's root directory */
+	char *dir;  /* root/vmcg */
+	gboolean v2;
+};
+
+static gboolean write_file(const char *dir, const char *file, const char *value, GError **error)
+{
+	g_autofree char *path = g_build_filename(dir, file, NULL);
+
+	/* g_file_set_contents() would replace the file: cgroup files must be written in place. */
+	FILE *f = fopen(path, "we");
+	int r = 0;
+
+	if (!f) {
+		r = errno;
+	} else {
+		if (fputs(value, f) < 0)
+			r = errno;
+		if (fclose(f) != 0 && !r)
+			r = errno;
+	}
+	if (r) {
+		g_set_error(error, G_IO_ERROR, g_io_error_from_errno(r), "write %s to %s: %s",
+			    value, path, g_strerror(r));
+		return FALSE;
+	}
+	return TRUE;
+}
+
+static gboolean has_memory_controller(const char *dir)
+{
+	g_autofree char *path = g_build_filename(dir, "cgroup.controllers", NULL);
+	g_autofree char *text = NULL;
+	g_auto(GStrv) words = NULL;
+
+	if (!g_file_get_contents(path, &text, NULL, NULL))
+		return FALSE;
+	words = g_strsplit_set(g_strstrip(text), " \n", -1);
+	return g_strv_contains((const char *const *)words, "memory");
+}
+
+VmcgBackstop *vmcg_backstop_new(const char *sysfs, GError **error)
+{
+	g_autoptr(GError) local = NULL;
+	VmcgBackstop *b = g_new0(VmcgBackstop, 1);
+	g_autofree char *unified = g_build_filename(sysfs, "unified", NULL);
+	g_autofree char *v1 = g_build_filename(sysfs, "memory", NULL);
+	g_autofree char *v1_limit = g_build_filename(v1, "memory.limit_in_bytes", NULL);
+
+	if (has_memory_controller(sysfs)) {
+		b->root = g_strdup(sysfs);
+		b->v2 = TRUE;
+	} else if (has_memory_controller(unified)) {
+		b->root = g_steal_pointer(&unified);
+		b->v2 = TRUE;
+	} else if (g_file_test(v1_limit, G_FILE_TEST_EXISTS)) {
+		b->root = g_steal_pointer(&v1);
+	} else {
+		g_set_error(error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED,
+			    "no memory cgroup controller under %s (v2 or v1)", sysfs);
+		vmcg_backstop_free(b);
+		return NULL;
+	}
+	b->dir = g_build_filename(b->root, "vmcg", NULL);
+	if (g_mkdir(b->dir, 0755) < 0 && errno != EEXIST) {
+		int e = errno;
+
+		g_set_error(error, G_IO_ERROR, g_io_error_from_errno(e), "mkdir %s: %s", b->dir,
+			    g_strerror(e));
+		vmcg_backstop_free(b);
+		return NULL;
+	}
+	/* v2: children of vmcg/ need the controller enabled above them. */
+	if (b->v2 && (!write_file(b->root, "cgroup.subtree_control", "+memory", &local) ||
+		      !write_file(b->dir, "cgroup.subtree_control", "+memory", &local))) {
+		g_propagate_prefixed_error(error, g_steal_pointer(&local),
+					   "cannot enable the memory controller: ");
+		vmcg_backstop_free(b);
+		return NULL;
+	}
+	return b;
+}
+
+void vmcg_backstop_free(VmcgBackstop *b)
+{
+	if (!b)
+		return;
+	g_free(b->root);
+	g_free(b->dir);
+	g_free(b);
+}
+
+const char *vmcg_backstop_version(const VmcgBackstop *b)
+{
+	return b->v2 ? "v2" : "v1";
+}
+
+/* A VM name as one directory name: [A-Za-z0-9_.-] kept, the rest as _XX. */
+char *vmcg_backstop_path(const VmcgBackstop *b, const char *vm_name)
+{
+	g_autoptr(GString) s = g_string_new("vm-");
+
+	for (const unsigned char *p = (const unsigned char *)vm_name; *p; p++) {
+		if (g_ascii_isalnum(*p) || *p == '-' || *p == '.')
+			g_string_append_c(s, (char)*p);
+		else
+			g_string_append_printf(s, "_%02x", *p);
+	}
+	return g_build_filename(b->dir, s->str, NULL);
+}
+
+gboolean vmcg_backstop_apply(VmcgBackstop *b, const char *vm_name, pid_t pid, uint64_t limit_bytes,
+			     GError **error)
+{
+	g_autofree char *dir = vmcg_backstop_path(b, vm_name);
+	g_autofree char *pidstr = g_strdup_printf("%d", (int)pid);
+	g_autofree char *limit = NULL;
+
+	if (g_mkdir(dir, 0755) < 0 && errno != EEXIST) {
+		int e = errno;
+
+		g_set_error(error, G_IO_ERROR, g_io_error_from_errno(e), "mkdir %s: %s", dir,
+			    g_strerror(e));
+		return FALSE;
+	}
+	if (limit_bytes == UINT64_MAX)
+		limit = g_strdup(b->v2 ? "max" : "-1");
+	else
+		limit = g_strdup_printf("%" G_GUINT64_FORMAT, limit_bytes);
+	return write_file(dir, "cgroup.procs", pidstr, error) &&
+	       write_file(dir, b->v2 ? "memory.max" : "memory.limit_in_bytes", limit, error);
+}
+
+void vmcg_backstop_release(VmcgBackstop *b, const char *vm_name, pid_t pid)
+{
+	g_autofree char *dir = vmcg_backstop_path(b, vm_name);
+	g_autoptr(GError) error = NULL;
+
+	if (!g_file_test(dir, G_FILE_TEST_IS_DIR))
+		return;
+	if (pid > 0) {
+		g_autofree char *pidstr = g_strdup_printf("%d", (int)pid);
+
+		if (!write_file(b->root, "cgroup.procs", pidstr, &error) &&
+		    !g_error_matches(error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND))
+			g_debug("backstop: %s", error->message);
+	}
+	if (g_rmdir(dir) < 0 && errno != ENOENT)
+		g_warning("backstop: cannot remove %s: %s", dir, g_strerror(errno));
+}
