@@ -128,10 +128,9 @@ static const struct {
 
 int vmcg_duration_parse(const char *s, uint64_t *ret_usec)
 {
-	const char *p = s, *frac = NULL;
-	size_t frac_len = 0;
-	uint64_t whole = 0, unit = 0, part = 0;
-	bool overflow = false;
+	uint64_t unit = 0, part;
+	const char *p;
+	VmcgDecimal d;
 
 	if (!s)
 		return -EINVAL;
@@ -139,37 +138,19 @@ int vmcg_duration_parse(const char *s, uint64_t *ret_usec)
 		*ret_usec = 0;
 		return 0;
 	}
-	if (!is_digit(*p))
+	if (vmcg_decimal_parse(s, &d, &p) < 0)
 		return -EINVAL;
-	for (; is_digit(*p); p++) {
-		unsigned d = (unsigned)(*p - '0');
-
-		if (whole > (UINT64_MAX - d) / 10)
-			overflow = true;
-		else
-			whole = whole * 10 + d;
-	}
-	if (*p == '.') {
-		frac = ++p;
-		while (is_digit(*p))
-			p++;
-		frac_len = (size_t)(p - frac);
-		if (frac_len == 0)
-			return -EINVAL;
-	}
 	for (size_t i = 0; i < G_N_ELEMENTS(duration_units); i++)
 		if (strcmp(p, duration_units[i].name) == 0)
 			unit = duration_units[i].usec;
 	if (!unit)
 		return -EINVAL; /* missing or unknown unit */
-	if (overflow || whole > UINT64_MAX / unit)
+	if (d.overflow || d.whole > UINT64_MAX / unit)
 		return -ERANGE;
-	/* floor(0.<frac> * unit), exactly: see fraction_bytes() in lib/size.c. */
-	while (frac_len-- > 0)
-		part = ((uint64_t)(frac[frac_len] - '0') * unit + part) / 10;
-	if (whole * unit > UINT64_MAX - part)
+	part = vmcg_decimal_fraction(&d, unit);
+	if (d.whole * unit > UINT64_MAX - part)
 		return -ERANGE;
-	*ret_usec = whole * unit + part;
+	*ret_usec = d.whole * unit + part;
 	return 0;
 }
 

@@ -57,21 +57,47 @@ static int parse_unit(const char *p, const char **ret_end)
  * d, m and real x >= 0, so the remainders can be dropped at every step.
  * acc stays below 2^@shift and d * 2^@shift <= 9 * 2^60 fits.
  */
-static uint64_t fraction_bytes(const char *frac, size_t n, int shift)
+uint64_t vmcg_decimal_fraction(const VmcgDecimal *d, uint64_t unit)
 {
 	uint64_t acc = 0;
 
-	while (n-- > 0)
-		acc = ((uint64_t)(frac[n] - '0') * (UINT64_C(1) << shift) + acc) / 10;
+	for (size_t n = d->frac ? d->frac_len : 0; n-- > 0;)
+		acc = ((uint64_t)(d->frac[n] - '0') * unit + acc) / 10;
 	return acc;
+}
+
+int vmcg_decimal_parse(const char *s, VmcgDecimal *ret, const char **ret_end)
+{
+	const char *p = s;
+
+	*ret = (VmcgDecimal){ 0 };
+	if (!is_digit(*p))
+		return -EINVAL;
+	for (; is_digit(*p); p++) {
+		unsigned d = (unsigned)(*p - '0');
+
+		if (ret->whole > (UINT64_MAX - d) / 10)
+			ret->overflow = true;
+		else
+			ret->whole = ret->whole * 10 + d;
+	}
+	if (*p == '.') {
+		ret->frac = ++p;
+		while (is_digit(*p))
+			p++;
+		ret->frac_len = (size_t)(p - ret->frac);
+		if (ret->frac_len == 0)
+			return -EINVAL; /* "1." or "1.G" */
+	}
+	*ret_end = p;
+	return 0;
 }
 
 int vmcg_size_parse(const char *s, uint64_t *ret_bytes)
 {
-	const char *p = s, *frac = NULL;
-	size_t frac_len = 0;
-	uint64_t whole = 0, bytes;
-	bool overflow = false;
+	const char *p;
+	VmcgDecimal d;
+	uint64_t bytes;
 	int shift = 0;
 
 	if (!s)
@@ -82,37 +108,21 @@ int vmcg_size_parse(const char *s, uint64_t *ret_bytes)
 	}
 
 	/* The whole syntax first, so that garbage is never called a range error. */
-	if (!is_digit(*p))
+	if (vmcg_decimal_parse(s, &d, &p) < 0)
 		return -EINVAL;
-	for (; is_digit(*p); p++) {
-		unsigned d = (unsigned)(*p - '0');
-
-		if (whole > (UINT64_MAX - d) / 10)
-			overflow = true;
-		else
-			whole = whole * 10 + d;
-	}
-	if (*p == '.') {
-		frac = ++p;
-		while (is_digit(*p))
-			p++;
-		frac_len = (size_t)(p - frac);
-		if (frac_len == 0)
-			return -EINVAL; /* "1." or "1.G" */
-	}
 	if (*p != '\0') {
 		shift = parse_unit(p, &p);
 		if (shift < 0 || *p != '\0')
 			return -EINVAL;
 	}
-	if (frac && shift == 0)
+	if (d.frac && shift == 0)
 		return -EINVAL; /* bytes are whole */
 
-	if (overflow || whole > (VMCG_SIZE_LIMIT >> shift))
+	if (d.overflow || d.whole > (VMCG_SIZE_LIMIT >> shift))
 		return -ERANGE;
-	bytes = whole << shift;
-	if (frac) {
-		uint64_t part = fraction_bytes(frac, frac_len, shift);
+	bytes = d.whole << shift;
+	if (d.frac) {
+		uint64_t part = vmcg_decimal_fraction(&d, UINT64_C(1) << shift);
 
 		if (bytes > VMCG_SIZE_LIMIT - part)
 			return -ERANGE;

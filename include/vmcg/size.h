@@ -30,6 +30,7 @@
 #define VMCG_SIZE_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "vmcg/counter.h"
@@ -89,5 +90,29 @@ int vmcg_size_format(uint64_t bytes, char *buf, size_t size);
  * Returns 0 or -ENOSPC, as vmcg_size_format().
  */
 int vmcg_size_format_human(uint64_t bytes, char *buf, size_t size);
+
+/*
+ * The "digits [ . digits ]" number that sizes and durations (the daemon's
+ * config) share. Digits are decimal; the whole part saturates with
+ * @overflow set, so that a caller can report a range error only after the
+ * rest of the syntax checked out.
+ */
+typedef struct VmcgDecimal {
+	uint64_t whole;
+	bool overflow;
+	const char *frac; /* the digits after '.', or NULL */
+	size_t frac_len;
+} VmcgDecimal;
+
+/** vmcg_decimal_parse() - 0 and *@ret_end past the number, or -EINVAL. */
+int vmcg_decimal_parse(const char *s, VmcgDecimal *ret, const char **ret_end);
+
+/*
+ * vmcg_decimal_fraction() - floor(0.<frac> x @unit), exactly: digits are
+ * folded in from the last, (d * unit + acc) / 10 at each step, since
+ * floor((d + x) / 10) = floor((d + floor(x)) / 10) for integers d and real
+ * x >= 0. Exact for @unit <= 2^60 (9 x 2^60 fits in 64 bits).
+ */
+uint64_t vmcg_decimal_fraction(const VmcgDecimal *d, uint64_t unit);
 
 #endif
