@@ -38,6 +38,8 @@ import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+from vmcgtest.daemon import UnixHTTPConnection  # noqa: E402
 VMCGD = os.environ.get('VMCGD') or os.path.join(ROOT, 'build', 'daemon', 'vmcgd')
 VMCGCTL = os.environ.get('VMCGCTL') or os.path.join(ROOT, 'build', 'tools', 'vmcgctl')
 
@@ -48,20 +50,6 @@ EVENT_TIMEOUT = 10
 
 class Skip(Exception):
     pass
-
-
-class UnixHTTPConnection(http.client.HTTPConnection):
-    """http.client over a unix socket: only connect() differs."""
-
-    def __init__(self, path, timeout=10):
-        super().__init__('localhost', timeout=timeout)
-        self.unix_path = path
-
-    def connect(self):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.timeout)
-        s.connect(self.unix_path)
-        self.sock = s
 
 
 class Response:

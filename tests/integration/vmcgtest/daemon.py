@@ -31,15 +31,17 @@ def vmcgd_binary():
     return path
 
 
-class _UnixHTTPConnection(http.client.HTTPConnection):
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """http.client over a unix socket: only connect() differs."""
+
     def __init__(self, path, timeout=30.0):
         super().__init__("localhost", timeout=timeout)
-        self._path = path
+        self.unix_path = path
 
     def connect(self):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.settimeout(self.timeout)
-        s.connect(self._path)
+        s.connect(self.unix_path)
         self.sock = s
 
 
@@ -136,7 +138,7 @@ class Daemon:
     # -- API -----------------------------------------------------------------
 
     def request(self, method, path, body=None, raw=None, timeout=30.0):
-        conn = _UnixHTTPConnection(self.socket, timeout=timeout)
+        conn = UnixHTTPConnection(self.socket, timeout=timeout)
         try:
             data = raw if raw is not None else (json.dumps(body).encode() if body is not None
                                                 else None)
@@ -176,7 +178,7 @@ class Daemon:
 
     def follow_events(self):
         """Collects the SSE stream into self.events from a background thread."""
-        conn = _UnixHTTPConnection(self.socket, timeout=None)
+        conn = UnixHTTPConnection(self.socket, timeout=None)
         conn.request("GET", "/v1/events")
         resp = conn.getresponse()
         if resp.status != 200:
