@@ -66,9 +66,9 @@ struct VmcgDvm {
 	uint64_t stats_resident; /* resident when the stats arrived */
 	uint64_t stats_actual;	 /* guest size when the stats arrived */
 	uint64_t want_take;	 /* pages the planner asks this tick */
-	int64_t adopted_usec;
+	int64_t adopted_usec;	 /* when QMP became ready */
 	pid_t backstop_pid;	 /* in its backstop cgroup, 0 if not */
-	uint64_t backstop_limit; /* when QMP became ready */
+	uint64_t backstop_limit; /* bytes written to its limit file */
 	GList link;
 };
 

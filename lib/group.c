@@ -896,16 +896,21 @@ int vmcg_group_plan_reclaim(VmcgGroup *group, uint64_t nr_pages, VmcgReclaimItem
 			.low_breached = results[i].low_breached,
 		};
 	}
-	/* One low event per group per plan, however many of its VMs pay. */
-	for (i = 0; i < k; i++) {
-		bool seen = false;
+	/*
+	 * One low event per group per plan, however many of its VMs pay.
+	 * The items follow the pre-order walk above, group by group, so the
+	 * VMs of a group are adjacent: comparing with the last group counted
+	 * is enough (the scan of every earlier item was O(k^2)).
+	 */
+	{
+		VmcgGroup *last = NULL;
 
-		if (!items[i].low_breached)
-			continue;
-		for (size_t j = 0; j < i && !seen; j++)
-			seen = items[j].low_breached && items[j].vm->group == items[i].vm->group;
-		if (!seen)
-			vmcg_group_event(items[i].vm->group, VMCG_EVENT_LOW);
+		for (i = 0; i < k; i++) {
+			if (!items[i].low_breached || items[i].vm->group == last)
+				continue;
+			last = items[i].vm->group;
+			vmcg_group_event(last, VMCG_EVENT_LOW);
+		}
 	}
 	*ret_items = items;
 	*ret_n = k;

@@ -1430,7 +1430,8 @@ typedef struct QmpResult {
 	unsigned clients;
 	/* Per client per round (2 commands), main thread CPU time, ns. */
 	double issue_conn_ns, loop_conn_ns, issue_disc_ns, loop_disc_ns;
-	double iterations_conn; /* main-loop iterations until every reply was in */
+	double iterations_conn;	 /* main-loop iterations until every reply was in */
+	int64_t heap_per_client; /* bytes, connected, before the first command */
 } QmpResult;
 
 static int64_t thread_cpu_ns(void)
@@ -1675,6 +1676,7 @@ static void qmp_run(const Options *o, unsigned n, QmpResult *res)
 	int64_t deadline;
 	Peer peer;
 	bool ok = true;
+	int64_t heap0;
 	double it;
 
 	memset(res, 0, sizeof(*res));
@@ -1684,6 +1686,7 @@ static void qmp_run(const Options *o, unsigned n, QmpResult *res)
 		die("cannot make a temporary directory");
 	path = g_build_filename(tmp, "qmp.sock", NULL);
 	peer_start(&peer, path);
+	heap0 = heap_in_use();
 	for (unsigned i = 0; i < n; i++) {
 		qs[i] = vmcg_qmp_new(path, NULL);
 		vmcg_qmp_set_state_callback(qs[i], on_peer_state, &b);
@@ -1692,6 +1695,8 @@ static void qmp_run(const Options *o, unsigned n, QmpResult *res)
 	deadline = now_ns() + 20 * (int64_t)1000000000;
 	while (b.ready < n && now_ns() < deadline)
 		g_main_context_iteration(NULL, TRUE);
+	/* The peer's per-connection GString is in it too: about 100 bytes. */
+	res->heap_per_client = (heap_in_use() - heap0) / n;
 	if (b.ready < n) {
 		snprintf(res->why, sizeof(res->why),
 			 "%u of %u QMP clients got READY (file descriptors?)", b.ready, n);
@@ -1861,8 +1866,8 @@ static void print_qmp(const Results *r)
 {
 	fprintf(out, "\nQMP traffic of one tick, alone: per VM a query-balloon and a qom-get, main "
 		     "thread CPU time per VM, us\n");
-	fprintf(out, "%5s  %16s %16s %10s  %16s %16s\n", "VMs", "connected issue", "connected loop",
-		"iterations", "disconn. issue", "disconn. loop");
+	fprintf(out, "%5s  %16s %16s %10s  %16s %16s  %9s\n", "VMs", "connected issue",
+		"connected loop", "iterations", "disconn. issue", "disconn. loop", "KiB/conn");
 	for (size_t i = 0; i < N_QMP; i++) {
 		const QmpResult *q = &r->qmp[i];
 
@@ -1872,14 +1877,14 @@ static void print_qmp(const Results *r)
 			fprintf(out, "%5u  skipped: %s\n", q->clients, q->why);
 			continue;
 		}
-		fprintf(out, "%5u  %16.2f %16.2f %10.0f  %16.2f %16.2f\n", q->clients,
+		fprintf(out, "%5u  %16.2f %16.2f %10.0f  %16.2f %16.2f  %9.1f\n", q->clients,
 			q->issue_conn_ns / 1e3, q->loop_conn_ns / 1e3, q->iterations_conn,
-			q->issue_disc_ns / 1e3, q->loop_disc_ns / 1e3);
+			q->issue_disc_ns / 1e3, q->loop_disc_ns / 1e3, q->heap_per_client / 1024.0);
 	}
 	fprintf(out, "  issue: in vmcg_qmp_execute(), i.e. in the tick; loop: the main loop until "
 		     "every callback ran (send, receive,\n  parse, callback; or the failure "
 		     "callbacks); iterations: main-loop iterations that took, with a peer that\n"
-		     "  answers at once\n");
+		     "  answers at once; KiB/conn: heap of one connected client\n");
 	fprintf(out, "  one idle main-loop iteration with");
 	for (size_t i = 0; i < N_WAKE; i++)
 		fprintf(out, "%s %u pending deadlines: %.1f us", i ? "," : "", wake_timers[i],
@@ -2092,6 +2097,7 @@ static json_object *qmp_json(const Results *r)
 		json_add_double(e, "loop_connected_iterations", q->iterations_conn);
 		json_add_double(e, "issue_disconnected_ns_per_vm", q->issue_disc_ns);
 		json_add_double(e, "loop_disconnected_ns_per_vm", q->loop_disc_ns);
+		json_add_int(e, "heap_bytes_per_connection", q->heap_per_client);
 		json_object_array_add(a, e);
 	}
 	json_object_object_add(j, "traffic", a);
