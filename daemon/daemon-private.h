@@ -22,6 +22,7 @@ struct VmcgDaemon {
 	guint next_sub;
 	guint tick_id;
 	guint kick_id;
+	guint save_id; /* a state save is scheduled */
 	uint64_t interval_usec;
 	uint64_t last_tick_usec;
 	VmcgBackstop *backstop; /* NULL: no backstop */

@@ -13,6 +13,8 @@
 #include "state.h"
 #include "vmcg/oom.h"
 
+static void save_now(VmcgDaemon *d);
+
 static VmcgPolicy default_policy(void)
 {
 	return (VmcgPolicy){
@@ -68,6 +70,11 @@ void vmcg_daemon_free(VmcgDaemon *d)
 		g_source_remove(d->tick_id);
 	if (d->kick_id)
 		g_source_remove(d->kick_id);
+	if (d->save_id) {
+		/* A pending change is written before exit. */
+		g_source_remove(d->save_id);
+		save_now(d);
+	}
 	while (!g_queue_is_empty(&d->vms))
 		vmcg_dvm_free(g_queue_peek_head(&d->vms));
 	for (VmcgGroup *g = vmcg_tree_root(d->tree); g;
@@ -164,16 +171,44 @@ void vmcg_daemon_emit(VmcgDaemon *d, const char *type, json_object *data)
 
 /* ---- persistence ---- */
 
-void vmcg_daemon_save(VmcgDaemon *d)
+static void save_now(VmcgDaemon *d)
 {
 	g_autoptr(GError) error = NULL;
 
-	if (!d->state_path || d->loading)
-		return;
 	if (!vmcg_state_save(d, d->state_path, &error))
 		g_warning("cannot save state to %s: %s (the change is in effect but will not "
 			  "survive a restart)",
 			  d->state_path, error->message);
+}
+
+static gboolean on_save(gpointer userdata)
+{
+	VmcgDaemon *d = userdata;
+
+	d->save_id = 0;
+	save_now(d);
+	return G_SOURCE_REMOVE;
+}
+
+/*
+ * 100 ms: changes that come in a burst (a script registering a thousand
+ * VMs) are written, and fsynced, once rather than once each; an API
+ * caller is answered before the write, and a crash within those 100 ms
+ * loses that burst (a clean exit writes it: vmcg_daemon_free()).
+ */
+#define SAVE_DELAY_MS 100
+
+void vmcg_daemon_save(VmcgDaemon *d)
+{
+	if (!d->state_path || d->loading)
+		return;
+	if (!d->tick_id) {
+		/* Not running a loop yet (start-up, tests): write at once. */
+		save_now(d);
+		return;
+	}
+	if (!d->save_id)
+		d->save_id = g_timeout_add(SAVE_DELAY_MS, on_save, d);
 }
 
 /* ---- groups ---- */
