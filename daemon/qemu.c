@@ -131,7 +131,8 @@ static void on_ignore(VmcgQmp *qmp, json_object *ret, const GError *error, gpoin
 
 	(void)qmp;
 	(void)ret;
-	if (error)
+	/* Cancelled: the VM is being forgotten or vmcgd is exiting. */
+	if (error && !g_error_matches(error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
 		g_warning("VM %s: %s", vmcg_vm_name(vm->vm), error->message);
 }
 
@@ -404,14 +405,30 @@ void vmcg_dvm_poll(VmcgDvm *vm, uint64_t now)
 	}
 }
 
+static void on_stopped(VmcgQmp *qmp, json_object *ret, const GError *error, gpointer userdata)
+{
+	VmcgDvm *vm = userdata;
+
+	(void)qmp;
+	(void)ret;
+	if (error) {
+		if (!g_error_matches(error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+			g_warning("VM %s: cannot pause it: %s", vmcg_vm_name(vm->vm),
+				  error->message);
+		return;
+	}
+	if (vm->state == VMCG_DVM_READY)
+		set_state(vm, VMCG_DVM_PAUSED);
+}
+
 void vmcg_dvm_oom_act(VmcgDvm *vm, VmcgOomAction action)
 {
 	switch (action) {
 	case VMCG_OOM_NOTIFY:
 		break;
 	case VMCG_OOM_PAUSE:
-		vmcg_qmp_execute(vm->qmp, "stop", NULL, on_ignore, vm);
-		set_state(vm, VMCG_DVM_PAUSED);
+		/* Shown as paused once QEMU has stopped it, not when asked. */
+		vmcg_qmp_execute(vm->qmp, "stop", NULL, on_stopped, vm);
 		vmcg_vm_set_oom_eligible(vm->vm, FALSE);
 		break;
 	case VMCG_OOM_DESTROY:

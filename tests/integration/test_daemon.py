@@ -282,6 +282,7 @@ def test_max_pause_counts_oom():
             register(d, g, "/m")
             g.alloc_tmpfs(240)
             wait_for(lambda: d.vm("m")["state"] == "paused", 60, what="guest paused")
+            # vmcgd says paused only once QEMU confirmed the stop.
             assert g.qmp("query-status")["status"] == "paused"
             ev = d.group("/m")["memory.events"]
             assert ev["max"] > 0 and ev["oom"] >= 1 and ev["oom_kill"] >= 1, ev
