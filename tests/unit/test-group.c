@@ -7,26 +7,9 @@
 #include <errno.h>
 
 #include "test-util.h"
+#include "test-tree.h"
 #include "vmcg/group.h"
 #include "vmcg/stock.h"
-
-static VmcgGroup *mk(VmcgTree *t, const char *path)
-{
-	VmcgGroup *g;
-
-	g_assert_cmpint(vmcg_group_create(t, path, &g), ==, 0);
-	g_assert_cmpstr(vmcg_group_path(g), ==, path);
-	return g;
-}
-
-static VmcgVm *vm_in(VmcgGroup *g, const char *name, uint64_t pages)
-{
-	VmcgVm *vm;
-
-	g_assert_cmpint(vmcg_vm_new(g, name, &vm), ==, 0);
-	vmcg_vm_charge(vm, pages);
-	return vm;
-}
 
 static void test_path_syntax(void)
 {

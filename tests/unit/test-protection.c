@@ -7,24 +7,8 @@
 #include <errno.h>
 
 #include "test-util.h"
+#include "test-tree.h"
 #include "vmcg/group.h"
-
-static VmcgGroup *mk(VmcgTree *t, const char *path)
-{
-	VmcgGroup *g;
-
-	g_assert_cmpint(vmcg_group_create(t, path, &g), ==, 0);
-	return g;
-}
-
-static VmcgVm *vm_in(VmcgGroup *g, const char *name, uint64_t pages)
-{
-	VmcgVm *vm;
-
-	g_assert_cmpint(vmcg_vm_new(g, name, &vm), ==, 0);
-	vmcg_vm_charge(vm, pages);
-	return vm;
-}
 
 static void test_formula(void)
 {

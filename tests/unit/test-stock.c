@@ -9,16 +9,9 @@
 #include <pthread.h>
 
 #include "test-util.h"
+#include "test-tree.h"
 #include "vmcg/group.h"
 #include "vmcg/stock.h"
-
-static VmcgGroup *mk(VmcgTree *t, const char *path)
-{
-	VmcgGroup *g;
-
-	g_assert_cmpint(vmcg_group_create(t, path, &g), ==, 0);
-	return g;
-}
 
 static void test_layout(void)
 {
