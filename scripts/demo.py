@@ -67,7 +67,9 @@ def main():
                 k += 1
                 time.sleep(0.5)
 
-        print("demo-1 now fills its page cache; vmcgd holds /demo at memory.high\n")
+        print("demo-1 now fills its page cache; vmcgd holds /demo at memory.high")
+        print("(meanwhile, in another terminal: build/tools/vmcgctl --socket %s tree)\n"
+              % d.socket)
         th = threading.Thread(target=grow, daemon=True)
         th.start()
         t_end = time.monotonic() + args.seconds
@@ -85,9 +87,8 @@ def main():
             print(line, flush=True)
             time.sleep(1)
         stop.set()
-        print("\ndone: /demo peaked at %d MiB (memory.high 256M);"
-              " `vmcgctl --socket %s tree` shows the same." % (
-                  d.group("/demo")["memory.peak"] >> 20, d.socket))
+        print("\ndone: /demo peaked at %d MiB (memory.high 256M)"
+              % (d.group("/demo")["memory.peak"] >> 20))
     finally:
         for g in guests:
             g.stop()
