@@ -38,29 +38,70 @@ static uint64_t pages_of(uint64_t bytes)
 	return bytes / PAGE;
 }
 
-static void sample(VmcgDvm *vm)
+/*
+ * A full smaps sample at least this often, and whenever RssAnon moved by
+ * more than CALIBRATE_DRIFT since the last one: in between, the guest's
+ * resident RAM is the last full sample plus RssAnon's change. What else
+ * moves RssAnon (QEMU's own heap) is small and slow, and each full sample
+ * puts it right again.
+ */
+#define CALIBRATE_USEC (10 * G_USEC_PER_SEC)
+#define CALIBRATE_DRIFT (256 << 20)
+
+static gboolean full_sample(VmcgDvm *vm, uint64_t now, uint64_t *ret_guest, uint64_t *ret_total)
 {
 	g_autoptr(GError) error = NULL;
+	VmcgStatusSample st;
 	VmcgSample s;
-	uint64_t res_pages, charged_pages;
+
+	if (!vmcg_sample_read(vm->pid, vm->ram_size, &s, &error) ||
+	    !vmcg_status_read(vm->pid, &st, &error)) {
+		g_debug("VM %s: no sample: %s", vmcg_vm_name(vm->vm), error->message);
+		return FALSE;
+	}
+	vm->cal_usec = (int64_t)now;
+	vm->cal_guest = s.guest_resident;
+	vm->cal_anon = st.rss_anon;
+	*ret_guest = s.guest_resident;
+	*ret_total = s.total_rss;
+	return TRUE;
+}
+
+static void sample(VmcgDvm *vm, uint64_t now)
+{
+	g_autoptr(GError) error = NULL;
+	uint64_t guest, total, res_pages, charged_pages;
+	VmcgStatusSample st;
 
 	if (vm->state != VMCG_DVM_READY && vm->state != VMCG_DVM_PAUSED)
 		return;
 	if (!vm->pid || !vm->ram_size)
 		return;
-	if (!vmcg_sample_read(vm->pid, vm->ram_size, &s, &error)) {
+	if (!vm->cal_usec || now - (uint64_t)vm->cal_usec >= CALIBRATE_USEC) {
+		if (!full_sample(vm, now, &guest, &total))
+			return;
+	} else if (!vmcg_status_read(vm->pid, &st, &error)) {
 		g_debug("VM %s: no sample: %s", vmcg_vm_name(vm->vm), error->message);
 		return;
+	} else if (st.rss_anon > vm->cal_anon + CALIBRATE_DRIFT ||
+		   st.rss_anon + CALIBRATE_DRIFT < vm->cal_anon) {
+		if (!full_sample(vm, now, &guest, &total))
+			return;
+	} else {
+		int64_t g = (int64_t)vm->cal_guest + ((int64_t)st.rss_anon - (int64_t)vm->cal_anon);
+
+		guest = g < 0 ? 0 : MIN((uint64_t)g, vm->ram_size);
+		total = st.rss;
 	}
-	res_pages = pages_of(s.guest_resident);
+	res_pages = pages_of(guest);
 	charged_pages = pages_of(vm->charged);
 	if (res_pages > charged_pages)
 		vmcg_vm_charge(vm->vm, res_pages - charged_pages);
 	else if (res_pages < charged_pages)
 		(void)vmcg_vm_uncharge(vm->vm, charged_pages - res_pages);
 	vm->charged = res_pages * PAGE;
-	vm->resident = s.guest_resident;
-	vm->overhead = s.total_rss > s.guest_resident ? s.total_rss - s.guest_resident : 0;
+	vm->resident = guest;
+	vm->overhead = total > guest ? total - guest : 0;
 	vmcg_vm_set_overhead(vm->vm, pages_of(vm->overhead));
 }
 
@@ -329,7 +370,7 @@ void vmcg_control_tick(VmcgDaemon *d)
 	for (GList *l = d->vms.head; l; l = l->next) {
 		VmcgDvm *vm = l->data;
 
-		sample(vm);
+		sample(vm, now);
 		backstop(vm);
 		vmcg_dvm_poll(vm, now);
 		vm->want_take = 0;

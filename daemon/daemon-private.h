@@ -45,10 +45,13 @@ struct VmcgDvm {
 	VmcgQmp *qmp;
 	VmcgDvmState state;
 	pid_t pid;
-	uint64_t ram_size; /* bytes, from query-memdev */
-	uint64_t floor;	   /* configured floor, bytes */
-	uint64_t charged;  /* bytes charged by sampling */
-	uint64_t resident; /* last sample */
+	uint64_t ram_size;  /* bytes, from query-memdev */
+	uint64_t floor;	    /* configured floor, bytes */
+	uint64_t charged;   /* bytes charged by sampling */
+	uint64_t resident;  /* last sample */
+	int64_t cal_usec;   /* last full (smaps) sample, 0 = none */
+	uint64_t cal_guest; /* guest resident then */
+	uint64_t cal_anon;  /* RssAnon then */
 	uint64_t overhead;
 	uint64_t target;       /* balloon target we set (guest size), 0 = none yet */
 	uint64_t actual;       /* guest size per QEMU, 0 = unknown */

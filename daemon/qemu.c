@@ -31,6 +31,7 @@ static void drop_charge(VmcgDvm *vm)
 	vm->charged = 0;
 	vm->resident = 0;
 	vm->overhead = 0;
+	vm->cal_usec = 0; /* a new QEMU is measured in full first */
 	vmcg_vm_set_overhead(vm->vm, 0);
 	/* QEMU is gone: its now empty backstop cgroup goes too. */
 	vmcg_control_backstop_release(vm);

@@ -198,3 +198,45 @@ pid_t vmcg_socket_owner_pid(const char *proc, const char *path)
 	}
 	return 0;
 }
+
+static gboolean status_field(const char *line, const char *key, uint64_t *ret)
+{
+	unsigned long long kib;
+	gsize l = strlen(key);
+
+	if (strncmp(line, key, l) != 0 || line[l] != ':')
+		return FALSE;
+	if (sscanf(line + l + 1, "%llu kB", &kib) != 1 || kib > (UINT64_MAX >> 10))
+		return FALSE;
+	*ret = (uint64_t)kib << 10;
+	return TRUE;
+}
+
+gboolean vmcg_status_parse(const char *text, gsize len, VmcgStatusSample *ret, GError **error)
+{
+	g_autofree char *copy = g_strndup(text, len);
+	gboolean anon = FALSE, rss = FALSE;
+	char *save = NULL;
+
+	for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		anon |= status_field(line, "RssAnon", &ret->rss_anon);
+		rss |= status_field(line, "VmRSS", &ret->rss);
+	}
+	if (!anon || !rss) {
+		g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+			    "no RssAnon and VmRSS lines in /proc/PID/status");
+		return FALSE;
+	}
+	return TRUE;
+}
+
+gboolean vmcg_status_read(pid_t pid, VmcgStatusSample *ret, GError **error)
+{
+	g_autofree char *path = g_strdup_printf("/proc/%d/status", (int)pid);
+	g_autofree char *text = NULL;
+	gsize len;
+
+	if (!g_file_get_contents(path, &text, &len, error))
+		return FALSE;
+	return vmcg_status_parse(text, len, ret, error);
+}

@@ -59,4 +59,19 @@ gboolean vmcg_sample_read(pid_t pid, uint64_t ram_size, VmcgSample *ret, GError 
  */
 pid_t vmcg_socket_owner_pid(const char *proc, const char *path);
 
+/*
+ * The cheap signal between full samples: the kernel's per-mm counters
+ * from /proc/PID/status, O(1) where smaps walks every page table (3-13 ms
+ * for a 512 MiB guest, docs/performance.md). Guest RAM is private
+ * anonymous memory, so its changes show in RssAnon.
+ */
+typedef struct VmcgStatusSample {
+	uint64_t rss_anon; /* bytes */
+	uint64_t rss;	   /* VmRSS, bytes */
+} VmcgStatusSample;
+
+/** vmcg_status_parse() - RssAnon and VmRSS from status text; G_IO_ERROR_INVALID_DATA if missing. */
+gboolean vmcg_status_parse(const char *text, gsize len, VmcgStatusSample *ret, GError **error);
+gboolean vmcg_status_read(pid_t pid, VmcgStatusSample *ret, GError **error);
+
 #endif

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * Fuzz target: the smaps parser of the sampler. Any input is measured or
- * refused with an error; what is measured never exceeds what was asked for.
+ * Fuzz target: the smaps and status parsers of the sampler. Any input is
+ * measured or refused with an error; what is measured never exceeds what
+ * was asked for.
  */
 #include <glib.h>
 
@@ -23,6 +24,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		} else {
 			g_assert_nonnull(error);
 		}
+	}
+	{
+		g_autoptr(GError) error = NULL;
+		VmcgStatusSample st;
+
+		if (!vmcg_status_parse((const char *)data, size, &st, &error))
+			g_assert_nonnull(error);
 	}
 	return 0;
 }

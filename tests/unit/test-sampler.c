@@ -125,6 +125,30 @@ static void test_read_self(void)
 	g_assert_nonnull(error);
 }
 
+static void test_status(void)
+{
+	static const char good[] = "Name:\tqemu-system-x86\nVmRSS:\t  264316 kB\n"
+				   "RssAnon:\t  150000 kB\nRssFile:\t  60000 kB\n";
+	static const char *const bad[] = { "", "VmRSS: 1 kB\n", "RssAnon: 1 kB\n",
+					   "VmRSS: x kB\nRssAnon: 1 kB\n",
+					   "VmRSSx: 1 kB\nRssAnon: 1 kB\n" };
+	g_autoptr(GError) error = NULL;
+	VmcgStatusSample st;
+
+	g_assert_true(vmcg_status_parse(good, sizeof(good) - 1, &st, &error));
+	g_assert_cmpuint(st.rss, ==, UINT64_C(264316) << 10);
+	g_assert_cmpuint(st.rss_anon, ==, UINT64_C(150000) << 10);
+	for (gsize i = 0; i < G_N_ELEMENTS(bad); i++) {
+		g_autoptr(GError) e = NULL;
+
+		g_assert_false(vmcg_status_parse(bad[i], strlen(bad[i]), &st, &e));
+		g_assert_error(e, G_IO_ERROR, G_IO_ERROR_INVALID_DATA);
+	}
+	/* Our own status has both lines. */
+	g_assert_true(vmcg_status_read(getpid(), &st, &error));
+	g_assert_cmpuint(st.rss, >, 0);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -134,5 +158,6 @@ int main(int argc, char **argv)
 	g_test_add_func("/sampler/memfd", test_memfd);
 	g_test_add_func("/sampler/malformed", test_malformed);
 	g_test_add_func("/sampler/read-self", test_read_self);
+	g_test_add_func("/sampler/status", test_status);
 	return g_test_run();
 }
