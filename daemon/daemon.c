@@ -147,8 +147,6 @@ void vmcg_daemon_unsubscribe(VmcgDaemon *d, guint id)
 
 void vmcg_daemon_emit(VmcgDaemon *d, const char *type, json_object *data)
 {
-	GHashTableIter it;
-	gpointer key, value;
 	g_autofree char *text = NULL;
 
 	text = g_strdup(json_object_to_json_string_ext(data, JSON_C_TO_STRING_PLAIN));
@@ -164,9 +162,6 @@ void vmcg_daemon_emit(VmcgDaemon *d, const char *type, json_object *data)
 		if (s)
 			s->fn(type, data, s->userdata);
 	}
-	(void)it;
-	(void)key;
-	(void)value;
 }
 
 /* ---- persistence ---- */

@@ -57,6 +57,8 @@
 #include "vmcg/group.h"
 #include "vmcg/stock.h"
 
+#include "bench-util.h"
+
 /*
  * The hot code of the benchmark starts on 64-byte boundaries, so that the
  * alignment of the loop and the wrappers does not depend on the size of
@@ -783,29 +785,6 @@ static double ns(enum variant v, unsigned threads, unsigned depth, uint32_t batc
 }
 
 /* ---- output ---- */
-
-static void cpu_model(char *buf, size_t size)
-{
-	FILE *f = fopen("/proc/cpuinfo", "re");
-	char line[256];
-
-	snprintf(buf, size, "unknown");
-	if (!f)
-		return;
-	while (fgets(line, sizeof(line), f)) {
-		char *colon;
-
-		if (strncmp(line, "model name", 10) != 0 || !(colon = strchr(line, ':')))
-			continue;
-		colon++;
-		while (*colon == ' ' || *colon == '\t')
-			colon++;
-		colon[strcspn(colon, "\n")] = '\0';
-		snprintf(buf, size, "%s", colon);
-		break;
-	}
-	fclose(f);
-}
 
 static void print_table(const Options *o)
 {

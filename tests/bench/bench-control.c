@@ -85,6 +85,8 @@
 #include "daemon-private.h"
 #include "sampler.h"
 
+#include "bench-util.h"
+
 #define PAGE VMCG_PAGE_SIZE
 #define MIB (UINT64_C(1) << 20)
 
@@ -280,29 +282,6 @@ static int64_t heap_in_use(void)
 	struct mallinfo2 mi = mallinfo2();
 
 	return (int64_t)(mi.uordblks + mi.hblkhd);
-}
-
-static void cpu_model(char *buf, size_t size)
-{
-	FILE *f = fopen("/proc/cpuinfo", "re");
-	char line[256];
-
-	snprintf(buf, size, "unknown");
-	if (!f)
-		return;
-	while (fgets(line, sizeof(line), f)) {
-		char *colon;
-
-		if (strncmp(line, "model name", 10) != 0 || !(colon = strchr(line, ':')))
-			continue;
-		colon++;
-		while (*colon == ' ' || *colon == '\t')
-			colon++;
-		colon[strcspn(colon, "\n")] = '\0';
-		snprintf(buf, size, "%s", colon);
-		break;
-	}
-	fclose(f);
 }
 
 /* ---- synthetic fleets ---- */
