@@ -10,6 +10,7 @@
  *   key                   type       default                   range
  *   socket                path       /run/vmcg/vmcgd.sock      absolute, <= 107 bytes (sun_path)
  *   state                 path       /var/lib/vmcg/state.json  absolute, < PATH_MAX
+ *   hooks-socket          path       /run/vmcg/hooks.sock      absolute, <= 107 bytes, or empty: off
  *   interval              duration   1s                        100ms..60s
  *   write-group           unix group vmcg                      name, or empty: root only
  *   recursive-protection  bool       false
@@ -78,6 +79,7 @@
 
 /* Defaults: keep in step with the table above, docs/config.md and config/vmcgd.conf. */
 #define DEFAULT_SOCKET "/run/vmcg/vmcgd.sock"
+#define DEFAULT_HOOKS_SOCKET "/run/vmcg/hooks.sock"
 #define DEFAULT_STATE "/var/lib/vmcg/state.json"
 #define DEFAULT_INTERVAL_USEC USEC_PER_SEC
 #define DEFAULT_WRITE_GROUP "vmcg"
@@ -216,6 +218,7 @@ typedef struct KeyDesc {
 static const KeyDesc daemon_keys[] = {
 	{ "socket", VALUE_SOCKET_PATH, D(socket_path) },
 	{ "state", VALUE_FILE_PATH, D(state_path) },
+	{ "hooks-socket", VALUE_SOCKET_PATH, D(hooks_socket_path), .flags = KEY_EMPTY_OK },
 	{ "interval", VALUE_DURATION, D(interval_usec), .lo = 100 * USEC_PER_MSEC,
 	  .hi = 60 * USEC_PER_SEC },
 	{ "write-group", VALUE_UNIX_GROUP, D(write_group), .flags = KEY_EMPTY_OK },
@@ -329,6 +332,7 @@ VmcgConfig *vmcg_config_new_default(void)
 
 	c->socket_path = g_strdup(DEFAULT_SOCKET);
 	c->state_path = g_strdup(DEFAULT_STATE);
+	c->hooks_socket_path = g_strdup(DEFAULT_HOOKS_SOCKET);
 	c->interval_usec = DEFAULT_INTERVAL_USEC;
 	c->write_group = g_strdup(DEFAULT_WRITE_GROUP);
 	c->recursive_protection = false;
@@ -349,6 +353,7 @@ void vmcg_config_free(VmcgConfig *c)
 		return;
 	g_free(c->socket_path);
 	g_free(c->state_path);
+	g_free(c->hooks_socket_path);
 	g_free(c->write_group);
 	for (size_t i = 0; i < c->n_groups; i++)
 		group_clear(&c->groups[i]);
@@ -838,6 +843,8 @@ static gboolean set_value(Parser *p, unsigned line, const KeyDesc *k, const char
 
 	case VALUE_SOCKET_PATH:
 	case VALUE_FILE_PATH:
+		if (*v == '\0') /* KEY_EMPTY_OK: off */
+			break;
 		if (!check_path(p, line, k, v,
 				k->type == VALUE_SOCKET_PATH ? SOCKET_PATH_MAX : PATH_MAX - 1,
 				error))

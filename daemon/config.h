@@ -88,6 +88,7 @@ typedef struct VmcgConfig {
 	/* [daemon] */
 	char *socket_path;
 	char *state_path;
+	char *hooks_socket_path; /* "" for no hooks socket */
 	uint64_t interval_usec;
 	char *write_group; /* "" for root only */
 	bool recursive_protection;

@@ -67,6 +67,32 @@ static gboolean full_sample(VmcgDvm *vm, uint64_t now, uint64_t *ret_guest, uint
 	return TRUE;
 }
 
+/*
+ * Hook mode: the hooks charge, sampling audits. Resident guest RAM above
+ * the charge plus the slots' slack means pages were populated that were
+ * never charged: a broken or lying QEMU. Flagged once per episode.
+ */
+static void audit(VmcgDvm *vm, uint64_t res_pages)
+{
+	uint64_t charged = vmcg_hooks_conn_charged(vm->hooks);
+	uint64_t slack = vmcg_hooks_conn_slack(vm->hooks);
+	gboolean over = res_pages > charged + slack;
+
+	if (over && !vm->audit_flagged) {
+		g_autoptr(json_object) data = json_object_new_object();
+
+		g_warning("VM %s: %" G_GUINT64_FORMAT " pages of guest RAM resident, only %" G_GUINT64_FORMAT
+			  " charged (slack %" G_GUINT64_FORMAT ")",
+			  vmcg_vm_name(vm->vm), res_pages, charged, slack);
+		json_object_object_add(data, "vm", json_object_new_string(vmcg_vm_name(vm->vm)));
+		json_object_object_add(data, "resident", json_object_new_uint64(res_pages * PAGE));
+		json_object_object_add(data, "charged", json_object_new_uint64(charged * PAGE));
+		json_object_object_add(data, "slack", json_object_new_uint64(slack * PAGE));
+		vmcg_daemon_emit(vm->d, VMCG_EV_HOOKS_AUDIT, data);
+	}
+	vm->audit_flagged = over;
+}
+
 static void sample(VmcgDvm *vm, uint64_t now)
 {
 	g_autoptr(GError) error = NULL;
@@ -94,15 +120,19 @@ static void sample(VmcgDvm *vm, uint64_t now)
 		total = st.rss;
 	}
 	res_pages = pages_of(guest);
+	vm->resident = guest;
+	vm->overhead = total > guest ? total - guest : 0;
+	vmcg_vm_set_overhead(vm->vm, pages_of(vm->overhead));
+	if (vm->hooks) {
+		audit(vm, res_pages);
+		return;
+	}
 	charged_pages = pages_of(vm->charged);
 	if (res_pages > charged_pages)
 		vmcg_vm_charge(vm->vm, res_pages - charged_pages);
 	else if (res_pages < charged_pages)
 		(void)vmcg_vm_uncharge(vm->vm, charged_pages - res_pages);
 	vm->charged = res_pages * PAGE;
-	vm->resident = guest;
-	vm->overhead = total > guest ? total - guest : 0;
-	vmcg_vm_set_overhead(vm->vm, pages_of(vm->overhead));
 }
 
 /*
@@ -308,11 +338,58 @@ static void account_vmpressure(VmcgDaemon *d, VmcgGroup *g, uint64_t now)
  */
 static void account_psi(VmcgGroup *g, uint64_t now, uint64_t dt)
 {
+	VmcgGroupState *gs = gstate(g);
 	bool high = vmcg_group_over_high(g), max = vmcg_group_over_max(g);
+	uint64_t some = high || max ? dt : 0, full = max ? dt : 0;
 
-	if (high || max)
-		(void)vmcg_psi_add_stall(vmcg_group_psi(g), dt, max ? dt : 0);
+	/*
+	 * Hook mode has the real thing: vCPUs that waited for a refill.
+	 * Some: one of them waited; full: every VM under the group had one
+	 * waiting (for the shortest of their waits).
+	 */
+	some = MIN(dt, MAX(some, gs->stall_some));
+	full = MIN(some, MAX(full, gs->nr_stalled && gs->nr_stalled == gs->nr_vms ? gs->stall_full : 0));
+	if (some)
+		(void)vmcg_psi_add_stall(vmcg_group_psi(g), some, full);
 	vmcg_psi_update(vmcg_group_psi(g), now);
+}
+
+/* Hook mode: held refills and vCPU waits, summed up the tree. */
+static void gather_hooks(VmcgDaemon *d)
+{
+	VmcgGroup *root = vmcg_tree_root(d->tree);
+
+	for (VmcgGroup *g = root; g; g = vmcg_group_next_descendant(g, root)) {
+		VmcgGroupState *gs = gstate(g);
+
+		gs->held_pages = 0;
+		gs->held_since = 0;
+		gs->stall_some = gs->stall_full = 0;
+		gs->nr_vms = gs->nr_stalled = 0;
+	}
+	for (GList *l = d->vms.head; l; l = l->next) {
+		VmcgDvm *vm = l->data;
+		uint64_t held = 0, stall = vm->hooks ? vm->tick_stall_usec : 0;
+		int64_t since = 0;
+
+		if (vm->hooks)
+			held = vmcg_hooks_conn_held(vm->hooks, &since);
+		for (VmcgGroup *g = vmcg_vm_group(vm->vm); g; g = vmcg_group_parent(g)) {
+			VmcgGroupState *gs = gstate(g);
+
+			gs->nr_vms++;
+			if (held) {
+				gs->held_pages += held;
+				if (!gs->held_since || since < gs->held_since)
+					gs->held_since = since;
+			}
+			if (stall) {
+				gs->stall_full = gs->nr_stalled ? MIN(gs->stall_full, stall) : stall;
+				gs->stall_some = MAX(gs->stall_some, stall);
+				gs->nr_stalled++;
+			}
+		}
+	}
 }
 
 static void oom(VmcgGroup *g)
@@ -343,6 +420,20 @@ static void check_oom(VmcgDaemon *d, VmcgGroup *g, uint64_t now)
 	VmcgGroupState *gs = gstate(g);
 	uint64_t usage = vmcg_group_current(g);
 
+	/*
+	 * Hook mode never goes over max: the charge that would is held, and
+	 * its vCPU waits (try_charge() already counted the max event). The
+	 * deadline runs from the oldest held refill under the group.
+	 */
+	if (!vmcg_group_over_max(g) && gs->held_pages) {
+		if (now - (uint64_t)gs->held_since >= d->policy.oom_deadline_usec &&
+		    (!gs->over_max_since ||
+		     now - (uint64_t)gs->over_max_since >= d->policy.oom_deadline_usec)) {
+			oom(g);
+			gs->over_max_since = (int64_t)now;
+		}
+		return;
+	}
 	if (!vmcg_group_over_max(g)) {
 		gs->over_max_since = 0;
 		return;
@@ -375,16 +466,20 @@ void vmcg_control_tick(VmcgDaemon *d)
 		vmcg_dvm_poll(vm, now);
 		vm->want_take = 0;
 	}
+	vmcg_hooks_tick(d->hooks, now - dt, now);
+	gather_hooks(d);
 
 	for (g = root; g; g = vmcg_group_next_descendant(g, root)) {
 		uint64_t usage = vmcg_group_current(g), excess = 0;
+		/* Held refills are demand the group has no room for yet. */
+		uint64_t demand = usage + gstate(g)->held_pages;
 
 		account_vmpressure(d, g, now);
 		account_psi(g, now, dt);
 		if (usage > vmcg_group_high(g))
 			excess = usage - vmcg_group_high(g);
-		if (usage > vmcg_group_max(g))
-			excess = MAX(excess, usage - vmcg_group_max(g));
+		if (demand > vmcg_group_max(g))
+			excess = MAX(excess, demand - vmcg_group_max(g));
 		if (!excess)
 			continue;
 		if (vmcg_group_over_high(g))

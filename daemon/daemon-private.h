@@ -7,6 +7,7 @@
 
 #include "daemon.h"
 #include "backstop.h"
+#include "hooks.h"
 #include "qmp.h"
 
 /* qmp.h defines the json_object cleanup. */
@@ -26,6 +27,7 @@ struct VmcgDaemon {
 	uint64_t interval_usec;
 	uint64_t last_tick_usec;
 	VmcgBackstop *backstop; /* NULL: no backstop */
+	VmcgHooks *hooks;	/* NULL: no hooks socket */
 	uint64_t backstop_overhead;
 };
 
@@ -36,6 +38,12 @@ typedef struct VmcgGroupState {
 	uint64_t asked_pages;	 /* asked of balloons last tick (vmpressure) */
 	uint64_t asked_at_usage; /* usage when asked */
 	uint64_t last_psi_usec;
+	/* hook mode, recomputed each tick: refills waiting for room under it */
+	uint64_t held_pages;
+	int64_t held_since; /* the oldest, 0 if none */
+	uint64_t stall_some; /* usec in this tick some hooked vCPU under it waited */
+	uint64_t stall_full; /* ... and every VM under it had one waiting */
+	uint32_t nr_vms, nr_stalled;
 } VmcgGroupState;
 
 struct VmcgDvm {
@@ -72,6 +80,9 @@ struct VmcgDvm {
 	uint64_t want_take;	 /* pages the planner asks this tick */
 	int64_t adopted_usec;	 /* when QMP became ready */
 	pid_t backstop_pid;	 /* in its backstop cgroup, 0 if not */
+	VmcgHooksConn *hooks;	 /* hook mode: charges come from here */
+	uint64_t tick_stall_usec; /* hook mode: a vCPU waited this long last tick */
+	gboolean audit_flagged;	 /* resident above charge + slack */
 	uint64_t backstop_limit; /* bytes written to its limit file */
 	GList link;
 };

@@ -75,6 +75,9 @@ void vmcg_daemon_free(VmcgDaemon *d)
 		g_source_remove(d->save_id);
 		save_now(d);
 	}
+	/* Before the VMs: a connection uncharges its VM as it closes. */
+	vmcg_hooks_free(d->hooks);
+	d->hooks = NULL;
 	while (!g_queue_is_empty(&d->vms))
 		vmcg_dvm_free(g_queue_peek_head(&d->vms));
 	for (VmcgGroup *g = vmcg_tree_root(d->tree); g;
@@ -114,6 +117,13 @@ gboolean vmcg_daemon_enable_backstop(VmcgDaemon *d, const char *sysfs, uint64_t 
 VmcgTree *vmcg_daemon_tree(VmcgDaemon *d)
 {
 	return d->tree;
+}
+
+gboolean vmcg_daemon_enable_hooks(VmcgDaemon *d, const char *path, GError **error)
+{
+	g_return_val_if_fail(!d->hooks, FALSE);
+	d->hooks = vmcg_hooks_new(d, path, error);
+	return d->hooks != NULL;
 }
 
 uint64_t vmcg_daemon_now_usec(VmcgDaemon *d)

@@ -52,7 +52,7 @@ typedef struct VmcgDvmInfo {
 	const char *name;
 	const char *qmp;
 	const char *group;
-	const char *mode;  /* "sampling" */
+	const char *mode;  /* "sampling" or "hooks" */
 	const char *state; /* "connecting", "ready", "paused", "gone" */
 	uint64_t current;  /* charged bytes */
 	uint64_t ram;	   /* guest RAM size, 0 if not known yet */
@@ -66,6 +66,12 @@ typedef struct VmcgDvmInfo {
 	int64_t stats_age_usec;
 	uint64_t stat_total, stat_free, stat_available, stat_cache;
 	int64_t pid;
+	/* hook mode only (hooked): pages */
+	bool hooked;
+	uint32_t hook_slots, hook_batch, hook_held;
+	uint64_t hook_charged, hook_credit, hook_populated, hook_faults, hook_unbacked;
+	uint64_t hook_slack, hook_grants, hook_drains, hook_stall_usec;
+	bool hook_audit_flagged;
 } VmcgDvmInfo;
 
 /* Event types of the API's event stream. */
@@ -73,6 +79,10 @@ typedef struct VmcgDvmInfo {
 #define VMCG_EV_BALLOON_STUCK "balloon_stuck"
 #define VMCG_EV_VM_ATTACHED "vm_attached"
 #define VMCG_EV_VM_DETACHED "vm_detached"
+#define VMCG_EV_HOOKS_ATTACHED "hooks_attached"
+#define VMCG_EV_HOOKS_DETACHED "hooks_detached"
+/* a hooked VM has more resident than it was charged for, beyond the slack */
+#define VMCG_EV_HOOKS_AUDIT "hooks_audit"
 /* and the memory events: "low", "high", "max", "oom", "oom_kill" */
 
 /* @data is borrowed for the call. */
@@ -112,6 +122,11 @@ const VmcgPolicy *vmcg_daemon_policy(VmcgDaemon *d);
  */
 gboolean vmcg_daemon_enable_backstop(VmcgDaemon *d, const char *sysfs, uint64_t overhead_bytes,
 				     GError **error);
+
+/**
+ * vmcg_daemon_enable_hooks() - serve hook-mode QEMUs on @path (hooks.h).
+ */
+gboolean vmcg_daemon_enable_hooks(VmcgDaemon *d, const char *path, GError **error);
 
 /** Start the control loop at @interval_usec and connect to every VM. */
 void vmcg_daemon_start(VmcgDaemon *d, uint64_t interval_usec);

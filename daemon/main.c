@@ -20,6 +20,7 @@
 static char *opt_config;
 static char *opt_socket;
 static char *opt_state;
+static char *opt_hooks_socket;
 static char *opt_interval;
 static gboolean opt_check;
 static gboolean opt_print_default;
@@ -33,6 +34,10 @@ static const GOptionEntry entries[] = {
 	  "API socket (default: the config's, /run/vmcg/vmcgd.sock)", "PATH" },
 	{ "state", 0, 0, G_OPTION_ARG_FILENAME, &opt_state,
 	  "State file (default: the config's, /var/lib/vmcg/state.json)", "FILE" },
+	{ "hooks-socket", 0, 0, G_OPTION_ARG_FILENAME, &opt_hooks_socket,
+	  "Hooks socket for hook-mode QEMUs (default: the config's, /run/vmcg/hooks.sock; "
+	  "empty: none)",
+	  "PATH" },
 	{ "no-state", 0, 0, G_OPTION_ARG_NONE, &opt_no_state,
 	  "Neither load nor save state (changes through the API do not survive a restart)", NULL },
 	{ "interval", 'i', 0, G_OPTION_ARG_STRING, &opt_interval,
@@ -219,6 +224,15 @@ int main(int argc, char **argv)
 	if (!api) {
 		fprintf(stderr, "vmcgd: API socket %s: %s\n", api_opts.socket_path, error->message);
 		return 1;
+	}
+
+	{
+		const char *hp = opt_hooks_socket ? opt_hooks_socket : config->hooks_socket_path;
+
+		if (hp && *hp && !vmcg_daemon_enable_hooks(d, hp, &error)) {
+			fprintf(stderr, "vmcgd: %s\n", error->message);
+			return 1;
+		}
 	}
 
 	loop = g_main_loop_new(NULL, FALSE);

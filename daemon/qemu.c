@@ -307,7 +307,9 @@ void vmcg_dvm_free(VmcgDvm *vm)
 {
 	if (!vm)
 		return;
-	/* Free the connection first: its callbacks must not see a half-freed VM. */
+	/* Free the connections first: their callbacks must not see a half-freed VM. */
+	if (vm->hooks)
+		vmcg_hooks_conn_close(vm->hooks);
 	vmcg_qmp_free(vm->qmp);
 	/* Forgotten, maybe still running: back to the hierarchy's root. */
 	vmcg_control_backstop_release(vm);
@@ -468,4 +470,26 @@ void vmcg_dvm_info(VmcgDvm *vm, VmcgDvmInfo *ret)
 		.stat_cache = vm->st_cache,
 		.pid = vm->pid,
 	};
+	if (vm->hooks) {
+		VmcgHooksInfo h;
+
+		vmcg_hooks_conn_info(vm->hooks, &h);
+		ret->mode = "hooks";
+		ret->hooked = true;
+		ret->hook_slots = h.nr_slots;
+		ret->hook_batch = h.batch;
+		ret->hook_held = h.held;
+		ret->hook_charged = h.charged;
+		ret->hook_credit = h.credit;
+		ret->hook_populated = h.populated;
+		ret->hook_faults = h.faults;
+		ret->hook_unbacked = h.unbacked;
+		ret->hook_slack = h.slack;
+		ret->hook_grants = h.grants;
+		ret->hook_drains = h.drains;
+		ret->hook_stall_usec = h.stall_usec;
+		ret->hook_audit_flagged = h.audit_flagged;
+		if (!ret->pid)
+			ret->pid = h.pid;
+	}
 }

@@ -63,6 +63,7 @@ class Daemon:
         self.tmpdir = Path(tmpdir or tempfile.mkdtemp(prefix="vmcgd-"))
         self.socket = str(self.tmpdir / "vmcgd.sock")
         self.state = str(self.tmpdir / "state.json")
+        self.hooks_socket = str(self.tmpdir / "hooks.sock")
         self.log = self.tmpdir / "vmcgd.log"
         self.proc = None
         self.events = []
@@ -90,7 +91,7 @@ class Daemon:
             cfg.write_text(self.config)
             args += ["--config", str(cfg)]
         args += ["--socket", self.socket, "--state", self.state, "--interval", self.interval,
-                 "-v"] + self.extra_args
+                 "--hooks-socket", self.hooks_socket, "-v"] + self.extra_args
         self.logf = open(self.log, "ab")
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self.logf,
                                      stderr=subprocess.STDOUT, start_new_session=True)

@@ -1,0 +1,769 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * The hooks server (hooks.h). One non-blocking SOCK_SEQPACKET connection
+ * per hooked QEMU, served on the main loop: a REFILL is answered within
+ * the same main-loop iteration unless the VM's groups have no room, in
+ * which case it is held (the vCPU waits: throttling) and retried whenever
+ * charge goes away or a limit goes up, and at every tick, while the
+ * control loop reclaims for it; past the OOM deadline the group's OOM
+ * action runs (control.c).
+ *
+ * Accounting: c->charged is exactly what this connection has charged to
+ * the VM (HELLO's populated pages, plus grants, minus drains). It leaves
+ * the tree whole when the connection closes; sampling takes over if QEMU
+ * lives on.
+ *
+ * The region is shared with an untrusted process: vmcgd only ever reads a
+ * slot's credit with atomic operations and never trusts it beyond what it
+ * has charged (a QEMU that writes itself credit gets pages it was not
+ * charged for: the sampling audit flags exactly that).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <gio/gio.h>
+#include <glib-unix.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "daemon-private.h"
+#include "hooks-proto.h"
+#include "hooks.h"
+
+#define PAGE VMCG_PAGE_SIZE
+/* Packets handled per wake-up of one connection: others get their turn. */
+#define BURST 64
+
+struct VmcgHooks {
+	VmcgDaemon *d;
+	char *path;
+	int fd;
+	guint watch;
+	dev_t dev;
+	ino_t ino;
+	GQueue conns;
+	uint64_t last_tick_usec;
+};
+
+typedef struct Held {
+	gboolean held;
+	uint32_t need, want;
+	uint64_t seq;
+	int64_t since;
+} Held;
+
+struct VmcgHooksConn {
+	VmcgHooks *h;
+	int fd;
+	guint watch;
+	pid_t pid; /* SO_PEERCRED */
+	VmcgDvm *vm;
+	uint32_t nr_slots, batch;
+	void *region;
+	size_t region_size;
+	uint64_t charged;
+	Held *held;
+	uint32_t nr_held;
+	uint64_t stall_usec;	  /* total time a vCPU waited, all slots overlapping */
+	uint64_t tick_stall_usec; /* finished waits in this tick */
+	uint64_t grants, drains;
+	uint64_t seq;
+	GList link;
+};
+
+static VmcgHooksSlot *slot(VmcgHooksConn *c, uint32_t i)
+{
+	return vmcg_hooks_slot(c->region, i);
+}
+
+static const char *conn_name(VmcgHooksConn *c)
+{
+	return c->vm ? vmcg_vm_name(c->vm->vm) : "(not attached)";
+}
+
+/* ---- credit ---- */
+
+static void credit_add(VmcgHooksConn *c, uint32_t i, uint64_t pages)
+{
+	__atomic_fetch_add(&slot(c, i)->credit, (int64_t)pages, __ATOMIC_SEQ_CST);
+}
+
+/* Take whatever the slot holds above @keep; what was taken. */
+static uint64_t credit_take_above(VmcgHooksConn *c, uint32_t i, uint64_t keep)
+{
+	int64_t *p = &slot(c, i)->credit;
+	int64_t old = __atomic_load_n(p, __ATOMIC_SEQ_CST);
+
+	while (old > (int64_t)keep) {
+		if (__atomic_compare_exchange_n(p, &old, (int64_t)keep, false, __ATOMIC_SEQ_CST,
+						__ATOMIC_SEQ_CST))
+			return (uint64_t)old - keep;
+	}
+	return 0;
+}
+
+static uint64_t credit_sum(VmcgHooksConn *c)
+{
+	uint64_t sum = 0;
+
+	for (uint32_t i = 0; i < c->nr_slots; i++) {
+		int64_t v = __atomic_load_n(&slot(c, i)->credit, __ATOMIC_RELAXED);
+
+		sum += v > 0 ? (uint64_t)v : 0;
+	}
+	return sum;
+}
+
+/*
+ * Give back @pages taken from the region. Never more than this connection
+ * charged: credit QEMU made up itself is not vmcgd's to uncharge.
+ */
+static void uncharge(VmcgHooksConn *c, uint64_t pages)
+{
+	if (pages > c->charged) {
+		g_warning("hooks: VM %s: its slots held %" G_GUINT64_FORMAT
+			  " pages more than vmcgd granted",
+			  conn_name(c), pages - c->charged);
+		pages = c->charged;
+	}
+	if (!pages)
+		return;
+	(void)vmcg_vm_uncharge(c->vm->vm, pages);
+	c->charged -= pages;
+	c->drains += pages;
+}
+
+/* drain_all_stock() for one connection: every slot's credit above @keep. */
+static uint64_t drain(VmcgHooksConn *c, uint64_t keep)
+{
+	uint64_t total = 0;
+
+	for (uint32_t i = 0; i < c->nr_slots; i++)
+		total += credit_take_above(c, i, keep);
+	uncharge(c, total);
+	return total;
+}
+
+/* ---- sending ---- */
+
+static gboolean send_packet(VmcgHooksConn *c, const void *buf, size_t len, int fd)
+{
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	ssize_t n;
+
+	if (fd >= 0) {
+		struct cmsghdr *cm;
+
+		memset(&u, 0, sizeof(u));
+		msg.msg_control = u.buf;
+		msg.msg_controllen = sizeof(u.buf);
+		cm = CMSG_FIRSTHDR(&msg);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	}
+	do
+		n = sendmsg(c->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	if (n == (ssize_t)len)
+		return TRUE;
+	/*
+	 * A peer that lets a socket buffer of small packets fill up is not
+	 * reading: drop it rather than queue without bound.
+	 */
+	g_warning("hooks: VM %s: cannot send: %s", conn_name(c),
+		  n < 0 ? g_strerror(errno) : "short write");
+	return FALSE;
+}
+
+static void hdr_init(VmcgHooksConn *c, VmcgHooksHdr *hdr, uint32_t type, size_t len)
+{
+	hdr->type = type;
+	hdr->len = (uint32_t)len;
+	hdr->seq = ++c->seq;
+}
+
+static void send_reject(VmcgHooksConn *c, int error, const char *fmt, ...)
+	G_GNUC_PRINTF(3, 4);
+
+static void send_reject(VmcgHooksConn *c, int error, const char *fmt, ...)
+{
+	VmcgHooksReject r = { 0 };
+	va_list ap;
+
+	hdr_init(c, &r.hdr, VMCG_HOOKS_REJECT, sizeof(r));
+	r.error = error;
+	va_start(ap, fmt);
+	g_vsnprintf(r.reason, sizeof(r.reason), fmt, ap);
+	va_end(ap);
+	g_message("hooks: pid %d refused: %s", (int)c->pid, r.reason);
+	(void)send_packet(c, &r, sizeof(r), -1);
+}
+
+/* ---- connections ---- */
+
+static void emit(VmcgHooksConn *c, const char *type, json_object *extra)
+{
+	g_autoptr(json_object) data = extra ? extra : json_object_new_object();
+
+	json_object_object_add(data, "vm", json_object_new_string(vmcg_vm_name(c->vm->vm)));
+	json_object_object_add(data, "pid", json_object_new_int64(c->pid));
+	vmcg_daemon_emit(c->h->d, type, data);
+}
+
+static void end_hold(VmcgHooksConn *c, uint32_t i, int64_t now)
+{
+	Held *hd = &c->held[i];
+	int64_t from = MAX(hd->since, (int64_t)c->h->last_tick_usec);
+
+	c->stall_usec += (uint64_t)(now - hd->since);
+	if (now > from)
+		c->tick_stall_usec = MAX(c->tick_stall_usec, (uint64_t)(now - from));
+	hd->held = FALSE;
+	c->nr_held--;
+}
+
+static void conn_free(VmcgHooksConn *c)
+{
+	VmcgHooks *h = c->h;
+
+	if (c->vm) {
+		VmcgDvm *vm = c->vm;
+
+		uncharge(c, c->charged);
+		emit(c, VMCG_EV_HOOKS_DETACHED, NULL);
+		g_message("hooks: VM %s detached", vmcg_vm_name(vm->vm));
+		vm->hooks = NULL;
+		vm->audit_flagged = FALSE;
+		vm->cal_usec = 0; /* sampling takes over: measure in full first */
+		c->vm = NULL;
+	}
+	if (c->watch)
+		g_source_remove(c->watch);
+	if (c->fd >= 0)
+		close(c->fd);
+	if (c->region)
+		munmap(c->region, c->region_size);
+	g_free(c->held);
+	g_queue_unlink(&h->conns, &c->link);
+	g_free(c);
+}
+
+void vmcg_hooks_conn_close(VmcgHooksConn *c)
+{
+	conn_free(c);
+}
+
+static void *region_new(uint32_t nr_slots, uint32_t batch, size_t *ret_size, int *ret_fd,
+			GError **error)
+{
+	size_t size = VMCG_HOOKS_REGION_SIZE(nr_slots);
+	VmcgHooksRegionHeader *hdr;
+	void *p;
+	int fd;
+
+	fd = memfd_create("vmcg-hooks", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0 || ftruncate(fd, (off_t)size) < 0 ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
+		int err = errno;
+
+		if (fd >= 0)
+			close(fd);
+		g_set_error(error, G_IO_ERROR, g_io_error_from_errno(err), "memfd: %s",
+			    g_strerror(err));
+		return NULL;
+	}
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED) {
+		int err = errno;
+
+		close(fd);
+		g_set_error(error, G_IO_ERROR, g_io_error_from_errno(err), "mmap: %s",
+			    g_strerror(err));
+		return NULL;
+	}
+	hdr = p;
+	hdr->magic = VMCG_HOOKS_REGION_MAGIC;
+	hdr->major = VMCG_HOOKS_ABI_MAJOR;
+	hdr->minor = VMCG_HOOKS_ABI_MINOR;
+	hdr->nr_slots = nr_slots;
+	hdr->slot_size = sizeof(VmcgHooksSlot);
+	hdr->header_size = sizeof(VmcgHooksRegionHeader);
+	hdr->batch = batch;
+	hdr->watermark = MAX(1u, batch / 2);
+	*ret_size = size;
+	*ret_fd = fd;
+	return p;
+}
+
+static gboolean on_hello(VmcgHooksConn *c, const VmcgHooksMsg *m)
+{
+	VmcgDaemon *d = c->h->d;
+	g_autoptr(GError) error = NULL;
+	VmcgHooksWelcome w = { 0 };
+	VmcgDvm *vm;
+	json_object *data;
+	int mfd;
+
+	if (m->hello.pid != (uint32_t)c->pid) {
+		send_reject(c, EPERM, "HELLO says pid %u, the socket's peer is pid %d",
+			    m->hello.pid, (int)c->pid);
+		return FALSE;
+	}
+	vm = vmcg_daemon_vm_lookup(d, m->hello.vm_name);
+	if (!vm) {
+		send_reject(c, ENOENT, "no VM named \"%s\" is registered with vmcgd",
+			    m->hello.vm_name);
+		return FALSE;
+	}
+	if (vm->hooks) {
+		send_reject(c, EBUSY, "VM %s is already attached (pid %d)", m->hello.vm_name,
+			    (int)vm->hooks->pid);
+		return FALSE;
+	}
+	if (vm->pid && vm->pid != c->pid) {
+		send_reject(c, EPERM, "VM %s is QEMU pid %d per its QMP socket, not pid %d",
+			    m->hello.vm_name, (int)vm->pid, (int)c->pid);
+		return FALSE;
+	}
+	c->nr_slots = m->hello.nr_vcpus + 1;
+	c->batch = m->hello.batch;
+	c->region = region_new(c->nr_slots, c->batch, &c->region_size, &mfd, &error);
+	if (!c->region) {
+		send_reject(c, EIO, "vmcgd: %s", error->message);
+		return FALSE;
+	}
+	c->held = g_new0(Held, c->nr_slots);
+
+	/* Attach: sampling's charge is replaced by the hooks' own count. */
+	if (vm->charged)
+		(void)vmcg_vm_uncharge(vm->vm, vm->charged / PAGE);
+	vm->charged = 0;
+	vmcg_vm_charge(vm->vm, m->hello.populated);
+	c->charged = m->hello.populated;
+	c->vm = vm;
+	vm->hooks = c;
+
+	hdr_init(c, &w.hdr, VMCG_HOOKS_WELCOME, sizeof(w));
+	w.major = VMCG_HOOKS_ABI_MAJOR;
+	w.minor = VMCG_HOOKS_ABI_MINOR;
+	w.nr_slots = c->nr_slots;
+	w.region_size = c->region_size;
+	w.charged = c->charged;
+	if (!send_packet(c, &w, sizeof(w), mfd)) {
+		close(mfd);
+		return FALSE;
+	}
+	close(mfd);
+	g_message("hooks: VM %s attached: pid %d, %u vCPUs, batch %u, %" G_GUINT64_FORMAT
+		  " of %" G_GUINT64_FORMAT " pages populated%s",
+		  m->hello.vm_name, (int)c->pid, m->hello.nr_vcpus, c->batch, m->hello.populated,
+		  m->hello.pages, m->hello.flags & VMCG_HOOKS_F_REATTACH ? " (re-attach)" : "");
+	data = json_object_new_object();
+	json_object_object_add(data, "vcpus", json_object_new_int64(m->hello.nr_vcpus));
+	json_object_object_add(data, "batch", json_object_new_int64(c->batch));
+	json_object_object_add(data, "populated",
+			       json_object_new_uint64(m->hello.populated * PAGE));
+	json_object_object_add(data, "reattach",
+			       json_object_new_boolean(m->hello.flags & VMCG_HOOKS_F_REATTACH));
+	emit(c, VMCG_EV_HOOKS_ATTACHED, data);
+	return TRUE;
+}
+
+/* Charge @want pages, or exactly @need if @want would break a max. Pages, or 0. */
+static uint32_t try_charge(VmcgHooksConn *c, uint32_t need, uint32_t want, VmcgGroup **ret_over)
+{
+	if (vmcg_vm_try_charge(c->vm->vm, want, ret_over) == 0)
+		return want;
+	if (need && need < want && vmcg_vm_try_charge(c->vm->vm, need, ret_over) == 0)
+		return need;
+	return 0;
+}
+
+static gboolean grant(VmcgHooksConn *c, uint32_t i, uint64_t seq, uint32_t pages)
+{
+	VmcgHooksGrant g = { 0 };
+
+	if (pages) {
+		credit_add(c, i, pages);
+		c->charged += pages;
+		c->grants += pages;
+	}
+	hdr_init(c, &g.hdr, VMCG_HOOKS_GRANT, sizeof(g));
+	g.hdr.seq = seq;
+	g.slot = i;
+	g.pages = pages;
+	return send_packet(c, &g, sizeof(g), -1);
+}
+
+/*
+ * Every hooked VM under @g gives back its slots' credit, as try_charge()
+ * drains every CPU's stock before it reclaims: credit cached for vCPUs
+ * that do not fault now must not hold up the one that waits.
+ */
+static uint64_t drain_group(VmcgHooks *h, VmcgGroup *g)
+{
+	uint64_t total = 0;
+
+	for (GList *l = h->conns.head; l; l = l->next) {
+		VmcgHooksConn *c = l->data;
+
+		if (!c->vm)
+			continue;
+		for (VmcgGroup *a = vmcg_vm_group(c->vm->vm); a; a = vmcg_group_parent(a)) {
+			if (a == g) {
+				total += drain(c, 0);
+				break;
+			}
+		}
+	}
+	return total;
+}
+
+/* Retry @c's held refills; FALSE if the connection must go. */
+static gboolean retry_held(VmcgHooksConn *c, int64_t now)
+{
+	for (uint32_t i = 0; c->nr_held && i < c->nr_slots; i++) {
+		Held *hd = &c->held[i];
+		uint32_t pages;
+
+		if (!hd->held)
+			continue;
+		pages = try_charge(c, hd->need, hd->want, NULL);
+		if (!pages)
+			continue;
+		end_hold(c, i, now);
+		if (!grant(c, i, hd->seq, pages))
+			return FALSE;
+	}
+	return TRUE;
+}
+
+static gboolean on_refill(VmcgHooksConn *c, const VmcgHooksRefill *r)
+{
+	VmcgHooks *h = c->h;
+	int64_t now = (int64_t)vmcg_daemon_now_usec(h->d);
+	VmcgGroup *over = NULL;
+	Held *hd = &c->held[r->slot];
+	uint32_t pages;
+
+	if (hd->held) {
+		g_warning("hooks: VM %s: a second REFILL for slot %u while one is held",
+			  conn_name(c), r->slot);
+		return FALSE;
+	}
+	pages = try_charge(c, r->need, r->want, &over);
+	if (!pages && r->need && over && drain_group(h, over))
+		pages = try_charge(c, r->need, r->want, NULL);
+	if (pages || !r->need)
+		return grant(c, r->slot, r->hdr.seq, pages);
+	/* No room: the vCPU waits while the control loop reclaims for it. */
+	hd->held = TRUE;
+	hd->need = r->need;
+	hd->want = r->want;
+	hd->seq = r->hdr.seq;
+	hd->since = now;
+	c->nr_held++;
+	vmcg_daemon_kick(h->d);
+	return TRUE;
+}
+
+static gboolean on_return(VmcgHooksConn *c, const VmcgHooksReturn *r)
+{
+	/* refill_stock(): the surplus over a batch goes back up the tree at once. */
+	uint64_t taken = credit_take_above(c, r->slot, c->batch);
+
+	uncharge(c, taken);
+	if (taken)
+		vmcg_hooks_retry(c->h);
+	return TRUE;
+}
+
+static gboolean handle(VmcgHooksConn *c, const void *buf, size_t len)
+{
+	char err[160];
+	VmcgHooksMsg m;
+	int r;
+
+	r = vmcg_hooks_parse(buf, len, c->vm ? c->nr_slots : 0, &m, err, sizeof(err));
+	if (r == -EPROTONOSUPPORT) {
+		send_reject(c, EPROTONOSUPPORT, "%s", err);
+		return FALSE;
+	}
+	if (r < 0) {
+		g_warning("hooks: %s (pid %d): %s: dropping the connection", conn_name(c),
+			  (int)c->pid, err);
+		if (!c->vm)
+			send_reject(c, EPROTO, "%s", err);
+		return FALSE;
+	}
+	switch (m.type) {
+	case VMCG_HOOKS_HELLO:
+		return on_hello(c, &m);
+	case VMCG_HOOKS_REFILL:
+		return on_refill(c, &m.refill);
+	case VMCG_HOOKS_RETURN:
+		return on_return(c, &m.ret);
+	}
+	return FALSE;
+}
+
+static gboolean on_conn_io(gint fd, GIOCondition cond, gpointer userdata)
+{
+	VmcgHooksConn *c = userdata;
+	unsigned char buf[VMCG_HOOKS_MSG_MAX + 1];
+
+	(void)cond;
+	for (int i = 0; i < BURST; i++) {
+		ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT | MSG_TRUNC);
+
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+			return G_SOURCE_CONTINUE;
+		if (n <= 0) {
+			if (n < 0)
+				g_warning("hooks: %s: %s", conn_name(c), g_strerror(errno));
+			break;
+		}
+		if (!handle(c, buf, (size_t)n))
+			break;
+		if (i == BURST - 1)
+			return G_SOURCE_CONTINUE; /* level-triggered: back soon */
+	}
+	c->watch = 0;
+	conn_free(c);
+	return G_SOURCE_REMOVE;
+}
+
+static gboolean on_accept(gint fd, GIOCondition cond, gpointer userdata)
+{
+	VmcgHooks *h = userdata;
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	VmcgHooksConn *c;
+	int cfd;
+
+	(void)cond;
+	cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	if (cfd < 0) {
+		if (errno != EAGAIN && errno != EINTR)
+			g_warning("hooks: accept: %s", g_strerror(errno));
+		return G_SOURCE_CONTINUE;
+	}
+	if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || cred.pid <= 0) {
+		g_warning("hooks: no peer credentials: %s", g_strerror(errno));
+		close(cfd);
+		return G_SOURCE_CONTINUE;
+	}
+	c = g_new0(VmcgHooksConn, 1);
+	c->h = h;
+	c->fd = cfd;
+	c->pid = cred.pid;
+	c->link.data = c;
+	g_queue_push_tail_link(&h->conns, &c->link);
+	c->watch = g_unix_fd_add(cfd, G_IO_IN | G_IO_HUP | G_IO_ERR, on_conn_io, c);
+	return G_SOURCE_CONTINUE;
+}
+
+/* ---- the server ---- */
+
+static gboolean prepare_path(const char *path, GError **error)
+{
+	g_autofree char *dir = g_path_get_dirname(path);
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat st;
+	int fd, r;
+
+	if (g_mkdir_with_parents(dir, 0755) < 0) {
+		int err = errno;
+
+		g_set_error(error, G_IO_ERROR, g_io_error_from_errno(err), "cannot create %s: %s",
+			    dir, g_strerror(err));
+		return FALSE;
+	}
+	if (lstat(path, &st) < 0)
+		return TRUE;
+	if (!S_ISSOCK(st.st_mode)) {
+		g_set_error(error, G_IO_ERROR, G_IO_ERROR_EXISTS,
+			    "%s exists and is not a socket: not removing it", path);
+		return FALSE;
+	}
+	g_strlcpy(sa.sun_path, path, sizeof(sa.sun_path));
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return TRUE;
+	r = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	close(fd);
+	if (r == 0) {
+		g_set_error(error, G_IO_ERROR, G_IO_ERROR_ADDRESS_IN_USE,
+			    "%s: another vmcgd is serving it", path);
+		return FALSE;
+	}
+	g_info("hooks: removing stale socket %s", path);
+	(void)unlink(path);
+	return TRUE;
+}
+
+VmcgHooks *vmcg_hooks_new(VmcgDaemon *d, const char *path, GError **error)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	VmcgHooks *h;
+	struct stat st;
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+			    "hooks socket path %s is too long", path);
+		return NULL;
+	}
+	if (!prepare_path(path, error))
+		return NULL;
+	g_strlcpy(sa.sun_path, path, sizeof(sa.sun_path));
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    /* QEMU runs as root here; a distro QEMU user gets the socket's group. */
+	    chmod(path, 0660) < 0 || listen(fd, 64) < 0) {
+		int err = errno;
+
+		if (fd >= 0)
+			close(fd);
+		g_set_error(error, G_IO_ERROR, g_io_error_from_errno(err), "hooks socket %s: %s",
+			    path, g_strerror(err));
+		return NULL;
+	}
+	h = g_new0(VmcgHooks, 1);
+	h->d = d;
+	h->path = g_strdup(path);
+	h->fd = fd;
+	if (stat(path, &st) == 0) {
+		h->dev = st.st_dev;
+		h->ino = st.st_ino;
+	}
+	h->watch = g_unix_fd_add(fd, G_IO_IN, on_accept, h);
+	return h;
+}
+
+void vmcg_hooks_free(VmcgHooks *h)
+{
+	struct stat st;
+
+	if (!h)
+		return;
+	while (h->conns.head)
+		conn_free(h->conns.head->data);
+	if (h->watch)
+		g_source_remove(h->watch);
+	close(h->fd);
+	if (stat(h->path, &st) == 0 && st.st_dev == h->dev && st.st_ino == h->ino)
+		(void)unlink(h->path);
+	g_free(h->path);
+	g_free(h);
+}
+
+/* ---- per tick ---- */
+
+void vmcg_hooks_retry(VmcgHooks *h)
+{
+	int64_t now;
+	GList *l, *next;
+
+	if (!h)
+		return;
+	now = (int64_t)vmcg_daemon_now_usec(h->d);
+	for (l = h->conns.head; l; l = next) {
+		VmcgHooksConn *c = l->data;
+
+		next = l->next;
+		if (c->vm && c->nr_held && !retry_held(c, now))
+			conn_free(c);
+	}
+}
+
+void vmcg_hooks_tick(VmcgHooks *h, uint64_t since, uint64_t now)
+{
+	GList *l, *next;
+
+	if (!h)
+		return;
+	for (l = h->conns.head; l; l = next) {
+		VmcgHooksConn *c = l->data;
+		uint64_t stall = c->tick_stall_usec;
+
+		next = l->next;
+		if (!c->vm)
+			continue;
+		/* A RETURN hint can be missed or never sent: drain above 2 x batch here. */
+		for (uint32_t i = 0; i < c->nr_slots; i++)
+			uncharge(c, credit_take_above(c, i, 2 * (uint64_t)c->batch));
+		if (c->nr_held && !retry_held(c, (int64_t)now)) {
+			conn_free(c);
+			continue;
+		}
+		for (uint32_t i = 0; i < c->nr_slots; i++) {
+			if (c->held[i].held)
+				stall = MAX(stall, now - MAX((uint64_t)c->held[i].since, since));
+		}
+		c->vm->tick_stall_usec = MIN(stall, now - since);
+		c->tick_stall_usec = 0;
+	}
+	h->last_tick_usec = now;
+}
+
+/* ---- reading ---- */
+
+uint64_t vmcg_hooks_conn_slack(VmcgHooksConn *c)
+{
+	/* Up to 2 x batch kept per slot between drains, plus a grant in flight each. */
+	return (uint64_t)c->nr_slots * 3 * c->batch;
+}
+
+uint64_t vmcg_hooks_conn_charged(VmcgHooksConn *c)
+{
+	return c->charged;
+}
+
+uint64_t vmcg_hooks_conn_held(VmcgHooksConn *c, int64_t *ret_since)
+{
+	uint64_t need = 0;
+	int64_t since = 0;
+
+	for (uint32_t i = 0; c->nr_held && i < c->nr_slots; i++) {
+		if (!c->held[i].held)
+			continue;
+		need += c->held[i].need;
+		if (!since || c->held[i].since < since)
+			since = c->held[i].since;
+	}
+	if (ret_since)
+		*ret_since = since;
+	return need;
+}
+
+void vmcg_hooks_conn_info(VmcgHooksConn *c, VmcgHooksInfo *ret)
+{
+	const VmcgHooksRegionHeader *hdr = c->region;
+
+	memset(ret, 0, sizeof(*ret));
+	ret->nr_slots = c->nr_slots;
+	ret->batch = c->batch;
+	ret->charged = c->charged;
+	ret->credit = credit_sum(c);
+	ret->populated = __atomic_load_n(&hdr->populated, __ATOMIC_RELAXED);
+	ret->faults = __atomic_load_n(&hdr->faults, __ATOMIC_RELAXED);
+	ret->unbacked = __atomic_load_n(&hdr->unbacked, __ATOMIC_RELAXED);
+	ret->held = c->nr_held;
+	ret->stall_usec = c->stall_usec;
+	ret->grants = c->grants;
+	ret->drains = c->drains;
+	ret->slack = vmcg_hooks_conn_slack(c);
+	ret->audit_flagged = c->vm && c->vm->audit_flagged;
+	ret->pid = c->pid;
+}

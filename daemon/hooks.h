@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The hooks server: QEMUs with the vmcg-hooks object (qemu-patches/)
+ * connect here and charge guest RAM on first touch through per-vCPU credit
+ * slots in a region shared with vmcgd (include/vmcg/hooks-abi.h,
+ * docs/hooks-abi.md). A connection is matched by its VM name to a VM
+ * registered in the config or through the API; while it is attached, the
+ * hooks charge that VM's guest RAM and sampling only audits it.
+ */
+#ifndef VMCG_DAEMON_HOOKS_H
+#define VMCG_DAEMON_HOOKS_H
+
+#include <glib.h>
+
+#include "daemon.h"
+
+typedef struct VmcgHooks VmcgHooks;
+typedef struct VmcgHooksConn VmcgHooksConn;
+
+/** Listen on @path (a stale socket file there is replaced; a live one is an error). */
+VmcgHooks *vmcg_hooks_new(VmcgDaemon *d, const char *path, GError **error);
+/** Close every connection (their QEMUs go on per their on-disconnect policy). NULL ok. */
+void vmcg_hooks_free(VmcgHooks *h);
+
+/* What the API shows of a hooked VM. Pages. */
+typedef struct VmcgHooksInfo {
+	uint32_t nr_slots;
+	uint32_t batch;
+	uint64_t charged;   /* populated + credit, as vmcgd counts it */
+	uint64_t credit;    /* sum of the slots' credit now */
+	uint64_t populated; /* QEMU's count, from the region */
+	uint64_t faults;
+	uint64_t unbacked; /* populated while detached (QEMU's count) */
+	uint32_t held;	   /* slots whose refill waits for room */
+	uint64_t stall_usec;
+	uint64_t grants, drains;
+	uint64_t slack; /* pages the charge may exceed resident by */
+	bool audit_flagged;
+	int64_t pid;
+} VmcgHooksInfo;
+
+void vmcg_hooks_conn_info(VmcgHooksConn *c, VmcgHooksInfo *ret);
+/** Most pages the charge may exceed what is resident (see hooks-abi.h). */
+uint64_t vmcg_hooks_conn_slack(VmcgHooksConn *c);
+uint64_t vmcg_hooks_conn_charged(VmcgHooksConn *c);
+/** Pages the held refills need, and since when the oldest waits (0: none). */
+uint64_t vmcg_hooks_conn_held(VmcgHooksConn *c, int64_t *ret_since);
+/** Detach (the VM is forgotten): its hook charge leaves the tree. */
+void vmcg_hooks_conn_close(VmcgHooksConn *c);
+
+/**
+ * vmcg_hooks_tick() - once per control tick: drain slots holding more than
+ * they should, retry held refills, and return per VM how long a vCPU
+ * waited in (now - @since, now] (VmcgDvm.tick_stall_usec).
+ */
+void vmcg_hooks_tick(VmcgHooks *h, uint64_t since, uint64_t now);
+/** Retry held refills now (a limit went up, or charge went away). */
+void vmcg_hooks_retry(VmcgHooks *h);
+
+#endif
