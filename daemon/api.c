@@ -256,14 +256,14 @@ static const Field vm_update_fields[] = {
 #undef VR
 
 static const char *const vm_read_only[] = {
-	"memory.current", "ram",  "resident", "overhead", "balloon",
-	"stats",	  "mode", "state",    "pid",	  "hooks", NULL,
+	"memory.current", "ram",   "resident", "overhead", "balloon", "stats",
+	"mode",		  "state", "pid",      "hooks",	   NULL,
 };
 
 /* A VM's name and socket are its identity: forget it and add it again to change them. */
 static const char *const vm_update_read_only[] = {
-	"name",	   "qmp",   "memory.current", "ram",   "resident", "overhead",
-	"balloon", "stats", "mode",	      "state", "pid",	   "hooks", NULL,
+	"name",	 "qmp",	 "memory.current", "ram", "resident", "overhead", "balloon",
+	"stats", "mode", "state",	   "pid", "hooks",    NULL,
 };
 
 static const Schema vm_add_schema = { vm_add_fields, G_N_ELEMENTS(vm_add_fields), vm_read_only };
@@ -1015,16 +1015,20 @@ static json_object *hooks_to_json(const VmcgDvmInfo *i)
 
 	json_object_object_add(h, "slots", json_object_new_int64(i->hook_slots));
 	json_object_object_add(h, "batch", json_object_new_int64(i->hook_batch));
-	json_object_object_add(h, "charged", json_object_new_uint64(i->hook_charged * VMCG_PAGE_SIZE));
-	json_object_object_add(h, "credit", json_object_new_uint64(i->hook_credit * VMCG_PAGE_SIZE));
+	json_object_object_add(h, "charged",
+			       json_object_new_uint64(i->hook_charged * VMCG_PAGE_SIZE));
+	json_object_object_add(h, "credit",
+			       json_object_new_uint64(i->hook_credit * VMCG_PAGE_SIZE));
 	json_object_object_add(h, "populated",
 			       json_object_new_uint64(i->hook_populated * VMCG_PAGE_SIZE));
 	json_object_object_add(h, "unbacked",
 			       json_object_new_uint64(i->hook_unbacked * VMCG_PAGE_SIZE));
 	json_object_object_add(h, "slack", json_object_new_uint64(i->hook_slack * VMCG_PAGE_SIZE));
 	json_object_object_add(h, "faults", json_object_new_uint64(i->hook_faults));
-	json_object_object_add(h, "granted", json_object_new_uint64(i->hook_grants * VMCG_PAGE_SIZE));
-	json_object_object_add(h, "drained", json_object_new_uint64(i->hook_drains * VMCG_PAGE_SIZE));
+	json_object_object_add(h, "granted",
+			       json_object_new_uint64(i->hook_grants * VMCG_PAGE_SIZE));
+	json_object_object_add(h, "drained",
+			       json_object_new_uint64(i->hook_drains * VMCG_PAGE_SIZE));
 	json_object_object_add(h, "held", json_object_new_int64(i->hook_held));
 	json_object_object_add(h, "stall-usec", json_object_new_uint64(i->hook_stall_usec));
 	json_object_object_add(h, "audit-flagged", json_object_new_boolean(i->hook_audit_flagged));

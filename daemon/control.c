@@ -81,7 +81,8 @@ static void audit(VmcgDvm *vm, uint64_t res_pages)
 	if (over && !vm->audit_flagged) {
 		g_autoptr(json_object) data = json_object_new_object();
 
-		g_warning("VM %s: %" G_GUINT64_FORMAT " pages of guest RAM resident, only %" G_GUINT64_FORMAT
+		g_warning("VM %s: %" G_GUINT64_FORMAT
+			  " pages of guest RAM resident, only %" G_GUINT64_FORMAT
 			  " charged (slack %" G_GUINT64_FORMAT ")",
 			  vmcg_vm_name(vm->vm), res_pages, charged, slack);
 		json_object_object_add(data, "vm", json_object_new_string(vmcg_vm_name(vm->vm)));
@@ -348,7 +349,8 @@ static void account_psi(VmcgGroup *g, uint64_t now, uint64_t dt)
 	 * waiting (for the shortest of their waits).
 	 */
 	some = MIN(dt, MAX(some, gs->stall_some));
-	full = MIN(some, MAX(full, gs->nr_stalled && gs->nr_stalled == gs->nr_vms ? gs->stall_full : 0));
+	full = MIN(some,
+		   MAX(full, gs->nr_stalled && gs->nr_stalled == gs->nr_vms ? gs->stall_full : 0));
 	if (some)
 		(void)vmcg_psi_add_stall(vmcg_group_psi(g), some, full);
 	vmcg_psi_update(vmcg_group_psi(g), now);
@@ -384,7 +386,8 @@ static void gather_hooks(VmcgDaemon *d)
 					gs->held_since = since;
 			}
 			if (stall) {
-				gs->stall_full = gs->nr_stalled ? MIN(gs->stall_full, stall) : stall;
+				gs->stall_full =
+					gs->nr_stalled ? MIN(gs->stall_full, stall) : stall;
 				gs->stall_some = MAX(gs->stall_some, stall);
 				gs->nr_stalled++;
 			}

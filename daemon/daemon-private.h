@@ -40,7 +40,7 @@ typedef struct VmcgGroupState {
 	uint64_t last_psi_usec;
 	/* hook mode, recomputed each tick: refills waiting for room under it */
 	uint64_t held_pages;
-	int64_t held_since; /* the oldest, 0 if none */
+	int64_t held_since;  /* the oldest, 0 if none */
 	uint64_t stall_some; /* usec in this tick some hooked vCPU under it waited */
 	uint64_t stall_full; /* ... and every VM under it had one waiting */
 	uint32_t nr_vms, nr_stalled;
@@ -75,15 +75,15 @@ struct VmcgDvm {
 	int64_t stats_usec;	/* when the guest stats were taken (our clock) */
 	int64_t stats_guest_ts; /* guest's last-update, to spot stale stats */
 	uint64_t st_total, st_free, st_available, st_cache;
-	uint64_t stats_resident; /* resident when the stats arrived */
-	uint64_t stats_actual;	 /* guest size when the stats arrived */
-	uint64_t want_take;	 /* pages the planner asks this tick */
-	int64_t adopted_usec;	 /* when QMP became ready */
-	pid_t backstop_pid;	 /* in its backstop cgroup, 0 if not */
-	VmcgHooksConn *hooks;	 /* hook mode: charges come from here */
+	uint64_t stats_resident;  /* resident when the stats arrived */
+	uint64_t stats_actual;	  /* guest size when the stats arrived */
+	uint64_t want_take;	  /* pages the planner asks this tick */
+	int64_t adopted_usec;	  /* when QMP became ready */
+	pid_t backstop_pid;	  /* in its backstop cgroup, 0 if not */
+	VmcgHooksConn *hooks;	  /* hook mode: charges come from here */
 	uint64_t tick_stall_usec; /* hook mode: a vCPU waited this long last tick */
-	gboolean audit_flagged;	 /* resident above charge + slack */
-	uint64_t backstop_limit; /* bytes written to its limit file */
+	gboolean audit_flagged;	  /* resident above charge + slack */
+	uint64_t backstop_limit;  /* bytes written to its limit file */
 	GList link;
 };
 

@@ -59,7 +59,8 @@ static int parse_hello(const unsigned char *buf, size_t len, VmcgHooksMsg *m, ch
 		return fail(err, errlen, "HELLO with %u vCPUs, want 1..%u", h.nr_vcpus,
 			    VMCG_HOOKS_MAX_VCPUS);
 	if (h.page_size != VMCG_PAGE_SIZE)
-		return fail(err, errlen, "HELLO with %u-byte pages; only %u-byte pages are supported",
+		return fail(err, errlen,
+			    "HELLO with %u-byte pages; only %u-byte pages are supported",
 			    h.page_size, (unsigned)VMCG_PAGE_SIZE);
 	if (h.batch < 1 || h.batch > VMCG_HOOKS_BATCH_MAX)
 		return fail(err, errlen, "HELLO with a batch of %u pages, want 1..%u", h.batch,
@@ -77,8 +78,7 @@ static int parse_hello(const unsigned char *buf, size_t len, VmcgHooksMsg *m, ch
 		if (rb.pages < 1 || rb.pages > PAGES_LIMIT || rb.populated > rb.pages)
 			return fail(err, errlen,
 				    "HELLO: RAM block %u: %llu of %llu pages populated", i,
-				    (unsigned long long)rb.populated,
-				    (unsigned long long)rb.pages);
+				    (unsigned long long)rb.populated, (unsigned long long)rb.pages);
 		pages += rb.pages;
 		populated += rb.populated;
 		if (pages > PAGES_LIMIT)
@@ -135,8 +135,8 @@ int vmcg_hooks_parse(const void *buf, size_t len, uint32_t nr_slots, VmcgHooksMs
 				    nr_slots);
 		if (ret->refill.want < 1 || ret->refill.want > VMCG_HOOKS_BATCH_MAX ||
 		    ret->refill.need > ret->refill.want || ret->refill.reserved)
-			return fail(err, errlen, "REFILL for %u pages needing %u",
-				    ret->refill.want, ret->refill.need);
+			return fail(err, errlen, "REFILL for %u pages needing %u", ret->refill.want,
+				    ret->refill.need);
 		return 0;
 	case VMCG_HOOKS_RETURN:
 		if (!nr_slots)
@@ -144,8 +144,7 @@ int vmcg_hooks_parse(const void *buf, size_t len, uint32_t nr_slots, VmcgHooksMs
 		if (len != sizeof(ret->ret))
 			return fail(err, errlen, "RETURN of %zu bytes", len);
 		memcpy(&ret->ret, p, sizeof(ret->ret));
-		if (ret->ret.slot >= nr_slots || ret->ret.pages > PAGES_LIMIT ||
-		    ret->ret.reserved)
+		if (ret->ret.slot >= nr_slots || ret->ret.pages > PAGES_LIMIT || ret->ret.reserved)
 			return fail(err, errlen, "RETURN of %llu pages to slot %u",
 				    (unsigned long long)ret->ret.pages, ret->ret.slot);
 		return 0;

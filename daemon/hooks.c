@@ -192,8 +192,7 @@ static void hdr_init(VmcgHooksConn *c, VmcgHooksHdr *hdr, uint32_t type, size_t 
 	hdr->seq = ++c->seq;
 }
 
-static void send_reject(VmcgHooksConn *c, int error, const char *fmt, ...)
-	G_GNUC_PRINTF(3, 4);
+static void send_reject(VmcgHooksConn *c, int error, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
 
 static void send_reject(VmcgHooksConn *c, int error, const char *fmt, ...)
 {

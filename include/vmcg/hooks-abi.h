@@ -112,16 +112,16 @@ typedef struct VmcgHooksHello {
 	char vm_name[VMCG_HOOKS_NAME_MAX]; /* -name guest=, or the object's vm= */
 	uint8_t uuid[16];		   /* -uuid, zero if none */
 	uint64_t populated;		   /* sum of ramblocks[].populated */
-	VmcgHooksRamBlock ramblocks[]; /* nr_ramblocks of them */
+	VmcgHooksRamBlock ramblocks[];	   /* nr_ramblocks of them */
 } VmcgHooksHello;
 
 typedef struct VmcgHooksWelcome {
 	VmcgHooksHdr hdr;
 	uint16_t major;
 	uint16_t minor;
-	uint32_t nr_slots;     /* == HELLO nr_vcpus + 1 */
-	uint64_t region_size;  /* bytes of the memfd to map, read-write, shared */
-	uint64_t charged;      /* pages vmcgd charged for HELLO's populated */
+	uint32_t nr_slots;    /* == HELLO nr_vcpus + 1 */
+	uint64_t region_size; /* bytes of the memfd to map, read-write, shared */
+	uint64_t charged;     /* pages vmcgd charged for HELLO's populated */
 } VmcgHooksWelcome;
 
 typedef struct VmcgHooksReject {
@@ -147,7 +147,7 @@ typedef struct VmcgHooksGrant {
 
 typedef struct VmcgHooksReturn {
 	VmcgHooksHdr hdr;
-	uint32_t slot;	/* where the pages went: the device slot */
+	uint32_t slot; /* where the pages went: the device slot */
 	uint32_t reserved;
 	uint64_t pages; /* returned since the last RETURN */
 } VmcgHooksReturn;
@@ -185,7 +185,7 @@ typedef struct VmcgHooksSlot {
 	uint8_t pad_[VMCG_HOOKS_CACHELINE - 48];
 } VmcgHooksSlot;
 
-#define VMCG_HOOKS_REGION_SIZE(nr_slots)                                                    \
+#define VMCG_HOOKS_REGION_SIZE(nr_slots) \
 	((uint64_t)sizeof(VmcgHooksRegionHeader) + (uint64_t)(nr_slots) * sizeof(VmcgHooksSlot))
 
 static inline VmcgHooksSlot *vmcg_hooks_slot(void *region, uint32_t i)
