@@ -453,14 +453,16 @@ class Guest:
     None (probe_accel()); machine is q35 or pc; disk attaches the data disk
     (build-guest.sh's disk.ext2, read-only, shared by all guests), which the
     guest mounts at /mnt/disk for page-cache tests; append adds kernel
-    arguments; extra_args adds QEMU arguments; boot is
+    arguments; extra_args adds QEMU arguments; qemu is the QEMU binary
+    (default qemu_binary()); boot is
     "pvh" (QEMU loads the uncompressed vmlinux through its PVH entry) or
     "bzimage" (vmlinuz through SeaBIOS, decompressing itself), default
     $VMCG_GUEST_BOOT, else pvh when the image has a vmlinux.
     """
 
     def __init__(self, mem_mib=512, smp=1, accel=None, machine="q35", disk=True,
-                 name="guest", append="", extra_args=(), image=None, boot=None):
+                 name="guest", append="", extra_args=(), image=None, boot=None, qemu=None):
+        self.qemu = qemu  # None: qemu_binary()
         self.mem_mib = mem_mib
         self.smp = smp
         self.accel = accel
@@ -545,7 +547,7 @@ class Guest:
         if self.proc is not None:
             raise GuestError("guest %s already started" % self.name)
         self.image = self.image or ensure_guest_built()
-        self.qemu = qemu_binary()
+        self.qemu = self.qemu or qemu_binary()
         if self.boot is None:
             self.boot = os.environ.get("VMCG_GUEST_BOOT") or (
                 "pvh" if self.image.vmlinux.is_file() else "bzimage")
