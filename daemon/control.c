@@ -442,6 +442,9 @@ static void check_oom(VmcgDaemon *d, VmcgGroup *g, uint64_t now)
 		return;
 	}
 	vmcg_group_event(g, VMCG_EVENT_MAX);
+	/* A lowered max: credit cached in hooked VMs' slots goes first. */
+	if (vmcg_hooks_drain_group(d->hooks, g))
+		usage = vmcg_group_current(g);
 	/* Progress (a new low) restarts the deadline: reclaim is working. */
 	if (!gs->over_max_since || usage < gs->over_max_best) {
 		gs->over_max_since = (int64_t)now;

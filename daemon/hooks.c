@@ -71,6 +71,7 @@ struct VmcgHooksConn {
 	uint64_t tick_stall_usec; /* finished waits in this tick */
 	uint64_t grants, drains;
 	uint64_t seq;
+	gboolean dead; /* shut down; freed when its watch sees the end */
 	GList link;
 };
 
@@ -262,6 +263,21 @@ void vmcg_hooks_conn_close(VmcgHooksConn *c)
 	conn_free(c);
 }
 
+/*
+ * Outside the connection's own callback: shut the socket down and let that
+ * callback free it, so that no caller up the stack is left holding a freed
+ * connection. Its charge goes at once.
+ */
+static void conn_fail(VmcgHooksConn *c)
+{
+	if (c->dead)
+		return;
+	c->dead = TRUE;
+	if (c->vm)
+		uncharge(c, c->charged);
+	shutdown(c->fd, SHUT_RDWR);
+}
+
 static void *region_new(uint32_t nr_slots, uint32_t batch, size_t *ret_size, int *ret_fd,
 			GError **error)
 {
@@ -409,14 +425,16 @@ static gboolean grant(VmcgHooksConn *c, uint32_t i, uint64_t seq, uint32_t pages
  * drains every CPU's stock before it reclaims: credit cached for vCPUs
  * that do not fault now must not hold up the one that waits.
  */
-static uint64_t drain_group(VmcgHooks *h, VmcgGroup *g)
+uint64_t vmcg_hooks_drain_group(VmcgHooks *h, VmcgGroup *g)
 {
 	uint64_t total = 0;
 
+	if (!h)
+		return 0;
 	for (GList *l = h->conns.head; l; l = l->next) {
 		VmcgHooksConn *c = l->data;
 
-		if (!c->vm)
+		if (!c->vm || c->dead)
 			continue;
 		for (VmcgGroup *a = vmcg_vm_group(c->vm->vm); a; a = vmcg_group_parent(a)) {
 			if (a == g) {
@@ -461,7 +479,7 @@ static gboolean on_refill(VmcgHooksConn *c, const VmcgHooksRefill *r)
 		return FALSE;
 	}
 	pages = try_charge(c, r->need, r->want, &over);
-	if (!pages && r->need && over && drain_group(h, over))
+	if (!pages && r->need && over && vmcg_hooks_drain_group(h, over))
 		pages = try_charge(c, r->need, r->want, NULL);
 	if (pages || !r->need)
 		return grant(c, r->slot, r->hdr.seq, pages);
@@ -522,7 +540,7 @@ static gboolean on_conn_io(gint fd, GIOCondition cond, gpointer userdata)
 	unsigned char buf[VMCG_HOOKS_MSG_MAX + 1];
 
 	(void)cond;
-	for (int i = 0; i < BURST; i++) {
+	for (int i = 0; i < BURST && !c->dead; i++) {
 		ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT | MSG_TRUNC);
 
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
@@ -681,8 +699,8 @@ void vmcg_hooks_retry(VmcgHooks *h)
 		VmcgHooksConn *c = l->data;
 
 		next = l->next;
-		if (c->vm && c->nr_held && !retry_held(c, now))
-			conn_free(c);
+		if (c->vm && !c->dead && c->nr_held && !retry_held(c, now))
+			conn_fail(c);
 	}
 }
 
@@ -697,13 +715,13 @@ void vmcg_hooks_tick(VmcgHooks *h, uint64_t since, uint64_t now)
 		uint64_t stall = c->tick_stall_usec;
 
 		next = l->next;
-		if (!c->vm)
+		if (!c->vm || c->dead)
 			continue;
 		/* A RETURN hint can be missed or never sent: drain above 2 x batch here. */
 		for (uint32_t i = 0; i < c->nr_slots; i++)
 			uncharge(c, credit_take_above(c, i, 2 * (uint64_t)c->batch));
 		if (c->nr_held && !retry_held(c, (int64_t)now)) {
-			conn_free(c);
+			conn_fail(c);
 			continue;
 		}
 		for (uint32_t i = 0; i < c->nr_slots; i++) {
