@@ -666,7 +666,7 @@ static int cmd_vm(Ctl *c, const char *name)
 {
 	g_autoptr(json_object) vm = NULL;
 	g_autofree char *url = vm_url(name);
-	json_object *balloon = NULL, *stats = NULL;
+	json_object *balloon = NULL, *stats = NULL, *hooks = NULL;
 	int r;
 
 	r = request(c, "GET", url, NULL, NULL, NULL, TRUE, &vm);
@@ -708,6 +708,27 @@ static int cmd_vm(Ctl *c, const char *name)
 	}
 	print_size_kv(vm, "floor");
 	print_kv("oom-priority", get_str(vm, "oom-priority") ?: "-");
+	json_object_object_get_ex(vm, "hooks", &hooks);
+	if (hooks && json_object_is_type(hooks, json_type_object)) {
+		char b[4][VMCG_SIZE_STRLEN];
+		uint64_t stall = 0;
+		g_autofree char *s = g_strdup_printf(
+			"charged %s  populated %s  credit %s  slack %s",
+			size_str(hooks, "charged", b[0]), size_str(hooks, "populated", b[1]),
+			size_str(hooks, "credit", b[2]), size_str(hooks, "slack", b[3]));
+		g_autofree char *t = NULL;
+
+		(void)get_size(hooks, "stall-usec", &stall);
+		t = g_strdup_printf(
+			"%s slots, batch %s, %s faults, %s waiting, %.1f s stalled%s",
+			get_str(hooks, "slots") ?: "?", get_str(hooks, "batch") ?: "?",
+			get_str(hooks, "faults") ?: "?", get_str(hooks, "held") ?: "?", stall / 1e6,
+			json_object_get_boolean(json_object_object_get(hooks, "audit-flagged"))
+				? ", AUDIT FLAGGED"
+				: "");
+		print_kv("hooks", s);
+		print_kv("hook slots", t);
+	}
 	return EXIT_OK;
 }
 
