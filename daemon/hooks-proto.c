@@ -133,8 +133,10 @@ int vmcg_hooks_parse(const void *buf, size_t len, uint32_t nr_slots, VmcgHooksMs
 		if (ret->refill.slot >= nr_slots)
 			return fail(err, errlen, "REFILL for slot %u of %u", ret->refill.slot,
 				    nr_slots);
+		if (ret->refill.reserved)
+			return fail(err, errlen, "REFILL with a nonzero reserved field");
 		if (ret->refill.want < 1 || ret->refill.want > VMCG_HOOKS_BATCH_MAX ||
-		    ret->refill.need > ret->refill.want || ret->refill.reserved)
+		    ret->refill.need > ret->refill.want)
 			return fail(err, errlen, "REFILL for %u pages needing %u", ret->refill.want,
 				    ret->refill.need);
 		return 0;

@@ -550,6 +550,12 @@ static gboolean on_conn_io(gint fd, GIOCondition cond, gpointer userdata)
 				g_warning("hooks: %s: %s", conn_name(c), g_strerror(errno));
 			break;
 		}
+		if (n > VMCG_HOOKS_MSG_MAX) { /* MSG_TRUNC: its real length */
+			g_warning("hooks: %s (pid %d): a packet of %zd bytes: dropping the "
+				  "connection",
+				  conn_name(c), (int)c->pid, n);
+			break;
+		}
 		if (!handle(c, buf, (size_t)n))
 			break;
 		if (i == BURST - 1)
