@@ -2,7 +2,8 @@
 # Install what is needed, build, and run every test of vmcg:
 #   1. the unit, style and fuzz-corpus suites in a normal build,
 #   2. the integration suite: real QEMU guests (built from Debian packages
-#      by tests/guest/build-guest.sh), the real vmcgd, its real API,
+#      by tests/guest/build-guest.sh), the real vmcgd, its real API, and
+#      hook mode with QEMU built from Debian's source with qemu-patches/,
 #   3. the unit suite again under valgrind memcheck,
 #   4. the unit and fuzz-corpus suites again under ASan + UBSan,
 # then print one line counting every test case of every phase:
@@ -58,6 +59,20 @@ phase() { # label, build dir, test setup or "-", meson test args...
 	fi
 	logs="$logs $label=$json"
 }
+
+# The patched QEMU for the hook-mode tests (qemu-patches/): built once from
+# Debian's source package and cached (about 5 minutes on 2 cores the first
+# time). If it cannot be built here, those tests skip and say why.
+if [ -z "${VMCG_QEMU_HOOKS:-}" ]; then
+	echo "=== patched QEMU (qemu-patches/build-qemu.sh)"
+	if qemu_hooks=$(bash qemu-patches/build-qemu.sh); then
+		VMCG_QEMU_HOOKS=$qemu_hooks
+		export VMCG_QEMU_HOOKS
+		echo "patched QEMU: $VMCG_QEMU_HOOKS"
+	else
+		echo "patched QEMU: build failed (see above): the hook-mode tests will skip"
+	fi
+fi
 
 mkdir -p "$root"
 if setup "$root/build"; then
