@@ -70,15 +70,28 @@ static gboolean full_sample(VmcgDvm *vm, uint64_t now, uint64_t *ret_guest, uint
 /*
  * Hook mode: the hooks charge, sampling audits. Resident guest RAM above
  * the charge plus the slots' slack means pages were populated that were
- * never charged: a broken or lying QEMU. Flagged once per episode.
+ * never charged: a broken or lying QEMU. Only full (smaps) samples count:
+ * in between, RssAnon's change also has QEMU's own growth in it (TCG's
+ * code buffer, its heap). And only twice in a row: a discard that QEMU
+ * already returned but has not finished yet can be resident one moment
+ * longer than it is charged. A first strike asks for a full sample next
+ * tick. Flagged once per episode.
  */
-static void audit(VmcgDvm *vm, uint64_t res_pages)
+static void audit(VmcgDvm *vm, uint64_t res_pages, gboolean full)
 {
 	uint64_t charged = vmcg_hooks_conn_charged(vm->hooks);
 	uint64_t slack = vmcg_hooks_conn_slack(vm->hooks);
 	gboolean over = res_pages > charged + slack;
 
-	if (over && !vm->audit_flagged) {
+	if (!over) {
+		vm->audit_strikes = 0;
+		vm->audit_flagged = FALSE;
+		return;
+	}
+	vm->cal_usec = 0; /* a full sample next tick */
+	if (!full || ++vm->audit_strikes < 2 || vm->audit_flagged)
+		return;
+	{
 		g_autoptr(json_object) data = json_object_new_object();
 
 		g_warning("VM %s: %" G_GUINT64_FORMAT
@@ -91,7 +104,7 @@ static void audit(VmcgDvm *vm, uint64_t res_pages)
 		json_object_object_add(data, "slack", json_object_new_uint64(slack * PAGE));
 		vmcg_daemon_emit(vm->d, VMCG_EV_HOOKS_AUDIT, data);
 	}
-	vm->audit_flagged = over;
+	vm->audit_flagged = TRUE;
 }
 
 static void sample(VmcgDvm *vm, uint64_t now)
@@ -99,6 +112,7 @@ static void sample(VmcgDvm *vm, uint64_t now)
 	g_autoptr(GError) error = NULL;
 	uint64_t guest, total, res_pages, charged_pages;
 	VmcgStatusSample st;
+	gboolean full = TRUE;
 
 	if (vm->state != VMCG_DVM_READY && vm->state != VMCG_DVM_PAUSED)
 		return;
@@ -119,13 +133,14 @@ static void sample(VmcgDvm *vm, uint64_t now)
 
 		guest = g < 0 ? 0 : MIN((uint64_t)g, vm->ram_size);
 		total = st.rss;
+		full = FALSE;
 	}
 	res_pages = pages_of(guest);
 	vm->resident = guest;
 	vm->overhead = total > guest ? total - guest : 0;
 	vmcg_vm_set_overhead(vm->vm, pages_of(vm->overhead));
 	if (vm->hooks) {
-		audit(vm, res_pages);
+		audit(vm, res_pages, full);
 		return;
 	}
 	charged_pages = pages_of(vm->charged);

@@ -83,6 +83,7 @@ struct VmcgDvm {
 	VmcgHooksConn *hooks;	  /* hook mode: charges come from here */
 	uint64_t tick_stall_usec; /* hook mode: a vCPU waited this long last tick */
 	gboolean audit_flagged;	  /* resident above charge + slack */
+	unsigned audit_strikes;	  /* samples in a row over it */
 	uint64_t backstop_limit;  /* bytes written to its limit file */
 	GList link;
 };
