@@ -69,7 +69,8 @@ typedef struct VmcgDvmInfo {
 	/* hook mode only (hooked): pages */
 	bool hooked;
 	uint32_t hook_slots, hook_batch, hook_held;
-	uint64_t hook_charged, hook_credit, hook_populated, hook_faults, hook_unbacked;
+	int64_t hook_credit;
+	uint64_t hook_charged, hook_populated, hook_faults, hook_unbacked;
 	uint64_t hook_slack, hook_grants, hook_drains, hook_stall_usec;
 	bool hook_audit_flagged;
 } VmcgDvmInfo;

@@ -106,16 +106,40 @@ static uint64_t credit_take_above(VmcgHooksConn *c, uint32_t i, uint64_t keep)
 	return 0;
 }
 
-static uint64_t credit_sum(VmcgHooksConn *c)
+/* Signed: a slot in debt (see cover_debt()) counts against the others. */
+static int64_t credit_sum(VmcgHooksConn *c)
 {
-	uint64_t sum = 0;
+	int64_t sum = 0;
 
-	for (uint32_t i = 0; i < c->nr_slots; i++) {
-		int64_t v = __atomic_load_n(&slot(c, i)->credit, __ATOMIC_RELAXED);
-
-		sum += v > 0 ? (uint64_t)v : 0;
-	}
+	for (uint32_t i = 0; i < c->nr_slots; i++)
+		sum += __atomic_load_n(&slot(c, i)->credit, __ATOMIC_RELAXED);
 	return sum;
+}
+
+/*
+ * A vCPU that must stop (the VM is being paused or shut down) cannot wait
+ * for a refill: QEMU lets its fault through on debt, taking the slot's
+ * credit below 0. The pages are resident: charge them whatever the limits
+ * (as the kernel force-charges what must not fail), and the control loop
+ * reclaims. Bounded by what the waiting faults needed: a chunk per vCPU.
+ */
+static void cover_debt(VmcgHooksConn *c)
+{
+	for (uint32_t i = 0; i < c->nr_slots; i++) {
+		int64_t v = __atomic_load_n(&slot(c, i)->credit, __ATOMIC_SEQ_CST);
+		uint64_t debt;
+
+		if (v >= 0)
+			continue;
+		debt = MIN((uint64_t)-v, (uint64_t)VMCG_HOOKS_BATCH_MAX);
+		vmcg_vm_charge(c->vm->vm, debt);
+		c->charged += debt;
+		c->grants += debt;
+		credit_add(c, i, debt);
+		g_info("hooks: VM %s: slot %u ran %" G_GUINT64_FORMAT
+		       " pages into debt (a stopping vCPU): charged",
+		       conn_name(c), i, debt);
+	}
 }
 
 /*
@@ -723,6 +747,7 @@ void vmcg_hooks_tick(VmcgHooks *h, uint64_t since, uint64_t now)
 		next = l->next;
 		if (!c->vm || c->dead)
 			continue;
+		cover_debt(c);
 		/* A RETURN hint can be missed or never sent: drain above 2 x batch here. */
 		for (uint32_t i = 0; i < c->nr_slots; i++)
 			uncharge(c, credit_take_above(c, i, 2 * (uint64_t)c->batch));

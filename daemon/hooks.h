@@ -27,7 +27,7 @@ typedef struct VmcgHooksInfo {
 	uint32_t nr_slots;
 	uint32_t batch;
 	uint64_t charged;   /* populated + credit, as vmcgd counts it */
-	uint64_t credit;    /* sum of the slots' credit now */
+	int64_t credit;	    /* sum of the slots' credit now (< 0: in debt) */
 	uint64_t populated; /* QEMU's count, from the region */
 	uint64_t faults;
 	uint64_t unbacked; /* populated while detached (QEMU's count) */

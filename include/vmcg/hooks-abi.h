@@ -26,8 +26,8 @@
  *     slot when a discard (balloon inflate, free-page report) drops pages it
  *     had populated.
  * Both ends change `credit` only with atomic read-modify-write operations
- * (compare-and-swap for takes, so it never goes below 0). Hence, with no
- * message in flight:
+ * (compare-and-swap for takes, so it never goes below 0, with one
+ * exception: debt, below). Hence, with no message in flight:
  *     vmcgd's guest charge for the VM == populated pages + sum of credits
  * and the guest's resident RAM is at most the charge. How far the charge can
  * exceed what is resident (the slack) is bounded by the credit the slots can
@@ -45,6 +45,14 @@
  * need > 0 that cannot be charged is held: the vCPU stalls (that stall is
  * the group's memory.pressure) while vmcgd reclaims; past the group's OOM
  * deadline the OOM action runs.
+ *
+ * Debt: a vCPU whose fault waits for a refill cannot stop, and QEMU must
+ * stop every vCPU to pause or shut the VM down. When the VM leaves the
+ * running state with faults waiting, QEMU resolves them anyway and takes
+ * their pages from the slot's credit even below 0. vmcgd charges a slot's
+ * debt at its next tick whatever the limits (as the kernel force-charges
+ * what must not fail) and adds it back; the invariant above holds
+ * throughout, and the overshoot is at most one chunk per vCPU.
  *
  * Versioning: VMCG_HOOKS_ABI_MAJOR changes on any incompatible change; a
  * daemon rejects a HELLO whose major differs. Minor versions only append
