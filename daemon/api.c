@@ -1018,7 +1018,7 @@ static json_object *hooks_to_json(const VmcgDvmInfo *i)
 	json_object_object_add(h, "charged",
 			       json_object_new_uint64(i->hook_charged * VMCG_PAGE_SIZE));
 	json_object_object_add(h, "credit",
-			       json_object_new_uint64(i->hook_credit * VMCG_PAGE_SIZE));
+			       json_object_new_int64(i->hook_credit * (int64_t)VMCG_PAGE_SIZE));
 	json_object_object_add(h, "populated",
 			       json_object_new_uint64(i->hook_populated * VMCG_PAGE_SIZE));
 	json_object_object_add(h, "unbacked",

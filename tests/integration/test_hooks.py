@@ -178,7 +178,9 @@ def test_max_is_hard():
     Expected: resident guest RAM never exceeds max + slack, sampled every
     0.1 s for 20 s; the group counts max events, its memory.pressure
     rises (vCPUs wait for refills) and, past the OOM deadline (5 s), its
-    OOM action (notify) runs: oom and oom_kill events.
+    OOM action (notify) runs: oom and oom_kill events. QMP stop then
+    pauses the VM although a vCPU waits (debt: at most a chunk per vCPU
+    over max).
     """
     require_bed()
     with Daemon(config=DAEMON_CONF) as d:
@@ -212,6 +214,17 @@ def test_max_is_hard():
             wait_for(lambda: d.group("/m")["memory.events"]["oom"] > 0, 15,
                      what="oom after the deadline")
             assert d.group("/m")["memory.events"]["oom_kill"] > 0
+            # A waiting vCPU must not stop QEMU from pausing the VM: its
+            # fault goes through on debt, which vmcgd then charges (at most
+            # a chunk per vCPU over max).
+            t0 = time.monotonic()
+            g.qmp("stop", timeout=20)
+            assert g.qmp("query-status")["status"] == "paused"
+            print("# stop took %.2f s with a vCPU waiting" % (time.monotonic() - t0))
+            wait_for(lambda: hooks(d, "m")["credit"] >= 0, 10, what="debt charged")
+            over = d.group("/m")["memory.current"] - 256 * MiB
+            assert over <= 2 * BATCH * PAGE, "over max by %d KiB" % (over >> 10)
+            check_charge(d, g, "paused")
 
 
 def test_daemon_restart_keeps_guest():
