@@ -260,6 +260,48 @@ def test_daemon_restart_keeps_guest():
             g.unhog()
 
 
+def test_block_waits_for_daemon():
+    """
+    /b  (no limit)
+    `- vm b: hook mode, 512 MiB, on-disconnect=block
+
+    vmcgd is killed; the guest then starts a 256 MiB memhog.
+
+    Expected: while vmcgd is gone the hog cannot touch new memory (the
+    resident guest RAM grows by less than a few chunks in 3 s); once
+    vmcgd is back, QEMU re-attaches, the hog completes and
+    the charge equals resident within the slack.
+    """
+    require_bed()
+    with Daemon(config=DAEMON_CONF) as d:
+        d.put("/v1/groups/b", {})
+        g = HookGuest(d, "b", smp=2, policy="block")
+        # Registered first: with block, not a page is touched unattached.
+        d.post("/v1/vms", {"name": g.name, "qmp": g.daemon_qmp, "group": "/b"})
+        with g:
+            wait_for(lambda: d.vm("b")["mode"] == "hooks", 30, what="attached")
+            assert hooks(d, "b")["unbacked"] == 0
+            time.sleep(1.5)
+            d.stop(sig=signal.SIGKILL)
+            before = g.hooked_rss()
+            g.shell("mkdir -p /run/hogs; mkfifo /run/hogs/b.in; "
+                    "memhog 256 0<>/run/hogs/b.in >/run/hogs/b.out 2>&1 &", timeout=30)
+            time.sleep(3)
+            grown = g.hooked_rss() - before
+            assert grown < 16 * MiB, "grew %d MiB with no vmcgd" % (grown >> 20)
+            # (The guest's shell cannot be asked: with a vCPU frozen in a
+            # fault the whole guest soon waits for it.)
+            d.start()
+            wait_for(lambda: d.vm("b")["mode"] == "hooks", 30, what="re-attached")
+            wait_for(lambda: "holding" in g.shell("cat /run/hogs/b.out"), 120,
+                     what="memhog done once vmcgd is back")
+            # Part of the hog reuses pages the guest had touched and freed.
+            assert g.hooked_rss() - before >= 100 * MiB
+            time.sleep(1)
+            check_charge(d, g, "after the hog, re-attached")
+            print("# grew %.1f MiB while detached (block)" % (grown / MiB))
+
+
 def _qemu_refuses(qemu, obj, what, args, word):
     r = subprocess.run([qemu, "-L", "/usr/share/qemu", "-L", "/usr/share/seabios",
                         "-nodefaults", "-display", "none", "-accel", "tcg",
@@ -316,6 +358,7 @@ TESTS = [
     ("charge-follows-resident", test_charge_follows_resident),
     ("max-is-hard", test_max_is_hard),
     ("daemon-restart-keeps-guest", test_daemon_restart_keeps_guest),
+    ("block-waits-for-daemon", test_block_waits_for_daemon),
     ("refuses-unhookable-ram", test_refuses_unhookable_ram),
 ]
 
