@@ -773,6 +773,11 @@ uint64_t vmcg_hooks_conn_slack(VmcgHooksConn *c)
 	return (uint64_t)c->nr_slots * 3 * c->batch;
 }
 
+pid_t vmcg_hooks_conn_pid(VmcgHooksConn *c)
+{
+	return c->pid;
+}
+
 uint64_t vmcg_hooks_conn_charged(VmcgHooksConn *c)
 {
 	return c->charged;

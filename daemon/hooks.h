@@ -11,6 +11,7 @@
 #define VMCG_DAEMON_HOOKS_H
 
 #include <glib.h>
+#include <sys/types.h>
 
 #include "daemon.h"
 
@@ -43,6 +44,7 @@ void vmcg_hooks_conn_info(VmcgHooksConn *c, VmcgHooksInfo *ret);
 /** Most pages the charge may exceed what is resident (see hooks-abi.h). */
 uint64_t vmcg_hooks_conn_slack(VmcgHooksConn *c);
 uint64_t vmcg_hooks_conn_charged(VmcgHooksConn *c);
+pid_t vmcg_hooks_conn_pid(VmcgHooksConn *c);
 /** Pages the held refills need, and since when the oldest waits (0: none). */
 uint64_t vmcg_hooks_conn_held(VmcgHooksConn *c, int64_t *ret_since);
 /** Detach (the VM is forgotten): its hook charge leaves the tree. */

@@ -258,6 +258,14 @@ static void on_qmp_state(VmcgQmp *qmp, VmcgQmpState state, const GError *error, 
 		if (!vm->pid)
 			g_warning("VM %s: cannot find the process behind %s: no sampling",
 				  vmcg_vm_name(vm->vm), vm->qmp_path);
+		if (vm->hooks && vm->pid && vmcg_hooks_conn_pid(vm->hooks) != vm->pid) {
+			/* Another process attached under this VM's name. */
+			g_warning("VM %s: its hooks connection is pid %d, its QMP socket pid "
+				  "%d: dropping the hooks connection",
+				  vmcg_vm_name(vm->vm), (int)vmcg_hooks_conn_pid(vm->hooks),
+				  (int)vm->pid);
+			vmcg_hooks_conn_close(vm->hooks);
+		}
 		set_state(vm, VMCG_DVM_READY);
 		vmcg_vm_set_oom_eligible(vm->vm, TRUE);
 		/* Adopt the balloon as it is: a restarted daemon moves nothing. */
