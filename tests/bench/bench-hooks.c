@@ -31,6 +31,19 @@
  * by "QEMU" and by "vmcgd", set up before the clock starts), drains and
  * RETURN (nothing is discarded), memory.max (no limit is set).
  *
+ *   hook-vmcgd B  (--vmcgd PATH) the same fault thread against the real
+ *           vmcgd, started once as a child with a config that registers
+ *           the VM "bench" in /bench/a (its QMP socket does not exist: the
+ *           VM stays "connecting", which the hooks do not mind). Each run
+ *           is a new SOCK_SEQPACKET connection to vmcgd's hooks socket:
+ *           HELLO (this pid, the vCPUs, batch B, one RAM block of the
+ *           run's pages, none populated), WELCOME with the region's memfd,
+ *           whose header carries vmcgd's batch and watermark; then REFILL
+ *           and GRANT through vmcgd's GLib main loop. After the run the
+ *           bench shuts its side down and waits for vmcgd to close (it
+ *           uncharges then), so that the next HELLO finds the VM free.
+ *           vmcgd may drain a slot above 2 x batch at its 1 s tick.
+ *
  * Timing: CLOCK_MONOTONIC from the vCPUs' start barrier to the last vCPU's
  * last write; pages/s is all the pages over that. Threads are not pinned:
  * the fault and daemon threads compete with the vCPUs for the CPUs, as
@@ -43,8 +56,12 @@
  *
  * Exit status: 0 whatever the target says (a benchmark, not a test); 1 if
  * the accounting invariant of hooks-abi.h (the VM's charge == populated
- * pages + the slots' credit) or a protocol check fails; 2 on bad arguments
- * or setup failure; 77 if userfaultfd cannot be used here.
+ * pages + the slots' credit; with vmcgd, whose charge this process cannot
+ * read: per slot, granted - taken - final credit, what vmcgd drained, is
+ * >= 0, and the populated bits are exactly the pages taken) or a protocol
+ * check fails, or vmcgd does not exit cleanly on SIGTERM; 2 on bad
+ * arguments or setup failure (vmcgd's log is then kept); 77 if
+ * userfaultfd cannot be used here.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -52,6 +69,7 @@
 #include <linux/userfaultfd.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -61,9 +79,12 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -80,10 +101,11 @@ enum variant {
 	V_PLAIN,
 	V_THP,
 	V_HOOK,
+	V_HOOK_VMCGD,
 	_V_COUNT
 };
 
-static const char *const variant_names[_V_COUNT] = { "plain", "thp", "hook" };
+static const char *const variant_names[_V_COUNT] = { "plain", "thp", "hook", "hook-vmcgd" };
 
 static const unsigned matrix_threads[] = { 1, 2 };
 static const uint32_t matrix_batches[] = { 1, 16, 64, 512 };
@@ -113,12 +135,25 @@ static const uint32_t matrix_batches[] = { 1, 16, 64, 512 };
 #define TARGET_BATCH 64
 #define TARGET_RATIO 0.5
 
+/* The real vmcgd (--vmcgd), if started: see vmcgd_start(). */
+static struct {
+	pid_t pid;	 /* 0: not running */
+	char dir[64];	 /* its temporary directory: config, sockets, log */
+	char hooks[108]; /* its hooks socket, NUL-terminated (sun_path) */
+	bool keep;	 /* something failed: keep the directory and its log */
+} vmcgd;
+
+/* The VM of the config vmcgd_start() writes, named in every HELLO. */
+#define VMCGD_VM "bench"
+
 static _Noreturn void die(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* exit() runs vmcgd_stop() (atexit), which keeps vmcgd's log after this. */
 static _Noreturn void die(int status, const char *fmt, ...)
 {
 	va_list ap;
 
+	vmcgd.keep = true;
 	fprintf(stderr, "bench-hooks: ");
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
@@ -229,6 +264,7 @@ typedef struct RunResult {
 	uint64_t faults;  /* uffd faults resolved */
 	uint64_t waits;	  /* faults that waited for credit */
 	uint64_t refills; /* REFILLs sent */
+	uint64_t drained; /* hook-vmcgd: credit vmcgd took back (ticks) */
 } RunResult;
 
 /* Start @threads vCPUs over @mem, wait for them; fills rate and minflt. */
@@ -349,6 +385,7 @@ typedef struct SlotState {
 	bool outstanding; /* a REFILL is in flight (at most one per slot) */
 	uint64_t seq;	  /* its sequence number */
 	int64_t sent_ns;
+	uint64_t granted; /* pages of all its GRANTs */
 	/* Faults waiting for credit, FIFO: address and since when. */
 	uint64_t *addr;
 	int64_t *since;
@@ -597,8 +634,9 @@ static void read_grants(Hook *h)
 			continue;
 		if (n < 0 && errno == EAGAIN)
 			return;
-		if (n == 0)
-			die(1, "BROKEN: the daemon hung up");
+		if (n <= 0)
+			die(1, "BROKEN: the daemon hung up%s%s", n < 0 ? ": " : "",
+			    n < 0 ? strerror(errno) : "");
 		if (n != (ssize_t)sizeof(g) || g.hdr.type != VMCG_HOOKS_GRANT ||
 		    g.hdr.len != sizeof(g) || g.slot >= h->nr_slots)
 			die(1, "BROKEN: malformed GRANT (%zd bytes)", n);
@@ -607,6 +645,7 @@ static void read_grants(Hook *h)
 			die(1, "BROKEN: GRANT seq %" PRIu64 " for no REFILL", g.hdr.seq);
 		samples_add(h->rtt, now_ns() - st->sent_ns);
 		st->outstanding = false;
+		st->granted += g.pages;
 		run_queue(h, g.slot);
 		if (!st->n)
 			maybe_prefetch(h, g.slot);
@@ -649,7 +688,7 @@ static void *fault_main(void *arg)
 	return NULL;
 }
 
-/* ---- one hook run ---- */
+/* ---- setup ---- */
 
 static int open_uffd(int *ret_fd, const char **ret_why)
 {
@@ -697,48 +736,319 @@ static void *map_region(int fd, uint64_t size)
 	return p;
 }
 
-/* Returns false after an accounting failure (said on stderr). */
-static bool run_hook(uint64_t pages, unsigned threads, uint32_t batch, Samples *rtt, RunResult *res)
+/* ---- the real vmcgd (--vmcgd) ---- */
+
+static void vmcgd_path(char *buf, size_t size, const char *name)
+{
+	if ((size_t)snprintf(buf, size, "%s/%s", vmcgd.dir, name) >= size)
+		die(2, "path too long: %s/%s", vmcgd.dir, name);
+}
+
+/* A connection to vmcgd's hooks socket, or -errno. */
+static int hooks_connect(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -errno;
+	_Static_assert(sizeof(vmcgd.hooks) <= sizeof(sa.sun_path), "hooks socket path");
+	memcpy(sa.sun_path, vmcgd.hooks, sizeof(vmcgd.hooks));
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int r = -errno;
+
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+/*
+ * SIGTERM, up to 5 s, then SIGKILL. Removes its directory unless something
+ * failed. False if vmcgd did not exit with status 0 (it crashed, or it
+ * failed on the way out).
+ */
+static bool vmcgd_stop(void)
+{
+	static const char *const files[] = { "vmcgd.conf", "vmcgd.log", "api.sock", "hooks.sock" };
+	char path[192];
+	int status = 0;
+	bool reaped = false, clean;
+
+	if (vmcgd.pid <= 0)
+		return true;
+	kill(vmcgd.pid, SIGTERM);
+	for (int i = 0; i < 500 && !reaped; i++) {
+		reaped = waitpid(vmcgd.pid, &status, WNOHANG) == vmcgd.pid;
+		if (!reaped)
+			usleep(10000);
+	}
+	if (!reaped) {
+		kill(vmcgd.pid, SIGKILL);
+		waitpid(vmcgd.pid, &status, 0);
+	}
+	vmcgd.pid = 0;
+	clean = reaped && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+	if (!clean) {
+		fprintf(stderr, "bench-hooks: vmcgd did not exit cleanly on SIGTERM (%s %d)\n",
+			!reaped		      ? "killed after 5 s, status"
+			: WIFSIGNALED(status) ? "signal"
+					      : "exit status",
+			WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+		vmcgd.keep = true;
+	}
+	if (vmcgd.keep) {
+		fprintf(stderr, "bench-hooks: vmcgd's log is kept in %s/vmcgd.log\n", vmcgd.dir);
+		return clean;
+	}
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		vmcgd_path(path, sizeof(path), files[i]);
+		(void)unlink(path);
+	}
+	(void)rmdir(vmcgd.dir);
+	return clean;
+}
+
+static void vmcgd_stop_atexit(void)
+{
+	(void)vmcgd_stop();
+}
+
+/*
+ * Start @bin with a config that registers the VM VMCGD_VM, and wait until
+ * its hooks socket takes connections. Before any thread exists: fork().
+ */
+static void vmcgd_start(const char *bin)
+{
+	char conf[192], api[192], qmp[192], log[192];
+	pid_t parent = getpid();
+	FILE *f;
+
+	if (access(bin, X_OK) < 0)
+		die(2, "--vmcgd %s: %s", bin, strerror(errno));
+	snprintf(vmcgd.dir, sizeof(vmcgd.dir), "/tmp/bench-hooks-XXXXXX");
+	if (!mkdtemp(vmcgd.dir))
+		die(2, "mkdtemp: %s", strerror(errno));
+	vmcgd_path(conf, sizeof(conf), "vmcgd.conf");
+	vmcgd_path(api, sizeof(api), "api.sock");
+	vmcgd_path(qmp, sizeof(qmp), "none.qmp");
+	vmcgd_path(log, sizeof(log), "vmcgd.log");
+	vmcgd_path(vmcgd.hooks, sizeof(vmcgd.hooks), "hooks.sock");
+	/* No QEMU listens on the QMP socket: the VM stays "connecting". */
+	f = fopen(conf, "we");
+	if (!f ||
+	    fprintf(f,
+		    "[daemon]\nwrite-group =\n\n[group /bench/a]\n\n[vm " VMCGD_VM
+		    "]\nqmp = %s\ngroup = /bench/a\n",
+		    qmp) < 0 ||
+	    fclose(f) != 0)
+		die(2, "%s: %s", conf, strerror(errno));
+
+	atexit(vmcgd_stop_atexit);
+	fflush(NULL);
+	vmcgd.pid = fork();
+	if (vmcgd.pid < 0)
+		die(2, "fork: %s", strerror(errno));
+	if (vmcgd.pid == 0) {
+		int fd;
+
+		/* Die with the benchmark, whatever happens to it. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127);
+		fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		if (fd >= 0)
+			dup2(fd, 0);
+		fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		execl(bin, bin, "--config", conf, "--socket", api, "--no-state", "--hooks-socket",
+		      vmcgd.hooks, (char *)NULL);
+		fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
+		_exit(127);
+	}
+	for (int i = 0; i < 1000; i++) {
+		int status, fd = hooks_connect();
+
+		if (fd >= 0) {
+			close(fd); /* vmcgd drops a connection that never said HELLO */
+			return;
+		}
+		if (waitpid(vmcgd.pid, &status, WNOHANG) == vmcgd.pid) {
+			vmcgd.pid = 0;
+			die(2,
+			    "vmcgd exited (status 0x%x) before its hooks socket took connections",
+			    (unsigned)status);
+		}
+		usleep(10000);
+	}
+	die(2, "vmcgd's hooks socket %s took no connection in 10 s", vmcgd.hooks);
+}
+
+/*
+ * QEMU's side of HELLO/WELCOME on a new connection: @h's socket and its
+ * mapping of vmcgd's region. Returns the region's size.
+ */
+static uint64_t hook_attach(Hook *h, unsigned threads)
+{
+	VmcgHooksHello hello = { .hdr = { .type = VMCG_HOOKS_HELLO,
+					  .len = sizeof(VmcgHooksHello) + sizeof(VmcgHooksRamBlock),
+					  .seq = ++h->seq },
+				 .magic = VMCG_HOOKS_MAGIC,
+				 .major = VMCG_HOOKS_ABI_MAJOR,
+				 .minor = VMCG_HOOKS_ABI_MINOR,
+				 .pid = (uint32_t)getpid(),
+				 .nr_vcpus = threads,
+				 .page_size = (uint32_t)PAGE,
+				 .batch = h->batch,
+				 .nr_ramblocks = 1,
+				 .vm_name = VMCGD_VM };
+	VmcgHooksRamBlock rb = { .name = "pc.ram", .pages = h->pages };
+	_Alignas(8) unsigned char out[sizeof(hello) + sizeof(rb)], in[VMCG_HOOKS_MSG_MAX];
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = { .iov_base = in, .iov_len = sizeof(in) };
+	struct msghdr msg = { .msg_iov = &iov,
+			      .msg_iovlen = 1,
+			      .msg_control = u.buf,
+			      .msg_controllen = sizeof(u.buf) };
+	struct timeval tv = { .tv_sec = 5 };
+	const VmcgHooksRegionHeader *hdr;
+	struct cmsghdr *cm;
+	VmcgHooksWelcome w;
+	VmcgHooksHdr mh;
+	int memfd = -1;
+	ssize_t n;
+
+	h->sock = hooks_connect();
+	if (h->sock < 0)
+		die(2, "connect %s: %s", vmcgd.hooks, strerror(-h->sock));
+	/* Only the handshake and the close block; the fault thread polls. */
+	if (setsockopt(h->sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
+	    setsockopt(h->sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
+		die(2, "setsockopt: %s", strerror(errno));
+	memcpy(out, &hello, sizeof(hello));
+	memcpy(out + sizeof(hello), &rb, sizeof(rb));
+	if (send(h->sock, out, sizeof(out), MSG_NOSIGNAL) != (ssize_t)sizeof(out))
+		die(1, "BROKEN: HELLO send: %s", strerror(errno));
+	do
+		n = recvmsg(h->sock, &msg, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		die(1, "BROKEN: no WELCOME from vmcgd: %s", strerror(errno));
+	for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
+		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
+		    cm->cmsg_len == CMSG_LEN(sizeof(int)) && memfd < 0)
+			memcpy(&memfd, CMSG_DATA(cm), sizeof(int));
+	memcpy(&mh, in, (size_t)n < sizeof(mh) ? (size_t)n : sizeof(mh));
+	if ((size_t)n == sizeof(VmcgHooksReject) && mh.type == VMCG_HOOKS_REJECT) {
+		VmcgHooksReject rej;
+
+		memcpy(&rej, in, sizeof(rej));
+		rej.reason[sizeof(rej.reason) - 1] = '\0';
+		die(2, "vmcgd refused the HELLO: %s (%s)", rej.reason, strerror(rej.error));
+	}
+	if ((size_t)n != sizeof(w) || mh.type != VMCG_HOOKS_WELCOME || mh.len != (uint32_t)n ||
+	    msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC) || memfd < 0)
+		die(1, "BROKEN: malformed WELCOME (%zd bytes, type %u, %s memfd)", n, mh.type,
+		    memfd < 0 ? "no" : "a");
+	memcpy(&w, in, sizeof(w));
+	if (w.major != VMCG_HOOKS_ABI_MAJOR || w.nr_slots != h->nr_slots ||
+	    w.region_size != VMCG_HOOKS_REGION_SIZE(h->nr_slots) || w.charged != 0)
+		die(1,
+		    "BROKEN: WELCOME: ABI %u, %u slots, region of %" PRIu64 " bytes, %" PRIu64
+		    " pages charged",
+		    w.major, w.nr_slots, w.region_size, w.charged);
+	h->region = map_region(memfd, w.region_size);
+	close(memfd);
+	hdr = h->region;
+	if (hdr->magic != VMCG_HOOKS_REGION_MAGIC || hdr->major != VMCG_HOOKS_ABI_MAJOR ||
+	    hdr->nr_slots != h->nr_slots || hdr->slot_size != sizeof(VmcgHooksSlot) ||
+	    hdr->header_size != sizeof(VmcgHooksRegionHeader) || hdr->batch < 1 ||
+	    hdr->batch > VMCG_HOOKS_BATCH_MAX || hdr->watermark < 1)
+		die(1, "BROKEN: vmcgd's region header (%u slots, batch %u, watermark %u)",
+		    hdr->nr_slots, hdr->batch, hdr->watermark);
+	return w.region_size;
+}
+
+/*
+ * Hang up and wait for vmcgd to close its end: it has then uncharged the
+ * connection and detached the VM, which the next HELLO needs.
+ */
+static void hook_detach(Hook *h)
+{
+	char buf[VMCG_HOOKS_MSG_MAX];
+	ssize_t n;
+
+	if (shutdown(h->sock, SHUT_WR) < 0)
+		die(1, "BROKEN: shutdown: %s", strerror(errno));
+	do
+		n = recv(h->sock, buf, sizeof(buf), 0);
+	while (n < 0 && errno == EINTR);
+	if (n != 0)
+		die(1, "BROKEN: vmcgd did not close the connection: %s",
+		    n < 0 ? strerror(errno) : "a packet after the run");
+	close(h->sock);
+}
+
+/* ---- one hook run ---- */
+
+/*
+ * In-process (@real false): a daemon thread charging through libvmcg.
+ * Real: vmcgd over its hooks socket. Returns false after an accounting
+ * failure (said on stderr).
+ */
+static bool run_hook(bool real, uint64_t pages, unsigned threads, uint32_t batch, Samples *rtt,
+		     RunResult *res)
 {
 	uint32_t nr_slots = threads + 1;
-	uint64_t region_size = VMCG_HOOKS_REGION_SIZE(nr_slots), populated = 0;
+	uint64_t region_size = VMCG_HOOKS_REGION_SIZE(nr_slots), populated = 0, taken = 0;
+	uint64_t granted = 0, drained = 0, charge;
 	int64_t credits = 0;
-	uint64_t charge;
 	VmcgHooksRegionHeader *hdr;
 	struct uffdio_register reg;
 	Hook h = { .pages = pages, .batch = batch, .nr_slots = nr_slots, .rtt = rtt };
-	Daemon d = { .nr_slots = nr_slots };
-	VmcgTree *tree;
+	Daemon d = { .nr_slots = nr_slots, .sock = -1 };
+	VmcgTree *tree = NULL;
 	pthread_t fault_tid, daemon_tid;
 	int sv[2], memfd, r;
 	const char *why;
 	bool ok = true;
 
 	memset(res, 0, sizeof(*res));
-	d.vm = make_vm(&tree);
+	if (real) {
+		region_size = hook_attach(&h, threads);
+	} else {
+		d.vm = make_vm(&tree);
 
-	/* vmcgd's part: the sealed memfd and its policy. */
-	memfd = memfd_create("vmcg-hooks-bench", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	if (memfd < 0 || ftruncate(memfd, (off_t)region_size) < 0 ||
-	    fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
-		die(2, "region memfd: %s", strerror(errno));
-	d.region = map_region(memfd, region_size);
-	h.region = map_region(memfd, region_size);
-	close(memfd);
-	hdr = d.region;
-	*hdr = (VmcgHooksRegionHeader){ .magic = VMCG_HOOKS_REGION_MAGIC,
-					.major = VMCG_HOOKS_ABI_MAJOR,
-					.minor = VMCG_HOOKS_ABI_MINOR,
-					.nr_slots = nr_slots,
-					.slot_size = sizeof(VmcgHooksSlot),
-					.header_size = sizeof(VmcgHooksRegionHeader),
-					.batch = batch,
-					.watermark = batch / 2 ? batch / 2 : 1 };
+		/* vmcgd's part: the sealed memfd and its policy. */
+		memfd = memfd_create("vmcg-hooks-bench", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+		if (memfd < 0 || ftruncate(memfd, (off_t)region_size) < 0 ||
+		    fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
+			die(2, "region memfd: %s", strerror(errno));
+		d.region = map_region(memfd, region_size);
+		h.region = map_region(memfd, region_size);
+		close(memfd);
+		hdr = d.region;
+		*hdr = (VmcgHooksRegionHeader){ .magic = VMCG_HOOKS_REGION_MAGIC,
+						.major = VMCG_HOOKS_ABI_MAJOR,
+						.minor = VMCG_HOOKS_ABI_MINOR,
+						.nr_slots = nr_slots,
+						.slot_size = sizeof(VmcgHooksSlot),
+						.header_size = sizeof(VmcgHooksRegionHeader),
+						.batch = batch,
+						.watermark = batch / 2 ? batch / 2 : 1 };
 
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-		die(2, "socketpair: %s", strerror(errno));
-	h.sock = sv[0];
-	d.sock = sv[1];
+		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+			die(2, "socketpair: %s", strerror(errno));
+		h.sock = sv[0];
+		d.sock = sv[1];
+	}
+	hdr = h.region;
 	h.stop_fd = eventfd(0, EFD_CLOEXEC);
 	if (h.stop_fd < 0)
 		die(2, "eventfd: %s", strerror(errno));
@@ -768,7 +1078,7 @@ static bool run_hook(uint64_t pages, unsigned threads, uint32_t batch, Samples *
 	for (uint32_t i = 0; i < batch; i++)
 		(void)*(volatile char *)(h.zero + (size_t)i * PAGE);
 
-	if (pthread_create(&daemon_tid, NULL, daemon_main, &d) != 0 ||
+	if ((!real && pthread_create(&daemon_tid, NULL, daemon_main, &d) != 0) ||
 	    pthread_create(&fault_tid, NULL, fault_main, &h) != 0)
 		die(2, "pthread_create failed");
 
@@ -777,46 +1087,68 @@ static bool run_hook(uint64_t pages, unsigned threads, uint32_t batch, Samples *
 	if (eventfd_write(h.stop_fd, 1) < 0)
 		die(2, "eventfd_write: %s", strerror(errno));
 	pthread_join(fault_tid, NULL);
-	close(h.sock); /* the daemon sees the hang-up and ends */
-	pthread_join(daemon_tid, NULL);
 
-	/* hooks-abi.h: with no message in flight, charge == populated + credits. */
-	charge = vmcg_vm_current(d.vm);
+	/*
+	 * hooks-abi.h: with no message in flight, charge == populated +
+	 * credits. The in-process daemon's charge is libvmcg's count. vmcgd's
+	 * cannot be read from here: it is what its GRANTs brought minus what
+	 * it drained since, and a slot's credit goes down only by this
+	 * process's takes and vmcgd's drains, so per slot drained = granted -
+	 * taken - credit, which must not be negative.
+	 */
 	for (uint64_t i = 0; i < (pages + 63) / 64; i++)
 		populated += (uint64_t)__builtin_popcountll(h.bitmap[i]);
 	for (uint32_t i = 0; i < nr_slots; i++) {
-		const VmcgHooksSlot *s = vmcg_hooks_slot(d.region, i);
+		const VmcgHooksSlot *s = vmcg_hooks_slot(h.region, i);
+		int64_t credit = __atomic_load_n(&s->credit, __ATOMIC_ACQUIRE);
+		int64_t slot_drained = (int64_t)h.state[i].granted - (int64_t)s->consumed - credit;
 
-		credits += s->credit;
+		credits += credit;
+		taken += s->consumed;
+		granted += h.state[i].granted;
 		res->refills += s->refills;
-		if (s->credit < 0 || s->waiting) {
+		if (credit < 0 || s->waiting || (real && slot_drained < 0)) {
 			fprintf(stderr,
 				"bench-hooks: INVARIANT: slot %u: credit %" PRId64
-				", %u faults waiting\n",
-				i, s->credit, s->waiting);
+				", %u faults waiting, %" PRIu64 " granted, %" PRIu64 " taken\n",
+				i, credit, s->waiting, h.state[i].granted, s->consumed);
 			ok = false;
 		}
+		if (real && slot_drained > 0)
+			drained += (uint64_t)slot_drained;
 	}
-	if (charge != populated + (uint64_t)credits || populated != hdr->populated ||
-	    populated != res->pages) {
+	charge = real ? granted - drained : vmcg_vm_current(d.vm);
+	if (charge != populated + (uint64_t)credits || populated != taken ||
+	    populated != hdr->populated || populated != res->pages) {
 		fprintf(stderr,
 			"bench-hooks: INVARIANT: charge %" PRIu64 " != populated %" PRIu64
-			" + credits %" PRId64 " (header says %" PRIu64 " populated, %" PRIu64
-			" pages touched)\n",
-			charge, populated, credits, hdr->populated, res->pages);
+			" + credits %" PRId64 " (%" PRIu64 " taken, header says %" PRIu64
+			" populated, %" PRIu64 " pages touched)\n",
+			charge, populated, credits, taken, hdr->populated, res->pages);
 		ok = false;
 	}
 	res->faults = hdr->faults;
 	res->waits = h.waits;
+	res->drained = drained;
 	if (!ok)
-		fprintf(stderr, "bench-hooks: ... in the run hook threads=%u batch=%u\n", threads,
-			batch);
+		fprintf(stderr, "bench-hooks: ... in the run %s threads=%u batch=%u\n",
+			variant_names[real ? V_HOOK_VMCGD : V_HOOK], threads, batch);
 
-	if (vmcg_vm_uncharge(d.vm, charge) < 0 || vmcg_group_current(vmcg_tree_root(tree))) {
-		fprintf(stderr, "bench-hooks: INVARIANT: the tree is not empty after uncharge\n");
-		ok = false;
+	if (real) {
+		hook_detach(&h); /* vmcgd uncharges the connection */
+	} else {
+		close(h.sock); /* the daemon sees the hang-up and ends */
+		pthread_join(daemon_tid, NULL);
+		if (vmcg_vm_uncharge(d.vm, charge) < 0 ||
+		    vmcg_group_current(vmcg_tree_root(tree))) {
+			fprintf(stderr,
+				"bench-hooks: INVARIANT: the tree is not empty after uncharge\n");
+			ok = false;
+		}
+		vmcg_tree_free(tree);
+		close(d.sock);
+		munmap(d.region, region_size);
 	}
-	vmcg_tree_free(tree);
 	for (uint32_t i = 0; i < nr_slots; i++) {
 		free(h.state[i].addr);
 		free(h.state[i].since);
@@ -826,8 +1158,6 @@ static bool run_hook(uint64_t pages, unsigned threads, uint32_t batch, Samples *
 	munmap(h.base, pages * PAGE);
 	close(h.uffd);
 	close(h.stop_fd);
-	close(d.sock);
-	munmap(d.region, region_size);
 	munmap(h.region, region_size);
 	return ok;
 }
@@ -844,7 +1174,7 @@ typedef struct Cell {
 	Samples rtt;
 } Cell;
 
-#define MAX_CELLS (N_THREADS * (N_BATCHES + 2))
+#define MAX_CELLS (N_THREADS * (2 * N_BATCHES + 2))
 
 static Cell cells[MAX_CELLS];
 static size_t nr_cells;
@@ -853,6 +1183,7 @@ typedef struct Options {
 	uint64_t size; /* bytes a run, a multiple of SIZE_GRAIN */
 	unsigned runs;
 	bool thp;
+	const char *vmcgd; /* NULL: no hook-vmcgd rows */
 } Options;
 
 static bool thp_available(void)
@@ -882,6 +1213,10 @@ static bool run_matrix(const Options *o)
 			cells[nr_cells++] = (Cell){ .variant = V_HOOK,
 						    .threads = matrix_threads[ti],
 						    .batch = matrix_batches[bi] };
+		for (size_t bi = 0; o->vmcgd && bi < N_BATCHES; bi++)
+			cells[nr_cells++] = (Cell){ .variant = V_HOOK_VMCGD,
+						    .threads = matrix_threads[ti],
+						    .batch = matrix_batches[bi] };
 	}
 
 	for (unsigned r = 0; r < o->runs; r++)
@@ -889,8 +1224,9 @@ static bool run_matrix(const Options *o)
 			Cell *c = &cells[i];
 			RunResult res;
 
-			if (c->variant == V_HOOK)
-				ok &= run_hook(pages, c->threads, c->batch, &c->rtt, &res);
+			if (c->variant == V_HOOK || c->variant == V_HOOK_VMCGD)
+				ok &= run_hook(c->variant == V_HOOK_VMCGD, pages, c->threads,
+					       c->batch, &c->rtt, &res);
 			else
 				run_plain(pages, c->threads, c->variant == V_THP, &res);
 			c->rates[r] = res.pages_per_sec;
@@ -899,6 +1235,7 @@ static bool run_matrix(const Options *o)
 			c->sum.faults += res.faults;
 			c->sum.waits += res.waits;
 			c->sum.refills += res.refills;
+			c->sum.drained += res.drained;
 		}
 
 	for (size_t i = 0; i < nr_cells; i++) {
@@ -935,10 +1272,14 @@ static void print_table(const Options *o)
 	       sysconf(_SC_NPROCESSORS_ONLN), model, size, o->size / PAGE, o->runs);
 	printf("hook: userfaultfd MISSING, chunk = batch pages, watermark = batch/2, "
 	       "want = batch, VM 3 levels below /\n");
+	if (o->vmcgd)
+		printf("hook-vmcgd: the same against the real vmcgd (%s), VM in /bench/a, "
+		       "a HELLO per run\n",
+		       o->vmcgd);
 	printf("ratio: pages/s over plain's, same threads; uffd/pg and flt/pg: uffd faults "
 	       "and vCPU minor faults per page;\nwait%%: uffd faults that waited for "
 	       "credit; rtt: REFILL to GRANT, over all runs' refills\n\n");
-	printf("%3s %-7s %5s %11s %23s %6s %8s %7s %6s %9s %9s %9s\n", "thr", "variant", "batch",
+	printf("%3s %-10s %5s %11s %23s %6s %8s %7s %6s %9s %9s %9s\n", "thr", "variant", "batch",
 	       "pages/s", "min - max", "ratio", "uffd/pg", "flt/pg", "wait%", "refills", "rtt p50",
 	       "rtt p99");
 	for (size_t i = 0; i < nr_cells; i++) {
@@ -948,7 +1289,7 @@ static void print_table(const Options *o)
 		char p50[16] = "-", p99[16] = "-";
 
 		snprintf(range, sizeof(range), "%.0f - %.0f", c->min, c->max);
-		if (c->variant == V_HOOK) {
+		if (c->variant == V_HOOK || c->variant == V_HOOK_VMCGD) {
 			snprintf(batch, sizeof(batch), "%u", c->batch);
 			snprintf(wait, sizeof(wait), "%.1f",
 				 c->sum.faults
@@ -960,24 +1301,35 @@ static void print_table(const Options *o)
 			snprintf(p99, sizeof(p99), "%.1fus",
 				 (double)percentile(&c->rtt, 99) / 1000.0);
 		}
-		printf("%3u %-7s %5s %11.0f %23s %6.3f %8.4f %7.4f %6s %9s %9s %9s\n", c->threads,
+		printf("%3u %-10s %5s %11.0f %23s %6.3f %8.4f %7.4f %6s %9s %9s %9s\n", c->threads,
 		       variant_names[c->variant], batch, c->median, range,
 		       c->median / plain->median, (double)c->sum.faults / pages,
 		       (double)c->sum.minflt / pages, wait, refills, p50, p99);
 	}
+	for (size_t i = 0; o->vmcgd && i < nr_cells; i++)
+		if (cells[i].sum.drained)
+			printf("(%u %s %u: vmcgd drained %" PRIu64 " pages of credit at its ticks "
+			       "over the runs)\n",
+			       cells[i].threads, variant_names[cells[i].variant], cells[i].batch,
+			       cells[i].sum.drained);
 }
 
 static void print_targets(void)
 {
 	printf("\ntargets:\n");
-	for (size_t ti = 0; ti < N_THREADS; ti++) {
-		unsigned t = matrix_threads[ti];
-		double ratio = find(V_HOOK, t, TARGET_BATCH)->median / find(V_PLAIN, t, 0)->median;
+	for (enum variant v = V_HOOK; v <= V_HOOK_VMCGD; v++)
+		for (size_t ti = 0; ti < N_THREADS; ti++) {
+			unsigned t = matrix_threads[ti];
+			const Cell *c = find(v, t, TARGET_BATCH);
+			double ratio;
 
-		printf("  %s  hook batch %u >= %.1fx plain (%u thread%s): ratio = %.3f\n",
-		       ratio >= TARGET_RATIO ? "PASS" : "FAIL", TARGET_BATCH, TARGET_RATIO, t,
-		       t > 1 ? "s" : "", ratio);
-	}
+			if (!c)
+				continue;
+			ratio = c->median / find(V_PLAIN, t, 0)->median;
+			printf("  %s  %s batch %u >= %.1fx plain (%u thread%s): ratio = %.3f\n",
+			       ratio >= TARGET_RATIO ? "PASS" : "FAIL", variant_names[v],
+			       TARGET_BATCH, TARGET_RATIO, t, t > 1 ? "s" : "", ratio);
+		}
 }
 
 /* ---- arguments ---- */
@@ -985,12 +1337,14 @@ static void print_targets(void)
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: bench-hooks [--quick] [--size SIZE] [--runs N] [--no-thp]\n"
+		"usage: bench-hooks [--quick] [--size SIZE] [--runs N] [--no-thp] [--vmcgd PATH]\n"
 		"  --quick      %" PRIu64 " MiB, 1 run (a smoke run of a few seconds)\n"
 		"  --size SIZE  guest RAM touched per run, e.g. 256M (default %" PRIu64 " MiB;\n"
 		"               rounded down to a multiple of %" PRIu64 " MiB)\n"
 		"  --runs N     runs per cell, median reported (default %u, max %u)\n"
-		"  --no-thp     leave out the transparent-huge-page reference line\n",
+		"  --no-thp     leave out the transparent-huge-page reference line\n"
+		"  --vmcgd PATH also run the hook rows against this vmcgd binary, started\n"
+		"               as a child (hook-vmcgd); default: the in-process daemon only\n",
 		SIZE_QUICK >> 20, SIZE_DEFAULT >> 20, SIZE_GRAIN >> 20, RUNS_DEFAULT, MAX_RUNS);
 }
 
@@ -1007,6 +1361,8 @@ static void parse_args(int argc, char **argv, Options *o)
 			quick = true;
 		} else if (strcmp(a, "--no-thp") == 0) {
 			o->thp = false;
+		} else if (strcmp(a, "--vmcgd") == 0 && i + 1 < argc && *argv[i + 1]) {
+			o->vmcgd = argv[++i];
 		} else if (strcmp(a, "--size") == 0 && i + 1 < argc &&
 			   vmcg_size_parse(argv[i + 1], &o->size) == 0 &&
 			   o->size != VMCG_SIZE_MAX) {
@@ -1058,10 +1414,17 @@ int main(int argc, char **argv)
 		o.thp = false;
 	}
 
+	if (o.vmcgd)
+		vmcgd_start(o.vmcgd);
+
 	if (!run_matrix(&o)) {
 		fprintf(stderr, "bench-hooks: the accounting is broken; no figures\n");
+		vmcgd.keep = true;
+		(void)vmcgd_stop();
 		return 1;
 	}
+	if (!vmcgd_stop())
+		return 1;
 	print_table(&o);
 	print_targets();
 	return 0;
