@@ -7,9 +7,12 @@
  * Transport: one AF_UNIX SOCK_SEQPACKET connection per VM, QEMU connecting to
  * vmcgd's hooks socket. Every message is one packet that starts with a
  * VmcgHooksHdr; integers are in the host's byte order (both ends run on the
- * same host). A receiver drops the connection on any malformed packet: wrong
- * length for its type, unknown type, out-of-range slot, a packet over
- * VMCG_HOOKS_MSG_MAX.
+ * same host). A receiver drops the connection on any malformed packet: too
+ * short for its type, unknown type, out-of-range slot, a packet over
+ * VMCG_HOOKS_MSG_MAX. QEMU takes a longer daemon message as one of a later
+ * minor version and ignores the tail; vmcgd 1.0 requires QEMU's messages to
+ * be exactly their size (HELLO: with its RAM blocks), since QEMU's minor is
+ * not above its own.
  *
  * Conversation:
  *   QEMU  -> HELLO   (identity, vCPUs, RAM layout, pages already populated)
