@@ -1015,6 +1015,7 @@ static json_object *hooks_to_json(const VmcgDvmInfo *i)
 
 	json_object_object_add(h, "slots", json_object_new_int64(i->hook_slots));
 	json_object_object_add(h, "batch", json_object_new_int64(i->hook_batch));
+	json_object_object_add(h, "refill-batch", json_object_new_int64(i->hook_refill_batch));
 	json_object_object_add(h, "charged",
 			       json_object_new_uint64(i->hook_charged * VMCG_PAGE_SIZE));
 	json_object_object_add(h, "credit",

@@ -68,7 +68,7 @@ typedef struct VmcgDvmInfo {
 	int64_t pid;
 	/* hook mode only (hooked): pages */
 	bool hooked;
-	uint32_t hook_slots, hook_batch, hook_held;
+	uint32_t hook_slots, hook_batch, hook_refill_batch, hook_held;
 	int64_t hook_credit;
 	uint64_t hook_charged, hook_populated, hook_faults, hook_unbacked;
 	uint64_t hook_slack, hook_grants, hook_drains, hook_stall_usec;

@@ -61,7 +61,9 @@ struct VmcgHooksConn {
 	guint watch;
 	pid_t pid; /* SO_PEERCRED */
 	VmcgDvm *vm;
-	uint32_t nr_slots, batch;
+	uint32_t nr_slots;
+	uint32_t batch; /* refill size: the tree's stock-batch (region header) */
+	uint32_t chunk; /* QEMU's pages per fault (HELLO batch) */
 	void *region;
 	size_t region_size;
 	uint64_t charged;
@@ -375,7 +377,12 @@ static gboolean on_hello(VmcgHooksConn *c, const VmcgHooksMsg *m)
 		return FALSE;
 	}
 	c->nr_slots = m->hello.nr_vcpus + 1;
-	c->batch = m->hello.batch;
+	/*
+	 * Refills are the daemon's stock batch (stock-batch, the kernel's
+	 * MEMCG_CHARGE_BATCH analog); the chunk a fault populates is QEMU's.
+	 */
+	c->chunk = m->hello.batch;
+	c->batch = MIN(vmcg_tree_stock_batch(d->tree), (uint32_t)VMCG_HOOKS_BATCH_MAX);
 	c->region = region_new(c->nr_slots, c->batch, &c->region_size, &mfd, &error);
 	if (!c->region) {
 		send_reject(c, EIO, "vmcgd: %s", error->message);
@@ -409,7 +416,8 @@ static gboolean on_hello(VmcgHooksConn *c, const VmcgHooksMsg *m)
 		  m->hello.pages, m->hello.flags & VMCG_HOOKS_F_REATTACH ? " (re-attach)" : "");
 	data = json_object_new_object();
 	json_object_object_add(data, "vcpus", json_object_new_int64(m->hello.nr_vcpus));
-	json_object_object_add(data, "batch", json_object_new_int64(c->batch));
+	json_object_object_add(data, "batch", json_object_new_int64(c->chunk));
+	json_object_object_add(data, "refill-batch", json_object_new_int64(c->batch));
 	json_object_object_add(data, "populated",
 			       json_object_new_uint64(m->hello.populated * PAGE));
 	json_object_object_add(data, "reattach",
@@ -769,8 +777,9 @@ void vmcg_hooks_tick(VmcgHooks *h, uint64_t since, uint64_t now)
 
 uint64_t vmcg_hooks_conn_slack(VmcgHooksConn *c)
 {
-	/* Up to 2 x batch kept per slot between drains, plus a grant in flight each. */
-	return (uint64_t)c->nr_slots * 3 * c->batch;
+	/* Up to 2 x batch kept per slot between drains, plus a grant in flight
+	 * each (a refill of a batch, or of a chunk if a chunk is larger). */
+	return (uint64_t)c->nr_slots * (2 * (uint64_t)c->batch + MAX(c->batch, c->chunk));
 }
 
 pid_t vmcg_hooks_conn_pid(VmcgHooksConn *c)
@@ -806,7 +815,8 @@ void vmcg_hooks_conn_info(VmcgHooksConn *c, VmcgHooksInfo *ret)
 
 	memset(ret, 0, sizeof(*ret));
 	ret->nr_slots = c->nr_slots;
-	ret->batch = c->batch;
+	ret->batch = c->chunk;
+	ret->refill_batch = c->batch;
 	ret->charged = c->charged;
 	ret->credit = credit_sum(c);
 	ret->populated = __atomic_load_n(&hdr->populated, __ATOMIC_RELAXED);

@@ -26,10 +26,11 @@ void vmcg_hooks_free(VmcgHooks *h);
 /* What the API shows of a hooked VM. Pages. */
 typedef struct VmcgHooksInfo {
 	uint32_t nr_slots;
-	uint32_t batch;
-	uint64_t charged;   /* populated + credit, as vmcgd counts it */
-	int64_t credit;	    /* sum of the slots' credit now (< 0: in debt) */
-	uint64_t populated; /* QEMU's count, from the region */
+	uint32_t batch;	       /* QEMU's chunk: pages per fault */
+	uint32_t refill_batch; /* pages per refill (stock-batch) */
+	uint64_t charged;      /* populated + credit, as vmcgd counts it */
+	int64_t credit;	       /* sum of the slots' credit now (< 0: in debt) */
+	uint64_t populated;    /* QEMU's count, from the region */
 	uint64_t faults;
 	uint64_t unbacked; /* populated while detached (QEMU's count) */
 	uint32_t held;	   /* slots whose refill waits for room */

@@ -486,6 +486,7 @@ void vmcg_dvm_info(VmcgDvm *vm, VmcgDvmInfo *ret)
 		ret->hooked = true;
 		ret->hook_slots = h.nr_slots;
 		ret->hook_batch = h.batch;
+		ret->hook_refill_batch = h.refill_batch;
 		ret->hook_held = h.held;
 		ret->hook_charged = h.charged;
 		ret->hook_credit = h.credit;
