@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "unixsock.h"
 #include "vmcg/oom.h"
 #include "vmcg/size.h"
 
@@ -2067,69 +2068,6 @@ static void on_request_started(SoupServer *server, SoupServerMessage *msg, gpoin
  * Is something listening at @path? A connect() that is refused means a
  * socket file left by a daemon that died: safe to remove.
  */
-static gboolean socket_is_live(const char *path, GError **error)
-{
-	g_autoptr(GSocket) sock = NULL;
-	g_autoptr(GSocketAddress) addr = NULL;
-	g_autoptr(GError) local = NULL;
-
-	sock = g_socket_new(G_SOCKET_FAMILY_UNIX, G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_DEFAULT,
-			    error);
-	if (!sock)
-		return TRUE;
-	addr = g_unix_socket_address_new(path);
-	if (g_socket_connect(sock, addr, NULL, &local)) {
-		g_set_error(error, G_IO_ERROR, G_IO_ERROR_ADDRESS_IN_USE,
-			    "%s: another daemon is listening there", path);
-		return TRUE;
-	}
-	if (g_error_matches(local, G_IO_ERROR, G_IO_ERROR_CONNECTION_REFUSED))
-		return FALSE;
-	g_propagate_prefixed_error(error, g_steal_pointer(&local), "%s: ", path);
-	return TRUE;
-}
-
-static gboolean prepare_path(const char *path, GError **error)
-{
-	g_autofree char *dir = g_path_get_dirname(path);
-	struct stat st;
-
-	if (!g_file_test(dir, G_FILE_TEST_EXISTS)) {
-		if (g_mkdir_with_parents(dir, 0755) < 0 || chmod(dir, 0755) < 0) {
-			int err = errno;
-
-			g_set_error(error, G_IO_ERROR, g_io_error_from_errno(err),
-				    "cannot create %s: %s", dir, g_strerror(err));
-			return FALSE;
-		}
-	}
-	if (lstat(path, &st) < 0) {
-		int err = errno;
-
-		if (err == ENOENT)
-			return TRUE;
-		g_set_error(error, G_IO_ERROR, g_io_error_from_errno(err), "%s: %s", path,
-			    g_strerror(err));
-		return FALSE;
-	}
-	if (!S_ISSOCK(st.st_mode)) {
-		g_set_error(error, G_IO_ERROR, G_IO_ERROR_EXISTS,
-			    "%s exists and is not a socket: not removing it", path);
-		return FALSE;
-	}
-	if (socket_is_live(path, error))
-		return FALSE;
-	g_info("api: removing stale socket %s", path);
-	if (unlink(path) < 0 && errno != ENOENT) {
-		int err = errno;
-
-		g_set_error(error, G_IO_ERROR, g_io_error_from_errno(err),
-			    "cannot remove stale socket %s: %s", path, g_strerror(err));
-		return FALSE;
-	}
-	return TRUE;
-}
-
 static GSocket *bind_socket(VmcgApi *api, GError **error)
 {
 	g_autoptr(GSocket) sock = NULL;
@@ -2164,13 +2102,9 @@ static GSocket *bind_socket(VmcgApi *api, GError **error)
 /* Remove the socket file if it is still the one we bound. */
 static void unlink_socket(VmcgApi *api)
 {
-	struct stat st;
-
 	if (!api->sock_ino)
 		return;
-	if (stat(api->socket_path, &st) == 0 && st.st_dev == api->sock_dev &&
-	    st.st_ino == api->sock_ino)
-		unlink(api->socket_path);
+	vmcg_unix_socket_unlink_own(api->socket_path, api->sock_dev, api->sock_ino);
 	api->sock_ino = 0;
 }
 
@@ -2204,7 +2138,7 @@ VmcgApi *vmcg_api_new(VmcgDaemon *d, const VmcgApiOptions *opts, GError **error)
 			    api->socket_path, sizeof(((struct sockaddr_un *)NULL)->sun_path) - 1);
 		return NULL;
 	}
-	if (!prepare_path(api->socket_path, error))
+	if (!vmcg_unix_socket_prepare(api->socket_path, G_SOCKET_TYPE_STREAM, error))
 		return NULL;
 	sock = bind_socket(api, error);
 	if (!sock)

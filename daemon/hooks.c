@@ -32,6 +32,7 @@
 #include "daemon-private.h"
 #include "hooks-proto.h"
 #include "hooks.h"
+#include "unixsock.h"
 
 #define PAGE VMCG_PAGE_SIZE
 /* Packets handled per wake-up of one connection: others get their turn. */
@@ -630,43 +631,6 @@ static gboolean on_accept(gint fd, GIOCondition cond, gpointer userdata)
 
 /* ---- the server ---- */
 
-static gboolean prepare_path(const char *path, GError **error)
-{
-	g_autofree char *dir = g_path_get_dirname(path);
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct stat st;
-	int fd, r;
-
-	if (g_mkdir_with_parents(dir, 0755) < 0) {
-		int err = errno;
-
-		g_set_error(error, G_IO_ERROR, g_io_error_from_errno(err), "cannot create %s: %s",
-			    dir, g_strerror(err));
-		return FALSE;
-	}
-	if (lstat(path, &st) < 0)
-		return TRUE;
-	if (!S_ISSOCK(st.st_mode)) {
-		g_set_error(error, G_IO_ERROR, G_IO_ERROR_EXISTS,
-			    "%s exists and is not a socket: not removing it", path);
-		return FALSE;
-	}
-	g_strlcpy(sa.sun_path, path, sizeof(sa.sun_path));
-	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return TRUE;
-	r = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
-	close(fd);
-	if (r == 0) {
-		g_set_error(error, G_IO_ERROR, G_IO_ERROR_ADDRESS_IN_USE,
-			    "%s: another vmcgd is serving it", path);
-		return FALSE;
-	}
-	g_info("hooks: removing stale socket %s", path);
-	(void)unlink(path);
-	return TRUE;
-}
-
 VmcgHooks *vmcg_hooks_new(VmcgDaemon *d, const char *path, GError **error)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -679,7 +643,7 @@ VmcgHooks *vmcg_hooks_new(VmcgDaemon *d, const char *path, GError **error)
 			    "hooks socket path %s is too long", path);
 		return NULL;
 	}
-	if (!prepare_path(path, error))
+	if (!vmcg_unix_socket_prepare(path, G_SOCKET_TYPE_SEQPACKET, error))
 		return NULL;
 	g_strlcpy(sa.sun_path, path, sizeof(sa.sun_path));
 	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -708,8 +672,6 @@ VmcgHooks *vmcg_hooks_new(VmcgDaemon *d, const char *path, GError **error)
 
 void vmcg_hooks_free(VmcgHooks *h)
 {
-	struct stat st;
-
 	if (!h)
 		return;
 	while (h->conns.head)
@@ -717,8 +679,8 @@ void vmcg_hooks_free(VmcgHooks *h)
 	if (h->watch)
 		g_source_remove(h->watch);
 	close(h->fd);
-	if (stat(h->path, &st) == 0 && st.st_dev == h->dev && st.st_ino == h->ino)
-		(void)unlink(h->path);
+	if (h->ino)
+		vmcg_unix_socket_unlink_own(h->path, h->dev, h->ino);
 	g_free(h->path);
 	g_free(h);
 }
