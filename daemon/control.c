@@ -375,6 +375,7 @@ static void account_psi(VmcgGroup *g, uint64_t now, uint64_t dt)
 static void gather_hooks(VmcgDaemon *d)
 {
 	VmcgGroup *root = vmcg_tree_root(d->tree);
+	gboolean stalled = FALSE;
 
 	for (VmcgGroup *g = root; g; g = vmcg_group_next_descendant(g, root)) {
 		VmcgGroupState *gs = gstate(g);
@@ -386,15 +387,18 @@ static void gather_hooks(VmcgDaemon *d)
 	}
 	for (GList *l = d->vms.head; l; l = l->next) {
 		VmcgDvm *vm = l->data;
-		uint64_t held = 0, stall = vm->hooks ? vm->tick_stall_usec : 0;
+		uint64_t held, stall;
 		int64_t since = 0;
 
-		if (vm->hooks)
-			held = vmcg_hooks_conn_held(vm->hooks, &since);
-		for (VmcgGroup *g = vmcg_vm_group(vm->vm); g; g = vmcg_group_parent(g)) {
+		if (!vm->hooks)
+			continue;
+		held = vmcg_hooks_conn_held(vm->hooks, &since);
+		stall = vm->tick_stall_usec;
+		stalled |= stall > 0;
+		for (VmcgGroup *g = vmcg_vm_group(vm->vm); g && (held || stall);
+		     g = vmcg_group_parent(g)) {
 			VmcgGroupState *gs = gstate(g);
 
-			gs->nr_vms++;
 			if (held) {
 				gs->held_pages += held;
 				if (!gs->held_since || since < gs->held_since)
@@ -407,6 +411,13 @@ static void gather_hooks(VmcgDaemon *d)
 				gs->nr_stalled++;
 			}
 		}
+	}
+	/* "full" needs every VM under a group: counted only when a vCPU waited. */
+	for (GList *l = stalled ? d->vms.head : NULL; l; l = l->next) {
+		VmcgDvm *vm = l->data;
+
+		for (VmcgGroup *g = vmcg_vm_group(vm->vm); g; g = vmcg_group_parent(g))
+			gstate(g)->nr_vms++;
 	}
 }
 

@@ -719,8 +719,7 @@ void vmcg_hooks_tick(VmcgHooks *h, uint64_t since, uint64_t now)
 			continue;
 		cover_debt(c);
 		/* A RETURN hint can be missed or never sent: drain above 2 x batch here. */
-		for (uint32_t i = 0; i < c->nr_slots; i++)
-			uncharge(c, credit_take_above(c, i, 2 * (uint64_t)c->batch));
+		(void)drain(c, 2 * (uint64_t)c->batch);
 		if (c->nr_held && !retry_held(c, (int64_t)now)) {
 			conn_fail(c);
 			continue;
