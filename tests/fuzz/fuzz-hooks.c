@@ -29,18 +29,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz-check.h"
 #include "hooks-proto.h"
 #include "vmcg/group.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(x)                                                                              \
-	do {                                                                                  \
-		if (!(x)) {                                                                   \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #x); \
-			abort();                                                              \
-		}                                                                             \
-	} while (0)
 
 static void check_hello(const VmcgHooksMsg *m, const uint8_t *pkt, size_t len)
 {

@@ -27,6 +27,7 @@
 
 #include <glib.h>
 
+#include "fuzz-check.h"
 #include "qmp.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -34,14 +35,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 /* Small limits for the framer, so that short inputs reach them. */
 #define FUZZ_MAX_BYTES 2048
 #define FUZZ_MAX_TREE (64 * 1024)
-
-#define CHECK(x)                                                                              \
-	do {                                                                                  \
-		if (!(x)) {                                                                   \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #x); \
-			abort();                                                              \
-		}                                                                             \
-	} while (0)
 
 static void check_message(const VmcgQmpMessage *m)
 {
