@@ -527,6 +527,8 @@ static gboolean on_refill(VmcgHooksConn *c, const VmcgHooksRefill *r)
 	return TRUE;
 }
 
+static void retry_all(VmcgHooks *h);
+
 static gboolean on_return(VmcgHooksConn *c, const VmcgHooksReturn *r)
 {
 	/* refill_stock(): the surplus over a batch goes back up the tree at once. */
@@ -534,7 +536,7 @@ static gboolean on_return(VmcgHooksConn *c, const VmcgHooksReturn *r)
 
 	uncharge(c, taken);
 	if (taken)
-		vmcg_hooks_retry(c->h);
+		retry_all(c->h);
 	return TRUE;
 }
 
@@ -687,7 +689,8 @@ void vmcg_hooks_free(VmcgHooks *h)
 
 /* ---- per tick ---- */
 
-void vmcg_hooks_retry(VmcgHooks *h)
+/* Retry every held refill now: charge went away. */
+static void retry_all(VmcgHooks *h)
 {
 	int64_t now;
 	GList *l, *next;

@@ -62,7 +62,5 @@ void vmcg_hooks_tick(VmcgHooks *h, uint64_t since, uint64_t now);
  * cached credit back (drain_all_stock()); the pages drained.
  */
 uint64_t vmcg_hooks_drain_group(VmcgHooks *h, VmcgGroup *g);
-/** Retry held refills now (a limit went up, or charge went away). */
-void vmcg_hooks_retry(VmcgHooks *h);
 
 #endif
