@@ -423,9 +423,12 @@ static json_object *vm_event_data(VmcgDvm *vm)
 	return data;
 }
 
-gboolean vmcg_daemon_vm_add(VmcgDaemon *d, const char *name, const char *qmp_path,
-			    const char *group, const VmcgVmSettings *s, GError **error)
+gboolean vmcg_daemon_vm_add(VmcgDaemon *d, const char *name, const char *backend,
+			    const char *address, const char *group, const VmcgVmSettings *s,
+			    GError **error)
 {
+	const char *qmp_path = address;
+
 	VmcgGroup *g;
 	VmcgVm *evm;
 	VmcgDvm *vm;
@@ -436,6 +439,11 @@ gboolean vmcg_daemon_vm_add(VmcgDaemon *d, const char *name, const char *qmp_pat
 		g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
 			    "invalid VM name: 1 to %d bytes, no control characters or '/'",
 			    VMCG_VM_NAME_MAX);
+		return FALSE;
+	}
+	if (backend && strcmp(backend, "qmp") != 0) {
+		g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+			    "unknown backend \"%s\" (known: qmp)", backend);
 		return FALSE;
 	}
 	if (!qmp_path || !g_path_is_absolute(qmp_path) || strlen(qmp_path) >= 108) {

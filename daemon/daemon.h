@@ -50,7 +50,9 @@ typedef enum VmcgDvmState {
 /* What the API shows of a VM. Sizes in bytes; ages in usec, or -1 if never. */
 typedef struct VmcgDvmInfo {
 	const char *name;
-	const char *qmp;
+	const char *backend; /* "qmp" */
+	const char *address; /* the backend's address of the VM */
+	const char *qmp;     /* the QMP socket (qmp backend), else NULL */
 	const char *group;
 	const char *mode;  /* "sampling" or "hooks" */
 	const char *state; /* "connecting", "ready", "paused", "gone" */
@@ -162,12 +164,16 @@ gboolean vmcg_daemon_group_reclaim(VmcgDaemon *d, const char *path, uint64_t byt
 /* ---- VMs ---- */
 
 /**
- * vmcg_daemon_vm_add() - register a QEMU by its QMP socket and attach it to
- * @group. The QMP connection is made asynchronously.
- * Errors: INVALID_ARGUMENT (name, path), EXISTS, NOT_FOUND (group).
+ * vmcg_daemon_vm_add() - register a VM that @backend reaches at @address
+ * and attach it to @group. A VM's identity is backend + address: for the
+ * "qmp" backend (the default when @backend is NULL) the address is the
+ * absolute path of QEMU's QMP socket. The backend connects asynchronously.
+ * Errors: INVALID_ARGUMENT (name, unknown backend, bad address), EXISTS,
+ * NOT_FOUND (group).
  */
-gboolean vmcg_daemon_vm_add(VmcgDaemon *d, const char *name, const char *qmp_path,
-			    const char *group, const VmcgVmSettings *s, GError **error);
+gboolean vmcg_daemon_vm_add(VmcgDaemon *d, const char *name, const char *backend,
+			    const char *address, const char *group, const VmcgVmSettings *s,
+			    GError **error);
 
 /** Errors: NOT_FOUND (VM or group), NO_SPACE (destination at max; nothing changed). */
 gboolean vmcg_daemon_vm_move(VmcgDaemon *d, const char *name, const char *group, GError **error);

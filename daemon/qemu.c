@@ -458,6 +458,8 @@ void vmcg_dvm_info(VmcgDvm *vm, VmcgDvmInfo *ret)
 
 	*ret = (VmcgDvmInfo){
 		.name = vmcg_vm_name(vm->vm),
+		.backend = "qmp",
+		.address = vm->qmp_path,
 		.qmp = vm->qmp_path,
 		.group = vmcg_group_path(vmcg_vm_group(vm->vm)),
 		.mode = "sampling",

@@ -59,17 +59,20 @@ json_object *vmcg_state_to_json(VmcgDaemon *d)
 	json_object_object_add(root, "groups", groups);
 
 	vms = json_object_new_array();
-	for (GList *l = d->vms.head; l; l = l->next) {
-		VmcgDvm *vm = l->data;
+	for (VmcgDvm *vm = vmcg_daemon_vm_first(d); vm; vm = vmcg_daemon_vm_next(vm)) {
 		json_object *o = json_object_new_object();
+		VmcgDvmInfo i;
 
-		json_object_object_add(o, "name", json_object_new_string(vmcg_vm_name(vm->vm)));
-		json_object_object_add(o, "qmp", json_object_new_string(vm->qmp_path));
-		json_object_object_add(
-			o, "group", json_object_new_string(vmcg_group_path(vmcg_vm_group(vm->vm))));
-		json_object_object_add(o, "floor", json_object_new_uint64(vm->floor));
-		json_object_object_add(o, "oom-priority",
-				       json_object_new_int(vmcg_vm_oom_priority(vm->vm)));
+		vmcg_dvm_info(vm, &i);
+		json_object_object_add(o, "name", json_object_new_string(i.name));
+		json_object_object_add(o, "backend", json_object_new_string(i.backend));
+		json_object_object_add(o, "address", json_object_new_string(i.address));
+		/* Read by vmcgd before 0.2: they know only the qmp backend. */
+		if (i.qmp)
+			json_object_object_add(o, "qmp", json_object_new_string(i.qmp));
+		json_object_object_add(o, "group", json_object_new_string(i.group));
+		json_object_object_add(o, "floor", json_object_new_uint64(i.floor));
+		json_object_object_add(o, "oom-priority", json_object_new_int(i.oom_priority));
 		json_object_array_add(vms, o);
 	}
 	json_object_object_add(root, "vms", vms);
@@ -238,6 +241,14 @@ static gboolean parse_group(json_object *o, const char **ret_path, VmcgGroupSett
 	return TRUE;
 }
 
+/* A VM's address: "address", or "qmp" as written before backends. */
+static const char *vm_address(json_object *o)
+{
+	const char *a = get_string(o, "address");
+
+	return a ? a : get_string(o, "qmp");
+}
+
 /*
  * Parse everything first, apply after: a malformed document changes
  * nothing. Application itself can still fail (e.g. a group path the
@@ -246,9 +257,8 @@ static gboolean parse_group(json_object *o, const char **ret_path, VmcgGroupSett
 gboolean vmcg_state_apply_text(VmcgDaemon *d, const char *text, gsize len, GError **error)
 {
 	static const char *const top_keys[] = { "version", "groups", "vms", NULL };
-	static const char *const vm_keys[] = {
-		"name", "qmp", "group", "floor", "oom-priority", NULL
-	};
+	static const char *const vm_keys[] = { "name",	"backend", "address",	   "qmp",
+					       "group", "floor",   "oom-priority", NULL };
 	g_autoptr(json_tokener) tok = json_tokener_new_ex(16);
 	g_autoptr(json_object) root = NULL;
 	json_object *groups = NULL, *vms = NULL, *v;
@@ -309,8 +319,13 @@ gboolean vmcg_state_apply_text(VmcgDaemon *d, const char *text, gsize len, GErro
 			return bad(error, "state: %s entries must be objects", "vms");
 		if (!only_keys(o, vm_keys, error))
 			return FALSE;
-		if (!get_string(o, "name") || !get_string(o, "qmp") || !get_string(o, "group"))
-			return bad(error, "state: a VM lacks %s", "name, qmp or group");
+		if (!get_string(o, "name") || !vm_address(o) || !get_string(o, "group"))
+			return bad(error, "state: a VM lacks %s",
+				   "name, address (or qmp) or group");
+		if (json_object_object_get_ex(o, "backend", &v) &&
+		    (!json_object_is_type(v, json_type_string) ||
+		     strcmp(json_object_get_string(v), "qmp") != 0))
+			return bad(error, "state: %s must be \"qmp\"", "backend");
 		if (json_object_object_get_ex(o, "floor", &v) &&
 		    !json_object_is_type(v, json_type_int))
 			return bad(error, "state: %s must be a byte count", "floor");
@@ -320,7 +335,7 @@ gboolean vmcg_state_apply_text(VmcgDaemon *d, const char *text, gsize len, GErro
 			return bad(error, "state: %s must be an integer from -1000 to 1000",
 				   "oom-priority");
 		{
-			const char *name = get_string(o, "name"), *qmp = get_string(o, "qmp");
+			const char *name = get_string(o, "name"), *qmp = vm_address(o);
 			const char *group = get_string(o, "group");
 			VmcgGroup *g;
 
@@ -365,7 +380,7 @@ gboolean vmcg_state_apply_text(VmcgDaemon *d, const char *text, gsize len, GErro
 			ok = vmcg_daemon_vm_move(d, name, get_string(o, "group"), error) &&
 			     vmcg_daemon_vm_set(d, name, &s, error);
 		} else {
-			ok = vmcg_daemon_vm_add(d, name, get_string(o, "qmp"),
+			ok = vmcg_daemon_vm_add(d, name, "qmp", vm_address(o),
 						get_string(o, "group"), &s, error);
 		}
 	}

@@ -662,7 +662,7 @@ static Fleet *fleet_new(Scenario sc, unsigned n, const Options *o)
 		snprintf(name, sizeof(name), "vm%u", i);
 		snprintf(qmp, sizeof(qmp), "%s/vm%u.sock", nowhere, i);
 		vm_group_path(i, group, sizeof(group));
-		if (!vmcg_daemon_vm_add(f->d, name, qmp, group, &s, &error))
+		if (!vmcg_daemon_vm_add(f->d, name, "qmp", qmp, group, &s, &error))
 			die("vm %s: %s", name, error->message);
 		g->vm = vmcg_daemon_vm_lookup(f->d, name);
 		g->index = i;

@@ -30,8 +30,8 @@ static VmcgDaemon *mk_daemon(const char *state)
 
 	g_assert_true(vmcg_daemon_group_put(d, "/tenants", &s, NULL, &error));
 	g_assert_true(vmcg_daemon_group_put(d, "/tenants/acme", &t, NULL, &error));
-	g_assert_true(vmcg_daemon_vm_add(d, "web1", "/nonexistent/web1.qmp", "/tenants/acme", &v,
-					 &error));
+	g_assert_true(vmcg_daemon_vm_add(d, "web1", "qmp", "/nonexistent/web1.qmp", "/tenants/acme",
+					 &v, &error));
 	g_assert_no_error(error);
 	return d;
 }
