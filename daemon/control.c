@@ -29,159 +29,12 @@
 #include <gio/gio.h>
 
 #include "daemon-private.h"
-#include "sampler.h"
 
 #define PAGE VMCG_PAGE_SIZE
 
 static uint64_t pages_of(uint64_t bytes)
 {
 	return bytes / PAGE;
-}
-
-/*
- * A full smaps sample at least this often, and whenever RssAnon moved by
- * more than CALIBRATE_DRIFT since the last one: in between, the guest's
- * resident RAM is the last full sample plus RssAnon's change. What else
- * moves RssAnon (QEMU's own heap) is small and slow, and each full sample
- * puts it right again.
- */
-#define CALIBRATE_USEC (10 * G_USEC_PER_SEC)
-#define CALIBRATE_DRIFT (256 << 20)
-
-static gboolean full_sample(VmcgDvm *vm, uint64_t now, uint64_t *ret_guest, uint64_t *ret_total)
-{
-	g_autoptr(GError) error = NULL;
-	VmcgStatusSample st;
-	VmcgSample s;
-
-	if (!vmcg_sample_read(vm->pid, vm->ram_size, &s, &error) ||
-	    !vmcg_status_read(vm->pid, &st, &error)) {
-		g_debug("VM %s: no sample: %s", vmcg_vm_name(vm->vm), error->message);
-		return FALSE;
-	}
-	vm->cal_usec = (int64_t)now;
-	vm->cal_guest = s.guest_resident;
-	vm->cal_anon = st.rss_anon;
-	*ret_guest = s.guest_resident;
-	*ret_total = s.total_rss;
-	return TRUE;
-}
-
-/*
- * Hook mode: the hooks charge, sampling audits. Resident guest RAM above
- * the charge plus the slots' slack means pages were populated that were
- * never charged: a broken or lying QEMU. Only full (smaps) samples count:
- * in between, RssAnon's change also has QEMU's own growth in it (TCG's
- * code buffer, its heap). And only twice in a row: a discard that QEMU
- * already returned but has not finished yet can be resident one moment
- * longer than it is charged. A first strike asks for a full sample next
- * tick. Flagged once per episode.
- */
-static void audit(VmcgDvm *vm, uint64_t res_pages, gboolean full)
-{
-	uint64_t charged = vmcg_hooks_conn_charged(vm->hooks);
-	uint64_t slack = vmcg_hooks_conn_slack(vm->hooks);
-	gboolean over = res_pages > charged + slack;
-
-	if (!over) {
-		vm->audit_strikes = 0;
-		vm->audit_flagged = FALSE;
-		return;
-	}
-	vm->cal_usec = 0; /* a full sample next tick */
-	if (!full || ++vm->audit_strikes < 2 || vm->audit_flagged)
-		return;
-	{
-		g_autoptr(json_object) data = json_object_new_object();
-
-		g_warning("VM %s: %" G_GUINT64_FORMAT
-			  " pages of guest RAM resident, only %" G_GUINT64_FORMAT
-			  " charged (slack %" G_GUINT64_FORMAT ")",
-			  vmcg_vm_name(vm->vm), res_pages, charged, slack);
-		json_object_object_add(data, "vm", json_object_new_string(vmcg_vm_name(vm->vm)));
-		json_object_object_add(data, "resident", json_object_new_uint64(res_pages * PAGE));
-		json_object_object_add(data, "charged", json_object_new_uint64(charged * PAGE));
-		json_object_object_add(data, "slack", json_object_new_uint64(slack * PAGE));
-		vmcg_daemon_emit(vm->d, VMCG_EV_HOOKS_AUDIT, data);
-	}
-	vm->audit_flagged = TRUE;
-}
-
-static void sample(VmcgDvm *vm, uint64_t now)
-{
-	g_autoptr(GError) error = NULL;
-	uint64_t guest, total, res_pages, charged_pages;
-	VmcgStatusSample st;
-	gboolean full = TRUE;
-
-	if (vm->state != VMCG_DVM_READY && vm->state != VMCG_DVM_PAUSED)
-		return;
-	if (!vm->pid || !vm->ram_size)
-		return;
-	if (!vm->cal_usec || now - (uint64_t)vm->cal_usec >= CALIBRATE_USEC) {
-		if (!full_sample(vm, now, &guest, &total))
-			return;
-	} else if (!vmcg_status_read(vm->pid, &st, &error)) {
-		g_debug("VM %s: no sample: %s", vmcg_vm_name(vm->vm), error->message);
-		return;
-	} else if (st.rss_anon > vm->cal_anon + CALIBRATE_DRIFT ||
-		   st.rss_anon + CALIBRATE_DRIFT < vm->cal_anon) {
-		if (!full_sample(vm, now, &guest, &total))
-			return;
-	} else {
-		int64_t g = (int64_t)vm->cal_guest + ((int64_t)st.rss_anon - (int64_t)vm->cal_anon);
-
-		guest = g < 0 ? 0 : MIN((uint64_t)g, vm->ram_size);
-		total = st.rss;
-		full = FALSE;
-	}
-	res_pages = pages_of(guest);
-	vm->resident = guest;
-	vm->overhead = total > guest ? total - guest : 0;
-	vmcg_vm_set_overhead(vm->vm, pages_of(vm->overhead));
-	if (vm->hooks) {
-		audit(vm, res_pages, full);
-		return;
-	}
-	charged_pages = pages_of(vm->charged);
-	if (res_pages > charged_pages)
-		vmcg_vm_charge(vm->vm, res_pages - charged_pages);
-	else if (res_pages < charged_pages)
-		(void)vmcg_vm_uncharge(vm->vm, charged_pages - res_pages);
-	vm->charged = res_pages * PAGE;
-}
-
-/*
- * The backstop limit: the tightest memory.max above the VM plus the
- * allowance for VMM overhead; unlimited if no ancestor has a max.
- */
-static void backstop(VmcgDvm *vm)
-{
-	VmcgDaemon *d = vm->d;
-	g_autoptr(GError) error = NULL;
-	uint64_t max = VMCG_PAGES_MAX, limit;
-
-	if (!d->backstop || !vm->pid)
-		return;
-	for (VmcgGroup *g = vmcg_vm_group(vm->vm); g; g = vmcg_group_parent(g))
-		max = MIN(max, vmcg_group_max(g));
-	limit = max >= VMCG_PAGES_MAX ? UINT64_MAX : max * PAGE + d->backstop_overhead;
-	if (vm->backstop_pid == vm->pid && vm->backstop_limit == limit)
-		return;
-	if (!vmcg_backstop_apply(d->backstop, vmcg_vm_name(vm->vm), vm->pid, limit, &error)) {
-		g_warning("VM %s: backstop: %s", vmcg_vm_name(vm->vm), error->message);
-		/* Do not retry every tick: next when the limit or the process changes. */
-	}
-	vm->backstop_pid = vm->pid;
-	vm->backstop_limit = limit;
-}
-
-void vmcg_control_backstop_release(VmcgDvm *vm)
-{
-	if (vm->d->backstop && vm->backstop_pid)
-		vmcg_backstop_release(vm->d->backstop, vmcg_vm_name(vm->vm), vm->pid);
-	vm->backstop_pid = 0;
-	vm->backstop_limit = 0;
 }
 
 static VmcgGroupState *gstate(VmcgGroup *g)
@@ -208,7 +61,7 @@ static uint64_t guest_floor(VmcgDvm *vm, uint64_t now)
 		 * Stale or missing: no further inflation, and room for what
 		 * is resident now, which is the least the guest is using.
 		 */
-		floor = MAX(floor, MAX(cur, vm->resident + p->guest_margin));
+		floor = MAX(floor, MAX(cur, vmcg_dvm_resident(vm) + p->guest_margin));
 	} else {
 		/*
 		 * In balloon-target units (the guest's size), what the guest
@@ -223,7 +76,9 @@ static uint64_t guest_floor(VmcgDvm *vm, uint64_t now)
 		 */
 		used = vm->stats_actual > vm->st_available ? vm->stats_actual - vm->st_available
 							   : vm->st_total - vm->st_available;
-		grown = vm->resident > vm->stats_resident ? vm->resident - vm->stats_resident : 0;
+		grown = vmcg_dvm_resident(vm) > vm->stats_resident
+				? vmcg_dvm_resident(vm) - vm->stats_resident
+				: 0;
 		floor = MAX(floor, used + grown + p->guest_margin);
 	}
 	return vm->ram_size ? MIN(floor, vm->ram_size) : floor;
@@ -274,7 +129,8 @@ static void act(VmcgDvm *vm, uint64_t now)
 		 * balloon over them reclaims nothing. Below min(actual,
 		 * resident) every page the balloon takes is a resident one.
 		 */
-		uint64_t base = vm->resident ? MIN(vm->actual, vm->resident) : vm->actual;
+		uint64_t base =
+			vmcg_dvm_resident(vm) ? MIN(vm->actual, vmcg_dvm_resident(vm)) : vm->actual;
 
 		want = base > take ? base - take : 0;
 		want = MAX(want, floor);
@@ -493,8 +349,8 @@ void vmcg_control_tick(VmcgDaemon *d)
 	for (GList *l = d->vms.head; l; l = l->next) {
 		VmcgDvm *vm = l->data;
 
-		sample(vm, now);
-		backstop(vm);
+		vmcg_dvm_sample(vm, now);
+		vmcg_dvm_backstop_sync(vm);
 		vmcg_dvm_poll(vm, now);
 		vm->want_take = 0;
 	}

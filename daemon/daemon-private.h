@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* Internals shared by daemon.c, control.c, qemu.c and state.c. */
+/* Internals shared by daemon.c, vm.c, control.c, the backends and the charge sources. */
 #ifndef VMCG_DAEMON_PRIVATE_H
 #define VMCG_DAEMON_PRIVATE_H
 
 #include <sys/types.h>
 
 #include "daemon.h"
+#include "backend.h"
 #include "backstop.h"
+#include "charge.h"
 #include "hooks.h"
 #include "qmp.h"
 
@@ -18,7 +20,8 @@ struct VmcgDaemon {
 	char *state_path;
 	gboolean loading; /* applying config/state: do not save */
 	VmcgPolicy policy;
-	GQueue vms; /* VmcgDvm, registration order */
+	GQueue vms;	      /* VmcgDvm, registration order */
+	GHashTable *vm_names; /* name -> VmcgDvm: O(1) lookup */
 	GHashTable *subs;
 	guint next_sub;
 	guint tick_id;
@@ -46,45 +49,42 @@ typedef struct VmcgGroupState {
 	uint32_t nr_vms, nr_stalled;
 } VmcgGroupState;
 
+/*
+ * A VM as vmcgd manages it. Owned by daemon/vm.c: nothing else writes
+ * these fields (backends report through backend.h, charge sources keep
+ * their own records, the control loop calls vm.c). The control loop owns
+ * want_take; hooks.c owns tick_stall_usec.
+ */
 struct VmcgDvm {
 	VmcgDaemon *d;
 	VmcgVm *vm; /* engine VM: name, group, charge */
-	char *qmp_path;
-	VmcgQmp *qmp;
+	const VmcgBackendOps *ops;
+	VmcgBackend *backend;
+	VmcgSampling *sampling; /* always: measures; charges unless hooked */
+	VmcgHooksConn *hooks;	/* hook mode: charges come from here */
 	VmcgDvmState state;
 	pid_t pid;
-	uint64_t ram_size;  /* bytes, from query-memdev */
-	uint64_t floor;	    /* configured floor, bytes */
-	uint64_t charged;   /* bytes charged by sampling */
-	uint64_t resident;  /* last sample */
-	int64_t cal_usec;   /* last full (smaps) sample, 0 = none */
-	uint64_t cal_guest; /* guest resident then */
-	uint64_t cal_anon;  /* RssAnon then */
-	uint64_t overhead;
+	uint64_t ram_size; /* bytes, as the backend reported it */
+	uint64_t floor;	   /* configured floor, bytes */
+	/* the balloon */
 	uint64_t target;       /* balloon target we set (guest size), 0 = none yet */
-	uint64_t actual;       /* guest size per QEMU, 0 = unknown */
+	uint64_t actual;       /* guest size per the backend, 0 = unknown */
 	int64_t progress_usec; /* last time actual moved toward target */
 	uint64_t progress_actual;
 	gboolean stuck;
-	gboolean in_query; /* a query-balloon is in flight */
-	gboolean in_stats;
-	int64_t stats_asked_usec;
-	char *balloon_path; /* QOM path of the balloon device */
-	gboolean stats_enabled;
+	int64_t adopted_usec; /* when the backend became ready */
+	/* the guest's statistics: hints */
 	gboolean has_stats;
-	int64_t stats_usec;	/* when the guest stats were taken (our clock) */
-	int64_t stats_guest_ts; /* guest's last-update, to spot stale stats */
+	int64_t stats_usec; /* when they arrived (our clock) */
 	uint64_t st_total, st_free, st_available, st_cache;
-	uint64_t stats_resident;  /* resident when the stats arrived */
-	uint64_t stats_actual;	  /* guest size when the stats arrived */
+	uint64_t stats_resident; /* resident when the stats arrived */
+	uint64_t stats_actual;	 /* guest size when the stats arrived */
+	/* control loop */
 	uint64_t want_take;	  /* pages the planner asks this tick */
-	int64_t adopted_usec;	  /* when QMP became ready */
-	pid_t backstop_pid;	  /* in its backstop cgroup, 0 if not */
-	VmcgHooksConn *hooks;	  /* hook mode: charges come from here */
 	uint64_t tick_stall_usec; /* hook mode: a vCPU waited this long last tick */
-	gboolean audit_flagged;	  /* resident above charge + slack */
-	unsigned audit_strikes;	  /* samples in a row over it */
-	uint64_t backstop_limit;  /* bytes written to its limit file */
+	/* backstop */
+	pid_t backstop_pid; /* in its backstop cgroup, 0 if not */
+	uint64_t backstop_limit;
 	GList link;
 };
 
@@ -97,15 +97,22 @@ void vmcg_daemon_kick(VmcgDaemon *d);
 uint64_t vmcg_control_reclaim(VmcgDaemon *d, VmcgGroup *g, uint64_t nr_pages);
 void vmcg_control_tick(VmcgDaemon *d);
 
-/* control.c: take @vm's QEMU out of its backstop cgroup. */
-void vmcg_control_backstop_release(VmcgDvm *vm);
-
-/* qemu.c */
-VmcgDvm *vmcg_dvm_new(VmcgDaemon *d, VmcgVm *evm, const char *qmp_path);
+/* vm.c */
+VmcgDvm *vmcg_dvm_new(VmcgDaemon *d, VmcgVm *evm, const VmcgBackendOps *ops, const char *address);
 void vmcg_dvm_free(VmcgDvm *vm);
 void vmcg_dvm_connect(VmcgDvm *vm);
+/* Once per tick: the charge source's sample, then the backend's poll. */
+void vmcg_dvm_sample(VmcgDvm *vm, uint64_t now);
 void vmcg_dvm_poll(VmcgDvm *vm, uint64_t now);
 void vmcg_dvm_set_target(VmcgDvm *vm, uint64_t bytes);
 void vmcg_dvm_oom_act(VmcgDvm *vm, VmcgOomAction action);
+/* Resident guest RAM as last sampled, bytes. */
+uint64_t vmcg_dvm_resident(const VmcgDvm *vm);
+/* The charge handover of hook mode (charge.h). */
+void vmcg_dvm_hooks_attach(VmcgDvm *vm, VmcgHooksConn *c, uint64_t populated_pages);
+void vmcg_dvm_hooks_detach(VmcgDvm *vm);
+/* Put the VM's QEMU in its backstop cgroup at its limit; take it out. */
+void vmcg_dvm_backstop_sync(VmcgDvm *vm);
+void vmcg_dvm_backstop_release(VmcgDvm *vm);
 
 #endif

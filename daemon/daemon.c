@@ -2,8 +2,8 @@
 /*
  * vmcgd's core: groups and VMs, applying API/config/state operations to the
  * engine's tree all-or-nothing, persisting them, and fanning out events.
- * The control loop (sampling and enforcement) is in control.c; the QEMU side
- * of a VM (QMP, balloon, stats) in qemu.c.
+ * The control loop is in control.c; a VM's own record in vm.c, its backend
+ * (backend.h, backend-qmp.c) and charge sources (charge.h) beside it.
  */
 #include <errno.h>
 #include <gio/gio.h>
@@ -57,6 +57,7 @@ VmcgDaemon *vmcg_daemon_new(const VmcgTreeOptions *opts, const char *state_path)
 	d->state_path = g_strdup(state_path);
 	d->policy = default_policy();
 	g_queue_init(&d->vms);
+	d->vm_names = g_hash_table_new(g_str_hash, g_str_equal);
 	d->subs = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, g_free);
 	d->next_sub = 1;
 	return d;
@@ -83,6 +84,7 @@ void vmcg_daemon_free(VmcgDaemon *d)
 	for (VmcgGroup *g = vmcg_tree_root(d->tree); g;
 	     g = vmcg_group_next_descendant(g, vmcg_tree_root(d->tree)))
 		g_free(vmcg_group_get_userdata(g));
+	g_hash_table_destroy(d->vm_names);
 	vmcg_tree_free(d->tree);
 	vmcg_backstop_free(d->backstop);
 	g_hash_table_destroy(d->subs);
@@ -372,11 +374,7 @@ gboolean vmcg_daemon_group_reclaim(VmcgDaemon *d, const char *path, uint64_t byt
 
 VmcgDvm *vmcg_daemon_vm_lookup(VmcgDaemon *d, const char *name)
 {
-	VmcgVm *vm;
-
-	if (!name || vmcg_vm_lookup(d->tree, name, &vm) < 0)
-		return NULL;
-	return vmcg_vm_get_userdata(vm);
+	return name ? g_hash_table_lookup(d->vm_names, name) : NULL;
 }
 
 VmcgDvm *vmcg_daemon_vm_first(VmcgDaemon *d)
@@ -427,8 +425,7 @@ gboolean vmcg_daemon_vm_add(VmcgDaemon *d, const char *name, const char *backend
 			    const char *address, const char *group, const VmcgVmSettings *s,
 			    GError **error)
 {
-	const char *qmp_path = address;
-
+	const VmcgBackendOps *ops = vmcg_backend_find(backend ? backend : "qmp");
 	VmcgGroup *g;
 	VmcgVm *evm;
 	VmcgDvm *vm;
@@ -441,16 +438,13 @@ gboolean vmcg_daemon_vm_add(VmcgDaemon *d, const char *name, const char *backend
 			    VMCG_VM_NAME_MAX);
 		return FALSE;
 	}
-	if (backend && strcmp(backend, "qmp") != 0) {
+	if (!ops) {
 		g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
 			    "unknown backend \"%s\" (known: qmp)", backend);
 		return FALSE;
 	}
-	if (!qmp_path || !g_path_is_absolute(qmp_path) || strlen(qmp_path) >= 108) {
-		g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
-			    "qmp must be the absolute path of a unix socket (under 108 bytes)");
+	if (!ops->check_address(address, error))
 		return FALSE;
-	}
 	if (!check_vm_settings(s, error))
 		return FALSE;
 	r = vmcg_group_lookup(d->tree, group ? group : "/", &g);
@@ -463,15 +457,19 @@ gboolean vmcg_daemon_vm_add(VmcgDaemon *d, const char *name, const char *backend
 	r = vmcg_vm_new(g, name, &evm);
 	g_assert(r == 0); /* validated */
 
-	vm = vmcg_dvm_new(d, evm, qmp_path);
+	vm = vmcg_dvm_new(d, evm, ops, address);
 	apply_vm_settings(vm, s);
 	g_queue_push_tail_link(&d->vms, &vm->link);
-	g_info("VM %s registered (qmp %s) in %s", name, qmp_path, vmcg_group_path(g));
+	g_hash_table_insert(d->vm_names, (gpointer)vmcg_vm_name(evm), vm);
+	g_info("VM %s registered (%s %s) in %s", name, ops->name, address, vmcg_group_path(g));
 	vmcg_daemon_save(d);
 	{
 		g_autoptr(json_object) data = vm_event_data(vm);
 
-		json_object_object_add(data, "qmp", json_object_new_string(qmp_path));
+		json_object_object_add(data, "backend", json_object_new_string(ops->name));
+		json_object_object_add(data, "address", json_object_new_string(address));
+		if (ops == &vmcg_backend_qmp)
+			json_object_object_add(data, "qmp", json_object_new_string(address));
 		vmcg_daemon_emit(d, VMCG_EV_VM_ATTACHED, data);
 	}
 	vmcg_dvm_connect(vm);

@@ -269,9 +269,8 @@ static void conn_free(VmcgHooksConn *c)
 		uncharge(c, c->charged);
 		emit(c, VMCG_EV_HOOKS_DETACHED, NULL);
 		g_message("hooks: VM %s detached", vmcg_vm_name(vm->vm));
-		vm->hooks = NULL;
-		vm->audit_flagged = FALSE;
-		vm->cal_usec = 0; /* sampling takes over: measure in full first */
+		/* Everything charged through the connection is gone: sampling takes over. */
+		vmcg_dvm_hooks_detach(vm);
 		c->vm = NULL;
 	}
 	if (c->watch)
@@ -392,13 +391,9 @@ static gboolean on_hello(VmcgHooksConn *c, const VmcgHooksMsg *m)
 	c->held = g_new0(Held, c->nr_slots);
 
 	/* Attach: sampling's charge is replaced by the hooks' own count. */
-	if (vm->charged)
-		(void)vmcg_vm_uncharge(vm->vm, vm->charged / PAGE);
-	vm->charged = 0;
-	vmcg_vm_charge(vm->vm, m->hello.populated);
+	vmcg_dvm_hooks_attach(vm, c, m->hello.populated);
 	c->charged = m->hello.populated;
 	c->vm = vm;
-	vm->hooks = c;
 
 	hdr_init(c, &w.hdr, VMCG_HOOKS_WELCOME, sizeof(w));
 	w.major = VMCG_HOOKS_ABI_MAJOR;
@@ -733,6 +728,8 @@ void vmcg_hooks_tick(VmcgHooks *h, uint64_t since, uint64_t now)
 		}
 		c->vm->tick_stall_usec = MIN(stall, now - since);
 		c->tick_stall_usec = 0;
+		/* Slot credit is charged stock, not guest RAM (memory.stat), as of this tick. */
+		vmcg_vm_set_external_stock(c->vm->vm, (uint64_t)MAX(credit_sum(c), 0));
 	}
 	h->last_tick_usec = now;
 }
@@ -791,6 +788,5 @@ void vmcg_hooks_conn_info(VmcgHooksConn *c, VmcgHooksInfo *ret)
 	ret->grants = c->grants;
 	ret->drains = c->drains;
 	ret->slack = vmcg_hooks_conn_slack(c);
-	ret->audit_flagged = c->vm && c->vm->audit_flagged;
 	ret->pid = c->pid;
 }

@@ -37,7 +37,6 @@ typedef struct VmcgHooksInfo {
 	uint64_t stall_usec;
 	uint64_t grants, drains;
 	uint64_t slack; /* pages the charge may exceed resident by */
-	bool audit_flagged;
 	int64_t pid;
 } VmcgHooksInfo;
 

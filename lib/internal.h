@@ -90,6 +90,8 @@ struct VmcgVm {
 	uint64_t overhead_pages;
 	bool overhead_charged;
 	_Atomic uint64_t stats[_VMCG_STAT_COUNT];
+	/* credit charged and cached outside the engine (vmcg_vm_set_external_stock()) */
+	_Atomic uint64_t external_stock;
 };
 
 /* vm.c: charge walks that may cross a move. */

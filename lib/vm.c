@@ -399,6 +399,7 @@ uint64_t vmcg_vm_stat(const VmcgVm *vm, VmcgStat item)
 	case VMCG_STAT_OVERHEAD:
 		return vm->overhead_pages;
 	case VMCG_STAT_STOCK:
+		stock = atomic_load_explicit(&vm->external_stock, memory_order_relaxed);
 		for (VmcgStock *s = vm->stocks; s; s = s->next)
 			stock += vmcg_stock_cached(s);
 		return stock;
@@ -407,6 +408,11 @@ uint64_t vmcg_vm_stat(const VmcgVm *vm, VmcgStat item)
 			return 0;
 		return atomic_load_explicit(&vm->stats[item], memory_order_relaxed);
 	}
+}
+
+void vmcg_vm_set_external_stock(VmcgVm *vm, uint64_t nr_pages)
+{
+	atomic_store_explicit(&vm->external_stock, nr_pages, memory_order_relaxed);
 }
 
 void vmcg_vm_drain_stocks(VmcgVm *vm)

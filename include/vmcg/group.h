@@ -389,6 +389,14 @@ void vmcg_vm_set_overhead(VmcgVm *vm, uint64_t nr_pages);
 int vmcg_vm_set_stat(VmcgVm *vm, VmcgStat item, uint64_t nr_pages);
 uint64_t vmcg_vm_stat(const VmcgVm *vm, VmcgStat item);
 
+/**
+ * vmcg_vm_set_external_stock() - @nr_pages of @vm's charge are credit
+ * cached outside the engine's stocks (hook mode's shared per-vCPU slots,
+ * which QEMU consumes): shown as VMCG_STAT_STOCK, not VMCG_STAT_GUEST.
+ * The caller charged them; this only says how they are split.
+ */
+void vmcg_vm_set_external_stock(VmcgVm *vm, uint64_t nr_pages);
+
 /** vmcg_vm_drain_stocks() - asynchronous drain request, as for a group. */
 void vmcg_vm_drain_stocks(VmcgVm *vm);
 

@@ -82,6 +82,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backend-qmp-priv.h"
 #include "daemon-private.h"
 #include "sampler.h"
 
@@ -482,9 +483,9 @@ static void guest_step(SimGuest *g, unsigned tick)
 	const uint64_t speed = 64 * MIB;
 
 	if (vm->target && vm->actual > vm->target)
-		vm->actual -= MIN(vm->actual - vm->target, speed);
+		vmcg_dvm_backend_balloon(vm, vm->actual - MIN(vm->actual - vm->target, speed));
 	else if (vm->target && vm->actual < vm->target)
-		vm->actual += MIN(vm->target - vm->actual, speed);
+		vmcg_dvm_backend_balloon(vm, vm->actual + MIN(vm->target - vm->actual, speed));
 	if (t % 20 == 0)
 		guest_new_working_set(g);
 	if (t / 5 % 3 == 0)
@@ -496,49 +497,36 @@ static void guest_step(SimGuest *g, unsigned tick)
 }
 
 /*
- * Fresh guest statistics, as on_stats() stores them: the guest's MemTotal
- * is its size less 16 MiB of kernel, MemAvailable what it does not use,
- * and the resident figure is the daemon's last sample.
+ * Fresh guest statistics, reported as the qmp backend reports them: the
+ * guest's MemTotal is its size less 16 MiB of kernel, MemAvailable what it
+ * does not use; the VM records them with its last sample.
  */
 static void guest_stats(SimGuest *g, uint64_t now)
 {
 	VmcgDvm *vm = g->vm;
-	uint64_t avail;
+	VmcgGuestStats st;
 
-	vm->has_stats = TRUE;
-	vm->stats_usec = (int64_t)now;
-	vm->stats_guest_ts = (int64_t)now;
-	vm->st_total = vm->actual - 16 * MIB;
-	avail = vm->st_total > g->used ? vm->st_total - g->used : 0;
-	vm->st_available = avail;
-	vm->st_cache = MIN(g->resident > g->used ? g->resident - g->used : 0, avail);
-	vm->st_free = avail - vm->st_cache;
-	vm->stats_actual = vm->actual;
-	vm->stats_resident = vm->resident;
-	vmcg_vm_set_stat(vm->vm, VMCG_STAT_GUEST_FREE, vm->st_free / PAGE);
-	vmcg_vm_set_stat(vm->vm, VMCG_STAT_GUEST_CACHE, vm->st_cache / PAGE);
+	(void)now;
+	st.total = vm->actual - 16 * MIB;
+	st.available = st.total > g->used ? st.total - g->used : 0;
+	st.cache = MIN(g->resident > g->used ? g->resident - g->used : 0, st.available);
+	st.free = st.available - st.cache;
+	vmcg_dvm_backend_stats(vm, &st);
 }
 
 /*
- * What control.c's sample() does with a sample once it has read smaps:
- * charge (forcibly) or uncharge the difference, record the sample, set the
- * overhead. Same calls in the same order; returns the uncharge's error.
+ * What the sampling charge source does with a sample once it has read
+ * smaps (vmcg_sampling_apply()): charge (forcibly) or uncharge the
+ * difference, record the sample, set the overhead. Returns -ERANGE if an
+ * uncharge underflowed the VM's counter.
  */
 static int charge_update(SimGuest *g, uint64_t overhead)
 {
 	VmcgDvm *vm = g->vm;
-	uint64_t res_pages = g->resident / PAGE, charged_pages = vm->charged / PAGE;
-	int r = 0;
+	uint64_t under = atomic_load(&vmcg_vm_counter(vm->vm)->underflows);
 
-	if (res_pages > charged_pages)
-		vmcg_vm_charge(vm->vm, res_pages - charged_pages);
-	else if (res_pages < charged_pages)
-		r = vmcg_vm_uncharge(vm->vm, charged_pages - res_pages);
-	vm->charged = res_pages * PAGE;
-	vm->resident = g->resident;
-	vm->overhead = overhead;
-	vmcg_vm_set_overhead(vm->vm, overhead / PAGE);
-	return r;
+	vmcg_sampling_apply(vm->sampling, g->resident, g->resident + overhead, TRUE, NULL);
+	return atomic_load(&vmcg_vm_counter(vm->vm)->underflows) != under ? -ERANGE : 0;
 }
 
 static void drain_main_loop(void)
@@ -565,7 +553,6 @@ static unsigned count_over_limit(VmcgDaemon *d)
  */
 static void fleet_tick(Fleet *f, bool record)
 {
-	const VmcgPolicy *p = vmcg_daemon_policy(f->d);
 	uint64_t now = vmcg_daemon_now_usec(f->d);
 	unsigned over, cmds = 0, moved = 0;
 	bool top_over;
@@ -594,7 +581,7 @@ static void fleet_tick(Fleet *f, bool record)
 		 * stats on every tick, as vmcgd at 1 s ticks and the default
 		 * 2 s stats interval does (it asks when half of it has passed).
 		 */
-		vm->stats_asked_usec = (int64_t)(now - p->stats_interval_usec);
+		vmcg_backend_qmp_stats_due(vm->backend);
 	}
 	over = count_over_limit(f->d);
 	top_over = vmcg_group_over_high(
@@ -608,7 +595,7 @@ static void fleet_tick(Fleet *f, bool record)
 		VmcgDvm *vm = f->guests[i].vm;
 		bool move = vm->target != f->guests[i].old_target;
 
-		cmds += vm->in_query + vm->in_stats + move;
+		cmds += vmcg_backend_qmp_in_flight(vm->backend) + move;
 		moved += move;
 	}
 	t4 = now_ns();
@@ -668,7 +655,7 @@ static Fleet *fleet_new(Scenario sc, unsigned n, const Options *o)
 		g->index = i;
 		g->rng = 0x9e3779b9u ^ (i * 2654435761u + 1);
 		/* No reconnects: a failed attempt would find the VM READY and drop it. */
-		vmcg_qmp_set_reconnect(g->vm->qmp, false, 0, 0);
+		vmcg_qmp_set_reconnect(vmcg_backend_qmp_client(g->vm->backend), false, 0, 0);
 	}
 	/* Let the first (and only) connection attempts fail: ENOENT, at once. */
 	deadline = now_ns() + 10 * (int64_t)1000000000;
@@ -676,7 +663,8 @@ static Fleet *fleet_new(Scenario sc, unsigned n, const Options *o)
 		drain_main_loop();
 		pending = false;
 		for (unsigned i = 0; i < n; i++)
-			pending |= vmcg_qmp_get_state(f->guests[i].vm->qmp) !=
+			pending |= vmcg_qmp_get_state(
+					   vmcg_backend_qmp_client(f->guests[i].vm->backend)) !=
 				   VMCG_QMP_STATE_DISCONNECTED;
 		if (pending && now_ns() > deadline)
 			die("the QMP clients of %u VMs did not fail to connect within 10 s", n);
@@ -690,15 +678,8 @@ static Fleet *fleet_new(Scenario sc, unsigned n, const Options *o)
 		if (vm->state != VMCG_DVM_CONNECTING)
 			die("vm%u: state %d after a failed connect, want connecting", i,
 			    (int)vm->state);
-		vm->state = VMCG_DVM_READY;
-		vm->pid = 0;
-		vm->ram_size = GUEST_RAM;
-		vm->actual = GUEST_RAM;
-		vm->target = 0;
-		vm->adopted_usec = (int64_t)now;
-		vm->balloon_path = g_strdup("/machine/peripheral/balloon0");
-		vm->stats_enabled = TRUE;
-		vmcg_vm_set_oom_eligible(vm->vm, TRUE);
+		vmcg_backend_qmp_fake_ready(vm->backend, GUEST_RAM, "/machine/peripheral/balloon0");
+		vmcg_dvm_backend_balloon(vm, GUEST_RAM);
 		guest_new_working_set(g);
 		g->resident = MIN(g->used + g->cache_span / 2, GUEST_RAM);
 		guest_stats(g, now);
@@ -769,10 +750,10 @@ static bool fleet_check(Fleet *f)
 	}
 	for (unsigned i = 0; i < f->n; i++) {
 		VmcgDvm *vm = f->guests[i].vm;
-		uint64_t want = vm->charged / PAGE;
+		uint64_t want = vmcg_sampling_charged(vm->sampling) / PAGE;
 
 		if (vmcg_group_overhead_counted(vmcg_vm_group(vm->vm)))
-			want += vm->overhead / PAGE;
+			want += vmcg_sampling_overhead(vm->sampling) / PAGE;
 		if (vmcg_vm_current(vm->vm) != want ||
 		    atomic_load(&vmcg_vm_counter(vm->vm)->underflows)) {
 			fprintf(stderr,

@@ -1,0 +1,460 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * The "qmp" VM backend (backend.h): a QEMU reached through its QMP socket.
+ *
+ * Owns the QMP connection and what only QMP needs: the balloon device's
+ * QOM path, which queries are in flight, the guest's own timestamp of its
+ * statistics. Reports RAM size (query-memdev), balloon actual
+ * (query-balloon, BALLOON_CHANGE) and guest statistics (qom-get
+ * guest-stats) to daemon/vm.c. Everything QEMU says is untrusted: values
+ * are range-checked and a VM that answers nonsense is treated as one that
+ * does not answer.
+ */
+#include <gio/gio.h>
+#include <string.h>
+
+#include "backend-qmp-priv.h"
+#include "daemon-private.h"
+#include "sampler.h"
+
+typedef struct QmpBackend {
+	VmcgDvm *vm;
+	char *path;
+	VmcgQmp *qmp;
+	uint64_t ram_size; /* bytes, from query-memdev; 0 until known */
+	pid_t pid;
+	gboolean ever_ready;
+	gboolean in_query; /* a query-balloon is in flight */
+	gboolean in_stats;
+	int64_t stats_asked_usec;
+	char *balloon_path; /* QOM path of the balloon device */
+	gboolean stats_enabled;
+	gboolean has_stats;
+	int64_t stats_guest_ts; /* guest's last-update, to spot stale stats */
+} QmpBackend;
+
+static QmpBackend *qb(VmcgBackend *b)
+{
+	return (QmpBackend *)b;
+}
+
+static const char *name_of(const QmpBackend *q)
+{
+	return vmcg_dvm_name(q->vm);
+}
+
+static const VmcgPolicy *policy_of(const QmpBackend *q)
+{
+	return vmcg_daemon_policy(vmcg_dvm_daemon(q->vm));
+}
+
+static json_object *ret_member(json_object *ret, const char *key, json_type type)
+{
+	json_object *v;
+
+	if (!ret || !json_object_is_type(ret, json_type_object) ||
+	    !json_object_object_get_ex(ret, key, &v) || !json_object_is_type(v, type))
+		return NULL;
+	return v;
+}
+
+/* A size QEMU reports: non-negative and within the guest's RAM (or 1 TiB before we know it). */
+static gboolean sane_size(const QmpBackend *q, int64_t v)
+{
+	uint64_t lim = q->ram_size ? q->ram_size : UINT64_C(1) << 40;
+
+	return v > 0 && (uint64_t)v <= lim;
+}
+
+static void on_balloon(VmcgQmp *qmp, json_object *ret, const GError *error, gpointer userdata)
+{
+	QmpBackend *q = userdata;
+	json_object *a;
+
+	(void)qmp;
+	q->in_query = FALSE;
+	if (error) {
+		g_debug("VM %s: query-balloon: %s", name_of(q), error->message);
+		return;
+	}
+	a = ret_member(ret, "actual", json_type_int);
+	if (a && sane_size(q, json_object_get_int64(a)))
+		vmcg_dvm_backend_balloon(q->vm, (uint64_t)json_object_get_int64(a));
+}
+
+static void on_stats(VmcgQmp *qmp, json_object *ret, const GError *error, gpointer userdata)
+{
+	QmpBackend *q = userdata;
+	json_object *stats, *lu, *v;
+	int64_t total = -1, avail = -1, freem = -1, cache = -1;
+	VmcgGuestStats st;
+
+	(void)qmp;
+	q->in_stats = FALSE;
+	if (error) {
+		g_debug("VM %s: guest-stats: %s", name_of(q), error->message);
+		return;
+	}
+	stats = ret_member(ret, "stats", json_type_object);
+	lu = ret_member(ret, "last-update", json_type_int);
+	if (!stats || !lu)
+		return;
+	if (json_object_object_get_ex(stats, "stat-total-memory", &v) &&
+	    json_object_is_type(v, json_type_int))
+		total = json_object_get_int64(v);
+	if (json_object_object_get_ex(stats, "stat-available-memory", &v) &&
+	    json_object_is_type(v, json_type_int))
+		avail = json_object_get_int64(v);
+	if (json_object_object_get_ex(stats, "stat-free-memory", &v) &&
+	    json_object_is_type(v, json_type_int))
+		freem = json_object_get_int64(v);
+	if (json_object_object_get_ex(stats, "stat-disk-caches", &v) &&
+	    json_object_is_type(v, json_type_int))
+		cache = json_object_get_int64(v);
+	/*
+	 * Hints only, and checked: -1 means the guest did not say; values
+	 * beyond the guest's RAM or available above total are nonsense. A
+	 * "last-update" that does not move means the guest stopped updating:
+	 * the stats then age out (stats_max_age_usec) instead of being
+	 * trusted forever.
+	 */
+	if (!sane_size(q, total) || avail < 0 || avail > total || freem > total || cache > total)
+		return;
+	if (json_object_get_int64(lu) == q->stats_guest_ts && q->has_stats)
+		return;
+	q->stats_guest_ts = json_object_get_int64(lu);
+	q->has_stats = TRUE;
+	st = (VmcgGuestStats){
+		.total = (uint64_t)total,
+		.available = (uint64_t)avail,
+		.free = freem < 0 ? 0 : (uint64_t)freem,
+		.cache = cache < 0 ? 0 : (uint64_t)cache,
+	};
+	vmcg_dvm_backend_stats(q->vm, &st);
+}
+
+static void on_ignore(VmcgQmp *qmp, json_object *ret, const GError *error, gpointer userdata)
+{
+	QmpBackend *q = userdata;
+
+	(void)qmp;
+	(void)ret;
+	/* Cancelled: the VM is being forgotten or vmcgd is exiting. */
+	if (error && !g_error_matches(error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+		g_warning("VM %s: %s", name_of(q), error->message);
+}
+
+static void on_balloon_path(VmcgQmp *qmp, json_object *ret, const GError *error, gpointer userdata);
+
+static void find_balloon(QmpBackend *q, const char *dir)
+{
+	json_object *args = json_object_new_object();
+
+	json_object_object_add(args, "path", json_object_new_string(dir));
+	vmcg_qmp_execute(q->qmp, "qom-list", args, on_balloon_path, q);
+}
+
+/* qom-list of /machine/peripheral(-anon): the child that is a virtio-balloon. */
+static void on_balloon_path(VmcgQmp *qmp, json_object *ret, const GError *error, gpointer userdata)
+{
+	QmpBackend *q = userdata;
+	uint64_t interval = policy_of(q)->stats_interval_usec;
+
+	(void)qmp;
+	if (error || !json_object_is_type(ret, json_type_array))
+		return;
+	for (size_t i = 0; i < json_object_array_length(ret); i++) {
+		json_object *e = json_object_array_get_idx(ret, i), *name, *type;
+		const char *t;
+
+		if (!json_object_is_type(e, json_type_object) ||
+		    !json_object_object_get_ex(e, "name", &name) ||
+		    !json_object_object_get_ex(e, "type", &type) ||
+		    !json_object_is_type(name, json_type_string) ||
+		    !json_object_is_type(type, json_type_string))
+			continue;
+		t = json_object_get_string(type);
+		if (g_str_has_prefix(t, "child<virtio-balloon")) {
+			json_object *args;
+			/* The QOM path is that of the proxy (e.g. PCI) device's balloon child. */
+			const char *base = q->balloon_path ? NULL : json_object_get_string(name);
+
+			if (!base)
+				return;
+			q->balloon_path = g_strdup_printf(
+				"/machine/peripheral%s/%s",
+				g_str_has_prefix(base, "device[") ? "-anon" : "", base);
+			/* stats-interval = 0: the operator does not want the guest polled. */
+			if (!interval) {
+				g_info("VM %s: balloon at %s, guest statistics off", name_of(q),
+				       q->balloon_path);
+				return;
+			}
+			args = json_object_new_object();
+			json_object_object_add(args, "path",
+					       json_object_new_string(q->balloon_path));
+			json_object_object_add(
+				args, "property",
+				json_object_new_string("guest-stats-polling-interval"));
+			json_object_object_add(args, "value",
+					       json_object_new_int64(MAX(
+						       1, (int64_t)(interval / G_USEC_PER_SEC))));
+			vmcg_qmp_execute(q->qmp, "qom-set", args, on_ignore, q);
+			q->stats_enabled = TRUE;
+			g_info("VM %s: balloon at %s, stats every %" G_GUINT64_FORMAT " s",
+			       name_of(q), q->balloon_path, MAX(1, interval / G_USEC_PER_SEC));
+			return;
+		}
+	}
+}
+
+static void on_memdev(VmcgQmp *qmp, json_object *ret, const GError *error, gpointer userdata)
+{
+	QmpBackend *q = userdata;
+	uint64_t sum = 0;
+
+	(void)qmp;
+	if (error || !json_object_is_type(ret, json_type_array)) {
+		g_warning("VM %s: query-memdev failed (%s): cannot find its guest RAM", name_of(q),
+			  error ? error->message : "not an array");
+		return;
+	}
+	/*
+	 * All memdevs of the same size are counted by the sampler (NUMA
+	 * nodes); a guest with unequal nodes uses the first size, which is
+	 * documented as a limit of sampling mode.
+	 */
+	for (size_t i = 0; i < json_object_array_length(ret); i++) {
+		json_object *e = json_object_array_get_idx(ret, i), *size;
+
+		if (json_object_is_type(e, json_type_object) &&
+		    json_object_object_get_ex(e, "size", &size) &&
+		    json_object_is_type(size, json_type_int) && json_object_get_int64(size) > 0) {
+			sum = (uint64_t)json_object_get_int64(size);
+			break;
+		}
+	}
+	if (!sum || sum > (UINT64_C(1) << 42)) {
+		g_warning("VM %s: no usable memdev size", name_of(q));
+		return;
+	}
+	q->ram_size = sum;
+	vmcg_dvm_backend_ram(q->vm, sum);
+}
+
+static void on_qmp_event(VmcgQmp *qmp, const char *event, json_object *data, gint64 timestamp_usec,
+			 gpointer userdata)
+{
+	QmpBackend *q = userdata;
+
+	(void)qmp;
+	(void)timestamp_usec;
+	if (strcmp(event, "BALLOON_CHANGE") == 0) {
+		json_object *a = ret_member(data, "actual", json_type_int);
+
+		if (a && sane_size(q, json_object_get_int64(a)))
+			vmcg_dvm_backend_balloon(q->vm, (uint64_t)json_object_get_int64(a));
+	} else if (strcmp(event, "RESUME") == 0) {
+		/* Paused by someone else (STOP): still charged, still measured. */
+		vmcg_dvm_backend_resumed(q->vm);
+	}
+}
+
+static void on_qmp_state(VmcgQmp *qmp, VmcgQmpState state, const GError *error, gpointer userdata)
+{
+	QmpBackend *q = userdata;
+
+	if (state == VMCG_QMP_STATE_READY) {
+		q->pid = vmcg_socket_owner_pid("/proc", q->path);
+		if (!q->pid)
+			g_warning("VM %s: cannot find the process behind %s: no sampling",
+				  name_of(q), q->path);
+		q->ever_ready = TRUE;
+		q->ram_size = 0;
+		q->has_stats = FALSE;
+		q->stats_enabled = FALSE;
+		q->in_stats = FALSE;
+		vmcg_dvm_backend_ready(q->vm, q->pid);
+		vmcg_qmp_execute(qmp, "query-memdev", NULL, on_memdev, q);
+		q->in_query = TRUE;
+		vmcg_qmp_execute(qmp, "query-balloon", NULL, on_balloon, q);
+		g_clear_pointer(&q->balloon_path, g_free);
+		find_balloon(q, "/machine/peripheral");
+		find_balloon(q, "/machine/peripheral-anon");
+	} else if (state == VMCG_QMP_STATE_DISCONNECTED) {
+		/* Never connected yet: still "connecting" (QEMU may not have started). */
+		if (!q->ever_ready)
+			return;
+		q->pid = 0;
+		q->in_query = q->in_stats = FALSE;
+		q->has_stats = FALSE;
+		vmcg_dvm_backend_gone(q->vm, error ? error->message : "closed");
+	}
+}
+
+static gboolean qmp_check_address(const char *address, GError **error)
+{
+	if (!address || !g_path_is_absolute(address) || strlen(address) >= 108) {
+		g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+			    "qmp must be the absolute path of a unix socket (under 108 bytes)");
+		return FALSE;
+	}
+	return TRUE;
+}
+
+static VmcgBackend *qmp_create(VmcgDvm *vm, const char *address)
+{
+	QmpBackend *q = g_new0(QmpBackend, 1);
+
+	q->vm = vm;
+	q->path = g_strdup(address);
+	q->qmp = vmcg_qmp_new(address, NULL);
+	vmcg_qmp_set_state_callback(q->qmp, on_qmp_state, q);
+	vmcg_qmp_set_event_callback(q->qmp, on_qmp_event, q);
+	/* 0.5 s to 10 s: a restarting QEMU comes back fast, a dead one costs little. */
+	vmcg_qmp_set_reconnect(q->qmp, TRUE, 500, 10000);
+	return (VmcgBackend *)q;
+}
+
+static void qmp_connect(VmcgBackend *b)
+{
+	vmcg_qmp_connect(qb(b)->qmp);
+}
+
+static void qmp_poll(VmcgBackend *b, uint64_t now)
+{
+	QmpBackend *q = qb(b);
+	uint64_t interval = policy_of(q)->stats_interval_usec;
+
+	if (!q->in_query) {
+		q->in_query = TRUE;
+		vmcg_qmp_execute(q->qmp, "query-balloon", NULL, on_balloon, q);
+	}
+	if (q->stats_enabled && interval && !q->in_stats &&
+	    now - (uint64_t)q->stats_asked_usec >= interval / 2) {
+		json_object *args = json_object_new_object();
+
+		json_object_object_add(args, "path", json_object_new_string(q->balloon_path));
+		json_object_object_add(args, "property", json_object_new_string("guest-stats"));
+		q->in_stats = TRUE;
+		q->stats_asked_usec = (int64_t)now;
+		vmcg_qmp_execute(q->qmp, "qom-get", args, on_stats, q);
+	}
+}
+
+static void qmp_set_balloon(VmcgBackend *b, uint64_t bytes)
+{
+	QmpBackend *q = qb(b);
+	json_object *args = json_object_new_object();
+
+	json_object_object_add(args, "value", json_object_new_int64((int64_t)bytes));
+	vmcg_qmp_execute(q->qmp, "balloon", args, on_ignore, q);
+}
+
+static void on_stopped(VmcgQmp *qmp, json_object *ret, const GError *error, gpointer userdata)
+{
+	QmpBackend *q = userdata;
+
+	(void)qmp;
+	(void)ret;
+	if (error) {
+		if (!g_error_matches(error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+			g_warning("VM %s: cannot pause it: %s", name_of(q), error->message);
+		return;
+	}
+	vmcg_dvm_backend_paused(q->vm);
+}
+
+static void qmp_pause(VmcgBackend *b)
+{
+	vmcg_qmp_execute(qb(b)->qmp, "stop", NULL, on_stopped, b);
+}
+
+static void qmp_resume(VmcgBackend *b)
+{
+	vmcg_qmp_execute(qb(b)->qmp, "cont", NULL, on_ignore, b);
+}
+
+static void qmp_destroy(VmcgBackend *b)
+{
+	vmcg_qmp_execute(qb(b)->qmp, "quit", NULL, on_ignore, b);
+}
+
+static pid_t qmp_pid(VmcgBackend *b)
+{
+	return qb(b)->pid;
+}
+
+static void qmp_describe(VmcgBackend *b, VmcgBackendInfo *ret)
+{
+	ret->address = qb(b)->path;
+	ret->qmp = qb(b)->path;
+}
+
+static void qmp_free(VmcgBackend *b)
+{
+	QmpBackend *q = qb(b);
+
+	/* Pending commands fail with CANCELLED: their callbacks see a live q. */
+	vmcg_qmp_free(q->qmp);
+	g_free(q->path);
+	g_free(q->balloon_path);
+	g_free(q);
+}
+
+const VmcgBackendOps vmcg_backend_qmp = {
+	.name = "qmp",
+	.check_address = qmp_check_address,
+	.create = qmp_create,
+	.connect = qmp_connect,
+	.poll = qmp_poll,
+	.set_balloon = qmp_set_balloon,
+	.pause = qmp_pause,
+	.resume = qmp_resume,
+	.destroy = qmp_destroy,
+	.pid = qmp_pid,
+	.describe = qmp_describe,
+	.free = qmp_free,
+};
+
+const VmcgBackendOps *vmcg_backend_find(const char *name)
+{
+	static const VmcgBackendOps *const backends[] = { &vmcg_backend_qmp };
+
+	for (size_t i = 0; i < G_N_ELEMENTS(backends); i++) {
+		if (strcmp(backends[i]->name, name) == 0)
+			return backends[i];
+	}
+	return NULL;
+}
+
+/* ---- test seams (backend-qmp-priv.h) ---- */
+
+VmcgQmp *vmcg_backend_qmp_client(VmcgBackend *b)
+{
+	return qb(b)->qmp;
+}
+
+void vmcg_backend_qmp_fake_ready(VmcgBackend *b, uint64_t ram_bytes, const char *balloon_path)
+{
+	QmpBackend *q = qb(b);
+
+	q->ever_ready = TRUE;
+	q->pid = 0;
+	vmcg_dvm_backend_ready(q->vm, 0);
+	q->ram_size = ram_bytes;
+	vmcg_dvm_backend_ram(q->vm, ram_bytes);
+	g_free(q->balloon_path);
+	q->balloon_path = g_strdup(balloon_path);
+	q->stats_enabled = TRUE;
+}
+
+unsigned vmcg_backend_qmp_in_flight(VmcgBackend *b)
+{
+	return (unsigned)qb(b)->in_query + (unsigned)qb(b)->in_stats;
+}
+
+void vmcg_backend_qmp_stats_due(VmcgBackend *b)
+{
+	qb(b)->stats_asked_usec = 0;
+}

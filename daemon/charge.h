@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Charge sources: where a VM's guest-RAM charge comes from.
+ *
+ * - sampling (charge-sampling.c): every tick, the guest RAM resident in
+ *   the QEMU process (sampler.c reads /proc) is charged or uncharged by
+ *   the difference, forcibly: the pages are already there. Any QEMU.
+ * - hooks (hooks.c, hooks-proto.c): QEMU with the vmcg-hooks object
+ *   charges on first touch through per-vCPU credit slots shared with
+ *   vmcgd; refills are try_charge()d, so memory.max is hard.
+ *
+ * Exactly one source charges a VM's guest RAM at a time, and each owns
+ * what it charged: no other module charges or uncharges guest pages.
+ * Sampling measures every VM whatever the source (VMM overhead, the
+ * resident figure the policy reads, and in hook mode an audit of the
+ * hooks' charge). The handover is one call each way:
+ *
+ *   attach: vmcg_sampling_hand_over() - sampling uncharges what it
+ *           charged and stops charging; the hooks connection then charges
+ *           what QEMU says it populated (HELLO).
+ *   detach: vmcg_sampling_take_over() - the connection has uncharged all
+ *           it charged; sampling measures in full at its next tick and
+ *           charges that.
+ *
+ * Stock: a hooked VM's slot credit is charged but not yet backing guest
+ * pages; the hooks source reports it with vmcg_vm_set_external_stock(),
+ * so memory.stat shows it as "stock", not "guest" (docs/engine.md says
+ * why the shared slots are not lib/stock.c's VmcgStock).
+ */
+#ifndef VMCG_DAEMON_CHARGE_H
+#define VMCG_DAEMON_CHARGE_H
+
+#include <glib.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "daemon.h"
+
+typedef struct VmcgSampling VmcgSampling;
+
+VmcgSampling *vmcg_sampling_new(VmcgDvm *vm);
+/** Frees the record; what it charged must have been dropped (NULL ok). */
+void vmcg_sampling_free(VmcgSampling *s);
+
+/* What the hooks source tells the audit: pages it charged and its slack. */
+typedef struct VmcgSamplingAudit {
+	uint64_t charged_pages;
+	uint64_t slack_pages;
+} VmcgSamplingAudit;
+
+/**
+ * vmcg_sampling_tick() - measure @pid's guest RAM of @ram_bytes. With
+ * @audit NULL, sampling is the VM's charge source and charges the
+ * difference; otherwise it checks the hooks' charge against what is
+ * resident (a hooks_audit event when it is short twice in a row).
+ * Does nothing while @pid or @ram_bytes is 0.
+ */
+void vmcg_sampling_tick(VmcgSampling *s, pid_t pid, uint64_t ram_bytes, uint64_t now_usec,
+			const VmcgSamplingAudit *audit);
+
+/**
+ * vmcg_sampling_apply() - the second half of a tick, once /proc is read:
+ * @guest_bytes of guest RAM resident, @total_bytes in the whole process,
+ * @full if from smaps. Exposed for benchmarks and tests.
+ */
+void vmcg_sampling_apply(VmcgSampling *s, uint64_t guest_bytes, uint64_t total_bytes, gboolean full,
+			 const VmcgSamplingAudit *audit);
+
+/** The VM's QEMU is gone: uncharge everything sampling charged, forget the samples. */
+void vmcg_sampling_drop(VmcgSampling *s);
+/** Attach: uncharge what sampling charged and stop charging (the hooks take over). */
+void vmcg_sampling_hand_over(VmcgSampling *s);
+/** Detach: charge again from the next (full) sample; clears the audit flag. */
+void vmcg_sampling_take_over(VmcgSampling *s);
+
+/** Last sample: resident guest RAM and VMM overhead, bytes (0 before the first). */
+uint64_t vmcg_sampling_resident(const VmcgSampling *s);
+uint64_t vmcg_sampling_overhead(const VmcgSampling *s);
+/** Bytes charged by sampling (0 in hook mode). */
+uint64_t vmcg_sampling_charged(const VmcgSampling *s);
+/** Hook mode: resident above the hooks' charge + slack, flagged this episode. */
+gboolean vmcg_sampling_audit_flagged(const VmcgSampling *s);
+
+#endif
