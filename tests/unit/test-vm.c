@@ -153,6 +153,39 @@ static void test_overhead(void)
 	vmcg_tree_free(t);
 }
 
+/*
+ * Credit cached outside the engine (hook mode's shared slots) is charged
+ * like guest pages but shown as stock, and guest is the rest.
+ *
+ *   /h   vm: 100 pages charged, 30 of them slot credit
+ */
+static void test_external_stock(void)
+{
+	VmcgTree *t;
+	VmcgGroup *h;
+	VmcgVm *vm;
+
+	g_assert_cmpint(vmcg_tree_new(NULL, &t), ==, 0);
+	h = mk(t, "/h");
+	g_assert_cmpint(vmcg_vm_new(h, "vm", &vm), ==, 0);
+	vmcg_vm_charge(vm, 100);
+	g_assert_cmpuint(vmcg_vm_stat(vm, VMCG_STAT_STOCK), ==, 0);
+	vmcg_vm_set_external_stock(vm, 30);
+	g_assert_cmpuint(vmcg_vm_stat(vm, VMCG_STAT_STOCK), ==, 30);
+	g_assert_cmpuint(vmcg_vm_stat(vm, VMCG_STAT_GUEST), ==, 70);
+	g_assert_cmpuint(vmcg_group_stat(h, VMCG_STAT_STOCK), ==, 30);
+	g_assert_cmpuint(vmcg_group_stat(h, VMCG_STAT_GUEST), ==, 70);
+	g_assert_cmpuint(vmcg_group_current(h), ==, 100);
+	/* Not settable as a plain stat: it is derived. */
+	g_assert_cmpint(vmcg_vm_set_stat(vm, VMCG_STAT_STOCK, 5), ==, -EINVAL);
+	/* Over the charge (a stale report): guest never goes negative. */
+	vmcg_vm_set_external_stock(vm, 150);
+	g_assert_cmpuint(vmcg_vm_stat(vm, VMCG_STAT_GUEST), ==, 0);
+	vmcg_vm_set_external_stock(vm, 0);
+	g_assert_cmpuint(vmcg_vm_stat(vm, VMCG_STAT_GUEST), ==, 100);
+	vmcg_tree_free(t);
+}
+
 static void test_move(void)
 {
 	VmcgTree *t, *t2;
@@ -326,6 +359,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/vm/over-high", test_over_high);
 	g_test_add_func("/vm/free-uncharges", test_free_uncharges);
 	g_test_add_func("/vm/overhead", test_overhead);
+	g_test_add_func("/vm/external-stock", test_external_stock);
 	g_test_add_func("/vm/move", test_move);
 	g_test_add_func("/vm/priority", test_priority);
 	g_test_add_func("/vm/move-race", test_move_race);
