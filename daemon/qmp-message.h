@@ -45,6 +45,16 @@ typedef enum {
 	VMCG_QMP_ERROR_KVM_MISSING_CAP,
 	/* A class QEMU 7.2 does not have; the message is "Class: desc". */
 	VMCG_QMP_ERROR_UNKNOWN_CLASS,
+	/*
+	 * qmp-reply.h: a reply or event whose content is not what the command
+	 * returns (wrong type, missing member, a value out of range).
+	 */
+	VMCG_QMP_ERROR_BAD_REPLY,
+	/*
+	 * qmp-reply.h: a well-formed reply without the value asked for: no
+	 * balloon device, no memdev with a size, no guest statistics yet.
+	 */
+	VMCG_QMP_ERROR_NO_VALUE,
 } VmcgQmpError;
 
 /* ------------------------------------------------------------------------
