@@ -1115,6 +1115,51 @@ static void test_client_command_timeout(void)
 	states_clear(&st);
 }
 
+/*
+ * Deadlines out of issue order share one timer per client: each command
+ * still times out at its own deadline, earliest first. Queued (not sent)
+ * commands time out alone; the first sent one that does takes the
+ * connection down, and the later-deadline command behind it is failed as
+ * disconnected, not timed out.
+ */
+static void test_client_deadline_order(void)
+{
+	static const Step steps[] = {
+		SLEEP(700),  HANDSHAKE,	  EXPECT("d"), SEND("{\"return\": {}, \"id\": $1}\r\n"),
+		EXPECT("e"), EXPECT("f"), WAIT_EOF,    END,
+	};
+	Peer *p = peer_new(steps);
+	States st = { 0 };
+	g_autoptr(GString) log = g_string_new(NULL);
+	Reply r[6] = { { .log = log, .name = "a" }, { .log = log, .name = "b" },
+		       { .log = log, .name = "c" }, { .log = log, .name = "d" },
+		       { .log = log, .name = "e" }, { .log = log, .name = "f" } };
+	VmcgQmp *q = client(p->path, NULL, &st);
+
+	st.log = log;
+	vmcg_qmp_connect(q);
+	vmcg_qmp_execute_timeout(q, "a", NULL, 450, on_reply, &r[0]);
+	vmcg_qmp_execute_timeout(q, "b", NULL, 150, on_reply, &r[1]);
+	vmcg_qmp_execute_timeout(q, "c", NULL, 300, on_reply, &r[2]);
+	vmcg_qmp_execute(q, "d", NULL, on_reply, &r[3]);
+	WAIT_FOR(r[3].calls);
+	g_assert_cmpstr(log->str, ==, "state:1 b:error c:error a:error state:2 d:ok ");
+	for (int i = 0; i < 3; i++)
+		g_assert_error(r[i].error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+	vmcg_qmp_execute_timeout(q, "e", NULL, 600, on_reply, &r[4]);
+	vmcg_qmp_execute_timeout(q, "f", NULL, 200, on_reply, &r[5]);
+	WAIT_FOR(r[4].calls);
+	g_assert_cmpstr(log->str, ==,
+			"state:1 b:error c:error a:error state:2 d:ok f:error state:0 e:error ");
+	g_assert_error(r[5].error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+	g_assert_error(r[4].error, VMCG_QMP_ERROR, VMCG_QMP_ERROR_DISCONNECTED);
+	peer_free(p);
+	vmcg_qmp_free(q);
+	for (int i = 0; i < 6; i++)
+		reply_clear(&r[i]);
+	states_clear(&st);
+}
+
 static void test_client_eof_mid_message(void)
 {
 	static const Step steps[] = {
@@ -1542,6 +1587,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/qmp/client/capabilities-timeout", test_client_capabilities_timeout);
 	g_test_add_func("/qmp/client/connect-errors", test_client_connect_errors);
 	g_test_add_func("/qmp/client/command-timeout", test_client_command_timeout);
+	g_test_add_func("/qmp/client/deadline-order", test_client_deadline_order);
 	g_test_add_func("/qmp/client/eof-mid-message", test_client_eof_mid_message);
 	g_test_add_func("/qmp/client/eof-before-greeting", test_client_eof_before_greeting);
 	g_test_add_func("/qmp/client/oversized-reply", test_client_oversized);
