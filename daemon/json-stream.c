@@ -733,7 +733,8 @@ int vmcg_json_parse_object(const char *buf, size_t len, const VmcgJsonStreamOpti
 		return r;
 	if (r == 0) {
 		g_set_error(error, VMCG_JSON_STREAM_ERROR, VMCG_JSON_STREAM_ERROR_INVALID,
-			    "invalid %s: %s", f->what, len ? "incomplete JSON object" : "empty input");
+			    "invalid %s: %s", f->what,
+			    len ? "incomplete JSON object" : "empty input");
 		return -EBADMSG;
 	}
 	for (size_t i = used; i < len; i++)
