@@ -1,952 +1,28 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * QMP client of vmcgd. Three layers, bottom up:
+ * QMP client of vmcgd: one non-blocking unix socket on the GLib main loop,
+ * with a deadline on every phase and every command. The layers under it are
+ * pure and live elsewhere: json-stream.c cuts the bytes into JSON objects,
+ * qmp-message.c classifies them.
  *
- *  - the framer: a lexer and a persistent json_tokener over the byte stream,
- *    cutting it into JSON objects within the size, memory and depth limits;
- *  - the classifier: one JSON object -> greeting, return, error or event;
- *  - the client: one non-blocking unix socket on the GLib main loop, with a
- *    deadline on every phase and every command.
- *
- * The first two are pure and are what tests/fuzz/fuzz-qmp.c drives.
+ * Sources: per client, not per command. The socket has one read source
+ * (and a write source while output is pending, a connect source while
+ * connect() is), and every deadline (the phase's and each command's) shares
+ * one timer whose ready time is the earliest of them, so 1000 VMs with a few
+ * commands each in flight cost the main loop 1000 timers, not thousands of
+ * sources created and destroyed per tick.
  */
 #ifndef G_LOG_DOMAIN
 #define G_LOG_DOMAIN "vmcg-qmp"
 #endif
 
-#include <errno.h>
-#include <limits.h>
-#include <math.h>
 #include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
 
 #include <gio/gunixsocketaddress.h>
 
 #include "qmp.h"
-
-GQuark vmcg_qmp_error_quark(void)
-{
-	return g_quark_from_static_string("vmcg-qmp-error-quark");
-}
-
-/* ------------------------------------------------------------------------
- * Framer
- */
-
-/*
- * What json-c 0.16 allocates per token on x86-64 glibc, measured with
- * mallinfo2() over 4 MiB messages of one token kind: an empty object 792
- * bytes (struct, lh_table, 16 preallocated entries), an empty array 152, an
- * integer 72, an empty string 88, true 43 (struct, array slot or hash entry,
- * malloc overhead). Charged here with headroom for other allocators: 1024,
- * 192 and 128 per token. A string's bytes are charged three times: the
- * tokener's printbuf grows by doubling (up to 2x) and the value is a copy.
- * Measured charge/allocation: empty objects 1.3x, empty arrays 1.3x, ints
- * 1.8x, strings 1.5x, one 4 MiB string 3.0x, query-qmp-schema 1.7x.
- */
-#define COST_OBJECT 1024
-#define COST_ARRAY 192
-#define COST_VALUE 128
-#define COST_STRING_BYTE_EXTRA 2
-
-/*
- * A message larger than this leaves json-c's printbuf grown to twice its
- * largest token; a fresh tokener gives that memory back.
- */
-#define TOKENER_RECYCLE_BYTES (64 * 1024)
-
-/* Enough for UINT64_MAX (20 digits) and INT64_MIN (20 chars). */
-#define NUM_CHARS 24
-
-/* Where in RFC 8259's number grammar the lexer is. */
-enum num_state {
-	NUM_NONE,
-	NUM_SIGN,    /* -        */
-	NUM_ZERO,    /* -?0      */
-	NUM_INT,     /* -?[1-9]  */
-	NUM_FRAC0,   /* int.     */
-	NUM_FRAC,    /* int.d    */
-	NUM_EXP0,    /* ...e     */
-	NUM_EXPSIGN, /* ...e-    */
-	NUM_EXP,     /* ...e-d   */
-	NUM_BAD,
-};
-
-enum {
-	ESC_NONE,
-	ESC_BACKSLASH,
-	ESC_HEX1, /* ESC_HEX1..ESC_HEX1+3: reading the 4 hex digits of \uXXXX */
-	ESC_HEX_END = ESC_HEX1 + 4,
-};
-
-struct VmcgQmpFramer {
-	struct json_tokener *tok;
-	size_t max_bytes;
-	size_t max_tree;
-
-	/* After an error: the code and message to repeat until reset. */
-	int failed;
-	GError *failure;
-
-	/* The message in progress. */
-	bool in_msg;
-	size_t bytes; /* from its '{' */
-	size_t tree;  /* the json-c charge */
-	unsigned int depth;
-	bool saw_double;
-
-	bool in_str;
-	uint8_t esc;
-	uint32_t hex;
-	bool want_low; /* a \uD800-\uDBFF escape must be followed by \uDC00-\uDFFF */
-	uint8_t u8_need;
-	uint8_t u8_lo, u8_hi; /* allowed range of the next continuation byte */
-
-	uint8_t num;  /* enum num_state */
-	bool num_int; /* no fraction, no exponent */
-	bool num_long;
-	size_t num_len;
-	char num_text[NUM_CHARS + 1];
-
-	const char *lit; /* "true", "false" or "null" while in one */
-	uint8_t lit_pos;
-};
-
-static struct json_tokener *framer_tokener_new(void)
-{
-	/*
-	 * json-c counts a scalar leaf as a level: 64 nested containers with a
-	 * value inside need 65. The lexer enforces VMCG_QMP_MAX_DEPTH first;
-	 * this is only json-c's own bound on its stack.
-	 */
-	struct json_tokener *tok = json_tokener_new_ex(VMCG_QMP_MAX_DEPTH + 2);
-
-	if (!tok)
-		g_error("json_tokener_new_ex: out of memory");
-	/* Strict: no trailing commas, comments, bare words or hex numbers. */
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-	return tok;
-}
-
-VmcgQmpFramer *vmcg_qmp_framer_new(size_t max_message_bytes, size_t max_tree_bytes)
-{
-	VmcgQmpFramer *f = g_new0(VmcgQmpFramer, 1);
-
-	f->max_bytes = max_message_bytes ? max_message_bytes : VMCG_QMP_MAX_MESSAGE_BYTES_DEFAULT;
-	/* json_tokener_parse_ex() takes an int length. */
-	f->max_bytes = MIN(f->max_bytes, (size_t)INT_MAX);
-	f->max_tree = max_tree_bytes ? max_tree_bytes : VMCG_QMP_MAX_TREE_BYTES_DEFAULT;
-	f->tok = framer_tokener_new();
-	return f;
-}
-
-void vmcg_qmp_framer_free(VmcgQmpFramer *f)
-{
-	if (!f)
-		return;
-	json_tokener_free(f->tok);
-	g_clear_error(&f->failure);
-	g_free(f);
-}
-
-static void framer_end_message(VmcgQmpFramer *f)
-{
-	if (f->bytes > TOKENER_RECYCLE_BYTES) {
-		json_tokener_free(f->tok);
-		f->tok = framer_tokener_new();
-	} else {
-		json_tokener_reset(f->tok);
-	}
-	f->in_msg = false;
-	f->bytes = 0;
-	f->tree = 0;
-	f->depth = 0;
-	f->saw_double = false;
-	f->in_str = false;
-	f->esc = ESC_NONE;
-	f->hex = 0;
-	f->want_low = false;
-	f->u8_need = 0;
-	f->num = NUM_NONE;
-	f->num_len = 0;
-	f->lit = NULL;
-}
-
-void vmcg_qmp_framer_reset(VmcgQmpFramer *f)
-{
-	f->bytes = TOKENER_RECYCLE_BYTES + 1; /* a partial message may have grown it */
-	framer_end_message(f);
-	f->failed = 0;
-	g_clear_error(&f->failure);
-}
-
-bool vmcg_qmp_framer_in_message(const VmcgQmpFramer *f)
-{
-	return f->in_msg;
-}
-
-static const char *describe_byte(unsigned char c, char buf[8])
-{
-	if (c >= 0x21 && c < 0x7f)
-		snprintf(buf, 8, "'%c'", c);
-	else
-		snprintf(buf, 8, "0x%02x", c);
-	return buf;
-}
-
-static int G_GNUC_PRINTF(3, 4) lex_error(VmcgQmpFramer *f, GError **error, const char *fmt, ...)
-{
-	g_autofree char *what = NULL;
-	va_list ap;
-
-	va_start(ap, fmt);
-	what = g_strdup_vprintf(fmt, ap);
-	va_end(ap);
-	/* f->bytes counts the offending byte: report its 0-based offset. */
-	g_set_error(error, VMCG_QMP_ERROR, VMCG_QMP_ERROR_PROTOCOL,
-		    "invalid QMP message at byte %zu: %s", f->bytes - 1, what);
-	return -EBADMSG;
-}
-
-static int lex_too_big(VmcgQmpFramer *f, GError **error)
-{
-	if (f->tree > f->max_tree)
-		g_set_error(error, VMCG_QMP_ERROR, VMCG_QMP_ERROR_MESSAGE_TOO_BIG,
-			    "QMP message refused: parsing it would take more than %zu bytes of "
-			    "memory (limit on the parsed size, at byte %zu)",
-			    f->max_tree, f->bytes);
-	else
-		g_set_error(error, VMCG_QMP_ERROR, VMCG_QMP_ERROR_MESSAGE_TOO_BIG,
-			    "QMP message refused: larger than %zu bytes", f->max_bytes);
-	return -EMSGSIZE;
-}
-
-static int hex_value(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* The strict UTF-8 of RFC 3629: no overlongs, no surrogates, <= U+10FFFF. */
-static int lex_utf8_lead(VmcgQmpFramer *f, unsigned char c, GError **error)
-{
-	f->u8_lo = 0x80;
-	f->u8_hi = 0xbf;
-	if (c >= 0xc2 && c <= 0xdf) {
-		f->u8_need = 1;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		f->u8_need = 2;
-		if (c == 0xe0)
-			f->u8_lo = 0xa0;
-		else if (c == 0xed)
-			f->u8_hi = 0x9f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		f->u8_need = 3;
-		if (c == 0xf0)
-			f->u8_lo = 0x90;
-		else if (c == 0xf4)
-			f->u8_hi = 0x8f;
-	} else {
-		return lex_error(f, error, "invalid UTF-8 byte 0x%02x in a string", c);
-	}
-	return 0;
-}
-
-static int lex_escape_done(VmcgQmpFramer *f, GError **error)
-{
-	uint32_t u = f->hex;
-
-	f->esc = ESC_NONE;
-	if (u == 0)
-		/* It would cut every C string that holds it. */
-		return lex_error(f, error, "\\u0000 in a string");
-	if (f->want_low) {
-		if (u < 0xdc00 || u > 0xdfff)
-			return lex_error(f, error, "high surrogate not followed by a low one");
-		f->want_low = false;
-	} else if (u >= 0xd800 && u <= 0xdbff) {
-		f->want_low = true;
-	} else if (u >= 0xdc00 && u <= 0xdfff) {
-		return lex_error(f, error, "low surrogate \\u%04x without a high one", u);
-	}
-	return 0;
-}
-
-static int lex_string_byte(VmcgQmpFramer *f, unsigned char c, GError **error)
-{
-	f->tree += COST_STRING_BYTE_EXTRA;
-	if (f->u8_need) {
-		if (c < f->u8_lo || c > f->u8_hi)
-			return lex_error(f, error, "invalid UTF-8 continuation 0x%02x in a string",
-					 c);
-		f->u8_need--;
-		f->u8_lo = 0x80;
-		f->u8_hi = 0xbf;
-		return 0;
-	}
-	if (f->esc == ESC_BACKSLASH) {
-		if (f->want_low && c != 'u')
-			return lex_error(f, error, "high surrogate not followed by a low one");
-		switch (c) {
-		case '"':
-		case '\\':
-		case '/':
-		case 'b':
-		case 'f':
-		case 'n':
-		case 'r':
-		case 't':
-			f->esc = ESC_NONE;
-			return 0;
-		case 'u':
-			f->esc = ESC_HEX1;
-			f->hex = 0;
-			return 0;
-		default: {
-			char b[8];
-
-			return lex_error(f, error, "invalid escape \\%s in a string",
-					 describe_byte(c, b));
-		}
-		}
-	}
-	if (f->esc >= ESC_HEX1) {
-		int d = hex_value(c);
-
-		if (d < 0)
-			return lex_error(f, error, "\\u escape with a non-hex digit");
-		f->hex = f->hex << 4 | (uint32_t)d;
-		if (++f->esc == ESC_HEX_END)
-			return lex_escape_done(f, error);
-		return 0;
-	}
-	if (f->want_low && c != '\\')
-		return lex_error(f, error, "high surrogate not followed by a low one");
-	if (c == '"') {
-		f->in_str = false;
-		return 0;
-	}
-	if (c == '\\') {
-		f->esc = ESC_BACKSLASH;
-		return 0;
-	}
-	if (c < 0x20)
-		return lex_error(f, error, "control character 0x%02x in a string", c);
-	if (c >= 0x80)
-		return lex_utf8_lead(f, c, error);
-	return 0;
-}
-
-static bool is_num_char(unsigned char c)
-{
-	return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E';
-}
-
-static enum num_state num_next(enum num_state st, unsigned char c)
-{
-	bool digit = c >= '0' && c <= '9';
-	bool exp = c == 'e' || c == 'E';
-
-	switch (st) {
-	case NUM_SIGN:
-		if (c == '0')
-			return NUM_ZERO;
-		return digit ? NUM_INT : NUM_BAD;
-	case NUM_ZERO:
-		/* No leading zeros: json-c 0.16 reads "00" as 0. */
-		if (c == '.')
-			return NUM_FRAC0;
-		return exp ? NUM_EXP0 : NUM_BAD;
-	case NUM_INT:
-		if (digit)
-			return NUM_INT;
-		if (c == '.')
-			return NUM_FRAC0;
-		return exp ? NUM_EXP0 : NUM_BAD;
-	case NUM_FRAC0:
-		/* A digit after the point: json-c 0.16 accepts "1." and "1.e5". */
-		return digit ? NUM_FRAC : NUM_BAD;
-	case NUM_FRAC:
-		if (digit)
-			return NUM_FRAC;
-		return exp ? NUM_EXP0 : NUM_BAD;
-	case NUM_EXP0:
-		if (c == '+' || c == '-')
-			return NUM_EXPSIGN;
-		return digit ? NUM_EXP : NUM_BAD;
-	case NUM_EXPSIGN:
-	case NUM_EXP:
-		return digit ? NUM_EXP : NUM_BAD;
-	default:
-		return NUM_BAD;
-	}
-}
-
-/*
- * json-c silently clamps integers beyond int64/uint64 to the nearest bound;
- * a balloon size of 1e30 would read as 18 EiB. Refuse them instead.
- */
-static int lex_end_number(VmcgQmpFramer *f, GError **error)
-{
-	enum num_state st = f->num;
-
-	f->num = NUM_NONE;
-	if (st != NUM_ZERO && st != NUM_INT && st != NUM_FRAC && st != NUM_EXP)
-		return lex_error(f, error, "incomplete number %.*s", (int)f->num_len, f->num_text);
-	if (!f->num_int) {
-		f->saw_double = true;
-		return 0;
-	}
-	if (!f->num_long) {
-		f->num_text[f->num_len] = '\0';
-		errno = 0;
-		if (f->num_text[0] == '-')
-			(void)strtoll(f->num_text, NULL, 10);
-		else
-			(void)strtoull(f->num_text, NULL, 10);
-		if (errno != ERANGE)
-			return 0;
-	}
-	return lex_error(f, error, "integer %.*s%s does not fit in 64 bits", (int)f->num_len,
-			 f->num_text, f->num_long ? "..." : "");
-}
-
-/* A byte that continues the number in progress. */
-static int lex_number_byte(VmcgQmpFramer *f, unsigned char c, GError **error)
-{
-	enum num_state st = num_next(f->num, c);
-
-	if (st == NUM_BAD) {
-		char b[8];
-
-		return lex_error(f, error, "malformed number: %s after %.*s", describe_byte(c, b),
-				 (int)f->num_len, f->num_text);
-	}
-	if (st == NUM_FRAC0 || st == NUM_EXP0)
-		f->num_int = false;
-	f->num = st;
-	if (f->num_len < NUM_CHARS)
-		f->num_text[f->num_len++] = (char)c;
-	else
-		f->num_long = true;
-	return 0;
-}
-
-/* A letter outside strings: only true, false and null are JSON. */
-static int lex_letter(VmcgQmpFramer *f, unsigned char c, GError **error)
-{
-	char b[8];
-
-	if (!f->lit) {
-		f->lit = c == 't' ? "true" : c == 'f' ? "false" : c == 'n' ? "null" : NULL;
-		if (!f->lit)
-			/* ' (json-c's single-quoted strings), NaN, Infinity, ... */
-			return lex_error(f, error, "unexpected %s outside a string",
-					 describe_byte(c, b));
-		f->lit_pos = 1;
-		f->tree += COST_VALUE;
-		return 0;
-	}
-	if (f->lit[f->lit_pos] != (char)c)
-		return lex_error(f, error, "unexpected %s in %s", describe_byte(c, b), f->lit);
-	f->lit_pos++;
-	return 0;
-}
-
-/*
- * One byte of the stream. Return: 0, 1 when @c closed the message, or a
- * negative errno with @error set.
- */
-static int lex_byte(VmcgQmpFramer *f, unsigned char c, GError **error)
-{
-	int r;
-
-	if (!f->in_msg) {
-		if (c == ' ' || c == '\t' || c == '\n' || c == '\r')
-			return 0;
-		if (c != '{') {
-			char b[8];
-
-			g_set_error(error, VMCG_QMP_ERROR, VMCG_QMP_ERROR_PROTOCOL,
-				    "invalid QMP message: a message must be a JSON object, "
-				    "found %s where one should start",
-				    describe_byte(c, b));
-			return -EBADMSG;
-		}
-		f->in_msg = true;
-	}
-	if (f->bytes >= f->max_bytes)
-		return lex_too_big(f, error);
-	f->bytes++;
-	f->tree++;
-
-	if (f->in_str) {
-		r = lex_string_byte(f, c, error);
-		goto out;
-	}
-	if (f->num != NUM_NONE) {
-		if (is_num_char(c))
-			return lex_number_byte(f, c, error);
-		r = lex_end_number(f, error);
-		if (r < 0)
-			return r;
-	}
-	if (g_ascii_isalpha(c)) {
-		r = lex_letter(f, c, error);
-		goto out;
-	}
-	if (f->lit) {
-		if (f->lit[f->lit_pos])
-			return lex_error(f, error, "incomplete %s", f->lit);
-		f->lit = NULL;
-	}
-	r = 0;
-	if (c == '-' || (c >= '0' && c <= '9')) {
-		f->num = c == '-' ? NUM_SIGN : c == '0' ? NUM_ZERO : NUM_INT;
-		f->num_int = true;
-		f->num_long = false;
-		f->num_text[0] = (char)c;
-		f->num_len = 1;
-		f->tree += COST_VALUE;
-		goto out;
-	}
-	switch (c) {
-	case ' ':
-	case '\t':
-	case '\n':
-	case '\r':
-	case ':':
-	case ',':
-		break;
-	case '{':
-	case '[':
-		if (f->depth >= VMCG_QMP_MAX_DEPTH)
-			return lex_error(f, error, "nesting deeper than %d", VMCG_QMP_MAX_DEPTH);
-		f->depth++;
-		f->tree += c == '{' ? COST_OBJECT : COST_ARRAY;
-		break;
-	case '}':
-	case ']':
-		/* json-c checks that brackets match; here only depth counts. */
-		if (--f->depth == 0)
-			return 1;
-		break;
-	case '"':
-		f->in_str = true;
-		f->tree += COST_VALUE;
-		break;
-	default: {
-		char b[8];
-
-		return lex_error(f, error, "unexpected %s outside a string", describe_byte(c, b));
-	}
-	}
-out:
-	if (r == 0 && f->tree > f->max_tree)
-		return lex_too_big(f, error);
-	return r;
-}
-
-/* json-c reads 1e999 as inf and accepts NaN words; JSON has neither. */
-static bool json_all_finite(json_object *o)
-{
-	switch (json_object_get_type(o)) {
-	case json_type_double:
-		return isfinite(json_object_get_double(o));
-	case json_type_array: {
-		size_t n = json_object_array_length(o);
-
-		for (size_t i = 0; i < n; i++)
-			if (!json_all_finite(json_object_array_get_idx(o, i)))
-				return false;
-		return true;
-	}
-	case json_type_object: {
-		json_object_object_foreach(o, key, val)
-		{
-			(void)key;
-			if (!json_all_finite(val))
-				return false;
-		}
-		return true;
-	}
-	default:
-		return true;
-	}
-}
-
-static int framer_fail(VmcgQmpFramer *f, int r, GError *err, GError **error)
-{
-	f->failed = r;
-	g_clear_error(&f->failure);
-	f->failure = g_error_copy(err);
-	g_propagate_error(error, err);
-	return r;
-}
-
-static int framer_json_error(VmcgQmpFramer *f, GError **error)
-{
-	enum json_tokener_error jerr = json_tokener_get_error(f->tok);
-	GError *err;
-
-	/*
-	 * No byte offset: where json-c stops depends on how the stream was cut
-	 * into reads (it notices some errors only at a token's end).
-	 */
-	err = g_error_new(VMCG_QMP_ERROR, VMCG_QMP_ERROR_PROTOCOL,
-			  "invalid QMP message: JSON syntax error (%s)",
-			  jerr == json_tokener_continue ? "unbalanced brackets"
-							: json_tokener_error_desc(jerr));
-	return framer_fail(f, -EBADMSG, err, error);
-}
-
-int vmcg_qmp_framer_feed(VmcgQmpFramer *f, const char *buf, size_t len, size_t *ret_consumed,
-			 json_object **ret_obj, GError **error)
-{
-	GError *lex_err = NULL;
-	int lex_r = 0;
-	size_t start = f->in_msg ? 0 : SIZE_MAX;
-	size_t i;
-	bool end = false;
-	json_object *obj;
-	enum json_tokener_error jerr;
-	size_t fed;
-
-	if (f->failed) {
-		g_propagate_error(error, g_error_copy(f->failure));
-		return f->failed;
-	}
-
-	for (i = 0; i < len; i++) {
-		bool was_in = f->in_msg;
-
-		lex_r = lex_byte(f, (unsigned char)buf[i], &lex_err);
-		if (lex_r < 0)
-			break;
-		if (!was_in && f->in_msg)
-			start = i;
-		if (lex_r == 1) {
-			end = true;
-			i++;
-			break;
-		}
-	}
-
-	if (start == SIZE_MAX) {
-		if (lex_r < 0)
-			return framer_fail(f, lex_r, lex_err, error);
-		*ret_consumed = len;
-		return 0;
-	}
-	/* json-c gets exactly the message bytes that the lexer let through. */
-	fed = i - start;
-	obj = json_tokener_parse_ex(f->tok, buf + start, (int)fed);
-	jerr = json_tokener_get_error(f->tok);
-	if (lex_r < 0) {
-		/*
-		 * The earlier error wins, so that how the stream was cut into
-		 * reads never changes which error the caller sees.
-		 */
-		json_object_put(obj);
-		if (jerr != json_tokener_continue && jerr != json_tokener_success) {
-			g_error_free(lex_err);
-			return framer_json_error(f, error);
-		}
-		return framer_fail(f, lex_r, lex_err, error);
-	}
-	if (!end) {
-		if (jerr == json_tokener_continue) {
-			*ret_consumed = len;
-			return 0;
-		}
-		json_object_put(obj);
-		return framer_json_error(f, error);
-	}
-	if (!obj)
-		return framer_json_error(f, error);
-	if (json_tokener_get_parse_end(f->tok) != fed) {
-		json_object_put(obj);
-		return framer_fail(f, -EBADMSG,
-				   g_error_new(VMCG_QMP_ERROR, VMCG_QMP_ERROR_PROTOCOL,
-					       "invalid QMP message: JSON ends at another byte "
-					       "than its brackets say"),
-				   error);
-	}
-	if (f->saw_double && !json_all_finite(obj)) {
-		json_object_put(obj);
-		return framer_fail(f, -EBADMSG,
-				   g_error_new(VMCG_QMP_ERROR, VMCG_QMP_ERROR_PROTOCOL,
-					       "invalid QMP message: a number is out of range"),
-				   error);
-	}
-	framer_end_message(f);
-	*ret_consumed = i;
-	*ret_obj = obj;
-	return 1;
-}
-
-/* ------------------------------------------------------------------------
- * Classifier
- */
-
-void vmcg_qmp_message_clear(VmcgQmpMessage *msg)
-{
-	if (msg->root)
-		json_object_put(msg->root);
-	memset(msg, 0, sizeof(*msg));
-}
-
-static int G_GNUC_PRINTF(2, 3) proto_error(GError **error, const char *fmt, ...)
-{
-	g_autofree char *what = NULL;
-	va_list ap;
-
-	va_start(ap, fmt);
-	what = g_strdup_vprintf(fmt, ap);
-	va_end(ap);
-	g_set_error(error, VMCG_QMP_ERROR, VMCG_QMP_ERROR_PROTOCOL, "invalid QMP message: %s",
-		    what);
-	return -EBADMSG;
-}
-
-static const char *type_name(json_object *o)
-{
-	return json_type_to_name(json_object_get_type(o));
-}
-
-/* @o's member @key must exist (unless @optional) and be of @type. */
-static int member(json_object *o, const char *where, const char *key, json_type type, bool optional,
-		  json_object **ret, GError **error)
-{
-	json_object *v;
-
-	if (!json_object_object_get_ex(o, key, &v)) {
-		if (optional) {
-			*ret = NULL;
-			return 0;
-		}
-		return proto_error(error, "%s has no \"%s\"", where, key);
-	}
-	if (!json_object_is_type(v, type))
-		return proto_error(error, "%s: \"%s\" must be %s %s, not %s", where, key,
-				   strchr("aeiou", json_type_to_name(type)[0]) ? "an" : "a",
-				   json_type_to_name(type), type_name(v));
-	*ret = v;
-	return 0;
-}
-
-/* A string that C can hold: no embedded NUL (possible in a built object). */
-static int member_string(json_object *o, const char *where, const char *key, bool optional,
-			 bool nonempty, const char **ret, GError **error)
-{
-	json_object *v;
-	const char *s;
-	int r = member(o, where, key, json_type_string, optional, &v, error);
-
-	if (r < 0)
-		return r;
-	if (!v) {
-		*ret = NULL;
-		return 0;
-	}
-	s = json_object_get_string(v);
-	if (strlen(s) != (size_t)json_object_get_string_len(v))
-		return proto_error(error, "%s: \"%s\" holds a NUL character", where, key);
-	if (nonempty && !*s)
-		return proto_error(error, "%s: \"%s\" is empty", where, key);
-	*ret = s;
-	return 0;
-}
-
-static int member_int(json_object *o, const char *where, const char *key, int64_t lo, int64_t hi,
-		      int64_t *ret, GError **error)
-{
-	json_object *v;
-	int64_t x;
-	int r = member(o, where, key, json_type_int, false, &v, error);
-
-	if (r < 0)
-		return r;
-	/* Clamps a uint64 above INT64_MAX to INT64_MAX: above any @hi here. */
-	x = json_object_get_int64(v);
-	if (x < lo || x > hi)
-		return proto_error(error, "%s: \"%s\" is out of range", where, key);
-	*ret = x;
-	return 0;
-}
-
-static int classify_greeting(json_object *qmp, VmcgQmpMessage *m, GError **error)
-{
-	json_object *version, *qemu, *caps;
-	int64_t v[3];
-	static const char *const parts[] = { "major", "minor", "micro" };
-	int r;
-
-	if (!json_object_is_type(qmp, json_type_object))
-		return proto_error(error, "\"QMP\" must be an object, not %s", type_name(qmp));
-	r = member(qmp, "greeting", "version", json_type_object, false, &version, error);
-	if (r < 0)
-		return r;
-	r = member(version, "greeting \"version\"", "qemu", json_type_object, false, &qemu, error);
-	if (r < 0)
-		return r;
-	for (int i = 0; i < 3; i++) {
-		r = member_int(qemu, "greeting \"version\".\"qemu\"", parts[i], 0, INT_MAX, &v[i],
-			       error);
-		if (r < 0)
-			return r;
-	}
-	r = member_string(version, "greeting \"version\"", "package", false, false,
-			  &m->qemu_package, error);
-	if (r < 0)
-		return r;
-	r = member(qmp, "greeting", "capabilities", json_type_array, false, &caps, error);
-	if (r < 0)
-		return r;
-	for (size_t i = 0; i < json_object_array_length(caps); i++)
-		if (!json_object_is_type(json_object_array_get_idx(caps, i), json_type_string))
-			return proto_error(error, "greeting: \"capabilities\" must hold strings");
-	m->type = VMCG_QMP_MSG_GREETING;
-	m->qemu_major = (int)v[0];
-	m->qemu_minor = (int)v[1];
-	m->qemu_micro = (int)v[2];
-	m->capabilities = caps;
-	return 0;
-}
-
-static int classify_event(json_object *obj, VmcgQmpMessage *m, GError **error)
-{
-	json_object *ts;
-	int64_t sec, usec;
-	int r;
-
-	r = member_string(obj, "event", "event", false, true, &m->event, error);
-	if (r < 0)
-		return r;
-	r = member(obj, "event", "data", json_type_object, true, &m->data, error);
-	if (r < 0)
-		return r;
-	r = member(obj, "event", "timestamp", json_type_object, false, &ts, error);
-	if (r < 0)
-		return r;
-	/* qmp-spec.rst: both are -1 when QEMU could not read the clock. */
-	r = member_int(ts, "event \"timestamp\"", "seconds", -1,
-		       (INT64_MAX - (G_USEC_PER_SEC - 1)) / G_USEC_PER_SEC, &sec, error);
-	if (r < 0)
-		return r;
-	r = member_int(ts, "event \"timestamp\"", "microseconds", -1, G_USEC_PER_SEC - 1, &usec,
-		       error);
-	if (r < 0)
-		return r;
-	if ((sec < 0) != (usec < 0))
-		return proto_error(error, "event: \"timestamp\" is -1 in one member only");
-	m->type = VMCG_QMP_MSG_EVENT;
-	m->timestamp_usec = sec < 0 ? -1 : sec * G_USEC_PER_SEC + usec;
-	return 0;
-}
-
-/* @val is the "return" member if @is_return, else the "error" member. */
-static int classify_reply(json_object *obj, bool is_return, json_object *val, VmcgQmpMessage *m,
-			  GError **error)
-{
-	json_object *ret = val, *err = val;
-	int r;
-
-	r = member_string(obj, "reply", "id", true, false, &m->id, error);
-	if (r < 0)
-		return r;
-	if (is_return) {
-		if (json_object_get_type(ret) == json_type_null)
-			return proto_error(error, "reply: \"return\" is null");
-		m->type = VMCG_QMP_MSG_RETURN;
-		m->ret = ret;
-		return 0;
-	}
-	if (!json_object_is_type(err, json_type_object))
-		return proto_error(error, "reply: \"error\" must be an object, not %s",
-				   type_name(err));
-	r = member_string(err, "reply \"error\"", "class", false, true, &m->error_class, error);
-	if (r < 0)
-		return r;
-	r = member_string(err, "reply \"error\"", "desc", false, false, &m->error_desc, error);
-	if (r < 0)
-		return r;
-	m->type = VMCG_QMP_MSG_ERROR;
-	return 0;
-}
-
-int vmcg_qmp_classify(json_object *obj, VmcgQmpMessage *ret, GError **error)
-{
-	static const char *const kinds[] = { "QMP", "return", "error", "event" };
-	json_object *v[4] = { NULL };
-	bool has[4];
-	VmcgQmpMessage m = { 0 };
-	int n = 0, r;
-
-	if (!json_object_is_type(obj, json_type_object))
-		return proto_error(error, "a message must be a JSON object, not %s",
-				   type_name(obj));
-	for (int i = 0; i < 4; i++) {
-		has[i] = json_object_object_get_ex(obj, kinds[i], &v[i]);
-		n += has[i];
-	}
-	if (n == 0)
-		return proto_error(error, "no \"QMP\", \"return\", \"error\" or \"event\" member");
-	if (n > 1) {
-		const char *a = NULL, *b = NULL;
-
-		for (int i = 0; i < 4; i++) {
-			if (!has[i])
-				continue;
-			if (!a)
-				a = kinds[i];
-			else if (!b)
-				b = kinds[i];
-		}
-		return proto_error(error, "both \"%s\" and \"%s\" in one message", a, b);
-	}
-	if (has[0])
-		r = classify_greeting(v[0], &m, error);
-	else if (has[3])
-		r = classify_event(obj, &m, error);
-	else
-		r = classify_reply(obj, has[1], has[1] ? v[1] : v[2], &m, error);
-	if (r < 0)
-		return r;
-	m.root = json_object_get(obj);
-	*ret = m;
-	return 0;
-}
-
-int vmcg_qmp_parse(const char *buf, size_t len, VmcgQmpMessage *ret, GError **error)
-{
-	g_autoptr(VmcgQmpFramer) f = vmcg_qmp_framer_new(0, 0);
-	g_autoptr(json_object) obj = NULL;
-	size_t used;
-	int r;
-
-	r = vmcg_qmp_framer_feed(f, buf, len, &used, &obj, error);
-	if (r < 0)
-		return r;
-	if (r == 0)
-		return proto_error(error, "%s", len ? "incomplete JSON object" : "empty input");
-	for (size_t i = used; i < len; i++)
-		if (buf[i] != ' ' && buf[i] != '\t' && buf[i] != '\n' && buf[i] != '\r')
-			return proto_error(error, "garbage after the JSON object at byte %zu", i);
-	return vmcg_qmp_classify(obj, ret, error);
-}
-
-/* ------------------------------------------------------------------------
- * Client
- */
 
 /*
  * Defaults. Connecting to a local socket takes microseconds, and QEMU
@@ -999,7 +75,8 @@ typedef struct {
 	char *command;
 	char *wire; /* while queued */
 	guint timeout_ms;
-	GSource *timer;
+	/* Monotonic; -1 once it no longer matters (failed, or completed). */
+	gint64 deadline_usec;
 	GError *error; /* while failed */
 	VmcgQmpReplyFn cb;
 	gpointer userdata;
@@ -1023,8 +100,11 @@ struct VmcgQmp {
 	GSource *retry_source;	 /* the next connect() after EAGAIN */
 	GSource *read_source;
 	GSource *write_source;
-	GSource *phase_timer;
-	VmcgQmpFramer *framer;
+	/* The one timer: ready at the earliest of the deadlines below. */
+	GSource *timer;
+	/* The phase's deadline (connect, greeting, capabilities), or -1. */
+	gint64 phase_deadline_usec;
+	VmcgJsonStream *stream;
 	GByteArray *out;
 	char *caps_id;
 
@@ -1059,7 +139,7 @@ static void qmp_unref(VmcgQmp *q)
 	g_assert(q->freed);
 	g_assert(g_queue_is_empty(&q->queued) && g_queue_is_empty(&q->sent) &&
 		 g_queue_is_empty(&q->failed));
-	vmcg_qmp_framer_free(q->framer);
+	vmcg_json_stream_free(q->stream);
 	g_byte_array_unref(q->out);
 	g_main_context_unref(q->ctx);
 	g_free(q->path);
@@ -1095,7 +175,6 @@ static GSource *socket_source_new(VmcgQmp *q, GIOCondition cond, GSocketSourceFu
 
 static void cmd_free(Cmd *cmd)
 {
-	source_clear(&cmd->timer);
 	g_clear_error(&cmd->error);
 	g_free(cmd->id);
 	g_free(cmd->command);
@@ -1124,7 +203,7 @@ static void cmd_complete(Cmd *cmd, json_object *ret, const GError *error)
 {
 	VmcgQmp *q = cmd->qmp;
 
-	source_clear(&cmd->timer);
+	cmd->deadline_usec = -1;
 	if (cmd->cb)
 		cmd->cb(q, ret, error, cmd->userdata);
 	cmd_free(cmd);
@@ -1150,7 +229,7 @@ static gboolean on_fail_idle(gpointer data)
 static void cmd_fail_later(VmcgQmp *q, Cmd *cmd, GError *error)
 {
 	/* Its deadline no longer matters: it ends with @error either way. */
-	source_clear(&cmd->timer);
+	cmd->deadline_usec = -1;
 	g_clear_error(&cmd->error);
 	cmd->error = error;
 	cmd_push(q, cmd, CMD_FAILED);
@@ -1176,12 +255,12 @@ static void close_transport(VmcgQmp *q)
 	source_clear(&q->retry_source);
 	source_clear(&q->read_source);
 	source_clear(&q->write_source);
-	source_clear(&q->phase_timer);
+	q->phase_deadline_usec = -1;
 	if (q->sock) {
 		g_socket_close(q->sock, NULL);
 		g_clear_object(&q->sock);
 	}
-	vmcg_qmp_framer_reset(q->framer);
+	vmcg_json_stream_reset(q->stream);
 	g_byte_array_set_size(q->out, 0);
 	g_clear_pointer(&q->caps_id, g_free);
 	q->phase = PHASE_IDLE;
@@ -1249,56 +328,11 @@ static void teardown_gio(VmcgQmp *q, GError *err, const char *doing)
 
 static void queue_write(VmcgQmp *q, const char *data, size_t len);
 
-static int class_code(const char *cls)
-{
-	static const struct {
-		const char *name;
-		int code;
-	} classes[] = {
-		/* QapiErrorClass of qapi/error.json */
-		{ "GenericError", VMCG_QMP_ERROR_GENERIC_ERROR },
-		{ "CommandNotFound", VMCG_QMP_ERROR_COMMAND_NOT_FOUND },
-		{ "DeviceNotActive", VMCG_QMP_ERROR_DEVICE_NOT_ACTIVE },
-		{ "DeviceNotFound", VMCG_QMP_ERROR_DEVICE_NOT_FOUND },
-		{ "KVMMissingCap", VMCG_QMP_ERROR_KVM_MISSING_CAP },
-	};
-
-	for (size_t i = 0; i < G_N_ELEMENTS(classes); i++)
-		if (strcmp(cls, classes[i].name) == 0)
-			return classes[i].code;
-	return VMCG_QMP_ERROR_UNKNOWN_CLASS;
-}
-
-static GError *qmp_error_new(const VmcgQmpMessage *m, const char *prefix)
-{
-	int code = class_code(m->error_class);
-
-	if (code == VMCG_QMP_ERROR_UNKNOWN_CLASS)
-		return g_error_new(VMCG_QMP_ERROR, code, "%s%s: %s", prefix, m->error_class,
-				   m->error_desc);
-	return g_error_new(VMCG_QMP_ERROR, code, "%s%s", prefix, m->error_desc);
-}
-
-static const char *msg_kind(const VmcgQmpMessage *m)
-{
-	switch (m->type) {
-	case VMCG_QMP_MSG_GREETING:
-		return "a greeting";
-	case VMCG_QMP_MSG_RETURN:
-		return "a reply";
-	case VMCG_QMP_MSG_ERROR:
-		return "an error reply";
-	case VMCG_QMP_MSG_EVENT:
-		return "an event";
-	}
-	return "?";
-}
-
 static void go_ready(VmcgQmp *q)
 {
 	GList *l;
 
-	source_clear(&q->phase_timer);
+	q->phase_deadline_usec = -1;
 	q->phase = PHASE_READY;
 	q->state = VMCG_QMP_STATE_READY;
 	q->reconnect_delay_ms = q->reconnect_min_ms;
@@ -1317,14 +351,14 @@ static void send_capabilities(VmcgQmp *q)
 {
 	g_autofree char *wire = NULL;
 
-	q->caps_id = g_strdup_printf("vmcg-%" G_GUINT64_FORMAT, ++q->last_id);
+	q->caps_id = vmcg_qmp_id(++q->last_id);
 	/* No capability is enabled: vmcgd needs no out-of-band commands. */
 	wire = g_strdup_printf("{\"execute\":\"qmp_capabilities\",\"id\":\"%s\"}\r\n", q->caps_id);
 	queue_write(q, wire, strlen(wire));
 	q->phase = PHASE_CAPABILITIES;
 }
 
-static gboolean on_phase_timeout(gpointer data);
+static void phase_deadline_set(VmcgQmp *q, guint ms);
 
 static void handle_reply(VmcgQmp *q, const VmcgQmpMessage *m)
 {
@@ -1338,7 +372,7 @@ static void handle_reply(VmcgQmp *q, const VmcgQmpMessage *m)
 			return;
 		}
 		if (m->type == VMCG_QMP_MSG_ERROR) {
-			teardown(q, qmp_error_new(m, "qmp_capabilities refused: "));
+			teardown(q, vmcg_qmp_message_to_error(m, "qmp_capabilities refused: "));
 			return;
 		}
 		go_ready(q);
@@ -1358,7 +392,7 @@ static void handle_reply(VmcgQmp *q, const VmcgQmpMessage *m)
 	}
 	cmd_unlink(q, cmd);
 	if (m->type == VMCG_QMP_MSG_ERROR) {
-		err = qmp_error_new(m, "");
+		err = vmcg_qmp_message_to_error(m, "");
 		cmd_complete(cmd, NULL, err);
 	} else {
 		cmd_complete(cmd, m->ret, NULL);
@@ -1379,7 +413,8 @@ static void handle_message(VmcgQmp *q, json_object *obj)
 	if (q->phase == PHASE_GREETING) {
 		if (m.type != VMCG_QMP_MSG_GREETING) {
 			teardown_new(q, VMCG_QMP_ERROR, VMCG_QMP_ERROR_PROTOCOL,
-				     "expected the QMP greeting, got %s", msg_kind(&m));
+				     "expected the QMP greeting, got %s",
+				     vmcg_qmp_message_kind(&m));
 			return;
 		}
 		q->have_version = true;
@@ -1387,9 +422,7 @@ static void handle_message(VmcgQmp *q, json_object *obj)
 		q->qemu_minor = m.qemu_minor;
 		q->qemu_micro = m.qemu_micro;
 		send_capabilities(q);
-		source_clear(&q->phase_timer);
-		q->phase_timer =
-			timeout_new(q, q->opts.capabilities_timeout_ms, on_phase_timeout, q);
+		phase_deadline_set(q, q->opts.capabilities_timeout_ms);
 		return;
 	}
 	switch (m.type) {
@@ -1446,18 +479,19 @@ static gboolean on_readable(GSocket *sock, GIOCondition cond, gpointer data)
 	if (n == 0) {
 		teardown_new(q, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED,
 			     "QMP peer closed the connection%s%s",
-			     vmcg_qmp_framer_in_message(q->framer) ? " in the middle of a message"
-								   : "",
+			     vmcg_json_stream_in_message(q->stream) ? " in the middle of a message"
+								    : "",
 			     phase_eof_note(q->phase));
 		goto out;
 	}
 	while (pos < (size_t)n) {
 		json_object *obj = NULL;
 		size_t used;
-		int r = vmcg_qmp_framer_feed(q->framer, buf + pos, (size_t)n - pos, &used, &obj,
-					     &err);
+		int r = vmcg_json_stream_feed(q->stream, buf + pos, (size_t)n - pos, &used, &obj,
+					      &err);
 
 		if (r < 0) {
+			vmcg_qmp_error_from_stream(err);
 			g_prefix_error(&err, "%s: ", q->path);
 			teardown(q, err);
 			goto out;
@@ -1513,8 +547,7 @@ static void queue_write(VmcgQmp *q, const char *data, size_t len)
 static void connected(VmcgQmp *q)
 {
 	q->phase = PHASE_GREETING;
-	source_clear(&q->phase_timer);
-	q->phase_timer = timeout_new(q, q->opts.greeting_timeout_ms, on_phase_timeout, q);
+	phase_deadline_set(q, q->opts.greeting_timeout_ms);
 	q->read_source = socket_source_new(q, G_IO_IN, on_readable);
 }
 
@@ -1589,12 +622,10 @@ static gboolean on_connect_retry(gpointer data)
 	return G_SOURCE_REMOVE;
 }
 
-static gboolean on_phase_timeout(gpointer data)
+/* The phase's deadline passed; called from on_deadline(), which holds a reference. */
+static void phase_timeout(VmcgQmp *q)
 {
-	VmcgQmp *q = data;
-
-	source_clear(&q->phase_timer);
-	qmp_ref(q);
+	q->phase_deadline_usec = -1;
 	switch (q->phase) {
 	case PHASE_CONNECT:
 		teardown_new(q, G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
@@ -1614,8 +645,6 @@ static gboolean on_phase_timeout(gpointer data)
 	default:
 		g_assert_not_reached();
 	}
-	qmp_unref(q);
-	return G_SOURCE_REMOVE;
 }
 
 static gboolean on_start(gpointer data)
@@ -1628,17 +657,19 @@ static gboolean on_start(gpointer data)
 	qmp_ref(q);
 	notify_state(q, NULL);
 	if (!q->freed && q->gen == gen) {
-		q->phase_timer = timeout_new(q, q->opts.connect_timeout_ms, on_phase_timeout, q);
+		phase_deadline_set(q, q->opts.connect_timeout_ms);
 		try_connect(q);
 	}
 	qmp_unref(q);
 	return G_SOURCE_REMOVE;
 }
 
-static gboolean on_cmd_timeout(gpointer data)
+/*
+ * @cmd (queued or sent) missed its deadline; called from on_deadline(),
+ * which holds a reference.
+ */
+static void cmd_timeout(VmcgQmp *q, Cmd *cmd)
 {
-	Cmd *cmd = data;
-	VmcgQmp *q = cmd->qmp;
 	bool was_sent = cmd->where == CMD_SENT;
 	guint64 gen = q->gen;
 	g_autoptr(GError) err = NULL;
@@ -1648,14 +679,105 @@ static gboolean on_cmd_timeout(gpointer data)
 	what = g_strdup_printf("QMP command %s (id %s) not answered within %u ms", cmd->command,
 			       cmd->id, cmd->timeout_ms);
 	err = g_error_new(G_IO_ERROR, G_IO_ERROR_TIMED_OUT, "%s: %s", q->path, what);
-	qmp_ref(q);
 	cmd_complete(cmd, NULL, err);
 	/* QMP answers in order: everything behind it is stuck; see qmp.h. */
 	if (was_sent && !q->freed && q->gen == gen)
 		teardown_new(q, G_IO_ERROR, G_IO_ERROR_TIMED_OUT, "%s", what);
-	qmp_unref(q);
-	return G_SOURCE_REMOVE;
 }
+
+/* The command with the earliest deadline at or before @now, in issue order on ties. */
+static Cmd *cmd_overdue(VmcgQmp *q, gint64 now)
+{
+	GQueue *queues[] = { &q->sent, &q->queued };
+	Cmd *best = NULL;
+
+	for (size_t i = 0; i < G_N_ELEMENTS(queues); i++)
+		for (GList *l = queues[i]->head; l; l = l->next) {
+			Cmd *cmd = l->data;
+
+			if (cmd->deadline_usec >= 0 && cmd->deadline_usec <= now &&
+			    (!best || cmd->deadline_usec < best->deadline_usec))
+				best = cmd;
+		}
+	return best;
+}
+
+/*
+ * Ready the timer at the earliest deadline. Only here (after the timer
+ * fired) and when a deadline is added: a command that completes leaves the
+ * timer where it was, and the timer that then fires early finds nothing
+ * due and sets the next one. That costs one wakeup per command deadline
+ * window at most, and saves a scan of the queues per reply.
+ */
+static void timer_arm(VmcgQmp *q)
+{
+	GQueue *queues[] = { &q->sent, &q->queued };
+	gint64 t = q->phase_deadline_usec;
+
+	for (size_t i = 0; i < G_N_ELEMENTS(queues); i++)
+		for (GList *l = queues[i]->head; l; l = l->next) {
+			gint64 d = ((Cmd *)l->data)->deadline_usec;
+
+			if (d >= 0 && (t < 0 || d < t))
+				t = d;
+		}
+	g_source_set_ready_time(q->timer, t);
+}
+
+/* A new deadline @t: the timer fires at it unless it fires earlier already. */
+static void timer_add(VmcgQmp *q, gint64 t)
+{
+	gint64 ready = g_source_get_ready_time(q->timer);
+
+	if (ready < 0 || t < ready)
+		g_source_set_ready_time(q->timer, t);
+}
+
+static void phase_deadline_set(VmcgQmp *q, guint ms)
+{
+	q->phase_deadline_usec = g_get_monotonic_time() + (gint64)ms * 1000;
+	timer_add(q, q->phase_deadline_usec);
+}
+
+/*
+ * Whatever is due, earliest first: a timeout may tear the connection down
+ * and so fail (not time out) the commands behind it, as separate timers
+ * firing in deadline order would.
+ */
+static gboolean on_deadline(gpointer data)
+{
+	VmcgQmp *q = data;
+	gint64 now = g_source_get_time(q->timer);
+
+	qmp_ref(q);
+	g_source_set_ready_time(q->timer, -1);
+	while (!q->freed) {
+		Cmd *cmd = cmd_overdue(q, now);
+		gint64 phase = q->phase_deadline_usec;
+
+		if (phase >= 0 && phase <= now && (!cmd || phase < cmd->deadline_usec))
+			phase_timeout(q);
+		else if (cmd)
+			cmd_timeout(q, cmd);
+		else
+			break;
+	}
+	if (!q->freed)
+		timer_arm(q);
+	qmp_unref(q);
+	return G_SOURCE_CONTINUE;
+}
+
+static gboolean timer_dispatch(GSource *s, GSourceFunc fn, gpointer data)
+{
+	(void)s;
+	return fn(data);
+}
+
+/* A source with no fd and no interval: g_source_set_ready_time() drives it. */
+static GSourceFuncs timer_funcs = {
+	.dispatch = timer_dispatch,
+};
 
 VmcgQmp *vmcg_qmp_new(const char *socket_path, const VmcgQmpOptions *opts)
 {
@@ -1673,9 +795,18 @@ VmcgQmp *vmcg_qmp_new(const char *socket_path, const VmcgQmpOptions *opts)
 		q->opts.capabilities_timeout_ms = CAPABILITIES_TIMEOUT_MS_DEFAULT;
 	if (!q->opts.command_timeout_ms)
 		q->opts.command_timeout_ms = COMMAND_TIMEOUT_MS_DEFAULT;
-	q->framer = vmcg_qmp_framer_new(q->opts.max_message_bytes, q->opts.max_tree_bytes);
+	{
+		VmcgJsonStreamOptions so =
+			vmcg_qmp_stream_options(q->opts.max_message_bytes, q->opts.max_tree_bytes);
+
+		q->stream = vmcg_json_stream_new(&so);
+	}
 	q->out = g_byte_array_new();
 	q->ctx = g_main_context_ref_thread_default();
+	q->phase_deadline_usec = -1;
+	q->timer = g_source_new(&timer_funcs, sizeof(GSource));
+	g_source_set_callback(q->timer, on_deadline, q, NULL);
+	g_source_attach(q->timer, q->ctx);
 	g_queue_init(&q->queued);
 	g_queue_init(&q->sent);
 	g_queue_init(&q->failed);
@@ -1697,6 +828,7 @@ void vmcg_qmp_free(VmcgQmp *q)
 	close_transport(q);
 	source_clear(&q->reconnect_source);
 	source_clear(&q->fail_source);
+	source_clear(&q->timer);
 	/* Oldest first; execute() from these callbacks completes at once. */
 	for (;;) {
 		g_autoptr(GError) err = NULL;
@@ -1773,7 +905,6 @@ void vmcg_qmp_execute_timeout(VmcgQmp *q, const char *command, json_object *args
 			      VmcgQmpReplyFn cb, gpointer userdata)
 {
 	g_autoptr(json_object) a = args;
-	g_autoptr(json_object) root = NULL;
 	Cmd *cmd = g_new0(Cmd, 1);
 
 	cmd->link.data = cmd;
@@ -1782,6 +913,7 @@ void vmcg_qmp_execute_timeout(VmcgQmp *q, const char *command, json_object *args
 	cmd->userdata = userdata;
 	cmd->command = g_strdup(command ? command : "");
 	cmd->timeout_ms = timeout_ms ? timeout_ms : q->opts.command_timeout_ms;
+	cmd->deadline_usec = -1;
 
 	if (q->freed) {
 		/* From a callback run by vmcg_qmp_free(): no main loop is left. */
@@ -1801,7 +933,7 @@ void vmcg_qmp_execute_timeout(VmcgQmp *q, const char *command, json_object *args
 		cmd_fail_later(q, cmd,
 			       g_error_new(G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
 					   "arguments of QMP command %s must be an object, not %s",
-					   command, type_name(a)));
+					   command, json_type_to_name(json_object_get_type(a))));
 		return;
 	}
 	if (q->state == VMCG_QMP_STATE_DISCONNECTED) {
@@ -1811,15 +943,10 @@ void vmcg_qmp_execute_timeout(VmcgQmp *q, const char *command, json_object *args
 		return;
 	}
 
-	cmd->id = g_strdup_printf("vmcg-%" G_GUINT64_FORMAT, ++q->last_id);
-	root = json_object_new_object();
-	json_object_object_add(root, "execute", json_object_new_string(command));
-	if (a)
-		json_object_object_add(root, "arguments", json_object_get(a));
-	json_object_object_add(root, "id", json_object_new_string(cmd->id));
-	cmd->wire = g_strconcat(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN),
-				"\r\n", NULL);
-	cmd->timer = timeout_new(q, cmd->timeout_ms, on_cmd_timeout, cmd);
+	cmd->id = vmcg_qmp_id(++q->last_id);
+	cmd->wire = vmcg_qmp_command_wire(command, a, cmd->id);
+	cmd->deadline_usec = g_get_monotonic_time() + (gint64)cmd->timeout_ms * 1000;
+	timer_add(q, cmd->deadline_usec);
 	if (q->phase == PHASE_READY) {
 		cmd_push(q, cmd, CMD_SENT);
 		queue_write(q, cmd->wire, strlen(cmd->wire));

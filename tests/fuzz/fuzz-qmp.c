@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * Fuzz target of the QMP parser and framer (daemon/qmp.c): what a hostile
- * or broken QEMU can send the daemon.
+ * Fuzz target of the QMP parser (daemon/qmp-message.c) and the JSON stream
+ * framer under it (daemon/json-stream.c): what a hostile or broken QEMU can
+ * send the daemon.
  *
  * Per input:
  *  1. vmcg_qmp_parse() on the whole input: it must succeed with a message
@@ -11,10 +12,11 @@
  *  2. The framer over the input as a stream, twice: in one piece, and in
  *     chunks of pseudo-random sizes derived from the input. Both runs must
  *     give the same messages and the same error, byte for byte: chunking
- *     must never change what the client sees.
+ *     must never change what the client sees. The same again with
+ *     newline-delimited framing, as a guest channel would use it.
  *
  * To fuzz: clang -fsanitize=fuzzer,address,undefined -DVMCG_LIBFUZZER
- * -D_GNU_SOURCE -Idaemon daemon/qmp.c tests/fuzz/fuzz-qmp.c $(pkg-config
+ * -D_GNU_SOURCE -Idaemon daemon/json-stream.c daemon/qmp-message.c tests/fuzz/fuzz-qmp.c $(pkg-config
  * --cflags --libs glib-2.0 gio-2.0 json-c) -lm, then run it on a copy of
  * corpus/qmp. Without libFuzzer, tests/fuzz/fuzz-replay.c provides main()
  * and `meson test --suite fuzz` replays the corpus with any compiler.
@@ -28,7 +30,8 @@
 #include <glib.h>
 
 #include "fuzz-check.h"
-#include "qmp.h"
+#include "json-stream.h"
+#include "qmp-message.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -126,12 +129,15 @@ static size_t chunk_size(uint64_t *s)
 }
 
 /* The framer over @buf, chunked by @seed (0: one piece), as text. */
-static GString *frame(const char *buf, size_t len, uint64_t seed)
+static GString *frame(const char *buf, size_t len, uint64_t seed, VmcgJsonStreamFraming framing)
 {
-	g_autoptr(VmcgQmpFramer) f = vmcg_qmp_framer_new(FUZZ_MAX_BYTES, FUZZ_MAX_TREE);
+	VmcgJsonStreamOptions o = vmcg_qmp_stream_options(FUZZ_MAX_BYTES, FUZZ_MAX_TREE);
+	g_autoptr(VmcgJsonStream) f = NULL;
 	GString *out = g_string_new(NULL);
 	size_t pos = 0;
 
+	o.framing = framing;
+	f = vmcg_json_stream_new(&o);
 	while (pos < len) {
 		size_t n = seed ? chunk_size(&seed) : len;
 		size_t at = 0;
@@ -141,10 +147,10 @@ static GString *frame(const char *buf, size_t len, uint64_t seed)
 			json_object *obj = NULL;
 			GError *err = NULL;
 			size_t used = SIZE_MAX;
-			int r = vmcg_qmp_framer_feed(f, buf + pos + at, n - at, &used, &obj, &err);
+			int r = vmcg_json_stream_feed(f, buf + pos + at, n - at, &used, &obj, &err);
 
 			if (r < 0) {
-				CHECK(!obj && err && err->domain == VMCG_QMP_ERROR);
+				CHECK(!obj && err && err->domain == VMCG_JSON_STREAM_ERROR);
 				g_string_append_printf(out, "error %d: %s\n", err->code,
 						       err->message);
 				g_error_free(err);
@@ -178,7 +184,7 @@ static GString *frame(const char *buf, size_t len, uint64_t seed)
 		pos += n;
 	}
 	g_string_append_printf(out, "end%s\n",
-			       vmcg_qmp_framer_in_message(f) ? " in a message" : "");
+			       vmcg_json_stream_in_message(f) ? " in a message" : "");
 	return out;
 }
 
@@ -186,21 +192,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const char *buf = (const char *)data;
 	uint64_t seed = UINT64_C(0xcbf29ce484222325);
-	GString *whole, *chunked;
+	static const VmcgJsonStreamFraming framings[] = { VMCG_JSON_STREAM_CONCATENATED,
+							  VMCG_JSON_STREAM_NEWLINE };
 
 	fuzz_parse(buf, size);
 
 	for (size_t i = 0; i < size; i++)
 		seed = (seed ^ data[i]) * UINT64_C(0x100000001b3);
 	seed |= 1; /* xorshift's state must not be 0; 0 means one piece */
-	whole = frame(buf, size, 0);
-	chunked = frame(buf, size, seed);
-	if (strcmp(whole->str, chunked->str) != 0) {
-		fprintf(stderr, "chunking changed the result:\n--- whole\n%s--- chunked\n%s",
-			whole->str, chunked->str);
-		abort();
+	for (size_t k = 0; k < G_N_ELEMENTS(framings); k++) {
+		GString *whole = frame(buf, size, 0, framings[k]);
+		GString *chunked = frame(buf, size, seed, framings[k]);
+
+		if (strcmp(whole->str, chunked->str) != 0) {
+			fprintf(stderr,
+				"chunking changed the result (framing %d):\n--- whole\n%s--- "
+				"chunked\n%s",
+				framings[k], whole->str, chunked->str);
+			abort();
+		}
+		g_string_free(whole, TRUE);
+		g_string_free(chunked, TRUE);
 	}
-	g_string_free(whole, TRUE);
-	g_string_free(chunked, TRUE);
 	return 0;
 }

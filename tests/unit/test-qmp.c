@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
  * QMP client: the parser (real QEMU 7.2 messages and a table of malformed
- * ones, each with the error it must give), the framer (every split point,
- * several messages per read, the size and memory limits), the client against
- * a scripted peer, and the client against a real QEMU.
+ * ones, each with the error it must give), the client against a scripted
+ * peer, and the client against a real QEMU. The framer under the parser has
+ * its own test, test-json-stream.c; what replies hold, test-qmp-reply.c.
  *
  * The scripted peer is a thread that plays QEMU's side of the socket from a
  * list of steps. It exists because the faults tested with it cannot be
@@ -26,25 +26,7 @@
 
 #include "qmp.h"
 
-/* What QEMU 7.2 (Debian 1:7.2+dfsg-7+deb12u18) really sent. */
-#define REAL_GREETING                                                                      \
-	"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 22, \"minor\": 2, \"major\": 7}, " \
-	"\"package\": \"Debian 1:7.2+dfsg-7+deb12u18+b3\"}, \"capabilities\": [\"oob\"]}}\r\n"
-#define REAL_STATUS                                                                     \
-	"{\"return\": {\"status\": \"prelaunch\", \"singlestep\": false, \"running\": " \
-	"false}, \"id\": \"vmcg-1\"}\r\n"
-#define REAL_NOT_FOUND                                                                      \
-	"{\"id\": \"vmcg-3\", \"error\": {\"class\": \"CommandNotFound\", \"desc\": \"The " \
-	"command nonexistent has not been found\"}}\r\n"
-#define REAL_PARSE_ERROR                                                                     \
-	"{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error, expecting " \
-	"value\"}}\r\n"
-#define REAL_SHUTDOWN                                                                      \
-	"{\"timestamp\": {\"seconds\": 1795638696, \"microseconds\": 744823}, \"event\": " \
-	"\"SHUTDOWN\", \"data\": {\"guest\": false, \"reason\": \"host-qmp-quit\"}}\r\n"
-#define REAL_STOP                                                                          \
-	"{\"timestamp\": {\"seconds\": 1795638696, \"microseconds\": 544461}, \"event\": " \
-	"\"STOP\"}\r\n"
+#include "qmp-real.h"
 
 /* ------------------------------------------------------------------------
  * Parser
@@ -445,256 +427,6 @@ static void test_classify_built(void)
 	g_assert_cmpint(vmcg_qmp_classify(arr, &m, &err), ==, -EBADMSG);
 	g_assert_nonnull(strstr(err->message, "must be a JSON object, not array"));
 	g_assert_null(m.root);
-}
-
-/* ------------------------------------------------------------------------
- * Framer
- */
-
-/* A real QEMU 7.2 exchange, as the client reads it. */
-static const char transcript[] = REAL_GREETING
-	"{\"return\": {}, \"id\": \"caps\"}\r\n" REAL_STATUS REAL_STOP REAL_NOT_FOUND
-	"{\"return\": {\"qemu\": {\"micro\": 22, \"minor\": 2, \"major\": 7}, \"package\": "
-	"\"Debian 1:7.2+dfsg-7+deb12u18+b3\"}, \"id\": \"vmcg-2\"}\r\n" REAL_SHUTDOWN
-		REAL_PARSE_ERROR;
-
-/*
- * Feed @len bytes in chunks of the sizes in @cuts (cycling), collect each
- * message as plain JSON text, one per line; stop at an error.
- */
-static GString *frame_reads(const char *buf, size_t len, const size_t *cuts, size_t ncuts,
-			    size_t max_bytes, size_t max_tree, size_t *ret_reads, GError **error)
-{
-	g_autoptr(VmcgQmpFramer) f = vmcg_qmp_framer_new(max_bytes, max_tree);
-	GString *out = g_string_new(NULL);
-	size_t pos = 0, k = 0;
-
-	while (pos < len) {
-		size_t n = cuts[k++ % ncuts];
-		size_t at = 0;
-
-		n = MIN(n, len - pos); /* MIN() evaluates twice: no k++ in it */
-		(*ret_reads)++;
-
-		while (at < n) {
-			json_object *obj = NULL;
-			size_t used = 0;
-			int r = vmcg_qmp_framer_feed(f, buf + pos + at, n - at, &used, &obj, error);
-
-			if (r < 0)
-				return out;
-			g_assert_cmpuint(used, <=, n - at);
-			at += used;
-			if (r == 0) {
-				g_assert_cmpuint(at, ==, n);
-				break;
-			}
-			g_string_append_printf(
-				out, "%s\n",
-				json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN));
-			json_object_put(obj);
-		}
-		pos += n;
-	}
-	g_assert_false(vmcg_qmp_framer_in_message(f));
-	return out;
-}
-
-static GString *frame(const char *buf, size_t len, const size_t *cuts, size_t ncuts,
-		      size_t max_bytes, size_t max_tree, GError **error)
-{
-	size_t reads = 0;
-
-	return frame_reads(buf, len, cuts, ncuts, max_bytes, max_tree, &reads, error);
-}
-
-static void test_framer_transcript(void)
-{
-	size_t all = sizeof(transcript) - 1;
-	g_autoptr(GError) err = NULL;
-	g_autoptr(GString) whole = frame(transcript, all, &all, 1, 0, 0, &err);
-	static const size_t one = 1;
-	g_autoptr(GString) bytewise = frame(transcript, all, &one, 1, 0, 0, &err);
-	unsigned int lines = 0;
-
-	for (const char *p = whole->str; *p; p++)
-		lines += *p == '\n';
-	g_assert_no_error(err);
-	g_assert_cmpuint(lines, ==, 8);
-	g_assert_cmpstr(whole->str, ==, bytewise->str);
-
-	/* A split at every byte boundary: the same messages each time. */
-	for (size_t cut = 1; cut < all; cut++) {
-		size_t cuts[2] = { cut, all };
-		size_t reads = 0;
-		g_autoptr(GString) s = frame_reads(transcript, all, cuts, 2, 0, 0, &reads, &err);
-
-		g_assert_no_error(err);
-		g_assert_cmpuint(reads, ==, 2);
-		g_assert_cmpstr(s->str, ==, whole->str);
-	}
-	/* And chunk sizes that wander over the boundaries. */
-	for (size_t a = 1; a < 12; a++) {
-		size_t cuts[3] = { a, 3 * a + 1, 7 };
-		g_autoptr(GString) s = frame(transcript, all, cuts, 3, 0, 0, &err);
-
-		g_assert_no_error(err);
-		g_assert_cmpstr(s->str, ==, whole->str);
-	}
-}
-
-/* Several messages in one read, with no separator or with odd whitespace. */
-static void test_framer_many_in_one(void)
-{
-	static const char in[] = "{\"return\": 1}{\"return\": 2} \t{\"return\": 3}\n\n\r\n"
-				 "{\"return\": {\"a\": [1, {\"b\": \"}\"}]}}\r\n";
-	size_t len = sizeof(in) - 1;
-	g_autoptr(GError) err = NULL;
-	g_autoptr(GString) s = frame(in, len, &len, 1, 0, 0, &err);
-
-	g_assert_no_error(err);
-	g_assert_cmpstr(s->str, ==,
-			"{\"return\":1}\n{\"return\":2}\n{\"return\":3}\n"
-			"{\"return\":{\"a\":[1,{\"b\":\"}\"}]}}\n");
-}
-
-/* Whitespace between messages costs nothing and is not a message. */
-static void test_framer_whitespace(void)
-{
-	g_autoptr(VmcgQmpFramer) f = vmcg_qmp_framer_new(16, 0);
-	json_object *obj = NULL;
-	size_t used;
-	char ws[4096];
-
-	memset(ws, '\n', sizeof(ws));
-	for (int i = 0; i < 100; i++)
-		g_assert_cmpint(vmcg_qmp_framer_feed(f, ws, sizeof(ws), &used, &obj, NULL), ==, 0);
-	g_assert_false(vmcg_qmp_framer_in_message(f));
-	g_assert_cmpint(vmcg_qmp_framer_feed(f, "{\"return\": 1}", 13, &used, &obj, NULL), ==, 1);
-	json_object_put(obj);
-}
-
-/*
- * The size limit: a message of exactly the limit passes; one byte more is
- * refused at that byte, before json-c has seen it, whatever the chunking.
- */
-static void test_framer_oversized(void)
-{
-	enum {
-		LIMIT = 1000
-	};
-	GString *msg = g_string_new("{\"return\": \"");
-	g_autofree char *fit = NULL;
-	size_t fit_len;
-
-	while (msg->len < LIMIT - 2)
-		g_string_append_c(msg, 'x');
-	g_string_append(msg, "\"}");
-	g_assert_cmpuint(msg->len, ==, LIMIT);
-	fit_len = msg->len;
-	fit = g_string_free(msg, FALSE);
-
-	for (size_t cut = 1; cut <= LIMIT + 1; cut += 37) {
-		g_autoptr(GError) err = NULL;
-		g_autoptr(GString) ok = frame(fit, fit_len, &cut, 1, LIMIT, 0, &err);
-		g_autofree char *over = g_strdup_printf("{\"return\": \"x%s", fit + 12);
-		g_autoptr(GString) no = NULL;
-
-		g_assert_no_error(err);
-		g_assert_true(g_str_has_suffix(ok->str, "xx\"}\n")); /* one whole message */
-		g_assert_cmpuint(strlen(strchr(ok->str, '\n')), ==, 1);
-		no = frame(over, strlen(over), &cut, 1, LIMIT, 0, &err);
-		g_assert_error(err, VMCG_QMP_ERROR, VMCG_QMP_ERROR_MESSAGE_TOO_BIG);
-		g_assert_nonnull(strstr(err->message, "larger than 1000 bytes"));
-		g_assert_cmpuint(no->len, ==, 0);
-	}
-
-	/* Byte-exact: the framer takes LIMIT bytes and refuses the next. */
-	{
-		g_autoptr(VmcgQmpFramer) f = vmcg_qmp_framer_new(LIMIT, 0);
-		g_autofree char *big = g_malloc(LIMIT * 4);
-		g_autoptr(GError) err = NULL;
-		json_object *obj = NULL;
-		size_t used = 0;
-
-		memset(big, ' ', LIMIT * 4);
-		memcpy(big, "{\"return\": [", 12);
-		g_assert_cmpint(vmcg_qmp_framer_feed(f, big, LIMIT, &used, &obj, &err), ==, 0);
-		g_assert_cmpuint(used, ==, LIMIT);
-		g_assert_true(vmcg_qmp_framer_in_message(f));
-		g_assert_cmpint(vmcg_qmp_framer_feed(f, big, 1, &used, &obj, &err), ==, -EMSGSIZE);
-		g_assert_error(err, VMCG_QMP_ERROR, VMCG_QMP_ERROR_MESSAGE_TOO_BIG);
-		/* It stays refused until reset. */
-		g_clear_error(&err);
-		g_assert_cmpint(vmcg_qmp_framer_feed(f, "{}", 2, &used, &obj, &err), ==, -EMSGSIZE);
-		g_clear_error(&err);
-		vmcg_qmp_framer_reset(f);
-		g_assert_false(vmcg_qmp_framer_in_message(f));
-		g_assert_cmpint(vmcg_qmp_framer_feed(f, "{\"a\":1}", 7, &used, &obj, &err), ==, 1);
-		g_assert_cmpuint(used, ==, 7);
-		json_object_put(obj);
-	}
-}
-
-static char *empty_objects(int n, size_t *ret_len)
-{
-	GString *s = g_string_new("{\"return\": [");
-
-	for (int i = 0; i < n; i++)
-		g_string_append(s, i ? ",{}" : "{}");
-	g_string_append(s, "]}");
-	*ret_len = s->len;
-	return g_string_free(s, FALSE);
-}
-
-/*
- * The memory limit: [{},{},...] is 3 bytes per element and ~800 bytes of
- * json-c per element (charged 1024); it is refused long before the byte limit, and before
- * json-c has seen any of it.
- */
-static void test_framer_tree_limit(void)
-{
-	size_t len, small_len;
-	g_autofree char *buf = empty_objects(100000, &len);
-	g_autofree char *small = empty_objects(1000, &small_len);
-	g_autoptr(GError) err = NULL;
-	g_autoptr(GString) out = NULL;
-
-	/* 300 KB, under the default 10 MiB, but charged 100 MB: refused. */
-	out = frame(buf, len, &len, 1, 0, 0, &err);
-	g_assert_error(err, VMCG_QMP_ERROR, VMCG_QMP_ERROR_MESSAGE_TOO_BIG);
-	g_assert_nonnull(strstr(err->message, "more than 67108864 bytes of memory"));
-	g_assert_cmpuint(out->len, ==, 0);
-	g_clear_error(&err);
-	g_string_free(g_steal_pointer(&out), TRUE);
-
-	/* 1000 of them are charged ~1 MB: refused under 512 KiB, not 2 MiB. */
-	out = frame(small, small_len, &small_len, 1, 0, 512 * 1024, &err);
-	g_assert_error(err, VMCG_QMP_ERROR, VMCG_QMP_ERROR_MESSAGE_TOO_BIG);
-	g_clear_error(&err);
-	g_string_free(g_steal_pointer(&out), TRUE);
-	out = frame(small, small_len, &small_len, 1, 0, 2 << 20, &err);
-	g_assert_no_error(err);
-	g_assert_true(g_str_has_prefix(out->str, "{\"return\":[{},{},"));
-}
-
-/* Everything that cannot start a message, between messages. */
-static void test_framer_garbage_between(void)
-{
-	static const char *const streams[] = { "{\"return\": 1}x{\"return\": 2}",
-					       "{\"return\": 1}\r\n[1]\r\n",
-					       "{\"return\": 1}\r\n\"s\"", "{\"return\": 1}}",
-					       "{\"return\": 1}\0" };
-
-	for (size_t i = 0; i < G_N_ELEMENTS(streams); i++) {
-		size_t len = strlen(streams[i]) + (i == 4);
-		g_autoptr(GError) err = NULL;
-		g_autoptr(GString) out = frame(streams[i], len, &len, 1, 0, 0, &err);
-
-		g_assert_cmpstr(out->str, ==, "{\"return\":1}\n");
-		g_assert_error(err, VMCG_QMP_ERROR, VMCG_QMP_ERROR_PROTOCOL);
-		g_assert_nonnull(strstr(err->message, "must be a JSON object"));
-	}
 }
 
 /* ------------------------------------------------------------------------
@@ -1383,6 +1115,51 @@ static void test_client_command_timeout(void)
 	states_clear(&st);
 }
 
+/*
+ * Deadlines out of issue order share one timer per client: each command
+ * still times out at its own deadline, earliest first. Queued (not sent)
+ * commands time out alone; the first sent one that does takes the
+ * connection down, and the later-deadline command behind it is failed as
+ * disconnected, not timed out.
+ */
+static void test_client_deadline_order(void)
+{
+	static const Step steps[] = {
+		SLEEP(700),  HANDSHAKE,	  EXPECT("d"), SEND("{\"return\": {}, \"id\": $1}\r\n"),
+		EXPECT("e"), EXPECT("f"), WAIT_EOF,    END,
+	};
+	Peer *p = peer_new(steps);
+	States st = { 0 };
+	g_autoptr(GString) log = g_string_new(NULL);
+	Reply r[6] = { { .log = log, .name = "a" }, { .log = log, .name = "b" },
+		       { .log = log, .name = "c" }, { .log = log, .name = "d" },
+		       { .log = log, .name = "e" }, { .log = log, .name = "f" } };
+	VmcgQmp *q = client(p->path, NULL, &st);
+
+	st.log = log;
+	vmcg_qmp_connect(q);
+	vmcg_qmp_execute_timeout(q, "a", NULL, 450, on_reply, &r[0]);
+	vmcg_qmp_execute_timeout(q, "b", NULL, 150, on_reply, &r[1]);
+	vmcg_qmp_execute_timeout(q, "c", NULL, 300, on_reply, &r[2]);
+	vmcg_qmp_execute(q, "d", NULL, on_reply, &r[3]);
+	WAIT_FOR(r[3].calls);
+	g_assert_cmpstr(log->str, ==, "state:1 b:error c:error a:error state:2 d:ok ");
+	for (int i = 0; i < 3; i++)
+		g_assert_error(r[i].error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+	vmcg_qmp_execute_timeout(q, "e", NULL, 600, on_reply, &r[4]);
+	vmcg_qmp_execute_timeout(q, "f", NULL, 200, on_reply, &r[5]);
+	WAIT_FOR(r[4].calls);
+	g_assert_cmpstr(log->str, ==,
+			"state:1 b:error c:error a:error state:2 d:ok f:error state:0 e:error ");
+	g_assert_error(r[5].error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+	g_assert_error(r[4].error, VMCG_QMP_ERROR, VMCG_QMP_ERROR_DISCONNECTED);
+	peer_free(p);
+	vmcg_qmp_free(q);
+	for (int i = 0; i < 6; i++)
+		reply_clear(&r[i]);
+	states_clear(&st);
+}
+
 static void test_client_eof_mid_message(void)
 {
 	static const Step steps[] = {
@@ -1803,12 +1580,6 @@ int main(int argc, char **argv)
 	g_test_add_func("/qmp/parse/depth", test_parse_depth);
 	g_test_add_func("/qmp/parse/numbers", test_parse_numbers);
 	g_test_add_func("/qmp/parse/classify-built", test_classify_built);
-	g_test_add_func("/qmp/framer/transcript-every-split", test_framer_transcript);
-	g_test_add_func("/qmp/framer/many-in-one-read", test_framer_many_in_one);
-	g_test_add_func("/qmp/framer/whitespace", test_framer_whitespace);
-	g_test_add_func("/qmp/framer/oversized", test_framer_oversized);
-	g_test_add_func("/qmp/framer/tree-limit", test_framer_tree_limit);
-	g_test_add_func("/qmp/framer/garbage-between", test_framer_garbage_between);
 	g_test_add_func("/qmp/client/handshake", test_client_handshake);
 	g_test_add_func("/qmp/client/ids-and-events", test_client_ids_and_events);
 	g_test_add_func("/qmp/client/greeting-timeout", test_client_greeting_timeout);
@@ -1816,6 +1587,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/qmp/client/capabilities-timeout", test_client_capabilities_timeout);
 	g_test_add_func("/qmp/client/connect-errors", test_client_connect_errors);
 	g_test_add_func("/qmp/client/command-timeout", test_client_command_timeout);
+	g_test_add_func("/qmp/client/deadline-order", test_client_deadline_order);
 	g_test_add_func("/qmp/client/eof-mid-message", test_client_eof_mid_message);
 	g_test_add_func("/qmp/client/eof-before-greeting", test_client_eof_before_greeting);
 	g_test_add_func("/qmp/client/oversized-reply", test_client_oversized);
