@@ -15,6 +15,7 @@
 
 #include "backend-qmp-priv.h"
 #include "daemon-private.h"
+#include "qmp-reply.h"
 #include "sampler.h"
 
 typedef struct QmpBackend {
@@ -48,28 +49,11 @@ static const VmcgPolicy *policy_of(const QmpBackend *q)
 	return vmcg_daemon_policy(vmcg_dvm_daemon(q->vm));
 }
 
-static json_object *ret_member(json_object *ret, const char *key, json_type type)
-{
-	json_object *v;
-
-	if (!ret || !json_object_is_type(ret, json_type_object) ||
-	    !json_object_object_get_ex(ret, key, &v) || !json_object_is_type(v, type))
-		return NULL;
-	return v;
-}
-
-/* A size QEMU reports: non-negative and within the guest's RAM (or 1 TiB before we know it). */
-static gboolean sane_size(const QmpBackend *q, int64_t v)
-{
-	uint64_t lim = q->ram_size ? q->ram_size : UINT64_C(1) << 40;
-
-	return v > 0 && (uint64_t)v <= lim;
-}
-
 static void on_balloon(VmcgQmp *qmp, json_object *ret, const GError *error, gpointer userdata)
 {
 	QmpBackend *q = userdata;
-	json_object *a;
+	g_autoptr(GError) perr = NULL;
+	uint64_t actual;
 
 	(void)qmp;
 	q->in_query = FALSE;
@@ -77,16 +61,17 @@ static void on_balloon(VmcgQmp *qmp, json_object *ret, const GError *error, gpoi
 		g_debug("VM %s: query-balloon: %s", name_of(q), error->message);
 		return;
 	}
-	a = ret_member(ret, "actual", json_type_int);
-	if (a && sane_size(q, json_object_get_int64(a)))
-		vmcg_dvm_backend_balloon(q->vm, (uint64_t)json_object_get_int64(a));
+	if (vmcg_qmp_parse_balloon(ret, q->ram_size, &actual, &perr))
+		vmcg_dvm_backend_balloon(q->vm, actual);
+	else
+		g_debug("VM %s: query-balloon: %s", name_of(q), perr->message);
 }
 
 static void on_stats(VmcgQmp *qmp, json_object *ret, const GError *error, gpointer userdata)
 {
 	QmpBackend *q = userdata;
-	json_object *stats, *lu, *v;
-	int64_t total = -1, avail = -1, freem = -1, cache = -1;
+	g_autoptr(GError) perr = NULL;
+	VmcgQmpGuestStats gs;
 	VmcgGuestStats st;
 
 	(void)qmp;
@@ -95,40 +80,25 @@ static void on_stats(VmcgQmp *qmp, json_object *ret, const GError *error, gpoint
 		g_debug("VM %s: guest-stats: %s", name_of(q), error->message);
 		return;
 	}
-	stats = ret_member(ret, "stats", json_type_object);
-	lu = ret_member(ret, "last-update", json_type_int);
-	if (!stats || !lu)
+	/* Hints only, and checked (qmp-reply.h): a VM that answers nonsense says nothing. */
+	if (!vmcg_qmp_parse_guest_stats(ret, q->ram_size, &gs, &perr)) {
+		g_debug("VM %s: guest-stats: %s", name_of(q), perr->message);
 		return;
-	if (json_object_object_get_ex(stats, "stat-total-memory", &v) &&
-	    json_object_is_type(v, json_type_int))
-		total = json_object_get_int64(v);
-	if (json_object_object_get_ex(stats, "stat-available-memory", &v) &&
-	    json_object_is_type(v, json_type_int))
-		avail = json_object_get_int64(v);
-	if (json_object_object_get_ex(stats, "stat-free-memory", &v) &&
-	    json_object_is_type(v, json_type_int))
-		freem = json_object_get_int64(v);
-	if (json_object_object_get_ex(stats, "stat-disk-caches", &v) &&
-	    json_object_is_type(v, json_type_int))
-		cache = json_object_get_int64(v);
+	}
 	/*
-	 * Hints only, and checked: -1 means the guest did not say; values
-	 * beyond the guest's RAM or available above total are nonsense. A
-	 * "last-update" that does not move means the guest stopped updating:
-	 * the stats then age out (stats_max_age_usec) instead of being
-	 * trusted forever.
+	 * A "last-update" that does not move means the guest stopped
+	 * updating: the stats then age out (stats_max_age_usec) instead of
+	 * being trusted forever.
 	 */
-	if (!sane_size(q, total) || avail < 0 || avail > total || freem > total || cache > total)
+	if (gs.last_update == q->stats_guest_ts && q->has_stats)
 		return;
-	if (json_object_get_int64(lu) == q->stats_guest_ts && q->has_stats)
-		return;
-	q->stats_guest_ts = json_object_get_int64(lu);
+	q->stats_guest_ts = gs.last_update;
 	q->has_stats = TRUE;
 	st = (VmcgGuestStats){
-		.total = (uint64_t)total,
-		.available = (uint64_t)avail,
-		.free = freem < 0 ? 0 : (uint64_t)freem,
-		.cache = cache < 0 ? 0 : (uint64_t)cache,
+		.total = gs.total_bytes,
+		.available = gs.available_bytes,
+		.free = gs.free_bytes < 0 ? 0 : (uint64_t)gs.free_bytes,
+		.cache = gs.cache_bytes < 0 ? 0 : (uint64_t)gs.cache_bytes,
 	};
 	vmcg_dvm_backend_stats(q->vm, &st);
 }
@@ -159,64 +129,41 @@ static void on_balloon_path(VmcgQmp *qmp, json_object *ret, const GError *error,
 {
 	QmpBackend *q = userdata;
 	uint64_t interval = policy_of(q)->stats_interval_usec;
+	g_autoptr(GError) perr = NULL;
+	g_autofree char *path = NULL;
+	json_object *args;
 
 	(void)qmp;
-	if (error || !json_object_is_type(ret, json_type_array))
+	if (error || q->balloon_path || !vmcg_qmp_parse_balloon_child(ret, &path, &perr))
 		return;
-	for (size_t i = 0; i < json_object_array_length(ret); i++) {
-		json_object *e = json_object_array_get_idx(ret, i), *name, *type;
-		const char *t;
-
-		if (!json_object_is_type(e, json_type_object) ||
-		    !json_object_object_get_ex(e, "name", &name) ||
-		    !json_object_object_get_ex(e, "type", &type) ||
-		    !json_object_is_type(name, json_type_string) ||
-		    !json_object_is_type(type, json_type_string))
-			continue;
-		t = json_object_get_string(type);
-		if (g_str_has_prefix(t, "child<virtio-balloon")) {
-			json_object *args;
-			/* The QOM path is that of the proxy (e.g. PCI) device's balloon child. */
-			const char *base = q->balloon_path ? NULL : json_object_get_string(name);
-
-			if (!base)
-				return;
-			q->balloon_path = g_strdup_printf(
-				"/machine/peripheral%s/%s",
-				g_str_has_prefix(base, "device[") ? "-anon" : "", base);
-			/* stats-interval = 0: the operator does not want the guest polled. */
-			if (!interval) {
-				g_info("VM %s: balloon at %s, guest statistics off", name_of(q),
-				       q->balloon_path);
-				return;
-			}
-			args = json_object_new_object();
-			json_object_object_add(args, "path",
-					       json_object_new_string(q->balloon_path));
-			json_object_object_add(
-				args, "property",
-				json_object_new_string("guest-stats-polling-interval"));
-			json_object_object_add(args, "value",
-					       json_object_new_int64(MAX(
-						       1, (int64_t)(interval / G_USEC_PER_SEC))));
-			vmcg_qmp_execute(q->qmp, "qom-set", args, on_ignore, q);
-			q->stats_enabled = TRUE;
-			g_info("VM %s: balloon at %s, stats every %" G_GUINT64_FORMAT " s",
-			       name_of(q), q->balloon_path, MAX(1, interval / G_USEC_PER_SEC));
-			return;
-		}
+	q->balloon_path = g_steal_pointer(&path);
+	/* stats-interval = 0: the operator does not want the guest polled. */
+	if (!interval) {
+		g_info("VM %s: balloon at %s, guest statistics off", name_of(q), q->balloon_path);
+		return;
 	}
+	args = json_object_new_object();
+	json_object_object_add(args, "path", json_object_new_string(q->balloon_path));
+	json_object_object_add(args, "property",
+			       json_object_new_string("guest-stats-polling-interval"));
+	json_object_object_add(args, "value",
+			       json_object_new_int64(MAX(1, (int64_t)(interval / G_USEC_PER_SEC))));
+	vmcg_qmp_execute(q->qmp, "qom-set", args, on_ignore, q);
+	q->stats_enabled = TRUE;
+	g_info("VM %s: balloon at %s, stats every %" G_GUINT64_FORMAT " s", name_of(q),
+	       q->balloon_path, MAX(1, interval / G_USEC_PER_SEC));
 }
 
 static void on_memdev(VmcgQmp *qmp, json_object *ret, const GError *error, gpointer userdata)
 {
 	QmpBackend *q = userdata;
-	uint64_t sum = 0;
+	g_autoptr(GError) perr = NULL;
+	uint64_t size;
 
 	(void)qmp;
-	if (error || !json_object_is_type(ret, json_type_array)) {
+	if (error) {
 		g_warning("VM %s: query-memdev failed (%s): cannot find its guest RAM", name_of(q),
-			  error ? error->message : "not an array");
+			  error->message);
 		return;
 	}
 	/*
@@ -224,22 +171,12 @@ static void on_memdev(VmcgQmp *qmp, json_object *ret, const GError *error, gpoin
 	 * nodes); a guest with unequal nodes uses the first size, which is
 	 * documented as a limit of sampling mode.
 	 */
-	for (size_t i = 0; i < json_object_array_length(ret); i++) {
-		json_object *e = json_object_array_get_idx(ret, i), *size;
-
-		if (json_object_is_type(e, json_type_object) &&
-		    json_object_object_get_ex(e, "size", &size) &&
-		    json_object_is_type(size, json_type_int) && json_object_get_int64(size) > 0) {
-			sum = (uint64_t)json_object_get_int64(size);
-			break;
-		}
-	}
-	if (!sum || sum > (UINT64_C(1) << 42)) {
-		g_warning("VM %s: no usable memdev size", name_of(q));
+	if (!vmcg_qmp_parse_memdev(ret, &size, &perr)) {
+		g_warning("VM %s: no usable memdev size: %s", name_of(q), perr->message);
 		return;
 	}
-	q->ram_size = sum;
-	vmcg_dvm_backend_ram(q->vm, sum);
+	q->ram_size = size;
+	vmcg_dvm_backend_ram(q->vm, size);
 }
 
 static void on_qmp_event(VmcgQmp *qmp, const char *event, json_object *data, gint64 timestamp_usec,
@@ -249,14 +186,19 @@ static void on_qmp_event(VmcgQmp *qmp, const char *event, json_object *data, gin
 
 	(void)qmp;
 	(void)timestamp_usec;
-	if (strcmp(event, "BALLOON_CHANGE") == 0) {
-		json_object *a = ret_member(data, "actual", json_type_int);
+	uint64_t actual;
 
-		if (a && sane_size(q, json_object_get_int64(a)))
-			vmcg_dvm_backend_balloon(q->vm, (uint64_t)json_object_get_int64(a));
-	} else if (strcmp(event, "RESUME") == 0) {
+	switch (vmcg_qmp_event_kind(event)) {
+	case VMCG_QMP_EVENT_BALLOON_CHANGE:
+		if (vmcg_qmp_parse_balloon_change(data, q->ram_size, &actual, NULL))
+			vmcg_dvm_backend_balloon(q->vm, actual);
+		break;
+	case VMCG_QMP_EVENT_RESUME:
 		/* Paused by someone else (STOP): still charged, still measured. */
 		vmcg_dvm_backend_resumed(q->vm);
+		break;
+	default:
+		break;
 	}
 }
 
