@@ -116,7 +116,7 @@ static gboolean apply_config(VmcgDaemon *d, const VmcgConfig *c, GError **error)
 			.oom_priority = cv->oom_priority,
 		};
 
-		ok = vmcg_daemon_vm_add(d, cv->name, "qmp", cv->qmp_path, cv->group_path, &s,
+		ok = vmcg_daemon_vm_add(d, cv->name, cv->backend, cv->address, cv->group_path, &s,
 					error);
 	}
 	d->loading = FALSE;

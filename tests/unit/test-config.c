@@ -273,7 +273,7 @@ static void test_full(void)
 	vm = &c->vms[0];
 	g_assert_cmpstr(vm->name, ==, "web1");
 	g_assert_cmpuint(vm->line, ==, 28);
-	g_assert_cmpstr(vm->qmp_path, ==, "/run/vmcg/web1.qmp");
+	g_assert_cmpstr(vm->address, ==, "/run/vmcg/web1.qmp");
 	g_assert_cmpstr(vm->group_path, ==, "/tenants/acme");
 	g_assert_cmpuint(vm->floor_bytes, ==, 128 * MiB);
 	g_assert_cmpint(vm->oom_priority, ==, 0);
@@ -342,7 +342,7 @@ static void test_values(void)
 	g_assert_cmpuint(c->n_vms, ==, 2);
 	/* A '#' inside a word is text; only " #" starts a comment. */
 	g_assert_cmpstr(c->vms[0].name, ==, "with spaces (and #)");
-	g_assert_cmpstr(c->vms[0].qmp_path, ==, "/q#x");
+	g_assert_cmpstr(c->vms[0].address, ==, "/q#x");
 	g_assert_cmpstr(c->vms[0].group_path, ==, "/");
 	g_assert_cmpuint(c->vms[0].floor_bytes, ==, VMCG_SIZE_MAX);
 	g_assert_cmpint(c->vms[0].oom_priority, ==, VMCG_OOM_PRIORITY_MIN);
