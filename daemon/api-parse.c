@@ -12,8 +12,7 @@
 #include <sys/un.h>
 
 #include "api-private.h"
-#include "vmcg/oom.h"
-#include "vmcg/size.h"
+#include "settings.h"
 
 GQuark vmcg_api_error_quark(void)
 {
@@ -156,24 +155,15 @@ static json_object *parse_object(const char *body, gsize len, GError **error)
 
 /*
  * One table per request type (STYLE.md: one schema per wire format): the
- * members, how each is read, and where it goes in the result.
+ * members, the setting each one is (its type, range and validator are the
+ * settings table's, shared with the config file), and where it goes in
+ * the result.
  */
-typedef enum FieldKind {
-	FIELD_SIZE,	   /* bytes: integer or size string; "max" is VMCG_BYTES_MAX */
-	FIELD_SIZE_NO_MAX, /* bytes, "max" refused */
-	FIELD_BOOL,
-	FIELD_OOM_ACTION, /* "notify" | "pause" | "destroy" */
-	FIELD_PRIORITY,	  /* integer in [VMCG_OOM_PRIORITY_MIN, MAX] */
-	FIELD_VM_NAME,
-	FIELD_GROUP_PATH,
-	FIELD_QMP_PATH, /* absolute path of a unix socket */
-} FieldKind;
-
 #define NO_HAS ((size_t)-1)
 
 typedef struct Field {
-	const char *name;
-	FieldKind kind;
+	VmcgSettingId id;
+	const char *name; /* the member, if not the setting's name */
 	bool required;
 	size_t has_offset; /* bool set when present, or NO_HAS */
 	size_t offset;	   /* uint64_t, bool, VmcgOomAction, int32_t or char * */
@@ -186,16 +176,34 @@ typedef struct Schema {
 } Schema;
 
 #define GS(m) offsetof(VmcgGroupSettings, m)
-static const Field group_fields[] = {
-	{ "memory.min", FIELD_SIZE, false, GS(has_min), GS(min) },
-	{ "memory.low", FIELD_SIZE, false, GS(has_low), GS(low) },
-	{ "memory.high", FIELD_SIZE, false, GS(has_high), GS(high) },
-	{ "memory.max", FIELD_SIZE, false, GS(has_max), GS(max) },
-	{ "memory.oom.group", FIELD_BOOL, false, GS(has_oom_group), GS(oom_group) },
-	{ "oom-action", FIELD_OOM_ACTION, false, GS(has_oom_action), GS(oom_action) },
-	{ "overhead-in-max", FIELD_BOOL, false, GS(has_overhead_in_max), GS(overhead_in_max) },
+#define GROUP_KNOBS                                                                                \
+	{ VMCG_SETTING_MEMORY_MIN, NULL, false, GS(has_min), GS(min) },                            \
+		{ VMCG_SETTING_MEMORY_LOW, NULL, false, GS(has_low), GS(low) },                    \
+		{ VMCG_SETTING_MEMORY_HIGH, NULL, false, GS(has_high), GS(high) },                 \
+		{ VMCG_SETTING_MEMORY_MAX, NULL, false, GS(has_max), GS(max) },                    \
+		{ VMCG_SETTING_MEMORY_OOM_GROUP, NULL, false, GS(has_oom_group), GS(oom_group) },  \
+		{ VMCG_SETTING_OOM_ACTION_KNOB, NULL, false, GS(has_oom_action), GS(oom_action) }, \
+	{                                                                                          \
+		VMCG_SETTING_OVERHEAD_IN_MAX, NULL, false, GS(has_overhead_in_max),                \
+			GS(overhead_in_max)                                                        \
+	}
+
+static const Field group_fields[] = { GROUP_KNOBS };
+#undef GS
+
+/* A group of the state file: its path, then the knobs as PUT takes them. */
+typedef struct GroupEntry {
+	char *path;
+	VmcgGroupSettings s;
+} GroupEntry;
+
+#define GS(m) offsetof(GroupEntry, s) + offsetof(VmcgGroupSettings, m)
+static const Field group_entry_fields[] = {
+	{ VMCG_SETTING_VM_GROUP, "path", true, NO_HAS, offsetof(GroupEntry, path) },
+	GROUP_KNOBS,
 };
 #undef GS
+#undef GROUP_KNOBS
 
 static const char *const group_read_only[] = {
 	"path",
@@ -212,21 +220,26 @@ static const char *const group_read_only[] = {
 };
 
 static const Schema group_schema = { group_fields, G_N_ELEMENTS(group_fields), group_read_only };
+static const Schema group_entry_schema = { group_entry_fields, G_N_ELEMENTS(group_entry_fields),
+					   group_read_only };
 
 #define VR(m) offsetof(VmcgApiVmRequest, m)
+/* address or qmp is required too: vm_identity() checks. */
 static const Field vm_add_fields[] = {
-	{ "name", FIELD_VM_NAME, true, NO_HAS, VR(name) },
-	{ "qmp", FIELD_QMP_PATH, true, NO_HAS, VR(qmp) },
-	{ "group", FIELD_GROUP_PATH, false, NO_HAS, VR(group) },
-	{ "floor", FIELD_SIZE, false, VR(settings.has_floor), VR(settings.floor) },
-	{ "oom-priority", FIELD_PRIORITY, false, VR(settings.has_oom_priority),
+	{ VMCG_SETTING_VM_NAME_ID, NULL, true, NO_HAS, VR(name) },
+	{ VMCG_SETTING_VM_BACKEND, NULL, false, NO_HAS, VR(backend) },
+	{ VMCG_SETTING_VM_ADDRESS, NULL, false, NO_HAS, VR(address) },
+	{ VMCG_SETTING_VM_QMP, NULL, false, NO_HAS, VR(qmp) },
+	{ VMCG_SETTING_VM_GROUP, NULL, false, NO_HAS, VR(group) },
+	{ VMCG_SETTING_VM_FLOOR, NULL, false, VR(settings.has_floor), VR(settings.floor) },
+	{ VMCG_SETTING_VM_OOM_PRIORITY, NULL, false, VR(settings.has_oom_priority),
 	  VR(settings.oom_priority) },
 };
 
 static const Field vm_update_fields[] = {
-	{ "group", FIELD_GROUP_PATH, false, NO_HAS, VR(group) },
-	{ "floor", FIELD_SIZE, false, VR(settings.has_floor), VR(settings.floor) },
-	{ "oom-priority", FIELD_PRIORITY, false, VR(settings.has_oom_priority),
+	{ VMCG_SETTING_VM_GROUP, NULL, false, NO_HAS, VR(group) },
+	{ VMCG_SETTING_VM_FLOOR, NULL, false, VR(settings.has_floor), VR(settings.floor) },
+	{ VMCG_SETTING_VM_OOM_PRIORITY, NULL, false, VR(settings.has_oom_priority),
 	  VR(settings.oom_priority) },
 };
 #undef VR
@@ -236,10 +249,11 @@ static const char *const vm_read_only[] = {
 	"mode",		  "state", "pid",      "hooks",	   NULL,
 };
 
-/* A VM's name and socket are its identity: forget it and add it again to change them. */
+/* A VM's name and address are its identity: forget it and add it again to change them. */
 static const char *const vm_update_read_only[] = {
-	"name",	 "qmp",	 "memory.current", "ram", "resident", "overhead", "balloon",
-	"stats", "mode", "state",	   "pid", "hooks",    NULL,
+	"name", "backend",  "address",	"qmp",	   "memory.current",
+	"ram",	"resident", "overhead", "balloon", "stats",
+	"mode", "state",    "pid",	"hooks",   NULL,
 };
 
 static const Schema vm_add_schema = { vm_add_fields, G_N_ELEMENTS(vm_add_fields), vm_read_only };
@@ -252,184 +266,50 @@ typedef struct ReclaimRequest {
 } ReclaimRequest;
 
 static const Field reclaim_fields[] = {
-	{ "bytes", FIELD_SIZE_NO_MAX, true, offsetof(ReclaimRequest, has_bytes),
+	{ VMCG_SETTING_RECLAIM_BYTES, NULL, true, offsetof(ReclaimRequest, has_bytes),
 	  offsetof(ReclaimRequest, bytes) },
 };
 
 static const Schema reclaim_schema = { reclaim_fields, G_N_ELEMENTS(reclaim_fields), NULL };
 
-static gboolean type_error(const Field *f, const char *expected, GError **error)
+static const char *field_name(const Field *f)
 {
-	g_set_error(error, VMCG_API_ERROR, VMCG_API_ERROR_TYPE, "%s: expected %s", f->name,
-		    expected);
-	return FALSE;
+	return f->name ? f->name : vmcg_setting(f->id)->name;
 }
 
-/* A JSON string as a C string: no NUL inside, valid UTF-8 after unescaping. */
-static gboolean read_string(const Field *f, json_object *v, const char **ret, GError **error)
-{
-	const char *s;
-
-	if (!json_object_is_type(v, json_type_string))
-		return type_error(f, "a string", error);
-	s = json_object_get_string(v);
-	if (strlen(s) != (size_t)json_object_get_string_len(v)) {
-		g_set_error(error, VMCG_API_ERROR, VMCG_API_ERROR_VALUE,
-			    "%s: NUL characters are not allowed", f->name);
-		return FALSE;
-	}
-	if (!g_utf8_validate(s, -1, NULL)) {
-		g_set_error(error, VMCG_API_ERROR, VMCG_API_ERROR_UTF8, "%s: invalid UTF-8",
-			    f->name);
-		return FALSE;
-	}
-	*ret = s;
-	return TRUE;
-}
-
-/*
- * Sizes: a non-negative integer of bytes, or a vmcg_size_parse() string
- * ("512M", "1.5G", "max"). Anything above VMCG_SIZE_LIMIT (VMCG_PAGES_MAX
- * pages) is a mistake rather than a limit: write "max". Integers are exact
- * JSON integers: 1e9 and 1.0 are refused, as json-c would read them as
- * doubles and doubles lose bytes above 2^53.
- */
-static gboolean read_size(const Field *f, json_object *v, uint64_t *ret, GError **error)
-{
-	const char *s;
-	uint64_t bytes;
-	int r;
-
-	if (json_object_is_type(v, json_type_int)) {
-		/* json-c: above INT64_MAX is a uint64 (saturated), below INT64_MIN saturates. */
-		if (json_object_get_int64(v) < 0) {
-			g_set_error(error, VMCG_API_ERROR, VMCG_API_ERROR_VALUE,
-				    "%s: a size cannot be negative", f->name);
-			return FALSE;
-		}
-		bytes = json_object_get_uint64(v);
-		if (bytes > VMCG_SIZE_LIMIT) {
-			g_set_error(error, VMCG_API_ERROR, VMCG_API_ERROR_VALUE,
-				    "%s: %" G_GUINT64_FORMAT " bytes is more than any memory "
-				    "(at most %" G_GUINT64_FORMAT "; use \"max\" for no limit)",
-				    f->name, bytes, (guint64)VMCG_SIZE_LIMIT);
-			return FALSE;
-		}
-		*ret = bytes;
-		return TRUE;
-	}
-	if (!json_object_is_type(v, json_type_string))
-		return type_error(f, "a size: bytes as an integer, or a string such as \"512M\"",
-				  error);
-	if (!read_string(f, v, &s, error))
-		return FALSE;
-	r = vmcg_size_parse(s, &bytes);
-	if (r == -ERANGE) {
-		g_set_error(error, VMCG_API_ERROR, VMCG_API_ERROR_VALUE,
-			    "%s: more than any memory (at most %" G_GUINT64_FORMAT
-			    " bytes; use \"max\" for no limit)",
-			    f->name, (guint64)VMCG_SIZE_LIMIT);
-		return FALSE;
-	}
-	if (r < 0) {
-		g_autofree char *q = vmcg_api_quote(s);
-
-		g_set_error(error, VMCG_API_ERROR, VMCG_API_ERROR_VALUE,
-			    "%s: \"%s\" is not a size (bytes, or a number with K, M, G, T, P "
-			    "or E: \"512M\", \"1.5G\"%s)",
-			    f->name, q, f->kind == FIELD_SIZE ? ", or \"max\"" : "");
-		return FALSE;
-	}
-	if (bytes == VMCG_SIZE_MAX && f->kind == FIELD_SIZE_NO_MAX) {
-		g_set_error(error, VMCG_API_ERROR, VMCG_API_ERROR_VALUE,
-			    "%s: \"max\" is not allowed here", f->name);
-		return FALSE;
-	}
-	*ret = bytes == VMCG_SIZE_MAX ? VMCG_BYTES_MAX : bytes;
-	return TRUE;
-}
-
+/* The member's value by its setting's validator, the message prefixed with the member. */
 static gboolean read_field(const Field *f, json_object *v, void *base, GError **error)
 {
+	const VmcgSetting *s = vmcg_setting(f->id);
 	void *dst = (char *)base + f->offset;
-	const char *s;
-	int64_t n;
-	int r;
+	g_auto(VmcgSettingValue) val = { 0 };
+	g_autoptr(GError) local = NULL;
 
-	switch (f->kind) {
-	case FIELD_SIZE:
-	case FIELD_SIZE_NO_MAX:
-		if (!read_size(f, v, dst, error))
-			return FALSE;
+	if (!vmcg_setting_parse_json(s, v, &val, &local)) {
+		VmcgApiError code = local->code == VMCG_SETTING_ERROR_TYPE   ? VMCG_API_ERROR_TYPE
+				    : local->code == VMCG_SETTING_ERROR_UTF8 ? VMCG_API_ERROR_UTF8
+									     : VMCG_API_ERROR_VALUE;
+
+		g_set_error(error, VMCG_API_ERROR, code, "%s: %s", field_name(f), local->message);
+		return FALSE;
+	}
+	switch (s->type) {
+	case VMCG_SETTING_SIZE:
+	case VMCG_SETTING_DURATION:
+		*(uint64_t *)dst = val.u64; /* VMCG_SIZE_MAX is VMCG_BYTES_MAX */
 		break;
-	case FIELD_BOOL:
-		if (!json_object_is_type(v, json_type_boolean))
-			return type_error(f, "true or false", error);
-		*(bool *)dst = json_object_get_boolean(v);
+	case VMCG_SETTING_BOOL:
+		*(bool *)dst = val.b;
 		break;
-	case FIELD_OOM_ACTION:
-		if (!read_string(f, v, &s, error))
-			return FALSE;
-		if (vmcg_oom_action_from_string(s, dst) < 0) {
-			g_set_error(error, VMCG_API_ERROR, VMCG_API_ERROR_VALUE,
-				    "%s: must be \"notify\", \"pause\" or \"destroy\"", f->name);
-			return FALSE;
-		}
+	case VMCG_SETTING_INTEGER:
+		*(int32_t *)dst = (int32_t)val.i64; /* oom-priority: its range fits */
 		break;
-	case FIELD_PRIORITY:
-		if (!json_object_is_type(v, json_type_int))
-			return type_error(f, "an integer", error);
-		n = json_object_get_int64(v); /* saturates: out of range stays out of range */
-		if (n < VMCG_OOM_PRIORITY_MIN || n > VMCG_OOM_PRIORITY_MAX) {
-			g_set_error(error, VMCG_API_ERROR, VMCG_API_ERROR_VALUE,
-				    "%s: must be in [%d, %d]", f->name, VMCG_OOM_PRIORITY_MIN,
-				    VMCG_OOM_PRIORITY_MAX);
-			return FALSE;
-		}
-		*(int32_t *)dst = (int32_t)n;
+	case VMCG_SETTING_OOM_ACTION:
+		*(VmcgOomAction *)dst = val.action;
 		break;
-	case FIELD_VM_NAME:
-		if (!read_string(f, v, &s, error))
-			return FALSE;
-		r = vmcg_vm_name_validate(s);
-		if (r < 0) {
-			g_set_error(error, VMCG_API_ERROR, VMCG_API_ERROR_VALUE,
-				    r == -ENAMETOOLONG ? "%s: longer than %d bytes"
-						       : "%s: must be 1 to %d bytes, without "
-							 "control characters or '/'",
-				    f->name, VMCG_VM_NAME_MAX);
-			return FALSE;
-		}
-		*(char **)dst = g_strdup(s);
-		break;
-	case FIELD_GROUP_PATH:
-		if (!read_string(f, v, &s, error))
-			return FALSE;
-		r = vmcg_path_validate(s);
-		if (r < 0) {
-			g_set_error(error, VMCG_API_ERROR, VMCG_API_ERROR_VALUE,
-				    r == -ENAMETOOLONG
-					    ? "%s: deeper than %d levels or a name longer than %d "
-					      "bytes"
-					    : "%s: not a group path (\"/\", \"/a/b\": names of "
-					      "[A-Za-z0-9_.-], not \".\" or \"..\")",
-				    f->name, VMCG_DEPTH_MAX, VMCG_NAME_MAX);
-			return FALSE;
-		}
-		*(char **)dst = g_strdup(s);
-		break;
-	case FIELD_QMP_PATH:
-		if (!read_string(f, v, &s, error))
-			return FALSE;
-		/* sun_path is 108 bytes with its NUL: a longer path cannot be connected to. */
-		if (s[0] != '/' || strlen(s) >= sizeof(((struct sockaddr_un *)NULL)->sun_path)) {
-			g_set_error(error, VMCG_API_ERROR, VMCG_API_ERROR_VALUE,
-				    "%s: must be the absolute path of a unix socket, under %zu "
-				    "bytes",
-				    f->name, sizeof(((struct sockaddr_un *)NULL)->sun_path));
-			return FALSE;
-		}
-		*(char **)dst = g_strdup(s);
+	default:
+		g_free(*(char **)dst);
+		*(char **)dst = g_steal_pointer(&val.str);
 		break;
 	}
 	if (f->has_offset != NO_HAS)
@@ -438,29 +318,28 @@ static gboolean read_field(const Field *f, json_object *v, void *base, GError **
 }
 
 /*
- * Fills @base (zeroed by the caller) from @body by @schema. On failure
- * @base may hold strings already read: the caller clears it. A member that
- * appears twice counts once, with its last value (json-c keeps the last;
- * RFC 8259 leaves it open).
+ * Fills @base (zeroed by the caller) from the object @obj by @schema. On
+ * failure @base may hold strings already read: the caller clears it. A
+ * member that appears twice counts once, with its last value (json-c keeps
+ * the last; RFC 8259 leaves it open).
  */
-static gboolean parse_schema(const Schema *schema, const char *body, gsize len, void *base,
-			     GError **error)
+static gboolean parse_members(const Schema *schema, json_object *obj, void *base, GError **error)
 {
-	g_autoptr(json_object) obj = NULL;
 	uint32_t seen = 0;
 
+	G_STATIC_ASSERT(sizeof(seen) * 8 >= G_N_ELEMENTS(group_entry_fields));
 	G_STATIC_ASSERT(sizeof(seen) * 8 >= G_N_ELEMENTS(vm_add_fields));
-	obj = parse_object(body, len, error);
-	if (!obj)
+	if (!json_object_is_type(obj, json_type_object)) {
+		g_set_error(error, VMCG_API_ERROR, VMCG_API_ERROR_TYPE, "expected a JSON object");
 		return FALSE;
-
+	}
 	json_object_object_foreach(obj, key, val)
 	{
 		const Field *f = NULL;
 		size_t i;
 
 		for (i = 0; i < schema->nr_fields; i++) {
-			if (strcmp(schema->fields[i].name, key) == 0) {
+			if (strcmp(field_name(&schema->fields[i]), key) == 0) {
 				f = &schema->fields[i];
 				break;
 			}
@@ -480,11 +359,19 @@ static gboolean parse_schema(const Schema *schema, const char *body, gsize len, 
 	for (size_t i = 0; i < schema->nr_fields; i++) {
 		if (schema->fields[i].required && !(seen & (1u << i))) {
 			g_set_error(error, VMCG_API_ERROR, VMCG_API_ERROR_MISSING_FIELD,
-				    "%s: required", schema->fields[i].name);
+				    "%s: required", field_name(&schema->fields[i]));
 			return FALSE;
 		}
 	}
 	return TRUE;
+}
+
+static gboolean parse_schema(const Schema *schema, const char *body, gsize len, void *base,
+			     GError **error)
+{
+	g_autoptr(json_object) obj = parse_object(body, len, error);
+
+	return obj && parse_members(schema, obj, base, error);
 }
 
 gboolean vmcg_api_parse_group_settings(const char *body, gsize len, VmcgGroupSettings *ret,
@@ -498,20 +385,66 @@ gboolean vmcg_api_parse_group_settings(const char *body, gsize len, VmcgGroupSet
 	return TRUE;
 }
 
+gboolean vmcg_api_parse_group_entry(json_object *obj, char **ret_path, VmcgGroupSettings *ret,
+				    GError **error)
+{
+	GroupEntry e = { 0 };
+
+	if (!parse_members(&group_entry_schema, obj, &e, error)) {
+		g_free(e.path);
+		return FALSE;
+	}
+	*ret_path = e.path;
+	*ret = e.s;
+	return TRUE;
+}
+
 void vmcg_api_vm_request_clear(VmcgApiVmRequest *req)
 {
 	g_clear_pointer(&req->name, g_free);
+	g_clear_pointer(&req->backend, g_free);
+	g_clear_pointer(&req->address, g_free);
 	g_clear_pointer(&req->qmp, g_free);
 	g_clear_pointer(&req->group, g_free);
 	memset(&req->settings, 0, sizeof(req->settings));
 }
 
-static gboolean parse_vm(const Schema *schema, const char *body, gsize len, VmcgApiVmRequest *ret,
+/*
+ * A new VM's identity: the backend ("qmp" unless given) and its address,
+ * given as "address" or, for the qmp backend, as "qmp" (the name before
+ * backends); both is fine if they agree.
+ */
+static gboolean vm_identity(VmcgApiVmRequest *req, GError **error)
+{
+	if (!req->backend)
+		req->backend = g_strdup("qmp");
+	if (req->qmp && req->address && strcmp(req->qmp, req->address) != 0) {
+		g_set_error(error, VMCG_API_ERROR, VMCG_API_ERROR_VALUE,
+			    "qmp: differs from address: for the qmp backend they are the same "
+			    "setting; give one of them");
+		return FALSE;
+	}
+	if (!req->address && !req->qmp) {
+		g_set_error(error, VMCG_API_ERROR, VMCG_API_ERROR_MISSING_FIELD,
+			    "qmp: required (or address): %s",
+			    vmcg_setting(VMCG_SETTING_VM_QMP)->help);
+		return FALSE;
+	}
+	if (!req->address)
+		req->address = g_strdup(req->qmp);
+	if (!req->qmp && strcmp(req->backend, "qmp") == 0)
+		req->qmp = g_strdup(req->address);
+	return TRUE;
+}
+
+static gboolean parse_vm(const Schema *schema, json_object *obj, VmcgApiVmRequest *ret,
 			 GError **error)
 {
 	g_auto(VmcgApiVmRequest) req = { 0 };
 
-	if (!parse_schema(schema, body, len, &req, error))
+	if (!parse_members(schema, obj, &req, error))
+		return FALSE;
+	if (schema == &vm_add_schema && !vm_identity(&req, error))
 		return FALSE;
 	*ret = req;
 	memset(&req, 0, sizeof(req)); /* moved */
@@ -520,13 +453,22 @@ static gboolean parse_vm(const Schema *schema, const char *body, gsize len, Vmcg
 
 gboolean vmcg_api_parse_vm_add(const char *body, gsize len, VmcgApiVmRequest *ret, GError **error)
 {
-	return parse_vm(&vm_add_schema, body, len, ret, error);
+	g_autoptr(json_object) obj = parse_object(body, len, error);
+
+	return obj && parse_vm(&vm_add_schema, obj, ret, error);
+}
+
+gboolean vmcg_api_parse_vm_entry(json_object *obj, VmcgApiVmRequest *ret, GError **error)
+{
+	return parse_vm(&vm_add_schema, obj, ret, error);
 }
 
 gboolean vmcg_api_parse_vm_update(const char *body, gsize len, VmcgApiVmRequest *ret,
 				  GError **error)
 {
-	return parse_vm(&vm_update_schema, body, len, ret, error);
+	g_autoptr(json_object) obj = parse_object(body, len, error);
+
+	return obj && parse_vm(&vm_update_schema, obj, ret, error);
 }
 
 gboolean vmcg_api_parse_reclaim(const char *body, gsize len, uint64_t *ret_bytes, GError **error)

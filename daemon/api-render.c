@@ -161,7 +161,10 @@ json_object *vmcg_api_vm_to_json(VmcgDvm *vm)
 	vmcg_dvm_info(vm, &i);
 	json_object_object_add(obj, "name", json_object_new_string(i.name));
 	json_object_object_add(obj, "group", json_object_new_string(i.group));
-	json_object_object_add(obj, "qmp", json_object_new_string(i.qmp ?: ""));
+	json_object_object_add(obj, "backend", json_object_new_string(i.backend ?: "qmp"));
+	json_object_object_add(obj, "address", json_object_new_string(i.address ?: ""));
+	/* The address again for the qmp backend, as before backends; null for others. */
+	json_object_object_add(obj, "qmp", i.qmp ? json_object_new_string(i.qmp) : NULL);
 	json_object_object_add(obj, "mode", json_object_new_string(i.mode ?: "sampling"));
 	json_object_object_add(obj, "state", json_object_new_string(i.state ?: "connecting"));
 	json_object_object_add(obj, "pid", i.pid > 0 ? json_object_new_int64(i.pid) : NULL);

@@ -493,8 +493,8 @@ static void handle_vm_add(VmcgApi *api, SoupServerMessage *msg, const Request *r
 	VmcgDvm *vm;
 
 	if (!vmcg_api_parse_vm_add((const char *)req->body->data, req->body->len, &vr, &error) ||
-	    !vmcg_daemon_vm_add(api->d, vr.name, "qmp", vr.qmp, vr.group ?: "/", &vr.settings,
-				&error)) {
+	    !vmcg_daemon_vm_add(api->d, vr.name, vr.backend, vr.address, vr.group ?: "/",
+				&vr.settings, &error)) {
 		reply_gerror(msg, error);
 		return;
 	}

@@ -91,11 +91,16 @@ typedef enum VmcgApiError {
 } VmcgApiError;
 
 /*
- * A VM request: POST /v1/vms (name and qmp required, group defaults to
- * "/") or PUT /v1/vms/<name> (every member optional; group NULL: stays).
+ * A VM request: POST /v1/vms (name and address required, group defaults
+ * to "/") or PUT /v1/vms/<name> (every member optional; group NULL: stays).
+ * After vmcg_api_parse_vm_add(), backend is set ("qmp" unless given) and
+ * address is too, whether the body named it "address" or "qmp"; qmp is
+ * the address again for the qmp backend, else NULL.
  */
 typedef struct VmcgApiVmRequest {
 	char *name;
+	char *backend;
+	char *address;
 	char *qmp;
 	char *group;
 	VmcgVmSettings settings;
@@ -114,12 +119,21 @@ G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(VmcgApiVmRequest, vmcg_api_vm_request_clear)
 /** PUT /v1/groups/<path>: memory.min/low/high/max, memory.oom.group, oom-action, overhead-in-max. */
 gboolean vmcg_api_parse_group_settings(const char *body, gsize len, VmcgGroupSettings *ret,
 				       GError **error);
-/** POST /v1/vms: name, qmp (required), group, floor, oom-priority. */
+/** POST /v1/vms: name, address or qmp (required), backend, group, floor, oom-priority. */
 gboolean vmcg_api_parse_vm_add(const char *body, gsize len, VmcgApiVmRequest *ret, GError **error);
 /** PUT /v1/vms/<name>: group, floor, oom-priority. */
 gboolean vmcg_api_parse_vm_update(const char *body, gsize len, VmcgApiVmRequest *ret,
 				  GError **error);
 /** POST /v1/groups/<path>/reclaim: bytes (required; not "max"). */
 gboolean vmcg_api_parse_reclaim(const char *body, gsize len, uint64_t *ret_bytes, GError **error);
+
+/*
+ * The state file's entries (state.c) are parsed by the same schemas, from
+ * a JSON value of the document: a group is {"path", and the PUT members},
+ * a VM is a POST /v1/vms body. Same errors as the body parsers.
+ */
+gboolean vmcg_api_parse_group_entry(json_object *obj, char **ret_path, VmcgGroupSettings *ret,
+				    GError **error);
+gboolean vmcg_api_parse_vm_entry(json_object *obj, VmcgApiVmRequest *ret, GError **error);
 
 #endif
