@@ -21,7 +21,6 @@ struct VmcgApi {
 	ino_t sock_ino;
 	gint64 write_gid;
 	gsize body_limit;
-	uint64_t hold_usec;
 	GQueue subs;	   /* Sub, in order of subscription */
 	GHashTable *conns; /* GSocket (weak) of every open connection */
 	guint64 conns_refused;

@@ -72,10 +72,15 @@ static json_object *json_stat(const VmcgGroup *g)
 	return obj;
 }
 
+/*
+ * The hold is the daemon's policy, vmpressure-hold, read live: 0 holds
+ * nothing (a level shows only at the instant it is raised; the event
+ * stream has every level).
+ */
 VmcgVmpressureLevel vmcg_api_group_vmpressure(VmcgApi *api, VmcgGroup *g)
 {
 	return vmcg_vmpressure_level(vmcg_group_vmpressure(g), vmcg_daemon_now_usec(api->d),
-				     api->hold_usec);
+				     vmcg_daemon_policy(api->d)->vmpressure_hold_usec);
 }
 
 json_object *vmcg_api_group_to_json(VmcgApi *api, VmcgGroup *g, bool nested)

@@ -874,7 +874,6 @@ VmcgApi *vmcg_api_new(VmcgDaemon *d, const VmcgApiOptions *opts, GError **error)
 	api->socket_path = g_strdup(opts->socket_path ?: VMCG_API_SOCKET_DEFAULT);
 	api->write_gid = opts->write_gid;
 	api->body_limit = opts->body_limit ?: VMCG_API_BODY_LIMIT_DEFAULT;
-	api->hold_usec = opts->vmpressure_hold_usec ?: VMCG_API_VMPRESSURE_HOLD_DEFAULT_USEC;
 	g_queue_init(&api->subs);
 	api->conns = g_hash_table_new(g_direct_hash, g_direct_equal);
 	api->drop_leaked_sockets = soup_get_major_version() == 3 && soup_get_minor_version() < 3;

@@ -36,18 +36,10 @@
  */
 #define VMCG_API_JSON_DEPTH 8
 
-/*
- * 10 s: a vmpressure level stays visible this long after its window
- * completed, so that a level raised between two reads of a 1-5 s poller is
- * not lost, while a group whose reclaim stopped goes back to "none" soon.
- */
-#define VMCG_API_VMPRESSURE_HOLD_DEFAULT_USEC (10 * G_USEC_PER_SEC)
-
 typedef struct VmcgApiOptions {
-	const char *socket_path;       /* NULL: VMCG_API_SOCKET_DEFAULT */
-	gint64 write_gid;	       /* a group whose members may write; -1: root only */
-	gsize body_limit;	       /* bytes; 0: VMCG_API_BODY_LIMIT_DEFAULT */
-	uint64_t vmpressure_hold_usec; /* 0: VMCG_API_VMPRESSURE_HOLD_DEFAULT_USEC */
+	const char *socket_path; /* NULL: VMCG_API_SOCKET_DEFAULT */
+	gint64 write_gid;	 /* a group whose members may write; -1: root only */
+	gsize body_limit;	 /* bytes; 0: VMCG_API_BODY_LIMIT_DEFAULT */
 } VmcgApiOptions;
 
 typedef struct VmcgApi VmcgApi;
