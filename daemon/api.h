@@ -3,12 +3,16 @@
  * The control-plane API: HTTP/1.1 and JSON over a unix socket (docs/api.md).
  *
  * Two halves:
- * - the server (vmcg_api_new()), which routes requests to the daemon core,
- *   checks the peer's credentials for writes and streams events;
- * - the request-body parsers (vmcg_api_parse_*()), pure functions of their
- *   input that validate a whole body before anything reaches the daemon,
- *   so a rejected request never changes state. They are what the unit test
- *   and the fuzzer exercise.
+ * - the server (vmcg_api_new(); api.c, with the read-outs in api-render.c,
+ *   /metrics in api-metrics.c and the event stream in api-events.c), which
+ *   routes requests to the daemon core, checks the peer's credentials for
+ *   writes and streams events;
+ * - the request-body parsers (vmcg_api_parse_*(); api-parse.c), pure
+ *   functions of their input that validate a whole body before anything
+ *   reaches the daemon, so a rejected request never changes state. Each
+ *   member is a setting of the settings table (settings.h), validated as
+ *   the config file validates the key of the same name. They are what the
+ *   unit test and the fuzzer exercise, and what reads the state file.
  */
 #ifndef VMCG_API_H
 #define VMCG_API_H
