@@ -3,12 +3,16 @@
  * The control-plane API: HTTP/1.1 and JSON over a unix socket (docs/api.md).
  *
  * Two halves:
- * - the server (vmcg_api_new()), which routes requests to the daemon core,
- *   checks the peer's credentials for writes and streams events;
- * - the request-body parsers (vmcg_api_parse_*()), pure functions of their
- *   input that validate a whole body before anything reaches the daemon,
- *   so a rejected request never changes state. They are what the unit test
- *   and the fuzzer exercise.
+ * - the server (vmcg_api_new(); api.c, with the read-outs in api-render.c,
+ *   /metrics in api-metrics.c and the event stream in api-events.c), which
+ *   routes requests to the daemon core, checks the peer's credentials for
+ *   writes and streams events;
+ * - the request-body parsers (vmcg_api_parse_*(); api-parse.c), pure
+ *   functions of their input that validate a whole body before anything
+ *   reaches the daemon, so a rejected request never changes state. Each
+ *   member is a setting of the settings table (settings.h), validated as
+ *   the config file validates the key of the same name. They are what the
+ *   unit test and the fuzzer exercise, and what reads the state file.
  */
 #ifndef VMCG_API_H
 #define VMCG_API_H
@@ -36,18 +40,10 @@
  */
 #define VMCG_API_JSON_DEPTH 8
 
-/*
- * 10 s: a vmpressure level stays visible this long after its window
- * completed, so that a level raised between two reads of a 1-5 s poller is
- * not lost, while a group whose reclaim stopped goes back to "none" soon.
- */
-#define VMCG_API_VMPRESSURE_HOLD_DEFAULT_USEC (10 * G_USEC_PER_SEC)
-
 typedef struct VmcgApiOptions {
-	const char *socket_path;       /* NULL: VMCG_API_SOCKET_DEFAULT */
-	gint64 write_gid;	       /* a group whose members may write; -1: root only */
-	gsize body_limit;	       /* bytes; 0: VMCG_API_BODY_LIMIT_DEFAULT */
-	uint64_t vmpressure_hold_usec; /* 0: VMCG_API_VMPRESSURE_HOLD_DEFAULT_USEC */
+	const char *socket_path; /* NULL: VMCG_API_SOCKET_DEFAULT */
+	gint64 write_gid;	 /* a group whose members may write; -1: root only */
+	gsize body_limit;	 /* bytes; 0: VMCG_API_BODY_LIMIT_DEFAULT */
 } VmcgApiOptions;
 
 typedef struct VmcgApi VmcgApi;
@@ -91,11 +87,16 @@ typedef enum VmcgApiError {
 } VmcgApiError;
 
 /*
- * A VM request: POST /v1/vms (name and qmp required, group defaults to
- * "/") or PUT /v1/vms/<name> (every member optional; group NULL: stays).
+ * A VM request: POST /v1/vms (name and address required, group defaults
+ * to "/") or PUT /v1/vms/<name> (every member optional; group NULL: stays).
+ * After vmcg_api_parse_vm_add(), backend is set ("qmp" unless given) and
+ * address is too, whether the body named it "address" or "qmp"; qmp is
+ * the address again for the qmp backend, else NULL.
  */
 typedef struct VmcgApiVmRequest {
 	char *name;
+	char *backend;
+	char *address;
 	char *qmp;
 	char *group;
 	VmcgVmSettings settings;
@@ -114,12 +115,21 @@ G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(VmcgApiVmRequest, vmcg_api_vm_request_clear)
 /** PUT /v1/groups/<path>: memory.min/low/high/max, memory.oom.group, oom-action, overhead-in-max. */
 gboolean vmcg_api_parse_group_settings(const char *body, gsize len, VmcgGroupSettings *ret,
 				       GError **error);
-/** POST /v1/vms: name, qmp (required), group, floor, oom-priority. */
+/** POST /v1/vms: name, address or qmp (required), backend, group, floor, oom-priority. */
 gboolean vmcg_api_parse_vm_add(const char *body, gsize len, VmcgApiVmRequest *ret, GError **error);
 /** PUT /v1/vms/<name>: group, floor, oom-priority. */
 gboolean vmcg_api_parse_vm_update(const char *body, gsize len, VmcgApiVmRequest *ret,
 				  GError **error);
 /** POST /v1/groups/<path>/reclaim: bytes (required; not "max"). */
 gboolean vmcg_api_parse_reclaim(const char *body, gsize len, uint64_t *ret_bytes, GError **error);
+
+/*
+ * The state file's entries (state.c) are parsed by the same schemas, from
+ * a JSON value of the document: a group is {"path", and the PUT members},
+ * a VM is a POST /v1/vms body. Same errors as the body parsers.
+ */
+gboolean vmcg_api_parse_group_entry(json_object *obj, char **ret_path, VmcgGroupSettings *ret,
+				    GError **error);
+gboolean vmcg_api_parse_vm_entry(json_object *obj, VmcgApiVmRequest *ret, GError **error);
 
 #endif

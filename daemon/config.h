@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * vmcgd.conf: the daemon's settings and the group tree, in GKeyFile (INI)
- * syntax. Every key, its default and its range are in the table at the top
- * of config.c and in docs/config.md; config/vmcgd.conf is the default file.
+ * syntax. Every key, its default and its range are in the settings table
+ * (settings.h) and in docs/config.md; config/vmcgd.conf is the default file.
  *
  * Loading is all or nothing: a file with any error gives no config, and the
  * GError names the origin, the line, the section and the key. Typos are
@@ -40,7 +40,7 @@ typedef enum VmcgConfigError {
 	VMCG_CONFIG_ERROR_DUPLICATE,	   /* a section or a key given twice */
 	VMCG_CONFIG_ERROR_MISSING,	   /* a required key is absent */
 	VMCG_CONFIG_ERROR_INVALID,	   /* a bad value, unit, range or reference */
-	/* The line scanner and GKeyFile read the file differently: a bug here. */
+	/* The line scanner and GKeyFile read the file differently: a bug (tests only). */
 	VMCG_CONFIG_ERROR_INTERNAL,
 } VmcgConfigError;
 
@@ -74,12 +74,13 @@ typedef struct VmcgConfigGroup {
 	bool overhead_in_max;
 } VmcgConfigGroup;
 
-/* A [vm NAME] section: a VM that vmcgd reaches through its QMP socket. */
+/* A [vm NAME] section: a VM that vmcgd reaches through its backend at an address. */
 typedef struct VmcgConfigVm {
 	char *name; /* valid (vmcg_vm_name_validate()) */
 	unsigned line;
-	char *qmp_path;	      /* absolute, fits sockaddr_un */
-	char *group_path;     /* "/" or declared (see vmcg_config_load_data()) */
+	char *backend;	  /* "qmp" (the default and, so far, the only one) */
+	char *address;	  /* qmp: the QMP socket ("qmp" or "address"), absolute, fits sun_path */
+	char *group_path; /* "/" or declared (see vmcg_config_load_data()) */
 	uint64_t floor_bytes; /* VMCG_SIZE_MAX: never balloon this VM */
 	int32_t oom_priority; /* VMCG_OOM_PRIORITY_MIN..MAX */
 } VmcgConfigVm;
@@ -151,6 +152,32 @@ const VmcgConfigVm *vmcg_config_find_vm(const VmcgConfig *config, const char *na
  * Line numbers are not compared. For reloads: an unchanged file is no-op.
  */
 bool vmcg_config_equal(const VmcgConfig *a, const VmcgConfig *b);
+
+/**
+ * vmcg_config_load_default() - the config vmcgd reads without -c: @path
+ * (VMCG_CONFIG_DEFAULT_PATH in production) if it exists, else the embedded
+ * default (vmcg_config_default_text()). A file that exists but cannot be
+ * read or is invalid is an error, never a silent fallback.
+ * @ret_origin: set to @path or "embedded default config" (static or
+ * @path itself), only on success
+ */
+gboolean vmcg_config_load_default(const char *path, VmcgConfig **ret, const char **ret_origin,
+				  GError **error);
+
+/**
+ * vmcg_config_scan_data() - a test seam: vmcg_config_load_data() that also
+ * returns the sections, keys and raw values (before inline comments are
+ * cut) that the line scanner saw, as an array of VmcgConfigScanned, so that
+ * the unit test and the fuzzer can hold them against GKeyFile's reading.
+ */
+typedef struct VmcgConfigScanned {
+	char *name;
+	GPtrArray *keys;   /* char * */
+	GPtrArray *values; /* char *, raw: as GKeyFile returns them */
+} VmcgConfigScanned;
+
+gboolean vmcg_config_scan_data(const char *data, gsize len, GPtrArray **ret_sections,
+			       GError **error);
 
 /**
  * vmcg_config_default_text() - config/vmcgd.conf as shipped, embedded at

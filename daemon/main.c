@@ -29,7 +29,9 @@ static gboolean opt_no_state;
 
 static const GOptionEntry entries[] = {
 	{ "config", 'c', 0, G_OPTION_ARG_FILENAME, &opt_config,
-	  "Config file (default: the embedded default config)", "FILE" },
+	  "Config file (default: " VMCG_CONFIG_DEFAULT_PATH
+	  " if it exists, else the embedded default config)",
+	  "FILE" },
 	{ "socket", 's', 0, G_OPTION_ARG_FILENAME, &opt_socket,
 	  "API socket (default: the config's, /run/vmcg/vmcgd.sock)", "PATH" },
 	{ "state", 0, 0, G_OPTION_ARG_FILENAME, &opt_state,
@@ -56,12 +58,12 @@ static gboolean on_signal(gpointer userdata)
 	return G_SOURCE_CONTINUE;
 }
 
+/* Every policy member that is a setting, as the config has it: 0 included (stats-interval 0: do not poll). */
 static void policy_from_config(const VmcgConfig *c, VmcgPolicy *p)
 {
 	p->reclaim_step = c->reclaim_step_bytes;
 	p->hysteresis = c->hysteresis_bytes;
-	if (c->stats_interval_usec)
-		p->stats_interval_usec = c->stats_interval_usec;
+	p->stats_interval_usec = c->stats_interval_usec;
 	p->stats_max_age_usec = c->stats_max_age_usec;
 	p->vmpressure_hold_usec = c->vmpressure_hold_usec;
 }
@@ -116,7 +118,7 @@ static gboolean apply_config(VmcgDaemon *d, const VmcgConfig *c, GError **error)
 			.oom_priority = cv->oom_priority,
 		};
 
-		ok = vmcg_daemon_vm_add(d, cv->name, "qmp", cv->qmp_path, cv->group_path, &s,
+		ok = vmcg_daemon_vm_add(d, cv->name, cv->backend, cv->address, cv->group_path, &s,
 					error);
 	}
 	d->loading = FALSE;
@@ -134,13 +136,16 @@ int main(int argc, char **argv)
 	VmcgApiOptions api_opts = { 0 };
 	VmcgPolicy policy;
 	const char *state_path;
+	const char *origin = NULL;
+	/* Tests point this elsewhere; production reads VMCG_CONFIG_DEFAULT_PATH. */
+	const char *default_path = g_getenv("VMCG_CONFIG_DEFAULT_PATH") ?: VMCG_CONFIG_DEFAULT_PATH;
 
 	setlocale(LC_ALL, "");
 	ctx = g_option_context_new("- memory cgroups for virtual machines");
 	g_option_context_set_summary(ctx, "Groups VMs into a hierarchy with cgroup-v2 memory "
 					  "semantics, charged by resident guest RAM and\n"
-					  "enforced through the virtio balloon. See vmcgd(8) and "
-					  "docs/config.md.");
+					  "enforced through the virtio balloon. See vmcgd(8) "
+					  "(docs/vmcgd.8.md) and docs/config.md.");
 	g_option_context_add_main_entries(ctx, entries, NULL);
 	if (!g_option_context_parse(ctx, &argc, &argv, &error)) {
 		fprintf(stderr, "vmcgd: %s (try --help)\n", error->message);
@@ -153,17 +158,21 @@ int main(int argc, char **argv)
 	if (opt_verbose)
 		g_setenv("G_MESSAGES_DEBUG", "all", TRUE);
 
-	if (opt_config ? !vmcg_config_load_file(opt_config, &config, &error)
-		       : !vmcg_config_load_data(vmcg_config_default_text(), (gsize)-1,
-						"embedded default config", &config, &error)) {
+	if (opt_config) {
+		origin = opt_config;
+		if (!vmcg_config_load_file(opt_config, &config, &error)) {
+			fprintf(stderr, "vmcgd: %s\n", error->message);
+			return 1;
+		}
+	} else if (!vmcg_config_load_default(default_path, &config, &origin, &error)) {
 		fprintf(stderr, "vmcgd: %s\n", error->message);
 		return 1;
 	}
 	if (opt_check) {
-		printf("%s: OK (%zu groups, %zu VMs)\n", opt_config ? opt_config : "default config",
-		       config->n_groups, config->n_vms);
+		printf("%s: OK (%zu groups, %zu VMs)\n", origin, config->n_groups, config->n_vms);
 		return 0;
 	}
+	g_message("vmcgd: config: %s", origin);
 	if (opt_interval) {
 		uint64_t usec;
 
@@ -207,7 +216,6 @@ int main(int argc, char **argv)
 
 	api_opts.socket_path = opt_socket ? opt_socket : config->socket_path;
 	api_opts.write_gid = -1;
-	api_opts.vmpressure_hold_usec = config->vmpressure_hold_usec;
 	if (config->write_group && *config->write_group) {
 		struct group *gr = getgrnam(config->write_group);
 

@@ -7,8 +7,16 @@
  *                "memory.high": "max", "memory.max": 1073741824,
  *                "memory.oom.group": false, "oom-action": "notify",
  *                "overhead-in-max": false}, ...],   parents before children
- *    "vms": [{"name": "web1", "qmp": "/run/...", "group": "/a",
- *             "floor": 134217728, "oom-priority": 0}, ...]}
+ *    "vms": [{"name": "web1", "backend": "qmp", "address": "/run/...",
+ *             "qmp": "/run/...", "group": "/a", "floor": 134217728,
+ *             "oom-priority": 0}, ...]}
+ *
+ * A group entry is its path and the members of PUT /v1/groups/PATH, a VM
+ * entry a POST /v1/vms body: they are read by the API's parsers
+ * (vmcg_api_parse_group_entry(), vmcg_api_parse_vm_entry()), so a value is
+ * accepted or refused as the API and the config file do (settings.h).
+ * "qmp" is written for vmcgd before 0.2, which knew no other member for
+ * the address; files of those read back as they are.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -19,6 +27,8 @@
 #include <unistd.h>
 
 #include "daemon-private.h"
+#include "api.h"
+#include "json-util.h"
 #include "state.h"
 
 #define STATE_VERSION 1
@@ -71,7 +81,9 @@ json_object *vmcg_state_to_json(VmcgDaemon *d)
 		if (i.qmp)
 			json_object_object_add(o, "qmp", json_object_new_string(i.qmp));
 		json_object_object_add(o, "group", json_object_new_string(i.group));
-		json_object_object_add(o, "floor", json_object_new_uint64(i.floor));
+		json_object_object_add(o, "floor",
+				       i.floor == VMCG_BYTES_MAX ? json_object_new_string("max")
+								 : json_object_new_uint64(i.floor));
 		json_object_object_add(o, "oom-priority", json_object_new_int(i.oom_priority));
 		json_object_array_add(vms, o);
 	}
@@ -145,57 +157,15 @@ static gboolean bad(GError **error, const char *fmt, ...)
 	return FALSE;
 }
 
-static gboolean get_size(json_object *o, const char *key, bool *has, uint64_t *ret, GError **error)
+/* Before 0.2, a floor of "max" was written as the integer 2^64 - 1. */
+static void upgrade_vm_entry(json_object *o)
 {
 	json_object *v;
 
-	if (!json_object_object_get_ex(o, key, &v))
-		return TRUE;
-	if (json_object_is_type(v, json_type_string) &&
-	    strcmp(json_object_get_string(v), "max") == 0) {
-		*ret = VMCG_BYTES_MAX;
-	} else if (json_object_is_type(v, json_type_int) && json_object_get_int64(v) >= 0) {
-		*ret = json_object_get_uint64(v);
-	} else {
-		return bad(error, "state: %s must be a byte count or \"max\"", key);
-	}
-	*has = true;
-	return TRUE;
-}
-
-static gboolean get_bool(json_object *o, const char *key, bool *has, bool *ret, GError **error)
-{
-	json_object *v;
-
-	if (!json_object_object_get_ex(o, key, &v))
-		return TRUE;
-	if (!json_object_is_type(v, json_type_boolean))
-		return bad(error, "state: %s must be true or false", key);
-	*ret = json_object_get_boolean(v);
-	*has = true;
-	return TRUE;
-}
-
-/* As vmcg_daemon_group_put() checks them: a byte count must fit the page counters. */
-static gboolean check_group_sizes(const VmcgGroupSettings *s, GError **error)
-{
-	const uint64_t lim = VMCG_PAGES_MAX * VMCG_PAGE_SIZE;
-
-	if ((s->has_min && s->min != VMCG_BYTES_MAX && s->min >= lim) ||
-	    (s->has_low && s->low != VMCG_BYTES_MAX && s->low >= lim) ||
-	    (s->has_high && s->high != VMCG_BYTES_MAX && s->high >= lim) ||
-	    (s->has_max && s->max != VMCG_BYTES_MAX && s->max >= lim))
-		return bad(error, "state: a size is beyond any memory (use \"max\")");
-	return TRUE;
-}
-
-static const char *get_string(json_object *o, const char *key)
-{
-	json_object *v;
-
-	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
-		return NULL;
-	return json_object_get_string(v);
+	if (json_object_is_type(o, json_type_object) && json_object_object_get_ex(o, "floor", &v) &&
+	    json_object_is_type(v, json_type_int) && json_object_get_int64(v) >= 0 &&
+	    json_object_get_uint64(v) == UINT64_MAX)
+		json_object_object_add(o, "floor", json_object_new_string("max"));
 }
 
 static gboolean only_keys(json_object *o, const char *const *keys, GError **error)
@@ -209,44 +179,20 @@ static gboolean only_keys(json_object *o, const char *const *keys, GError **erro
 	return TRUE;
 }
 
-static gboolean parse_group(json_object *o, const char **ret_path, VmcgGroupSettings *s,
-			    GError **error)
+/* An entry the API's parser refused: the same message, with where it is. */
+static gboolean bad_entry(GError **error, const char *array, size_t i, const GError *why)
 {
-	static const char *const keys[] = { "path",	   "memory.min",      "memory.low",
-					    "memory.high", "memory.max",      "memory.oom.group",
-					    "oom-action",  "overhead-in-max", NULL };
-	const char *action;
-
-	if (!json_object_is_type(o, json_type_object))
-		return bad(error, "state: %s entries must be objects", "groups");
-	if (!only_keys(o, keys, error))
-		return FALSE;
-	*ret_path = get_string(o, "path");
-	if (!*ret_path)
-		return bad(error, "state: a group has no %s", "path");
-	memset(s, 0, sizeof(*s));
-	if (!get_size(o, "memory.min", &s->has_min, &s->min, error) ||
-	    !get_size(o, "memory.low", &s->has_low, &s->low, error) ||
-	    !get_size(o, "memory.high", &s->has_high, &s->high, error) ||
-	    !get_size(o, "memory.max", &s->has_max, &s->max, error) ||
-	    !get_bool(o, "memory.oom.group", &s->has_oom_group, &s->oom_group, error) ||
-	    !get_bool(o, "overhead-in-max", &s->has_overhead_in_max, &s->overhead_in_max, error))
-		return FALSE;
-	action = get_string(o, "oom-action");
-	if (action) {
-		if (vmcg_oom_action_from_string(action, &s->oom_action) < 0)
-			return bad(error, "state: unknown oom-action \"%s\"", action);
-		s->has_oom_action = true;
-	}
-	return TRUE;
+	return bad(error, "state: %s[%zu]: %s", array, i, why->message);
 }
 
-/* A VM's address: "address", or "qmp" as written before backends. */
-static const char *vm_address(json_object *o)
-{
-	const char *a = get_string(o, "address");
+typedef struct GroupEntry {
+	char *path;
+	VmcgGroupSettings s;
+} GroupEntry;
 
-	return a ? a : get_string(o, "qmp");
+static void group_entry_clear(gpointer p)
+{
+	g_free(((GroupEntry *)p)->path);
 }
 
 /*
@@ -257,8 +203,6 @@ static const char *vm_address(json_object *o)
 gboolean vmcg_state_apply_text(VmcgDaemon *d, const char *text, gsize len, GError **error)
 {
 	static const char *const top_keys[] = { "version", "groups", "vms", NULL };
-	static const char *const vm_keys[] = { "name",	"backend", "address",	   "qmp",
-					       "group", "floor",   "oom-priority", NULL };
 	g_autoptr(json_tokener) tok = json_tokener_new_ex(16);
 	g_autoptr(json_object) root = NULL;
 	json_object *groups = NULL, *vms = NULL, *v;
@@ -292,96 +236,69 @@ gboolean vmcg_state_apply_text(VmcgDaemon *d, const char *text, gsize len, GErro
 	 * would check (parents, groups of VMs, names), so that applying
 	 * cannot fail half-way.
 	 */
+	g_autoptr(GArray) gs = g_array_new(FALSE, TRUE, sizeof(GroupEntry));
+	g_autoptr(GArray) vs = g_array_new(FALSE, TRUE, sizeof(VmcgApiVmRequest));
 	g_autoptr(GHashTable) paths = g_hash_table_new(g_str_hash, g_str_equal);
 	g_autoptr(GHashTable) names = g_hash_table_new(g_str_hash, g_str_equal);
+
+	g_array_set_clear_func(gs, group_entry_clear);
+	g_array_set_clear_func(vs, (GDestroyNotify)vmcg_api_vm_request_clear);
 	for (size_t i = 0; groups && i < json_object_array_length(groups); i++) {
-		VmcgGroupSettings s;
-		const char *path;
+		g_autoptr(GError) why = NULL;
 		g_autofree char *parent = NULL;
+		GroupEntry e = { 0 };
 		VmcgGroup *g;
 
-		if (!parse_group(json_object_array_get_idx(groups, i), &path, &s, error))
-			return FALSE;
-		if (vmcg_path_validate(path) < 0 || strcmp(path, "/") == 0)
-			return bad(error, "state: invalid group path \"%s\"", path);
-		parent = g_path_get_dirname(path);
+		if (!vmcg_api_parse_group_entry(json_object_array_get_idx(groups, i), &e.path, &e.s,
+						&why))
+			return bad_entry(error, "groups", i, why);
+		g_array_append_val(gs, e);
+		if (strcmp(e.path, "/") == 0)
+			return bad(error, "state: groups[%zu]: the root group takes no settings",
+				   i);
+		parent = g_path_get_dirname(e.path);
 		if (strcmp(parent, "/") != 0 && !g_hash_table_contains(paths, parent) &&
 		    vmcg_group_lookup(d->tree, parent, &g) < 0)
-			return bad(error, "state: group %s comes before its parent", path);
-		if (!check_group_sizes(&s, error))
-			return FALSE;
-		g_hash_table_add(paths, (gpointer)path);
+			return bad(error, "state: group %s comes before its parent", e.path);
+		g_hash_table_add(paths, e.path);
 	}
 	for (size_t i = 0; vms && i < json_object_array_length(vms); i++) {
 		json_object *o = json_object_array_get_idx(vms, i);
+		g_autoptr(GError) why = NULL;
+		VmcgApiVmRequest r = { 0 };
+		const char *group;
+		VmcgGroup *g;
 
-		if (!json_object_is_type(o, json_type_object))
-			return bad(error, "state: %s entries must be objects", "vms");
-		if (!only_keys(o, vm_keys, error))
-			return FALSE;
-		if (!get_string(o, "name") || !vm_address(o) || !get_string(o, "group"))
-			return bad(error, "state: a VM lacks %s",
-				   "name, address (or qmp) or group");
-		if (json_object_object_get_ex(o, "backend", &v) &&
-		    (!json_object_is_type(v, json_type_string) ||
-		     strcmp(json_object_get_string(v), "qmp") != 0))
-			return bad(error, "state: %s must be \"qmp\"", "backend");
-		if (json_object_object_get_ex(o, "floor", &v) &&
-		    !json_object_is_type(v, json_type_int))
-			return bad(error, "state: %s must be a byte count", "floor");
-		if (json_object_object_get_ex(o, "oom-priority", &v) &&
-		    (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) < -1000 ||
-		     json_object_get_int64(v) > 1000))
-			return bad(error, "state: %s must be an integer from -1000 to 1000",
-				   "oom-priority");
-		{
-			const char *name = get_string(o, "name"), *qmp = vm_address(o);
-			const char *group = get_string(o, "group");
-			VmcgGroup *g;
-
-			if (vmcg_vm_name_validate(name) < 0 || g_hash_table_contains(names, name))
-				return bad(error, "state: invalid or duplicate VM name \"%s\"",
-					   name);
-			if (!g_path_is_absolute(qmp) || strlen(qmp) >= 108)
-				return bad(error,
-					   "state: VM %s: qmp must be an absolute socket path",
-					   name);
-			if (strcmp(group, "/") != 0 && !g_hash_table_contains(paths, group) &&
-			    vmcg_group_lookup(d->tree, group, &g) < 0)
-				return bad(error, "state: VM %s: no group %s", name, group);
-			g_hash_table_add(names, (gpointer)name);
-		}
+		upgrade_vm_entry(o);
+		if (!vmcg_api_parse_vm_entry(o, &r, &why))
+			return bad_entry(error, "vms", i, why);
+		g_array_append_val(vs, r);
+		group = r.group ? r.group : "/";
+		if (g_hash_table_contains(names, r.name))
+			return bad(error, "state: VM %s is there twice", r.name);
+		if (strcmp(group, "/") != 0 && !g_hash_table_contains(paths, group) &&
+		    vmcg_group_lookup(d->tree, group, &g) < 0)
+			return bad(error, "state: VM %s: no group %s", r.name, group);
+		g_hash_table_add(names, r.name);
 	}
 
 	d->loading = TRUE;
-	for (size_t i = 0; ok && groups && i < json_object_array_length(groups); i++) {
-		VmcgGroupSettings s;
-		const char *path;
+	for (guint i = 0; ok && i < gs->len; i++) {
+		const GroupEntry *e = &g_array_index(gs, GroupEntry, i);
 
-		parse_group(json_object_array_get_idx(groups, i), &path, &s, NULL);
-		ok = vmcg_daemon_group_put(d, path, &s, NULL, error);
+		ok = vmcg_daemon_group_put(d, e->path, &e->s, NULL, error);
 	}
-	for (size_t i = 0; ok && vms && i < json_object_array_length(vms); i++) {
-		json_object *o = json_object_array_get_idx(vms, i);
-		const char *name = get_string(o, "name");
-		VmcgVmSettings s = { 0 };
-		VmcgDvm *existing = vmcg_daemon_vm_lookup(d, name);
+	for (guint i = 0; ok && i < vs->len; i++) {
+		const VmcgApiVmRequest *r = &g_array_index(vs, VmcgApiVmRequest, i);
+		const char *group = r->group ? r->group : "/";
 
-		if (json_object_object_get_ex(o, "floor", &v)) {
-			s.has_floor = true;
-			s.floor = json_object_get_uint64(v);
-		}
-		if (json_object_object_get_ex(o, "oom-priority", &v)) {
-			s.has_oom_priority = true;
-			s.oom_priority = (int32_t)json_object_get_int64(v);
-		}
-		if (existing) {
+		if (vmcg_daemon_vm_lookup(d, r->name)) {
 			/* Declared in the config too: the state's placement and settings win. */
-			ok = vmcg_daemon_vm_move(d, name, get_string(o, "group"), error) &&
-			     vmcg_daemon_vm_set(d, name, &s, error);
+			ok = vmcg_daemon_vm_move(d, r->name, group, error) &&
+			     vmcg_daemon_vm_set(d, r->name, &r->settings, error);
 		} else {
-			ok = vmcg_daemon_vm_add(d, name, "qmp", vm_address(o),
-						get_string(o, "group"), &s, error);
+			ok = vmcg_daemon_vm_add(d, r->name, r->backend, r->address, group,
+						&r->settings, error);
 		}
 	}
 	d->loading = FALSE;

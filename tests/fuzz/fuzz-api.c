@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * Fuzz target for the API's request-body parsers (daemon/api.c).
+ * Fuzz target for the API's request-body parsers (daemon/api-parse.c).
  *
  * Input: one selector byte, then the body. The selector (mod 4) picks the
  * parser: '0' group settings, '1' VM add, '2' VM update, '3' reclaim, so
@@ -12,8 +12,8 @@
  * or "max", valid names and paths, priorities in range), and writing the
  * result back as JSON and parsing that gives the same result.
  *
- * libFuzzer build (clang), from the source root; the parsers live in api.c,
- * which links the rest of the daemon:
+ * libFuzzer build (clang), from the source root; the parsers live in
+ * api-parse.c (with settings.c), linked here with the rest of the daemon:
  *   python3 daemon/embed.py config/vmcgd.conf /tmp/gen/vmcgd-conf.h
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -DVMCG_LIBFUZZER -D_GNU_SOURCE \
  *     -Iinclude -Idaemon -I/tmp/gen lib/[a-z]*.c $(ls daemon/[a-z]*.c | grep -v /main.c) \

@@ -3,9 +3,11 @@
  * Fuzz target: vmcg_config_load_data() on arbitrary bytes.
  *
  * Beyond "no crash, no leak, no UB" it checks:
- * - an error is in VMCG_CONFIG_ERROR (never INTERNAL: the line scanner and
- *   GKeyFile must agree on every file the scanner accepts), names the
- *   origin and is valid UTF-8, whatever the input was;
+ * - an error is in VMCG_CONFIG_ERROR, names the origin and is valid UTF-8,
+ *   whatever the input was;
+ * - the line scanner and GKeyFile agree on every file the scanner accepts
+ *   (config-cross-check.h: the second opinion lives here and in the unit
+ *   test, not in the daemon);
  * - a loaded config is within every documented range, and written back
  *   out as text (sizes and durations by their exact formatters) it loads
  *   to an equal config.
@@ -14,7 +16,7 @@
  * libFuzzer build (clang), e.g. from the source root:
  *   python3 daemon/embed.py config/vmcgd.conf /tmp/gen/vmcgd-conf.h
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -DVMCG_LIBFUZZER -D_GNU_SOURCE \
- *     -Iinclude -Idaemon -I/tmp/gen lib/[a-z]*.c daemon/config.c tests/fuzz/fuzz-config.c \
+ *     -Iinclude -Idaemon -I/tmp/gen lib/[a-z]*.c daemon/config.c daemon/settings.c tests/fuzz/fuzz-config.c \
  *     $(pkg-config --cflags --libs glib-2.0) -lpthread -o fuzz-config
  *   mkdir -p /tmp/corpus && ./fuzz-config /tmp/corpus tests/fuzz/corpus/config
  * (new inputs go to the first directory; copy reproducers into the corpus).
@@ -25,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config-cross-check.h"
 #include "config.h"
 #include "vmcg/oom.h"
 #include "vmcg/stock.h"
@@ -99,8 +102,8 @@ static char *to_text(const VmcgConfig *c)
 	for (size_t i = 0; i < c->n_vms; i++) {
 		const VmcgConfigVm *vm = &c->vms[i];
 
-		g_string_append_printf(out, "[vm %s]\nqmp = %s\ngroup = %s\n", vm->name,
-				       vm->qmp_path, vm->group_path);
+		g_string_append_printf(out, "[vm %s]\nbackend = %s\nqmp = %s\ngroup = %s\n",
+				       vm->name, vm->backend, vm->address, vm->group_path);
 		append_size(out, "floor", vm->floor_bytes);
 		g_string_append_printf(out, "oom-priority = %d\n", vm->oom_priority);
 	}
@@ -135,9 +138,10 @@ static void check_ranges(const VmcgConfig *c)
 	for (size_t i = 0; ok && i < c->n_vms; i++) {
 		const VmcgConfigVm *vm = &c->vms[i];
 
-		ok = vmcg_vm_name_validate(vm->name) == 0 && vm->qmp_path[0] == '/' &&
-		     strlen(vm->qmp_path) <= 107 && vmcg_path_validate(vm->group_path) == 0 &&
-		     size_ok(vm->floor_bytes) && vm->oom_priority >= VMCG_OOM_PRIORITY_MIN &&
+		ok = vmcg_vm_name_validate(vm->name) == 0 && strcmp(vm->backend, "qmp") == 0 &&
+		     vm->address[0] == '/' && strlen(vm->address) <= 107 &&
+		     vmcg_path_validate(vm->group_path) == 0 && size_ok(vm->floor_bytes) &&
+		     vm->oom_priority >= VMCG_OOM_PRIORITY_MIN &&
 		     vm->oom_priority <= VMCG_OOM_PRIORITY_MAX;
 	}
 	if (!ok) {
@@ -168,6 +172,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	}
 	check_ranges(c);
+	{
+		g_autofree char *diff = config_cross_check((const char *)data, size);
+
+		if (diff) {
+			fprintf(stderr, "GKeyFile disagrees: %s\n", diff);
+			abort();
+		}
+	}
 
 	text = to_text(c);
 	if (!vmcg_config_load_data(text, (gsize)-1, "again", &again, &error)) {

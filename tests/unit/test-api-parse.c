@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * The API's request-body parsers (daemon/api.c), without a server: every
+ * The API's request-body parsers (daemon/api-parse.c), without a server: every
  * accepted form with what it yields, and every malformed body with the
  * error it must get. A refused body leaves the caller's result untouched.
  */
@@ -156,19 +156,19 @@ static const BadCase bad_cases[] = {
 	{ "value/negative-zero-ok-but-huge-negative", P_GROUP,
 	  "{\"memory.max\":-99999999999999999999}", 0, VMCG_API_ERROR_VALUE, "negative" },
 	{ "value/over-uint64", P_GROUP, "{\"memory.max\":99999999999999999999}", 0,
-	  VMCG_API_ERROR_VALUE, "more than any memory" },
+	  VMCG_API_ERROR_VALUE, "out of range: must be less than 8E, or max" },
 	{ "value/uint64-max", P_GROUP, "{\"memory.max\":18446744073709551615}", 0,
-	  VMCG_API_ERROR_VALUE, "more than any memory" },
+	  VMCG_API_ERROR_VALUE, "out of range: must be less than 8E, or max" },
 	{ "value/int64-max", P_GROUP, "{\"memory.max\":9223372036854775807}", 0,
-	  VMCG_API_ERROR_VALUE, "more than any memory" },
+	  VMCG_API_ERROR_VALUE, "out of range: must be less than 8E, or max" },
 	{ "value/limit-plus-one", P_GROUP, "{\"memory.max\":9223372036854771713}", 0,
-	  VMCG_API_ERROR_VALUE, "more than any memory" },
+	  VMCG_API_ERROR_VALUE, "out of range: must be less than 8E, or max" },
 	{ "value/size-string-range", P_GROUP, "{\"memory.max\":\"8E\"}", 0, VMCG_API_ERROR_VALUE,
-	  "more than any memory" },
+	  "out of range" },
 	{ "value/size-string-garbage", P_GROUP, "{\"memory.max\":\"12Q\"}", 0, VMCG_API_ERROR_VALUE,
-	  "not a size" },
+	  "invalid size" },
 	{ "value/size-string-empty", P_GROUP, "{\"memory.max\":\"\"}", 0, VMCG_API_ERROR_VALUE,
-	  "not a size" },
+	  "empty value" },
 	{ "value/size-string-negative", P_GROUP, "{\"memory.max\":\"-1G\"}", 0,
 	  VMCG_API_ERROR_VALUE, NULL },
 	{ "value/size-string-space", P_GROUP, "{\"memory.max\":\"1 G\"}", 0, VMCG_API_ERROR_VALUE,
@@ -196,7 +196,7 @@ static const BadCase bad_cases[] = {
 	{ "value/qmp-too-long", P_VM_ADD,
 	  "{\"name\":\"a\",\"qmp\":\"/1234567890123456789012345678901234567890123456789012345678"
 	  "901234567890123456789012345678901234567890123456789\"}",
-	  0, VMCG_API_ERROR_VALUE, "108" },
+	  0, VMCG_API_ERROR_VALUE, "longer than 107 bytes" },
 	{ "value/group-relative", P_VM_ADD, "{" ADD_OK ",\"group\":\"tenants\"}", 0,
 	  VMCG_API_ERROR_VALUE, "group" },
 	{ "value/group-dotdot", P_VM_UPDATE, "{\"group\":\"/a/../b\"}", 0, VMCG_API_ERROR_VALUE,
@@ -206,9 +206,9 @@ static const BadCase bad_cases[] = {
 	{ "value/group-bad-char", P_VM_UPDATE, "{\"group\":\"/a b\"}", 0, VMCG_API_ERROR_VALUE,
 	  NULL },
 	{ "value/group-too-deep", P_VM_UPDATE, "{\"group\":\"/a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p/q\"}",
-	  0, VMCG_API_ERROR_VALUE, "deeper" },
+	  0, VMCG_API_ERROR_VALUE, "too long" },
 	{ "value/priority-high", P_VM_UPDATE, "{\"oom-priority\":1001}", 0, VMCG_API_ERROR_VALUE,
-	  "[-1000, 1000]" },
+	  "between -1000 and 1000" },
 	{ "value/priority-low", P_VM_ADD, "{" ADD_OK ",\"oom-priority\":-1001}", 0,
 	  VMCG_API_ERROR_VALUE, NULL },
 	{ "value/priority-huge", P_VM_UPDATE, "{\"oom-priority\":99999999999999999999}", 0,
@@ -220,6 +220,21 @@ static const BadCase bad_cases[] = {
 	{ "value/reclaim-negative", P_RECLAIM, "{\"bytes\":-1}", 0, VMCG_API_ERROR_VALUE, NULL },
 	{ "value/reclaim-absurd", P_RECLAIM, "{\"bytes\":\"100E\"}", 0, VMCG_API_ERROR_VALUE,
 	  NULL },
+	/* backends */
+	{ "value/backend-unknown", P_VM_ADD, "{" ADD_OK ",\"backend\":\"libvirt\"}", 0,
+	  VMCG_API_ERROR_VALUE, "backend: unknown backend \"libvirt\": the only backend is qmp" },
+	{ "type/backend-int", P_VM_ADD, "{" ADD_OK ",\"backend\":1}", 0, VMCG_API_ERROR_TYPE,
+	  "backend" },
+	{ "value/address-relative", P_VM_ADD, "{\"name\":\"a\",\"address\":\"q\"}", 0,
+	  VMCG_API_ERROR_VALUE, "address: \"q\" is not an absolute path" },
+	{ "value/address-and-qmp-differ", P_VM_ADD, "{" ADD_OK ",\"address\":\"/other\"}", 0,
+	  VMCG_API_ERROR_VALUE, "give one of them" },
+	{ "missing/address", P_VM_ADD, "{\"name\":\"a\",\"backend\":\"qmp\"}", 0,
+	  VMCG_API_ERROR_MISSING_FIELD, "qmp: required (or address)" },
+	{ "unknown/vm-update-backend", P_VM_UPDATE, "{\"backend\":\"qmp\"}", 0,
+	  VMCG_API_ERROR_UNKNOWN_FIELD, "read-only" },
+	{ "unknown/vm-update-address", P_VM_UPDATE, "{\"address\":\"/q\"}", 0,
+	  VMCG_API_ERROR_UNKNOWN_FIELD, "read-only" },
 	/* the first error found is reported, and nothing is returned */
 	{ "value/second-member-bad", P_GROUP, "{\"memory.min\":\"1G\",\"memory.max\":-1}", 0,
 	  VMCG_API_ERROR_VALUE, "memory.max" },
@@ -480,6 +495,29 @@ static void test_not_terminated(void)
 	g_assert_error(error, VMCG_API_ERROR, VMCG_API_ERROR_SYNTAX);
 }
 
+/* A VM's identity: backend (default qmp) and address, given as "qmp" or "address". */
+static void test_vm_backend(void)
+{
+	static const char *const bodies[] = {
+		"{\"name\":\"a\",\"qmp\":\"/run/a.qmp\"}",
+		"{\"name\":\"a\",\"address\":\"/run/a.qmp\"}",
+		"{\"name\":\"a\",\"backend\":\"qmp\",\"address\":\"/run/a.qmp\"}",
+		"{\"name\":\"a\",\"backend\":\"qmp\",\"qmp\":\"/run/a.qmp\","
+		"\"address\":\"/run/a.qmp\"}",
+	};
+
+	for (size_t i = 0; i < G_N_ELEMENTS(bodies); i++) {
+		g_auto(VmcgApiVmRequest) vr = { 0 };
+		g_autoptr(GError) error = NULL;
+
+		g_assert_true(vmcg_api_parse_vm_add(bodies[i], strlen(bodies[i]), &vr, &error));
+		g_assert_no_error(error);
+		g_assert_cmpstr(vr.backend, ==, "qmp");
+		g_assert_cmpstr(vr.address, ==, "/run/a.qmp");
+		g_assert_cmpstr(vr.qmp, ==, "/run/a.qmp");
+	}
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -499,6 +537,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/api-parse/vm/add", test_vm_add);
 	g_test_add_func("/api-parse/vm/limits", test_vm_limits);
 	g_test_add_func("/api-parse/vm/update", test_vm_update);
+	g_test_add_func("/api-parse/vm/backend", test_vm_backend);
 	g_test_add_func("/api-parse/reclaim", test_reclaim);
 	g_test_add_func("/api-parse/not-terminated", test_not_terminated);
 	return g_test_run();

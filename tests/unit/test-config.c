@@ -10,6 +10,7 @@
 #include <inttypes.h>
 #include <unistd.h>
 
+#include "../fuzz/config-cross-check.h"
 #include "config.h"
 #include "test-util.h"
 #include "vmcg/oom.h"
@@ -273,7 +274,7 @@ static void test_full(void)
 	vm = &c->vms[0];
 	g_assert_cmpstr(vm->name, ==, "web1");
 	g_assert_cmpuint(vm->line, ==, 28);
-	g_assert_cmpstr(vm->qmp_path, ==, "/run/vmcg/web1.qmp");
+	g_assert_cmpstr(vm->address, ==, "/run/vmcg/web1.qmp");
 	g_assert_cmpstr(vm->group_path, ==, "/tenants/acme");
 	g_assert_cmpuint(vm->floor_bytes, ==, 128 * MiB);
 	g_assert_cmpint(vm->oom_priority, ==, 0);
@@ -342,7 +343,7 @@ static void test_values(void)
 	g_assert_cmpuint(c->n_vms, ==, 2);
 	/* A '#' inside a word is text; only " #" starts a comment. */
 	g_assert_cmpstr(c->vms[0].name, ==, "with spaces (and #)");
-	g_assert_cmpstr(c->vms[0].qmp_path, ==, "/q#x");
+	g_assert_cmpstr(c->vms[0].address, ==, "/q#x");
 	g_assert_cmpstr(c->vms[0].group_path, ==, "/");
 	g_assert_cmpuint(c->vms[0].floor_bytes, ==, VMCG_SIZE_MAX);
 	g_assert_cmpint(c->vms[0].oom_priority, ==, VMCG_OOM_PRIORITY_MIN);
@@ -919,6 +920,94 @@ static void test_equal(void)
 	g_assert_false(vmcg_config_equal(f, def));
 }
 
+/* [vm NAME]: backend = qmp (the default, and the only one), qmp or address. */
+static void test_backend(void)
+{
+	g_autoptr(VmcgConfig) a = load_ok("[vm a]\nqmp = /q\n");
+	g_autoptr(VmcgConfig) b = load_ok("[vm a]\nbackend = qmp\nqmp = /q\n");
+	g_autoptr(VmcgConfig) c = load_ok("[vm a]\nbackend = qmp\naddress = /q\n");
+
+	g_assert_cmpstr(a->vms[0].backend, ==, "qmp");
+	g_assert_cmpstr(a->vms[0].address, ==, "/q");
+	g_assert_true(vmcg_config_equal(a, b));
+	g_assert_true(vmcg_config_equal(a, c));
+	load_fails("[vm a]\nbackend = libvirt\nqmp = /q\n", VMCG_CONFIG_ERROR_INVALID,
+		   "test.conf:2: [vm a] backend:", "unknown backend \"libvirt\"", NULL);
+	load_fails("[vm a]\nbackend = qmp\n", VMCG_CONFIG_ERROR_MISSING,
+		   "[vm a]:", "qmp is required", NULL);
+	load_fails("[vm a]\nqmp = /q\naddress = /q\n", VMCG_CONFIG_ERROR_INVALID,
+		   "test.conf:3: [vm a]:", "give one of them", NULL);
+	load_fails("[vm a]\naddress = q\n", VMCG_CONFIG_ERROR_INVALID,
+		   "[vm a] address:", "not an absolute path", NULL);
+}
+
+/*
+ * Without -c, vmcgd reads VMCG_CONFIG_DEFAULT_PATH if it exists, else the
+ * embedded default; a file that exists but is bad is an error, never a
+ * silent fallback to the default.
+ */
+static void test_load_default(void)
+{
+	g_autofree char *dir = g_dir_make_tmp("vmcg-config-XXXXXX", NULL);
+	g_autofree char *path = g_build_filename(dir, "vmcgd.conf", NULL);
+	g_autoptr(GError) error = NULL;
+	const char *origin = NULL;
+
+	{
+		g_autoptr(VmcgConfig) c = NULL;
+		g_autoptr(VmcgConfig) def = vmcg_config_new_default();
+
+		g_assert_true(vmcg_config_load_default(path, &c, &origin, &error));
+		g_assert_no_error(error);
+		g_assert_cmpstr(origin, ==, "embedded default config");
+		g_assert_true(vmcg_config_equal(c, def));
+	}
+	g_assert_true(g_file_set_contents(path, "[group /t]\nmemory.max = 1G\n", -1, NULL));
+	{
+		g_autoptr(VmcgConfig) c = NULL;
+
+		g_assert_true(vmcg_config_load_default(path, &c, &origin, &error));
+		g_assert_cmpstr(origin, ==, path);
+		g_assert_cmpuint(c->n_groups, ==, 1);
+	}
+	g_assert_true(g_file_set_contents(path, "[group /t]\nmemory.max = 1X\n", -1, NULL));
+	{
+		g_autoptr(VmcgConfig) c = NULL;
+
+		g_assert_false(vmcg_config_load_default(path, &c, &origin, &error));
+		g_assert_error(error, VMCG_CONFIG_ERROR, VMCG_CONFIG_ERROR_INVALID);
+		g_assert_true(g_str_has_prefix(error->message, path));
+		g_assert_null(c);
+	}
+	g_unlink(path);
+	g_rmdir(dir);
+}
+
+/*
+ * The GKeyFile second opinion (config-cross-check.h, which the fuzzer runs
+ * on every input): it agrees with the line scanner on every file here.
+ */
+static void test_cross_check(void)
+{
+	const char *texts[] = {
+		full_text,
+		vmcg_config_default_text(),
+		"",
+		"\n\n# only comments\n",
+		"[daemon]\r\ninterval = 2s\r\n",
+		"  [group /a]  \n\tmemory.max=1G#c\nmemory.high = 512M   # x\n",
+		"[vm with spaces (and #)]\nqmp = /q#x\n[group /]\n",
+		"[daemon]",
+	};
+
+	for (size_t i = 0; i < G_N_ELEMENTS(texts); i++) {
+		g_autofree char *diff = config_cross_check(texts[i], strlen(texts[i]));
+
+		if (diff)
+			g_error("text %zu: %s", i, diff);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -940,5 +1029,8 @@ int main(int argc, char **argv)
 	g_test_add_func("/config/too-large", test_too_large);
 	g_test_add_func("/config/file", test_file);
 	g_test_add_func("/config/equal", test_equal);
+	g_test_add_func("/config/backend", test_backend);
+	g_test_add_func("/config/load-default", test_load_default);
+	g_test_add_func("/config/cross-check", test_cross_check);
 	return g_test_run();
 }

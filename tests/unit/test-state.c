@@ -40,7 +40,8 @@ static char *doc(VmcgDaemon *d)
 {
 	g_autoptr(json_object) o = vmcg_state_to_json(d);
 
-	return g_strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	return g_strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+								  JSON_C_TO_STRING_NOSLASHESCAPE));
 }
 
 static void test_round_trip(void)
@@ -113,7 +114,13 @@ static void test_malformed(void)
 		"{\"version\":1,\"vms\":[{\"name\":\"x\",\"qmp\":\"/q\",\"group\":\"/none\"}]}",
 		"{\"version\":1,\"vms\":[{\"name\":\"x\",\"qmp\":\"rel\",\"group\":\"/\"}]}",
 		"{\"version\":1,\"vms\":[{\"name\":\"x\",\"qmp\":\"/q\",\"group\":\"/"
-		"\",\"floor\":\"1\"}]}",
+		"\",\"floor\":\"lots\"}]}",
+		"{\"version\":1,\"vms\":[{\"name\":\"x\",\"backend\":\"libvirt\",\"address\":\"/"
+		"q\"}]}",
+		"{\"version\":1,\"vms\":[{\"name\":\"x\",\"address\":\"/q\",\"qmp\":\"/r\"}]}",
+		"{\"version\":1,\"vms\":[{\"name\":\"x\",\"qmp\":\"/"
+		"q\"},{\"name\":\"x\",\"qmp\":\"/r\"}]}",
+		"{\"version\":1,\"vms\":[{\"name\":\"x\",\"qmp\":\"/q\",\"oom-priority\":1001}]}",
 		"{\"version\":1,\"groups\":[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]}",
 	};
 
@@ -127,6 +134,42 @@ static void test_malformed(void)
 		g_assert_cmpuint(vmcg_tree_nr_vms(vmcg_daemon_tree(d)), ==, 0);
 		vmcg_daemon_free(d);
 	}
+}
+
+/*
+ * Files written before backends had only "qmp", and a floor of "max" as
+ * the integer 2^64 - 1: both still load, and are written back in today's
+ * form (backend, address and qmp; "max").
+ */
+static void test_legacy(void)
+{
+	static const char text[] = "{\"version\":1,\"vms\":[{\"name\":\"old\",\"qmp\":\"/q\","
+				   "\"group\":\"/\",\"floor\":18446744073709551615,"
+				   "\"oom-priority\":5}]}";
+	g_autoptr(GError) error = NULL;
+	g_autofree char *out = NULL, *again = NULL;
+	VmcgDaemon *d = vmcg_daemon_new(NULL, NULL);
+	VmcgDaemon *d2 = vmcg_daemon_new(NULL, NULL);
+	VmcgDvmInfo i;
+
+	g_assert_true(vmcg_state_apply_text(d, text, sizeof(text) - 1, &error));
+	g_assert_no_error(error);
+	vmcg_dvm_info(vmcg_daemon_vm_lookup(d, "old"), &i);
+	g_assert_cmpstr(i.backend, ==, "qmp");
+	g_assert_cmpstr(i.address, ==, "/q");
+	g_assert_cmpstr(i.qmp, ==, "/q");
+	g_assert_cmpuint(i.floor, ==, VMCG_BYTES_MAX);
+	g_assert_cmpint(i.oom_priority, ==, 5);
+	out = doc(d);
+	g_assert_nonnull(strstr(out, "\"backend\":\"qmp\",\"address\":\"/q\",\"qmp\":\"/q\""));
+	g_assert_nonnull(strstr(out, "\"floor\":\"max\""));
+
+	/* And today's form loads to the same. */
+	g_assert_true(vmcg_state_apply_text(d2, out, strlen(out), &error));
+	again = doc(d2);
+	g_assert_cmpstr(out, ==, again);
+	vmcg_daemon_free(d);
+	vmcg_daemon_free(d2);
 }
 
 /* A document that fails validation half-way changes nothing already present. */
@@ -154,5 +197,6 @@ int main(int argc, char **argv)
 	g_test_add_func("/state/missing-is-fine", test_missing_is_fine);
 	g_test_add_func("/state/malformed", test_malformed);
 	g_test_add_func("/state/refused-whole", test_refused_whole);
+	g_test_add_func("/state/legacy", test_legacy);
 	return g_test_run();
 }

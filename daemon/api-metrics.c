@@ -1,0 +1,322 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * GET /metrics: the tree and the VMs in the Prometheus text exposition
+ * format (version 0.0.4), computed on each scrape from the live tree.
+ */
+#include <string.h>
+
+#include "api-private.h"
+#include "vmcg/size.h"
+
+/* A Prometheus label value: backslash, double quote and newline escaped. */
+static void append_label(GString *out, const char *value)
+{
+	for (const char *p = value; *p; p++) {
+		if (*p == '\\')
+			g_string_append(out, "\\\\");
+		else if (*p == '"')
+			g_string_append(out, "\\\"");
+		else if (*p == '\n')
+			g_string_append(out, "\\n");
+		else
+			g_string_append_c(out, *p);
+	}
+}
+
+static void family(GString *out, const char *name, const char *type, const char *help)
+{
+	g_string_append_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void sample_begin(GString *out, const char *name, const char *label, const char *value)
+{
+	g_string_append_printf(out, "%s{%s=\"", name, label);
+	append_label(out, value);
+	g_string_append_c(out, '"');
+}
+
+static void sample_end_u64(GString *out, uint64_t v)
+{
+	g_string_append_printf(out, "} %" G_GUINT64_FORMAT "\n", v);
+}
+
+typedef struct GroupGauge {
+	const char *name;
+	const char *help;
+	uint64_t (*pages)(const VmcgGroup *g);
+	bool limit; /* +Inf at VMCG_PAGES_MAX */
+} GroupGauge;
+
+static const GroupGauge group_gauges[] = {
+	{ "vmcg_group_memory_current_bytes", "Memory charged to the group (memory.current).",
+	  vmcg_group_current, false },
+	{ "vmcg_group_memory_peak_bytes", "Highest memory.current seen (memory.peak).",
+	  vmcg_group_peak, false },
+	{ "vmcg_group_memory_min_bytes", "Hard protection (memory.min).", vmcg_group_min, true },
+	{ "vmcg_group_memory_low_bytes", "Best-effort protection (memory.low).", vmcg_group_low,
+	  true },
+	{ "vmcg_group_memory_high_bytes", "Throttle limit (memory.high); +Inf for max.",
+	  vmcg_group_high, true },
+	{ "vmcg_group_memory_max_bytes", "Hard limit (memory.max); +Inf for max.", vmcg_group_max,
+	  true },
+};
+
+static VmcgGroup *next_group(VmcgGroup *g, VmcgGroup *root)
+{
+	return vmcg_group_next_descendant(g, root);
+}
+
+static void metrics_groups(VmcgApi *api, GString *out)
+{
+	static const char *const states[_VMCG_PSI_STATE_COUNT] = { "some", "full" };
+	static const char *const windows[3] = { "10", "60", "300" };
+	VmcgGroup *root = vmcg_tree_root(vmcg_daemon_tree(api->d));
+	VmcgGroup *g;
+
+	for (size_t i = 0; i < G_N_ELEMENTS(group_gauges); i++) {
+		const GroupGauge *m = &group_gauges[i];
+
+		family(out, m->name, "gauge", m->help);
+		for (g = root; g; g = next_group(g, root)) {
+			uint64_t pages = m->pages(g);
+
+			sample_begin(out, m->name, "group", vmcg_group_path(g));
+			if (m->limit && pages >= VMCG_PAGES_MAX)
+				g_string_append(out, "} +Inf\n");
+			else
+				sample_end_u64(out, pages * VMCG_PAGE_SIZE);
+		}
+	}
+
+	for (int local = 0; local < 2; local++) {
+		const char *name = local ? "vmcg_group_memory_events_local_total"
+					 : "vmcg_group_memory_events_total";
+
+		family(out, name, "counter",
+		       local ? "Memory events in the group itself (memory.events.local)."
+			     : "Memory events in the group and below (memory.events).");
+		for (g = root; g; g = next_group(g, root)) {
+			for (int e = 0; e < _VMCG_EVENT_COUNT; e++) {
+				sample_begin(out, name, "group", vmcg_group_path(g));
+				g_string_append_printf(out, ",event=\"%s\"",
+						       vmcg_event_to_string(e));
+				sample_end_u64(out, vmcg_group_events(g, e, local));
+			}
+		}
+	}
+
+	family(out, "vmcg_group_memory_stat_bytes", "gauge",
+	       "memory.stat items of the group's subtree.");
+	for (g = root; g; g = next_group(g, root)) {
+		for (int s = 0; s < _VMCG_STAT_COUNT; s++) {
+			sample_begin(out, "vmcg_group_memory_stat_bytes", "group",
+				     vmcg_group_path(g));
+			g_string_append_printf(out, ",item=\"%s\"", vmcg_stat_to_string(s));
+			sample_end_u64(out, vmcg_group_stat(g, s) * VMCG_PAGE_SIZE);
+		}
+	}
+
+	family(out, "vmcg_group_memory_pressure_stall_seconds_total", "counter",
+	       "Time some or all vCPUs of the group were stalled on memory (memory.pressure).");
+	for (g = root; g; g = next_group(g, root)) {
+		for (int s = 0; s < _VMCG_PSI_STATE_COUNT; s++) {
+			uint32_t avg[3];
+			uint64_t total;
+
+			vmcg_psi_read(vmcg_group_psi(g), s, avg, &total);
+			sample_begin(out, "vmcg_group_memory_pressure_stall_seconds_total", "group",
+				     vmcg_group_path(g));
+			g_string_append_printf(out, ",kind=\"%s\"} %" G_GUINT64_FORMAT ".%06u\n",
+					       states[s], total / G_USEC_PER_SEC,
+					       (unsigned)(total % G_USEC_PER_SEC));
+		}
+	}
+
+	family(out, "vmcg_group_memory_pressure_ratio", "gauge",
+	       "Share of time stalled, averaged over 10, 60 and 300 s (memory.pressure avg).");
+	for (g = root; g; g = next_group(g, root)) {
+		for (int s = 0; s < _VMCG_PSI_STATE_COUNT; s++) {
+			uint32_t avg[3];
+			uint64_t total;
+
+			vmcg_psi_read(vmcg_group_psi(g), s, avg, &total);
+			for (int w = 0; w < 3; w++) {
+				sample_begin(out, "vmcg_group_memory_pressure_ratio", "group",
+					     vmcg_group_path(g));
+				g_string_append_printf(out, ",kind=\"%s\",window=\"%s\"} %u.%04u\n",
+						       states[s], windows[w], avg[w] / 10000,
+						       avg[w] % 10000);
+			}
+		}
+	}
+
+	family(out, "vmcg_group_vmpressure_level", "gauge",
+	       "vmpressure level: 0 none, 1 low, 2 medium, 3 critical.");
+	for (g = root; g; g = next_group(g, root)) {
+		VmcgVmpressureLevel level;
+
+		level = vmcg_api_group_vmpressure(api, g);
+		sample_begin(out, "vmcg_group_vmpressure_level", "group", vmcg_group_path(g));
+		sample_end_u64(out, (uint64_t)(level - VMCG_VMPRESSURE_NONE));
+	}
+
+	family(out, "vmcg_group_vms", "gauge", "VMs attached to the group itself.");
+	for (g = root; g; g = next_group(g, root)) {
+		sample_begin(out, "vmcg_group_vms", "group", vmcg_group_path(g));
+		sample_end_u64(out, vmcg_group_nr_vms(g));
+	}
+}
+
+static void vm_sample(GString *out, const char *name, const VmcgDvmInfo *i)
+{
+	sample_begin(out, name, "vm", i->name);
+	g_string_append(out, ",group=\"");
+	append_label(out, i->group);
+	g_string_append_c(out, '"');
+}
+
+typedef enum VmValue {
+	VM_CURRENT,
+	VM_RAM,
+	VM_RESIDENT,
+	VM_OVERHEAD,
+	VM_BALLOON_TARGET,
+	VM_BALLOON_ACTUAL,
+	VM_FLOOR,
+	VM_OOM_PRIORITY,
+	VM_STATS_AGE,
+} VmValue;
+
+static const struct {
+	const char *name;
+	const char *help;
+	VmValue value;
+} vm_gauges[] = {
+	{ "vmcg_vm_memory_current_bytes", "Memory charged for the VM.", VM_CURRENT },
+	{ "vmcg_vm_ram_bytes", "Guest RAM size, once known.", VM_RAM },
+	{ "vmcg_vm_resident_bytes", "Last sample of resident guest RAM.", VM_RESIDENT },
+	{ "vmcg_vm_overhead_bytes", "VMM overhead of the VM.", VM_OVERHEAD },
+	{ "vmcg_vm_balloon_target_bytes", "Guest size the balloon aims at, once set.",
+	  VM_BALLOON_TARGET },
+	{ "vmcg_vm_balloon_actual_bytes", "Guest size as the balloon reports it, once known.",
+	  VM_BALLOON_ACTUAL },
+	{ "vmcg_vm_floor_bytes", "Never balloon below this; +Inf for max.", VM_FLOOR },
+	{ "vmcg_vm_oom_priority", "OOM priority (the oom_score_adj analog).", VM_OOM_PRIORITY },
+	{ "vmcg_vm_guest_stats_age_seconds", "Age of the guest's last memory statistics.",
+	  VM_STATS_AGE },
+};
+
+static void metrics_vms(VmcgApi *api, GString *out)
+{
+	static const char *const vm_states[] = { "connecting", "ready", "paused", "gone" };
+	VmcgDvm *vm;
+	VmcgDvmInfo i;
+
+	for (size_t k = 0; k < G_N_ELEMENTS(vm_gauges); k++) {
+		family(out, vm_gauges[k].name, "gauge", vm_gauges[k].help);
+		for (vm = vmcg_daemon_vm_first(api->d); vm; vm = vmcg_daemon_vm_next(vm)) {
+			vmcg_dvm_info(vm, &i);
+			switch (vm_gauges[k].value) {
+			case VM_CURRENT:
+				vm_sample(out, vm_gauges[k].name, &i);
+				sample_end_u64(out, i.current);
+				break;
+			case VM_RAM:
+			case VM_BALLOON_TARGET:
+			case VM_BALLOON_ACTUAL: {
+				uint64_t v = vm_gauges[k].value == VM_RAM ? i.ram
+					     : vm_gauges[k].value == VM_BALLOON_TARGET
+						     ? i.balloon_target
+						     : i.balloon_actual;
+
+				if (v) { /* 0 is "not known": no sample rather than a false 0 */
+					vm_sample(out, vm_gauges[k].name, &i);
+					sample_end_u64(out, v);
+				}
+				break;
+			}
+			case VM_RESIDENT:
+				vm_sample(out, vm_gauges[k].name, &i);
+				sample_end_u64(out, i.resident);
+				break;
+			case VM_OVERHEAD:
+				vm_sample(out, vm_gauges[k].name, &i);
+				sample_end_u64(out, i.overhead);
+				break;
+			case VM_FLOOR:
+				vm_sample(out, vm_gauges[k].name, &i);
+				if (i.floor == VMCG_BYTES_MAX)
+					g_string_append(out, "} +Inf\n");
+				else
+					sample_end_u64(out, i.floor);
+				break;
+			case VM_OOM_PRIORITY:
+				vm_sample(out, vm_gauges[k].name, &i);
+				g_string_append_printf(out, "} %d\n", (int)i.oom_priority);
+				break;
+			case VM_STATS_AGE:
+				if (i.has_stats && i.stats_age_usec >= 0) {
+					vm_sample(out, vm_gauges[k].name, &i);
+					g_string_append_printf(
+						out, "} %" G_GINT64_FORMAT ".%06u\n",
+						i.stats_age_usec / G_USEC_PER_SEC,
+						(unsigned)(i.stats_age_usec % G_USEC_PER_SEC));
+				}
+				break;
+			}
+		}
+	}
+
+	family(out, "vmcg_vm_state", "gauge", "1 for the VM's current state.");
+	for (vm = vmcg_daemon_vm_first(api->d); vm; vm = vmcg_daemon_vm_next(vm)) {
+		vmcg_dvm_info(vm, &i);
+		for (size_t s = 0; s < G_N_ELEMENTS(vm_states); s++) {
+			vm_sample(out, "vmcg_vm_state", &i);
+			g_string_append_printf(out, ",state=\"%s\"", vm_states[s]);
+			sample_end_u64(out, i.state && strcmp(i.state, vm_states[s]) == 0);
+		}
+	}
+
+	family(out, "vmcg_vm_guest_memory_bytes", "gauge",
+	       "The guest's own memory statistics (hints, never trusted for safety).");
+	for (vm = vmcg_daemon_vm_first(api->d); vm; vm = vmcg_daemon_vm_next(vm)) {
+		const char *kinds[] = { "total", "free", "available", "cache" };
+		uint64_t v[4];
+
+		vmcg_dvm_info(vm, &i);
+		if (!i.has_stats)
+			continue;
+		v[0] = i.stat_total;
+		v[1] = i.stat_free;
+		v[2] = i.stat_available;
+		v[3] = i.stat_cache;
+		for (int k = 0; k < 4; k++) {
+			vm_sample(out, "vmcg_vm_guest_memory_bytes", &i);
+			g_string_append_printf(out, ",kind=\"%s\"", kinds[k]);
+			sample_end_u64(out, v[k]);
+		}
+	}
+}
+
+void vmcg_api_handle_metrics(VmcgApi *api, SoupServerMessage *msg)
+{
+	GString *out = g_string_sized_new(16384);
+	VmcgTree *tree = vmcg_daemon_tree(api->d);
+	gsize len;
+
+	family(out, "vmcg_groups", "gauge", "Groups in the tree, the root included.");
+	g_string_append_printf(out, "vmcg_groups %zu\n", vmcg_tree_nr_groups(tree));
+	family(out, "vmcg_vms", "gauge", "VMs the daemon manages.");
+	g_string_append_printf(out, "vmcg_vms %zu\n", vmcg_tree_nr_vms(tree));
+	family(out, "vmcg_api_event_subscribers", "gauge", "Open event streams.");
+	g_string_append_printf(out, "vmcg_api_event_subscribers %u\n", api->subs.length);
+	family(out, "vmcg_api_connections", "gauge", "Open API connections.");
+	g_string_append_printf(out, "vmcg_api_connections %u\n", g_hash_table_size(api->conns));
+	metrics_groups(api, out);
+	metrics_vms(api, out);
+
+	len = out->len;
+	soup_server_message_set_status(msg, SOUP_STATUS_OK, NULL);
+	soup_server_message_set_response(msg, "text/plain; version=0.0.4; charset=utf-8",
+					 SOUP_MEMORY_TAKE, g_string_free(out, FALSE), len);
+}

@@ -1,0 +1,201 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * The API's read-outs: groups and VMs as JSON, named after the cgroup
+ * files (docs/api.md). Sizes in bytes, limits "max" at VMCG_PAGES_MAX.
+ */
+#include "api-private.h"
+#include "vmcg/oom.h"
+#include "vmcg/size.h"
+
+static json_object *json_pages(uint64_t pages)
+{
+	return json_object_new_uint64(pages * VMCG_PAGE_SIZE);
+}
+
+/* A limit in pages: "max" at or above VMCG_PAGES_MAX, else bytes. */
+static json_object *json_limit(uint64_t pages)
+{
+	if (pages >= VMCG_PAGES_MAX)
+		return json_object_new_string("max");
+	return json_pages(pages);
+}
+
+static json_object *json_events(const VmcgGroup *g, bool local)
+{
+	json_object *obj = json_object_new_object();
+
+	for (int e = 0; e < _VMCG_EVENT_COUNT; e++)
+		json_object_object_add(obj, vmcg_event_to_string(e),
+				       json_object_new_uint64(vmcg_group_events(g, e, local)));
+	return obj;
+}
+
+/* avg as percent * 100, printed with two decimals as the PSI files do. */
+static json_object *json_percent(uint32_t avg)
+{
+	char buf[32];
+
+	g_snprintf(buf, sizeof(buf), "%u.%02u", avg / 100, avg % 100);
+	return json_object_new_double_s(avg / 100.0, buf);
+}
+
+static json_object *json_pressure(VmcgGroup *g)
+{
+	static const char *const states[_VMCG_PSI_STATE_COUNT] = { "some", "full" };
+	static const char *const windows[3] = { "avg10", "avg60", "avg300" };
+	json_object *obj = json_object_new_object();
+	char text[160];
+
+	for (int s = 0; s < _VMCG_PSI_STATE_COUNT; s++) {
+		json_object *o = json_object_new_object();
+		uint32_t avg[3];
+		uint64_t total;
+
+		vmcg_psi_read(vmcg_group_psi(g), s, avg, &total);
+		for (int w = 0; w < 3; w++)
+			json_object_object_add(o, windows[w], json_percent(avg[w]));
+		json_object_object_add(o, "total", json_object_new_uint64(total));
+		json_object_object_add(obj, states[s], o);
+	}
+	if (vmcg_psi_format(vmcg_group_psi(g), text, sizeof(text)) >= 0)
+		json_object_object_add(obj, "text", json_object_new_string(text));
+	return obj;
+}
+
+static json_object *json_stat(const VmcgGroup *g)
+{
+	json_object *obj = json_object_new_object();
+
+	for (int i = 0; i < _VMCG_STAT_COUNT; i++)
+		json_object_object_add(obj, vmcg_stat_to_string(i),
+				       json_pages(vmcg_group_stat(g, i)));
+	return obj;
+}
+
+/*
+ * The hold is the daemon's policy, vmpressure-hold, read live: 0 holds
+ * nothing (a level shows only at the instant it is raised; the event
+ * stream has every level).
+ */
+VmcgVmpressureLevel vmcg_api_group_vmpressure(VmcgApi *api, VmcgGroup *g)
+{
+	return vmcg_vmpressure_level(vmcg_group_vmpressure(g), vmcg_daemon_now_usec(api->d),
+				     vmcg_daemon_policy(api->d)->vmpressure_hold_usec);
+}
+
+json_object *vmcg_api_group_to_json(VmcgApi *api, VmcgGroup *g, bool nested)
+{
+	json_object *obj = json_object_new_object();
+	json_object *vms = json_object_new_array();
+	json_object *children = json_object_new_array();
+
+	json_object_object_add(obj, "path", json_object_new_string(vmcg_group_path(g)));
+	json_object_object_add(obj, "memory.current", json_pages(vmcg_group_current(g)));
+	json_object_object_add(obj, "memory.peak", json_pages(vmcg_group_peak(g)));
+	json_object_object_add(obj, "memory.min", json_limit(vmcg_group_min(g)));
+	json_object_object_add(obj, "memory.low", json_limit(vmcg_group_low(g)));
+	json_object_object_add(obj, "memory.high", json_limit(vmcg_group_high(g)));
+	json_object_object_add(obj, "memory.max", json_limit(vmcg_group_max(g)));
+	json_object_object_add(obj, "memory.events", json_events(g, false));
+	json_object_object_add(obj, "memory.events.local", json_events(g, true));
+	json_object_object_add(obj, "memory.pressure", json_pressure(g));
+	json_object_object_add(obj, "vmpressure",
+			       json_object_new_string(vmcg_vmpressure_level_to_string(
+							      vmcg_api_group_vmpressure(api, g))
+							      ?: "none"));
+	json_object_object_add(obj, "memory.stat", json_stat(g));
+	json_object_object_add(obj, "memory.oom.group",
+			       json_object_new_boolean(vmcg_group_oom_group(g)));
+	json_object_object_add(
+		obj, "oom-action",
+		json_object_new_string(vmcg_oom_action_to_string(vmcg_group_oom_action(g))));
+	json_object_object_add(obj, "overhead-in-max",
+			       json_object_new_boolean(vmcg_group_overhead_counted(g)));
+	for (VmcgVm *vm = vmcg_group_first_vm(g); vm; vm = vmcg_vm_next_in_group(vm))
+		json_object_array_add(vms, json_object_new_string(vmcg_vm_name(vm)));
+	json_object_object_add(obj, "vms", vms);
+	for (VmcgGroup *c = vmcg_group_first_child(g); c; c = vmcg_group_next_sibling(c))
+		json_object_array_add(children,
+				      nested ? vmcg_api_group_to_json(api, c, true)
+					     : json_object_new_string(vmcg_group_path(c)));
+	json_object_object_add(obj, "children", children);
+	return obj;
+}
+
+/* 0 means "not known" in VmcgDvmInfo for these. */
+static json_object *json_known(uint64_t bytes)
+{
+	return bytes ? json_object_new_uint64(bytes) : NULL;
+}
+
+/* Hook mode: the credit slots, in bytes (pages x 4 KiB) where they are memory. */
+static json_object *hooks_to_json(const VmcgDvmInfo *i)
+{
+	json_object *h = json_object_new_object();
+
+	json_object_object_add(h, "slots", json_object_new_int64(i->hook_slots));
+	json_object_object_add(h, "batch", json_object_new_int64(i->hook_batch));
+	json_object_object_add(h, "refill-batch", json_object_new_int64(i->hook_refill_batch));
+	json_object_object_add(h, "charged",
+			       json_object_new_uint64(i->hook_charged * VMCG_PAGE_SIZE));
+	json_object_object_add(h, "credit",
+			       json_object_new_int64(i->hook_credit * (int64_t)VMCG_PAGE_SIZE));
+	json_object_object_add(h, "populated",
+			       json_object_new_uint64(i->hook_populated * VMCG_PAGE_SIZE));
+	json_object_object_add(h, "unbacked",
+			       json_object_new_uint64(i->hook_unbacked * VMCG_PAGE_SIZE));
+	json_object_object_add(h, "slack", json_object_new_uint64(i->hook_slack * VMCG_PAGE_SIZE));
+	json_object_object_add(h, "faults", json_object_new_uint64(i->hook_faults));
+	json_object_object_add(h, "granted",
+			       json_object_new_uint64(i->hook_grants * VMCG_PAGE_SIZE));
+	json_object_object_add(h, "drained",
+			       json_object_new_uint64(i->hook_drains * VMCG_PAGE_SIZE));
+	json_object_object_add(h, "held", json_object_new_int64(i->hook_held));
+	json_object_object_add(h, "stall-usec", json_object_new_uint64(i->hook_stall_usec));
+	json_object_object_add(h, "audit-flagged", json_object_new_boolean(i->hook_audit_flagged));
+	return h;
+}
+
+json_object *vmcg_api_vm_to_json(VmcgDvm *vm)
+{
+	json_object *obj = json_object_new_object();
+	json_object *balloon = json_object_new_object();
+	json_object *stats = NULL;
+	VmcgDvmInfo i;
+
+	vmcg_dvm_info(vm, &i);
+	json_object_object_add(obj, "name", json_object_new_string(i.name));
+	json_object_object_add(obj, "group", json_object_new_string(i.group));
+	json_object_object_add(obj, "backend", json_object_new_string(i.backend ?: "qmp"));
+	json_object_object_add(obj, "address", json_object_new_string(i.address ?: ""));
+	/* The address again for the qmp backend, as before backends; null for others. */
+	json_object_object_add(obj, "qmp", i.qmp ? json_object_new_string(i.qmp) : NULL);
+	json_object_object_add(obj, "mode", json_object_new_string(i.mode ?: "sampling"));
+	json_object_object_add(obj, "state", json_object_new_string(i.state ?: "connecting"));
+	json_object_object_add(obj, "pid", i.pid > 0 ? json_object_new_int64(i.pid) : NULL);
+	json_object_object_add(obj, "memory.current", json_object_new_uint64(i.current));
+	json_object_object_add(obj, "ram", json_known(i.ram));
+	json_object_object_add(obj, "resident", json_object_new_uint64(i.resident));
+	json_object_object_add(obj, "overhead", json_object_new_uint64(i.overhead));
+	json_object_object_add(balloon, "target", json_known(i.balloon_target));
+	json_object_object_add(balloon, "actual", json_known(i.balloon_actual));
+	json_object_object_add(obj, "balloon", balloon);
+	if (i.has_stats) {
+		stats = json_object_new_object();
+		json_object_object_add(stats, "total", json_object_new_uint64(i.stat_total));
+		json_object_object_add(stats, "free", json_object_new_uint64(i.stat_free));
+		json_object_object_add(stats, "available",
+				       json_object_new_uint64(i.stat_available));
+		json_object_object_add(stats, "cache", json_object_new_uint64(i.stat_cache));
+		json_object_object_add(
+			stats, "age-usec",
+			i.stats_age_usec >= 0 ? json_object_new_int64(i.stats_age_usec) : NULL);
+	}
+	json_object_object_add(obj, "stats", stats);
+	json_object_object_add(obj, "floor",
+			       i.floor == VMCG_BYTES_MAX ? json_object_new_string("max")
+							 : json_object_new_uint64(i.floor));
+	json_object_object_add(obj, "oom-priority", json_object_new_int(i.oom_priority));
+	json_object_object_add(obj, "hooks", i.hooked ? hooks_to_json(&i) : NULL);
+	return obj;
+}
