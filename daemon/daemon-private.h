@@ -12,8 +12,7 @@
 #include "hooks.h"
 #include "qmp.h"
 
-/* qmp.h defines the json_object cleanup. */
-G_DEFINE_AUTOPTR_CLEANUP_FUNC(json_tokener, json_tokener_free)
+#include "json-util.h"
 
 struct VmcgDaemon {
 	VmcgTree *tree;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "daemon-private.h"
+#include "settings.h"
 #include "state.h"
 #include "vmcg/oom.h"
 
@@ -17,22 +18,18 @@ static void save_now(VmcgDaemon *d);
 
 static VmcgPolicy default_policy(void)
 {
-	return (VmcgPolicy){
-		/* 64 MiB a tick: a 512 MiB guest can be taken to half in 4 s at 1 s ticks. */
-		.reclaim_step = 64 << 20,
-		/* Deflate only 32 MiB under high, so that a group at high does not flap. */
-		.hysteresis = 32 << 20,
-		.stats_interval_usec = 2 * G_USEC_PER_SEC,
-		/* Guest stats older than this are stale: never inflate on them. */
-		.stats_max_age_usec = 10 * G_USEC_PER_SEC,
+	VmcgPolicy p = {
 		/* Headroom left above what the guest says it uses. */
 		.guest_margin = 32 << 20,
 		.balloon_stuck_usec = 10 * G_USEC_PER_SEC,
 		.oom_deadline_usec = 5 * G_USEC_PER_SEC,
-		.vmpressure_hold_usec = 10 * G_USEC_PER_SEC,
 		/* QEMU's balloon refuses 0; a guest below 64 MiB does not boot anyway. */
 		.min_guest = 64 << 20,
 	};
+
+	/* What the config can set: reclaim-step, hysteresis, stats-*, vmpressure-hold. */
+	vmcg_settings_policy_defaults(&p);
+	return p;
 }
 
 static void on_engine_event(VmcgGroup *group, VmcgEvent event, void *userdata)

@@ -36,15 +36,7 @@
 #include <glib.h>
 #include <json-c/json.h>
 
-/*
- * json_object via g_autoptr(). Guarded so that another daemon header may
- * define the same cleanup: G_DEFINE_AUTOPTR_CLEANUP_FUNC twice in one
- * translation unit does not compile.
- */
-#ifndef VMCG_JSON_OBJECT_AUTOPTR
-#define VMCG_JSON_OBJECT_AUTOPTR
-G_DEFINE_AUTOPTR_CLEANUP_FUNC(json_object, json_object_put)
-#endif
+#include "json-util.h" /* g_autoptr(json_object) */
 
 /*
  * 10 MiB: QMP's limit on one message (the largest reply of a stock QEMU
