@@ -381,39 +381,28 @@ void vmcg_dvm_poll(VmcgDvm *vm, uint64_t now)
 		vm->vm, VMCG_STAT_BALLOONED,
 		vm->actual && vm->ram_size > vm->actual ? (vm->ram_size - vm->actual) / PAGE : 0);
 
-	/*
-	 * A balloon that does not follow: inflating toward a target that the
-	 * guest does not reach, without progress for balloon_stuck_usec
-	 * (driver missing, guest ignoring it, guest unable to free).
-	 */
-	if (vm->target && vm->actual > vm->target + MAX(vm->ram_size / 100, 8 << 20)) {
-		if (vm->actual < vm->progress_actual) {
-			vm->progress_actual = vm->actual;
-			vm->progress_usec = (int64_t)now;
-		} else if (!vm->stuck &&
-			   now - (uint64_t)vm->progress_usec >= p->balloon_stuck_usec) {
-			g_autoptr(json_object) data = json_object_new_object();
-			VmcgGroup *g = vmcg_vm_group(vm->vm);
+	/* A balloon that does not follow its target: vmcg_policy_balloon_progress(). */
+	VmcgPolicyBalloon b = { (uint64_t)vm->progress_usec, vm->progress_actual, vm->stuck };
 
-			vm->stuck = TRUE;
-			g_warning("VM %s: balloon stuck at %" G_GUINT64_FORMAT
-				  " MiB, target %" G_GUINT64_FORMAT " MiB",
-				  vmcg_vm_name(vm->vm), vm->actual >> 20, vm->target >> 20);
-			json_object_object_add(data, "vm",
-					       json_object_new_string(vmcg_vm_name(vm->vm)));
-			json_object_object_add(data, "group",
-					       json_object_new_string(vmcg_group_path(g)));
-			json_object_object_add(data, "target", json_object_new_uint64(vm->target));
-			json_object_object_add(data, "actual", json_object_new_uint64(vm->actual));
-			vmcg_daemon_emit(vm->d, VMCG_EV_BALLOON_STUCK, data);
-			/* Escalate: reclaim cannot make progress here, as vmpressure_prio() says. */
-			(void)vmcg_vmpressure_prio(vmcg_group_vmpressure(g), now, 0);
-		}
-	} else {
-		vm->stuck = FALSE;
-		vm->progress_actual = vm->actual;
-		vm->progress_usec = (int64_t)now;
+	if (vmcg_policy_balloon_progress(p, vm->ram_size, vm->target, vm->actual, now, &b) ==
+	    VMCG_BALLOON_STUCK_NOW) {
+		g_autoptr(json_object) data = json_object_new_object();
+		VmcgGroup *g = vmcg_vm_group(vm->vm);
+
+		g_warning("VM %s: balloon stuck at %" G_GUINT64_FORMAT
+			  " MiB, target %" G_GUINT64_FORMAT " MiB",
+			  vmcg_vm_name(vm->vm), vm->actual >> 20, vm->target >> 20);
+		json_object_object_add(data, "vm", json_object_new_string(vmcg_vm_name(vm->vm)));
+		json_object_object_add(data, "group", json_object_new_string(vmcg_group_path(g)));
+		json_object_object_add(data, "target", json_object_new_uint64(vm->target));
+		json_object_object_add(data, "actual", json_object_new_uint64(vm->actual));
+		vmcg_daemon_emit(vm->d, VMCG_EV_BALLOON_STUCK, data);
+		/* Escalate: reclaim cannot make progress here, as vmpressure_prio() says. */
+		(void)vmcg_vmpressure_prio(vmcg_group_vmpressure(g), now, 0);
 	}
+	vm->progress_usec = (int64_t)b.progress_usec;
+	vm->progress_actual = b.progress_actual_bytes;
+	vm->stuck = b.stuck;
 }
 
 static void on_stopped(VmcgQmp *qmp, json_object *ret, const GError *error, gpointer userdata)
