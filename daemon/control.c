@@ -48,115 +48,45 @@ static VmcgGroupState *gstate(VmcgGroup *g)
 	return gs;
 }
 
-/* Fresh guest stats: the lowest guest size we may balloon to. */
-static uint64_t guest_floor(VmcgDvm *vm, uint64_t now)
+/* @vm as the balloon decisions see it (policy.h). */
+static VmcgPolicyVm policy_vm(const VmcgDvm *vm)
 {
-	const VmcgPolicy *p = &vm->d->policy;
-	uint64_t floor = MAX(vm->floor, p->min_guest);
-	uint64_t cur = vm->target ? vm->target : vm->actual;
-	uint64_t used, grown;
-
-	if (!vm->has_stats || now - (uint64_t)vm->stats_usec > p->stats_max_age_usec) {
-		/*
-		 * Stale or missing: no further inflation, and room for what
-		 * is resident now, which is the least the guest is using.
-		 */
-		floor = MAX(floor, MAX(cur, vmcg_dvm_resident(vm) + p->guest_margin));
-	} else {
-		/*
-		 * In balloon-target units (the guest's size), what the guest
-		 * cannot give back is its size minus MemAvailable: MemTotal is
-		 * smaller than the size by the kernel's own reserved memory,
-		 * which the guest cannot give back either, so total - available
-		 * would balloon a full guest into its OOM killer.
-		 * The stats are a second or more old: whatever became resident
-		 * since may be as unreclaimable, so it counts as used too
-		 * (a guest filling tmpfs faster than its stats update must
-		 * not be ballooned into its OOM killer).
-		 */
-		used = vm->stats_actual > vm->st_available ? vm->stats_actual - vm->st_available
-							   : vm->st_total - vm->st_available;
-		grown = vmcg_dvm_resident(vm) > vm->stats_resident
-				? vmcg_dvm_resident(vm) - vm->stats_resident
-				: 0;
-		floor = MAX(floor, used + grown + p->guest_margin);
-	}
-	return vm->ram_size ? MIN(floor, vm->ram_size) : floor;
+	return (VmcgPolicyVm){
+		.ready = vm->state == VMCG_DVM_READY,
+		.ram_size_bytes = vm->ram_size,
+		.actual_bytes = vm->actual,
+		.target_bytes = vm->target,
+		.resident_bytes = vmcg_dvm_resident(vm),
+		.floor_bytes = vm->floor,
+		.adopted_usec = (uint64_t)vm->adopted_usec,
+		.want_take_pages = vm->want_take,
+		.has_stats = vm->has_stats,
+		.stats_usec = (uint64_t)vm->stats_usec,
+		.stats_total_bytes = vm->st_total,
+		.stats_available_bytes = vm->st_available,
+		.stats_resident_bytes = vm->stats_resident,
+		.stats_actual_bytes = vm->stats_actual,
+	};
 }
 
-/* The planner's take for @vm, applied: the new target, clamped. */
+/* The planner's take for @vm, or deflation, applied (vmcg_policy_balloon_target()). */
 static void act(VmcgDvm *vm, uint64_t now)
 {
-	const VmcgPolicy *p = &vm->d->policy;
-	uint64_t cur, want, floor;
+	/* Its group and every ancestor: at most VMCG_DEPTH_MAX below "/". */
+	VmcgPolicyAncestor anc[VMCG_DEPTH_MAX + 1];
+	VmcgPolicyVm pv = policy_vm(vm);
+	VmcgPolicyTarget t;
+	size_t n = 0;
 
-	if (vm->state != VMCG_DVM_READY || !vm->actual || !vm->ram_size)
-		return;
-	/*
-	 * Just adopted (a new VM, or all of them after a restart): hold the
-	 * balloon where it is until the guest's stats arrive, so that a
-	 * restart moves nothing, rather than acting on the stale-stats rule.
-	 */
-	if (!vm->has_stats && now - (uint64_t)vm->adopted_usec < p->stats_max_age_usec)
-		return;
-	cur = vm->target ? vm->target : vm->actual;
-	floor = guest_floor(vm, now);
-	if (cur < floor) {
-		/*
-		 * The guest grew into its balloon: give it room at once,
-		 * whatever the group's limits say. The group then stays over
-		 * high and counts "high" events (and over max, goes the OOM
-		 * path, which is vmcgd's decision, not the guest kernel's).
-		 */
-		vmcg_dvm_set_target(vm, floor);
-		return;
+	for (VmcgGroup *g = vmcg_vm_group(vm->vm); g && n < G_N_ELEMENTS(anc);
+	     g = vmcg_group_parent(g)) {
+		anc[n].usage_pages = vmcg_group_current(g);
+		anc[n].limit_pages = MIN(vmcg_group_high(g), vmcg_group_max(g));
+		n++;
 	}
-	if (vm->want_take) {
-		uint64_t take = MIN(vm->want_take * PAGE, p->reclaim_step);
-
-		/*
-		 * From where the balloon is, not where it is going: the
-		 * part of an earlier target not reached yet (actual - target)
-		 * is reclaim in flight, which the usage that produced this
-		 * take does not show yet. Lowering the target by the take on
-		 * top of it would ask for the same pages twice, every tick,
-		 * until the guest catches up: a balloon that overshoots.
-		 */
-		/*
-		 * And from what is resident, not from the guest's size: the
-		 * guest's free pages that it never touched (or that free page
-		 * reporting gave back) are not resident, so inflating the
-		 * balloon over them reclaims nothing. Below min(actual,
-		 * resident) every page the balloon takes is a resident one.
-		 */
-		uint64_t base =
-			vmcg_dvm_resident(vm) ? MIN(vm->actual, vmcg_dvm_resident(vm)) : vm->actual;
-
-		want = base > take ? base - take : 0;
-		want = MAX(want, floor);
-		if (want < cur)
-			vmcg_dvm_set_target(vm, want);
-		return;
-	}
-	/* Deflate: give back a step while every ancestor stays clear of its limits. */
-	if (cur >= vm->ram_size)
-		return;
-	uint64_t room = vm->ram_size - cur;
-
-	for (VmcgGroup *g = vmcg_vm_group(vm->vm); g; g = vmcg_group_parent(g)) {
-		uint64_t usage = vmcg_group_current(g) * PAGE, lim;
-
-		lim = MIN(vmcg_group_high(g), vmcg_group_max(g));
-		if (lim >= VMCG_PAGES_MAX)
-			continue;
-		lim *= PAGE;
-		if (usage + p->hysteresis >= lim)
-			return;
-		room = MIN(room, lim - p->hysteresis - usage);
-	}
-	room = MIN(room, p->reclaim_step);
-	if (room >= PAGE)
-		vmcg_dvm_set_target(vm, MIN(vm->ram_size, cur + room));
+	t = vmcg_policy_balloon_target(&vm->d->policy, &pv, now, anc, n);
+	if (t.action != VMCG_POLICY_HOLD)
+		vmcg_dvm_set_target(vm, t.target_bytes);
 }
 
 static void plan_group(VmcgDaemon *d, VmcgGroup *g, uint64_t excess)
@@ -182,13 +112,13 @@ static void plan_group(VmcgDaemon *d, VmcgGroup *g, uint64_t excess)
 static void account_vmpressure(VmcgDaemon *d, VmcgGroup *g, uint64_t now)
 {
 	VmcgGroupState *gs = gstate(g);
-	uint64_t usage = vmcg_group_current(g), reclaimed;
+	uint64_t reclaimed;
 	VmcgVmpressureLevel level;
 
 	if (!gs->asked_pages)
 		return;
-	reclaimed = gs->asked_at_usage > usage ? gs->asked_at_usage - usage : 0;
-	reclaimed = MIN(reclaimed, gs->asked_pages);
+	reclaimed = vmcg_policy_vmpressure_reclaimed(gs->asked_pages, gs->asked_at_usage,
+						     vmcg_group_current(g));
 	level = vmcg_vmpressure_account(vmcg_group_vmpressure(g), now, gs->asked_pages, reclaimed);
 	gs->asked_pages = 0;
 	if (level != VMCG_VMPRESSURE_NONE) {
@@ -202,28 +132,23 @@ static void account_vmpressure(VmcgDaemon *d, VmcgGroup *g, uint64_t now)
 	}
 }
 
-/*
- * PSI in sampling mode: no vCPU waits for a charge, so "stall" is the time
- * a group spends over a limit while reclaim works on it: some while over
- * high, full while over max (everything in it is being throttled by its
- * cap). Hook mode will feed real vCPU stalls.
- */
+/* PSI: the tick's stall (vmcg_policy_psi_stall()) into the group's averages. */
 static void account_psi(VmcgGroup *g, uint64_t now, uint64_t dt)
 {
 	VmcgGroupState *gs = gstate(g);
-	bool high = vmcg_group_over_high(g), max = vmcg_group_over_max(g);
-	uint64_t some = high || max ? dt : 0, full = max ? dt : 0;
+	VmcgPolicyPsiInput in = {
+		.over_high = vmcg_group_over_high(g),
+		.over_max = vmcg_group_over_max(g),
+		.dt_usec = dt,
+		.hook_some_usec = gs->stall_some,
+		.hook_full_usec = gs->stall_full,
+		.nr_vms = gs->nr_vms,
+		.nr_stalled = gs->nr_stalled,
+	};
+	VmcgPolicyStall st = vmcg_policy_psi_stall(&in);
 
-	/*
-	 * Hook mode has the real thing: vCPUs that waited for a refill.
-	 * Some: one of them waited; full: every VM under the group had one
-	 * waiting (for the shortest of their waits).
-	 */
-	some = MIN(dt, MAX(some, gs->stall_some));
-	full = MIN(some,
-		   MAX(full, gs->nr_stalled && gs->nr_stalled == gs->nr_vms ? gs->stall_full : 0));
-	if (some)
-		(void)vmcg_psi_add_stall(vmcg_group_psi(g), some, full);
+	if (st.some_usec)
+		(void)vmcg_psi_add_stall(vmcg_group_psi(g), st.some_usec, st.full_usec);
 	vmcg_psi_update(vmcg_group_psi(g), now);
 }
 
@@ -300,43 +225,31 @@ static void oom(VmcgGroup *g)
 	}
 }
 
+/* The OOM deadline (vmcg_policy_oom_check()), and the "max" event. */
 static void check_oom(VmcgDaemon *d, VmcgGroup *g, uint64_t now)
 {
 	VmcgGroupState *gs = gstate(g);
-	uint64_t usage = vmcg_group_current(g);
+	VmcgPolicyOomInput in = {
+		.over_max = vmcg_group_over_max(g),
+		.usage_pages = vmcg_group_current(g),
+		.held_pages = gs->held_pages,
+		.held_since_usec = (uint64_t)gs->held_since,
+	};
+	VmcgPolicyOom st = {
+		.over_max_since_usec = (uint64_t)gs->over_max_since,
+		.over_max_best_pages = gs->over_max_best,
+	};
 
-	/*
-	 * Hook mode never goes over max: the charge that would is held, and
-	 * its vCPU waits (try_charge() already counted the max event). The
-	 * deadline runs from the oldest held refill under the group.
-	 */
-	if (!vmcg_group_over_max(g) && gs->held_pages) {
-		if (now - (uint64_t)gs->held_since >= d->policy.oom_deadline_usec &&
-		    (!gs->over_max_since ||
-		     now - (uint64_t)gs->over_max_since >= d->policy.oom_deadline_usec)) {
-			oom(g);
-			gs->over_max_since = (int64_t)now;
-		}
-		return;
+	if (in.over_max) {
+		vmcg_group_event(g, VMCG_EVENT_MAX);
+		/* A lowered max: credit cached in hooked VMs' slots goes first. */
+		if (vmcg_hooks_drain_group(d->hooks, g))
+			in.usage_pages = vmcg_group_current(g);
 	}
-	if (!vmcg_group_over_max(g)) {
-		gs->over_max_since = 0;
-		return;
-	}
-	vmcg_group_event(g, VMCG_EVENT_MAX);
-	/* A lowered max: credit cached in hooked VMs' slots goes first. */
-	if (vmcg_hooks_drain_group(d->hooks, g))
-		usage = vmcg_group_current(g);
-	/* Progress (a new low) restarts the deadline: reclaim is working. */
-	if (!gs->over_max_since || usage < gs->over_max_best) {
-		gs->over_max_since = (int64_t)now;
-		gs->over_max_best = usage;
-		return;
-	}
-	if (now - (uint64_t)gs->over_max_since >= d->policy.oom_deadline_usec) {
+	if (vmcg_policy_oom_check(&d->policy, &in, now, &st))
 		oom(g);
-		gs->over_max_since = (int64_t)now;
-	}
+	gs->over_max_since = (int64_t)st.over_max_since_usec;
+	gs->over_max_best = st.over_max_best_pages;
 }
 
 void vmcg_control_tick(VmcgDaemon *d)
@@ -358,16 +271,12 @@ void vmcg_control_tick(VmcgDaemon *d)
 	gather_hooks(d);
 
 	for (g = root; g; g = vmcg_group_next_descendant(g, root)) {
-		uint64_t usage = vmcg_group_current(g), excess = 0;
-		/* Held refills are demand the group has no room for yet. */
-		uint64_t demand = usage + gstate(g)->held_pages;
+		uint64_t excess;
 
 		account_vmpressure(d, g, now);
 		account_psi(g, now, dt);
-		if (usage > vmcg_group_high(g))
-			excess = usage - vmcg_group_high(g);
-		if (demand > vmcg_group_max(g))
-			excess = MAX(excess, demand - vmcg_group_max(g));
+		excess = vmcg_policy_group_excess(vmcg_group_current(g), gstate(g)->held_pages,
+						  vmcg_group_high(g), vmcg_group_max(g));
 		if (!excess)
 			continue;
 		if (vmcg_group_over_high(g))
@@ -391,17 +300,18 @@ uint64_t vmcg_control_reclaim(VmcgDaemon *d, VmcgGroup *g, uint64_t nr_pages)
 		return 0;
 	for (size_t i = 0; i < n; i++) {
 		VmcgDvm *vm = vmcg_vm_get_userdata(items[i].vm);
-		uint64_t cur, want;
+		VmcgPolicyVm pv;
+		VmcgPolicyTarget t;
 
-		if (!vm || vm->state != VMCG_DVM_READY || !vm->actual)
+		if (!vm)
 			continue;
-		cur = vm->target ? vm->target : vm->actual;
-		want = MAX(cur > items[i].take_pages * PAGE ? cur - items[i].take_pages * PAGE : 0,
-			   guest_floor(vm, now));
-		if (want < cur) {
-			planned += pages_of(cur - want);
-			vmcg_dvm_set_target(vm, want);
-		}
+		pv = policy_vm(vm);
+		t = vmcg_policy_reclaim_target(&d->policy, &pv, now, items[i].take_pages);
+		if (t.action == VMCG_POLICY_HOLD)
+			continue;
+		planned += pages_of(pv.target_bytes ? pv.target_bytes - t.target_bytes
+						    : pv.actual_bytes - t.target_bytes);
+		vmcg_dvm_set_target(vm, t.target_bytes);
 	}
 	return planned;
 }

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "vmcg/group.h"
+#include "policy.h"
 
 typedef struct VmcgDaemon VmcgDaemon;
 typedef struct VmcgDvm VmcgDvm;
@@ -91,18 +92,7 @@ typedef struct VmcgDvmInfo {
 /* @data is borrowed for the call. */
 typedef void (*VmcgDaemonEventFn)(const char *type, json_object *data, gpointer userdata);
 
-/* Enforcement policy; the config's [daemon] section. Sizes in bytes. */
-typedef struct VmcgPolicy {
-	uint64_t reclaim_step;	       /* most a balloon moves per VM per tick */
-	uint64_t hysteresis;	       /* deflate only this far under high/max */
-	uint64_t stats_interval_usec;  /* guest balloon stats polling */
-	uint64_t stats_max_age_usec;   /* older guest stats are stale */
-	uint64_t guest_margin;	       /* headroom above what the guest uses */
-	uint64_t balloon_stuck_usec;   /* no progress for this long: stuck */
-	uint64_t oom_deadline_usec;    /* over max this long without progress: OOM */
-	uint64_t vmpressure_hold_usec; /* a vmpressure level is shown this long */
-	uint64_t min_guest;	       /* never balloon a guest below this */
-} VmcgPolicy;
+/* VmcgPolicy, the enforcement tunables, is in policy.h. */
 
 /* ---- lifetime ---- */
 

@@ -16,6 +16,7 @@
 #include "backend.h"
 #include "charge.h"
 #include "daemon-private.h"
+#include "policy.h"
 
 #define PAGE VMCG_PAGE_SIZE
 
@@ -226,25 +227,15 @@ void vmcg_dvm_poll(VmcgDvm *vm, uint64_t now)
 		vm->vm, VMCG_STAT_BALLOONED,
 		vm->actual && vm->ram_size > vm->actual ? (vm->ram_size - vm->actual) / PAGE : 0);
 
-	/*
-	 * A balloon that does not follow: inflating toward a target that the
-	 * guest does not reach, without progress for balloon_stuck_usec
-	 * (driver missing, guest ignoring it, guest unable to free).
-	 */
-	if (vm->target && vm->actual > vm->target + MAX(vm->ram_size / 100, 8 << 20)) {
-		if (vm->actual < vm->progress_actual) {
-			vm->progress_actual = vm->actual;
-			vm->progress_usec = (int64_t)now;
-		} else if (!vm->stuck &&
-			   now - (uint64_t)vm->progress_usec >= p->balloon_stuck_usec) {
-			vm->stuck = TRUE;
-			balloon_stuck(vm, now);
-		}
-	} else {
-		vm->stuck = FALSE;
-		vm->progress_actual = vm->actual;
-		vm->progress_usec = (int64_t)now;
-	}
+	/* A balloon that does not follow its target: vmcg_policy_balloon_progress(). */
+	VmcgPolicyBalloon b = { (uint64_t)vm->progress_usec, vm->progress_actual, vm->stuck };
+
+	if (vmcg_policy_balloon_progress(p, vm->ram_size, vm->target, vm->actual, now, &b) ==
+	    VMCG_BALLOON_STUCK_NOW)
+		balloon_stuck(vm, now);
+	vm->progress_usec = (int64_t)b.progress_usec;
+	vm->progress_actual = b.progress_actual_bytes;
+	vm->stuck = b.stuck;
 }
 
 void vmcg_dvm_oom_act(VmcgDvm *vm, VmcgOomAction action)
