@@ -207,9 +207,10 @@ static void on_qmp_state(VmcgQmp *qmp, VmcgQmpState state, const GError *error, 
 	QmpBackend *q = userdata;
 
 	if (state == VMCG_QMP_STATE_READY) {
-		q->pid = vmcg_socket_owner_pid("/proc", q->path);
+		/* From the kernel (SO_PEERCRED), never from the socket's path. */
+		q->pid = vmcg_qmp_peer_pid(qmp);
 		if (!q->pid)
-			g_warning("VM %s: cannot find the process behind %s: no sampling",
+			g_warning("VM %s: cannot tell the process behind %s: no sampling",
 				  name_of(q), q->path);
 		q->ever_ready = TRUE;
 		q->ram_size = 0;

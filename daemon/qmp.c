@@ -18,6 +18,7 @@
 
 #include <stdarg.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/un.h>
 
 #include <gio/gunixsocketaddress.h>
@@ -889,6 +890,18 @@ void vmcg_qmp_set_reconnect(VmcgQmp *q, bool on, guint min_ms, guint max_ms)
 VmcgQmpState vmcg_qmp_get_state(const VmcgQmp *q)
 {
 	return q->state;
+}
+
+pid_t vmcg_qmp_peer_pid(const VmcgQmp *q)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	if (!q->sock || q->state != VMCG_QMP_STATE_READY ||
+	    getsockopt(g_socket_get_fd(q->sock), SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
+	    len != sizeof(cred) || cred.pid <= 0)
+		return 0;
+	return cred.pid;
 }
 
 bool vmcg_qmp_get_qemu_version(const VmcgQmp *q, int *ret_major, int *ret_minor, int *ret_micro)

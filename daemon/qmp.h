@@ -27,6 +27,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <gio/gio.h>
 #include <json-c/json.h>
@@ -142,6 +143,15 @@ void vmcg_qmp_connect(VmcgQmp *qmp);
  */
 void vmcg_qmp_set_reconnect(VmcgQmp *qmp, bool on, guint min_ms, guint max_ms);
 
+/**
+ * vmcg_qmp_peer_pid() - the process at the other end of the connection
+ * (SO_PEERCRED: whoever called listen() on the socket, QEMU for its QMP
+ * monitor), in vmcgd's pid namespace; 0 if not connected or not known.
+ * The kernel vouches for it: unlike a lookup of the socket's path, which
+ * another process in its own mount namespace can bind as well, it cannot
+ * be spoofed.
+ */
+pid_t vmcg_qmp_peer_pid(const VmcgQmp *q);
 VmcgQmpState vmcg_qmp_get_state(const VmcgQmp *qmp);
 
 /* The QEMU version from the greeting; false before the first greeting. */
