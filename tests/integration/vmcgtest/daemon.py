@@ -66,6 +66,28 @@ class Response:
         return "%d %r" % (self.status, self.body[:300])
 
 
+def http_request(sock, method, path, body=None, headers=None, chunked=False, timeout=30.0):
+    """One HTTP request over the unix socket @sock; a Response, whatever its status.
+    A dict or list body is sent as JSON; chunked: sent in 4 KiB chunks."""
+    conn = UnixHTTPConnection(sock, timeout=timeout)
+    try:
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+        elif isinstance(body, str):
+            body = body.encode("utf-8")
+        hdrs = dict(headers or {})
+        if chunked:
+            conn.request(method, path, body=iter([body[i:i + 4096]
+                                                  for i in range(0, len(body), 4096)]),
+                         headers=hdrs, encode_chunked=True)
+        else:
+            conn.request(method, path, body=body, headers=hdrs)
+        r = conn.getresponse()
+        return Response(r.status, r.headers, r.read())
+    finally:
+        conn.close()
+
+
 # Every Daemon started in this process, in order: the TAP runner (tap.py)
 # shows the log of those a failed test started and of those still running.
 STARTED = []
@@ -236,23 +258,7 @@ class Daemon:
 
     def http(self, method, path, body=None, headers=None, chunked=False, timeout=30.0):
         """One request; the answer as a Response, whatever its status."""
-        conn = UnixHTTPConnection(self.socket, timeout=timeout)
-        try:
-            if isinstance(body, (dict, list)):
-                body = json.dumps(body).encode()
-            elif isinstance(body, str):
-                body = body.encode("utf-8")
-            hdrs = dict(headers or {})
-            if chunked:
-                conn.request(method, path, body=iter([body[i:i + 4096]
-                                                      for i in range(0, len(body), 4096)]),
-                             headers=hdrs, encode_chunked=True)
-            else:
-                conn.request(method, path, body=body, headers=hdrs)
-            r = conn.getresponse()
-            return Response(r.status, r.headers, r.read())
-        finally:
-            conn.close()
+        return http_request(self.socket, method, path, body, headers, chunked, timeout)
 
     def get(self, path):
         return self.request("GET", path)
