@@ -61,8 +61,8 @@ def diag(msg):
 def require(env, reason):
     """Raises Skip(reason), or AssertionError if $env is 1: the run requires it."""
     if os.environ.get(env) == "1":
-        raise AssertionError("%s=1, but: %s" % (env, reason))
-    raise Skip(reason)
+        raise AssertionError("%s=1, but: %s" % (env, reason)) from None
+    raise Skip(reason) from None
 
 
 def _interrupt(sig, frame):
