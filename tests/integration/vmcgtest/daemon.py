@@ -7,6 +7,7 @@
 Standard library only.
 """
 
+import atexit
 import http.client
 import json
 import os
@@ -18,7 +19,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from .guest import REPO_ROOT, GuestError, wait_for
+from .guest import REPO_ROOT, GuestError, _child_setup, wait_for
 
 MiB = 1 << 20
 
@@ -94,6 +95,18 @@ STARTED = []
 LOG_KEEP_CHARS = 16000
 
 
+def _close_all():
+    """At exit: no vmcgd of this process outlives it, nor its directory."""
+    for d in STARTED:
+        try:
+            d.close()
+        except Exception:  # noqa: B902 - at exit, keep closing the others
+            pass
+
+
+atexit.register(_close_all)
+
+
 class Daemon:
     """One vmcgd process with a private socket, hooks socket, state file and log.
 
@@ -160,8 +173,11 @@ class Daemon:
         self._refuse_second()
         args = self.command()
         self.logf = open(self.log, "ab")
+        # Its own session (a ^C to the test is not a SIGINT to vmcgd), but it
+        # dies with the test (PR_SET_PDEATHSIG), as QEMU does: see guest.py.
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self.logf,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+                                     stderr=subprocess.STDOUT, start_new_session=True,
+                                     preexec_fn=_child_setup(os.getpid()))
         if self not in STARTED:
             STARTED.append(self)
         if wait:
