@@ -23,11 +23,14 @@
  */
 #define RETRY_FIRST_MS 100
 #define RETRY_MAX_MS 5000
+/* Busy this long, it is worth a warning: a parent that never reaps is a leak of its own. */
+#define BUSY_WARN_USEC (60 * G_USEC_PER_SEC)
 
 typedef struct {
 	char *dir;
 	guint tries;	   /* failed rmdir attempts so far */
 	gint64 since_usec; /* monotonic time of the first failure */
+	gboolean warned;   /* BUSY_WARN_USEC passed and was logged */
 } Removal;
 
 struct VmcgBackstop {
@@ -84,6 +87,11 @@ static gboolean on_retry(gpointer userdata)
 			/* Not a task still inside: retrying will not help. */
 			g_warning("backstop: cannot remove %s: %s", r->dir, g_strerror(e));
 			g_ptr_array_remove_index_fast(b->pending, i);
+		} else if (!r->warned && g_get_monotonic_time() - r->since_usec >= BUSY_WARN_USEC) {
+			g_warning("backstop: %s still busy after %d s: a task in it is not reaped "
+				  "(still retrying)",
+				  r->dir, (int)(BUSY_WARN_USEC / G_USEC_PER_SEC));
+			r->warned = TRUE;
 		}
 	}
 	b->retry_id = 0;
@@ -255,6 +263,7 @@ void vmcg_backstop_release(VmcgBackstop *b, const char *vm_name, pid_t pid)
 	g_autofree char *dir = vmcg_backstop_path(b, vm_name);
 	g_autoptr(GError) error = NULL;
 	Removal *r;
+	gint i;
 	int e;
 
 	if (!g_file_test(dir, G_FILE_TEST_IS_DIR))
@@ -267,7 +276,10 @@ void vmcg_backstop_release(VmcgBackstop *b, const char *vm_name, pid_t pid)
 			g_debug("backstop: %s", error->message);
 	}
 	e = remove_dir(dir);
-	if (e == 0 || find_pending(b, dir) >= 0)
+	i = find_pending(b, dir);
+	if (e == 0 && i >= 0)
+		g_ptr_array_remove_index_fast(b->pending, (guint)i);
+	if (e == 0 || i >= 0)
 		return;
 	if (e != EBUSY) {
 		g_warning("backstop: cannot remove %s: %s", dir, g_strerror(e));
@@ -279,6 +291,6 @@ void vmcg_backstop_release(VmcgBackstop *b, const char *vm_name, pid_t pid)
 	r->dir = g_steal_pointer(&dir);
 	r->since_usec = g_get_monotonic_time();
 	g_ptr_array_add(b->pending, r);
-	if (!b->retry_id)
-		arm_retry(b, RETRY_FIRST_MS);
+	/* From the first interval again: the newcomer's parent is likely a prompt one. */
+	arm_retry(b, RETRY_FIRST_MS);
 }
