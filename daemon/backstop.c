@@ -9,11 +9,108 @@
 
 #include "backstop.h"
 
+/*
+ * A cgroup that still has a task cannot be removed (rmdir: EBUSY), and a
+ * task leaves it only once it is reaped, not when it exits: the QEMU that
+ * vmcgd saw die is a zombie until its parent (libvirt, a shell, a test
+ * harness) calls wait(), which may be seconds later or never. So a busy
+ * directory is kept on a list and rmdir is retried on a timer, starting
+ * at RETRY_FIRST_MS and doubling up to RETRY_MAX_MS, until it succeeds or
+ * the directory is gone. 100 ms: a parent that reaps promptly (libvirt's
+ * event loop) has done so by then; 5 s: an empty directory left a few
+ * seconds longer costs nothing, and a zombie that is never reaped should
+ * not cost a wakeup per tick for the daemon's lifetime.
+ */
+#define RETRY_FIRST_MS 100
+#define RETRY_MAX_MS 5000
+/* Busy this long, it is worth a warning: a parent that never reaps is a leak of its own. */
+#define BUSY_WARN_USEC (60 * G_USEC_PER_SEC)
+
+typedef struct {
+	char *dir;
+	guint tries;	   /* failed rmdir attempts so far */
+	gint64 since_usec; /* monotonic time of the first failure */
+	gboolean warned;   /* BUSY_WARN_USEC passed and was logged */
+} Removal;
+
 struct VmcgBackstop {
 	char *root; /* the hierarchy's root directory */
 	char *dir;  /* root/vmcg */
 	gboolean v2;
+	GPtrArray *pending; /* of Removal: busy directories still to remove */
+	guint retry_id;	    /* the retry timeout, 0 when none is armed */
+	guint retry_ms;	    /* its current interval */
 };
+
+static void removal_free(gpointer p)
+{
+	Removal *r = p;
+
+	g_free(r->dir);
+	g_free(r);
+}
+
+/* 0: removed or already gone; else the errno rmdir reported. */
+static int remove_dir(const char *dir)
+{
+	if (g_rmdir(dir) < 0 && errno != ENOENT)
+		return errno;
+	return 0;
+}
+
+static gboolean on_retry(gpointer userdata);
+
+static void arm_retry(VmcgBackstop *b, guint interval_ms)
+{
+	if (b->retry_id)
+		g_source_remove(b->retry_id);
+	b->retry_ms = interval_ms;
+	b->retry_id = g_timeout_add(interval_ms, on_retry, b);
+}
+
+/* Retries every pending removal; rearms itself with the doubled interval while any is left. */
+static gboolean on_retry(gpointer userdata)
+{
+	VmcgBackstop *b = userdata;
+
+	for (guint i = b->pending->len; i-- > 0;) {
+		Removal *r = g_ptr_array_index(b->pending, i);
+		int e = remove_dir(r->dir);
+
+		r->tries++;
+		if (e == 0) {
+			g_info("backstop: removed %s after %u retries (%.1f s busy)", r->dir,
+			       r->tries,
+			       (double)(g_get_monotonic_time() - r->since_usec) / G_USEC_PER_SEC);
+			g_ptr_array_remove_index_fast(b->pending, i);
+		} else if (e != EBUSY) {
+			/* Not a task still inside: retrying will not help. */
+			g_warning("backstop: cannot remove %s: %s", r->dir, g_strerror(e));
+			g_ptr_array_remove_index_fast(b->pending, i);
+		} else if (!r->warned && g_get_monotonic_time() - r->since_usec >= BUSY_WARN_USEC) {
+			g_warning("backstop: %s still busy after %d s: a task in it is not reaped "
+				  "(still retrying)",
+				  r->dir, (int)(BUSY_WARN_USEC / G_USEC_PER_SEC));
+			r->warned = TRUE;
+		}
+	}
+	b->retry_id = 0;
+	if (b->pending->len)
+		arm_retry(b, MIN(b->retry_ms * 2, RETRY_MAX_MS));
+	return G_SOURCE_REMOVE;
+}
+
+/* Index of @dir in the pending list, or -1. */
+static gint find_pending(const VmcgBackstop *b, const char *dir)
+{
+	for (guint i = 0; i < b->pending->len; i++) {
+		const Removal *r = g_ptr_array_index(b->pending, i);
+
+		if (strcmp(r->dir, dir) == 0)
+			return (gint)i;
+	}
+	return -1;
+}
 
 static gboolean write_file(const char *dir, const char *file, const char *value, GError **error)
 {
@@ -73,6 +170,7 @@ VmcgBackstop *vmcg_backstop_new(const char *sysfs, GError **error)
 		vmcg_backstop_free(b);
 		return NULL;
 	}
+	b->pending = g_ptr_array_new_with_free_func(removal_free);
 	b->dir = g_build_filename(b->root, "vmcg", NULL);
 	if (g_mkdir(b->dir, 0755) < 0 && errno != EEXIST) {
 		int e = errno;
@@ -97,6 +195,19 @@ void vmcg_backstop_free(VmcgBackstop *b)
 {
 	if (!b)
 		return;
+	if (b->retry_id)
+		g_source_remove(b->retry_id);
+	if (b->pending) {
+		/* A last try: a parent may have reaped since; what is still busy stays behind. */
+		for (guint i = 0; i < b->pending->len; i++) {
+			const Removal *r = g_ptr_array_index(b->pending, i);
+			int e = remove_dir(r->dir);
+
+			if (e)
+				g_warning("backstop: %s left behind: %s", r->dir, g_strerror(e));
+		}
+		g_ptr_array_unref(b->pending);
+	}
 	g_free(b->root);
 	g_free(b->dir);
 	g_free(b);
@@ -127,7 +238,11 @@ gboolean vmcg_backstop_apply(VmcgBackstop *b, const char *vm_name, pid_t pid, ui
 	g_autofree char *dir = vmcg_backstop_path(b, vm_name);
 	g_autofree char *pidstr = g_strdup_printf("%d", (int)pid);
 	g_autofree char *limit = NULL;
+	gint i = find_pending(b, dir);
 
+	/* The name is back (a VM re-adopted): the directory is in use again, not to be removed. */
+	if (i >= 0)
+		g_ptr_array_remove_index_fast(b->pending, (guint)i);
 	if (g_mkdir(dir, 0755) < 0 && errno != EEXIST) {
 		int e = errno;
 
@@ -147,6 +262,9 @@ void vmcg_backstop_release(VmcgBackstop *b, const char *vm_name, pid_t pid)
 {
 	g_autofree char *dir = vmcg_backstop_path(b, vm_name);
 	g_autoptr(GError) error = NULL;
+	Removal *r;
+	gint i;
+	int e;
 
 	if (!g_file_test(dir, G_FILE_TEST_IS_DIR))
 		return;
@@ -157,6 +275,22 @@ void vmcg_backstop_release(VmcgBackstop *b, const char *vm_name, pid_t pid)
 		    !g_error_matches(error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND))
 			g_debug("backstop: %s", error->message);
 	}
-	if (g_rmdir(dir) < 0 && errno != ENOENT)
-		g_warning("backstop: cannot remove %s: %s", dir, g_strerror(errno));
+	e = remove_dir(dir);
+	i = find_pending(b, dir);
+	if (e == 0 && i >= 0)
+		g_ptr_array_remove_index_fast(b->pending, (guint)i);
+	if (e == 0 || i >= 0)
+		return;
+	if (e != EBUSY) {
+		g_warning("backstop: cannot remove %s: %s", dir, g_strerror(e));
+		return;
+	}
+	/* Busy: QEMU exited but is not reaped yet (a zombie is still a member). */
+	g_info("backstop: %s busy (a task not reaped yet), retrying", dir);
+	r = g_new0(Removal, 1);
+	r->dir = g_steal_pointer(&dir);
+	r->since_usec = g_get_monotonic_time();
+	g_ptr_array_add(b->pending, r);
+	/* From the first interval again: the newcomer's parent is likely a prompt one. */
+	arm_retry(b, RETRY_FIRST_MS);
 }

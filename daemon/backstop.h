@@ -37,7 +37,8 @@ char *vmcg_backstop_path(const VmcgBackstop *b, const char *vm_name);
 
 /**
  * vmcg_backstop_apply() - put @pid into @vm_name's cgroup and limit it to
- * @limit_bytes (UINT64_MAX: unlimited). Idempotent.
+ * @limit_bytes (UINT64_MAX: unlimited). Idempotent. Cancels a pending
+ * removal of that cgroup (see vmcg_backstop_release()).
  */
 gboolean vmcg_backstop_apply(VmcgBackstop *b, const char *vm_name, pid_t pid, uint64_t limit_bytes,
 			     GError **error);
@@ -45,6 +46,11 @@ gboolean vmcg_backstop_apply(VmcgBackstop *b, const char *vm_name, pid_t pid, ui
 /**
  * vmcg_backstop_release() - move @pid (0: none) back to the hierarchy's
  * root and remove @vm_name's cgroup. Failures are logged, not fatal.
+ * A cgroup that is still busy (EBUSY: QEMU exited but its parent has not
+ * reaped it yet) is removed later: @b retries on a GLib timeout of the
+ * default main context, with backoff, until rmdir succeeds or the
+ * directory is gone, or until vmcg_backstop_apply() uses the name again.
+ * vmcg_backstop_free() makes a last attempt and cancels the retries.
  */
 void vmcg_backstop_release(VmcgBackstop *b, const char *vm_name, pid_t pid);
 

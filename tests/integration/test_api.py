@@ -21,7 +21,6 @@ build/tools/vmcgctl).
 Python 3 standard library only. Prints TAP. Without a vmcgd binary every
 test is skipped, with the reason.
 """
-import http.client
 import json
 import os
 import re
@@ -31,122 +30,27 @@ import socket
 import stat
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
-from vmcgtest.daemon import UnixHTTPConnection  # noqa: E402
-VMCGD = os.environ.get('VMCGD') or os.path.join(ROOT, 'build', 'daemon', 'vmcgd')
+from vmcgtest import tap  # noqa: E402
+from vmcgtest.daemon import Daemon, UnixHTTPConnection, http_request, vmcgd_binary  # noqa: E402
 VMCGCTL = os.environ.get('VMCGCTL') or os.path.join(ROOT, 'build', 'tools', 'vmcgctl')
 
-# Seconds to wait for the daemon to listen, and for an event to arrive.
-START_TIMEOUT = 15
+# Seconds to wait for an event to arrive.
 EVENT_TIMEOUT = 10
 
+Skip = tap.Skip
 
-class Skip(Exception):
-    pass
-
-
-class Response:
-    def __init__(self, status, headers, body):
-        self.status = status
-        self.headers = headers
-        self.body = body
-
-    def json(self):
-        return json.loads(self.body.decode('utf-8'))
-
-    def __repr__(self):
-        return '%d %r' % (self.status, self.body[:300])
-
-
-class Daemon:
-    def __init__(self, tmp):
-        self.tmp = tmp
-        self.sock = os.path.join(tmp, 'run', 'vmcgd.sock')
-        self.state = os.path.join(tmp, 'state.json')
-        self.proc = None
-        self.log = None
-
-    def start(self, wait=True):
-        self.log = open(os.path.join(self.tmp, 'vmcgd.log'), 'ab')
-        self.proc = subprocess.Popen(daemon_command(self.sock, self.state),
-                                     stdout=self.log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
-        if wait:
-            self.wait_ready()
-
-    def wait_ready(self):
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError('vmcgd exited with %d: %s' % (self.proc.returncode,
-                                                                 self.log_text()[-2000:]))
-            try:
-                if request('GET', '/v1/groups', sock=self.sock).status == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError('vmcgd did not listen on %s within %d s' % (self.sock,
-                                                                      START_TIMEOUT))
-
-    def log_text(self):
-        with open(os.path.join(self.tmp, 'vmcgd.log'), 'rb') as f:
-            return f.read().decode('utf-8', 'replace')
-
-    def stop(self, sig=signal.SIGTERM):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.log:
-            self.log.close()
-            self.log = None
-
-
-DAEMON = None
-_HELP = None
-
-
-def daemon_command(sock, state):
-    """vmcgd with its own socket and state file and no config file; in the
-    foreground if it has such an option (it may always be)."""
-    global _HELP
-    if _HELP is None:
-        p = subprocess.run([VMCGD, '--help'], capture_output=True, timeout=30)
-        _HELP = (p.stdout + p.stderr).decode('utf-8', 'replace')
-    cmd = [VMCGD, '--socket', sock, '--state', state, '--interval', '1s']
-    if '--foreground' in _HELP:
-        cmd.append('--foreground')
-    return cmd
+DAEMON = None  # the vmcgd every test talks to (setup())
+QMP_NOWHERE = None
 
 
 def request(method, path, body=None, headers=None, sock=None, chunked=False):
-    conn = UnixHTTPConnection(sock or DAEMON.sock)
-    if isinstance(body, (dict, list)):
-        body = json.dumps(body).encode()
-    elif isinstance(body, str):
-        body = body.encode('utf-8')
-    hdrs = dict(headers or {})
-    if chunked:
-        conn.request(method, path, body=iter([body[i:i + 4096]
-                                              for i in range(0, len(body), 4096)]),
-                     headers=hdrs, encode_chunked=True)
-    else:
-        conn.request(method, path, body=body, headers=hdrs)
-    r = conn.getresponse()
-    data = r.read()
-    conn.close()
-    return Response(r.status, r.headers, data)
+    return http_request(sock or DAEMON.socket, method, path, body, headers, chunked)
 
 
 def get_json(path):
@@ -207,9 +111,9 @@ def test(name):
 
 @test('socket: directory 0755, socket 0666')
 def _():
-    st = os.stat(os.path.dirname(DAEMON.sock))
+    st = os.stat(os.path.dirname(DAEMON.socket))
     assert stat.S_IMODE(st.st_mode) == 0o755, oct(st.st_mode)
-    st = os.stat(DAEMON.sock)
+    st = os.stat(DAEMON.socket)
     assert stat.S_ISSOCK(st.st_mode)
     assert stat.S_IMODE(st.st_mode) == 0o666, oct(st.st_mode)
 
@@ -422,7 +326,7 @@ def _():
     done = threading.Event()
 
     def reader():
-        conn = UnixHTTPConnection(DAEMON.sock, timeout=EVENT_TIMEOUT + 5)
+        conn = UnixHTTPConnection(DAEMON.socket, timeout=EVENT_TIMEOUT + 5)
         conn.request('GET', '/v1/events')
         r = conn.getresponse()
         assert r.status == 200
@@ -648,7 +552,7 @@ def _():
     before = snapshot()
     s = socket.socket(socket.AF_UNIX)
     s.settimeout(5)
-    s.connect(DAEMON.sock)
+    s.connect(DAEMON.socket)
     s.sendall(b'\x00\xff garbage \r\n\r\n')
     try:
         s.recv(4096)
@@ -692,7 +596,7 @@ print(json.dumps(out))
 @test('a writer that is not root is refused (403); it can still read')
 def _():
     # The temporary directory must be reachable by nobody.
-    os.chmod(DAEMON.tmp, 0o755)
+    os.chmod(str(DAEMON.tmpdir), 0o755)
     reqs = [('PUT', '/v1/groups/tenants/evil', '{}'),
             ('PUT', '/v1/groups/tenants', '{"memory.max":"1M"}'),
             ('DELETE', '/v1/groups/tenants/beta', None),
@@ -703,7 +607,7 @@ def _():
             ('GET', '/v1/groups/tenants', None),
             ('GET', '/metrics', None)]
     before = snapshot()
-    p = run_as_nobody(NOBODY_CLIENT % (DAEMON.sock, reqs))
+    p = run_as_nobody(NOBODY_CLIENT % (DAEMON.socket, reqs))
     assert p.returncode == 0, p.stderr.decode()
     out = json.loads(p.stdout)
     for (method, path, _), (status, body) in zip(reqs, out):
@@ -720,7 +624,7 @@ def _():
 def ctl(*args, sock=None, user=None):
     if not os.access(VMCGCTL, os.X_OK):
         raise Skip('vmcgctl not built (%s)' % VMCGCTL)
-    cmd = [VMCGCTL, '--socket', sock or DAEMON.sock] + list(args)
+    cmd = [VMCGCTL, '--socket', sock or DAEMON.socket] + list(args)
     if user:
         if os.geteuid() != 0 or not shutil.which('setpriv'):
             raise Skip('needs root and setpriv')
@@ -779,7 +683,7 @@ def _():
     assert p.returncode == 3 and b'exists' in p.stderr, p
     p = ctl('rm', '/tenants')
     assert p.returncode == 3, p
-    p = ctl('tree', sock=os.path.join(DAEMON.tmp, 'nothing.sock'))
+    p = ctl('tree', sock=os.path.join(str(DAEMON.tmpdir), 'nothing.sock'))
     assert p.returncode == 5, p
     p = ctl('create', '/tenants/x', user='nobody')
     assert p.returncode == 4 and b'uid 0' in p.stderr, p
@@ -789,7 +693,7 @@ def _():
 def _():
     if not os.access(VMCGCTL, os.X_OK):
         raise Skip('vmcgctl not built (%s)' % VMCGCTL)
-    w = subprocess.Popen([VMCGCTL, '--socket', DAEMON.sock, '--json', 'watch'],
+    w = subprocess.Popen([VMCGCTL, '--socket', DAEMON.socket, '--json', 'watch'],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         time.sleep(0.5)
@@ -814,7 +718,11 @@ def _():
 
 @test('a second daemon on the same socket is refused; the first keeps serving')
 def _():
-    p = subprocess.run(daemon_command(DAEMON.sock, os.path.join(DAEMON.tmp, 'state2.json')),
+    tmp = str(DAEMON.tmpdir)
+    # Its own state file and hooks socket: only the API socket is shared.
+    p = subprocess.run([vmcgd_binary(), '--socket', DAEMON.socket,
+                        '--state', os.path.join(tmp, 'state2.json'), '--interval', '1s',
+                        '--hooks-socket', os.path.join(tmp, 'hooks2.sock')],
                        capture_output=True, timeout=30)
     assert p.returncode != 0, p
     assert get_json('/v1/groups')['path'] == '/'
@@ -824,59 +732,41 @@ def _():
 def _():
     before = get_json('/v1/groups/tenants')
     DAEMON.stop(signal.SIGKILL)
-    assert os.path.exists(DAEMON.sock), 'a killed daemon leaves its socket'
+    assert os.path.exists(DAEMON.socket), 'a killed daemon leaves its socket'
     DAEMON.start()
     g = get_json('/v1/groups/tenants')
     assert g['path'] == '/tenants'
     assert g['memory.max'] == before['memory.max']
 
 
-def main():
+def setup():
+    """One vmcgd for every test, with vmcgd's embedded default config (no
+    --config), its API socket in a directory it makes (run/)."""
     global DAEMON, QMP_NOWHERE
-    if not os.access(VMCGD, os.X_OK):
-        print('1..%d' % len(TESTS))
-        for i, (name, _) in enumerate(TESTS, 1):
-            print('ok %d %s # SKIP vmcgd not built (%s)' % (i, name, VMCGD))
-        return 0
-    tmp = tempfile.mkdtemp(prefix='vmcg-api-')
-    DAEMON = Daemon(tmp)
-    QMP_NOWHERE = os.path.join(tmp, 'nobody-listens.qmp')
-    failed = 0
-    print('1..%d' % len(TESTS))
-    try:
-        DAEMON.start()
-    except Exception as e:
-        for i, (name, _) in enumerate(TESTS, 1):
-            print('not ok %d %s' % (i, name))
-        print('# vmcgd did not start: %s' % e)
-        DAEMON.stop()
-        return 1
-    try:
-        for i, (name, fn) in enumerate(TESTS, 1):
-            try:
-                fn()
-                print('ok %d %s' % (i, name))
-            except Skip as e:
-                print('ok %d %s # SKIP %s' % (i, name, e))
-            except Exception:
-                failed += 1
-                print('not ok %d %s' % (i, name))
-                for line in traceback.format_exc().splitlines():
-                    print('# ' + line)
-            sys.stdout.flush()
-            if DAEMON.proc.poll() is not None:
-                print('# vmcgd exited with %d; log:' % DAEMON.proc.returncode)
-                for line in DAEMON.log_text().splitlines()[-30:]:
-                    print('# ' + line)
+    d = Daemon(config=None, interval='1s', verbose=False)
+    d.socket = str(d.tmpdir / 'run' / 'vmcgd.sock')
+    QMP_NOWHERE = str(d.tmpdir / 'nobody-listens.qmp')
+    d.__enter__()
+    DAEMON = d
+
+
+def cleanup():
+    if DAEMON is not None:
+        DAEMON.close()
+
+
+def checked(fn):
+    """A test during which vmcgd died fails; vmcgd is started again for the next."""
+    def run():
+        try:
+            fn()
+        finally:
+            if not DAEMON.running():
+                rc = DAEMON.proc.returncode
                 DAEMON.start()
-    finally:
-        DAEMON.stop()
-        if failed:
-            print('# vmcgd log: %s/vmcgd.log' % tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return 1 if failed else 0
+                raise AssertionError('vmcgd exited with %s during the test (started again)' % rc)
+    return run
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(tap.main([(name, checked(fn)) for name, fn in TESTS], setup=setup, cleanup=cleanup))

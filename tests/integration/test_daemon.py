@@ -6,19 +6,18 @@ Each scenario draws its hierarchy and the expected outcome. Sizes are
 chosen for 512 MiB TCG guests on a 2-core host; tolerances say why.
 """
 
+import contextlib
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
-import unittest
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from vmcgtest import Guest, GuestError, GuestUnavailable, ensure_guest_built, qemu_binary, wait_for  # noqa
-from vmcgtest.daemon import ApiError, Daemon, MiB, tap_run, vmcgd_binary  # noqa
+from vmcgtest import Guest, GuestError, GuestUnavailable, ensure_guest_built, qemu_binary, tap, wait_for  # noqa
+from vmcgtest.daemon import ApiError, Daemon, MiB, vmcgd_binary  # noqa
 
 GUEST_MIB = 512
 # memory.high tolerance while a guest's cache grows 16 MiB per half second:
@@ -41,12 +40,13 @@ write-group =
 
 
 def require_bed():
+    """Skips only where this host cannot have a guest (GuestUnavailable says why)."""
     try:
         ensure_guest_built()  # installs QEMU if it can: before looking for it
         qemu_binary()
-        vmcgd_binary()
-    except (GuestUnavailable, Exception) as e:  # noqa: B902 - any reason is a skip reason
-        raise unittest.SkipTest("test bed unavailable: %s" % e)
+    except GuestUnavailable as e:
+        raise tap.Skip("no test guest on this host: %s" % e)
+    vmcgd_binary()
 
 
 class VmGuest(Guest):
@@ -324,6 +324,27 @@ def _backstop_dir(name):
     return None, None
 
 
+BACKSTOP_CONF = DAEMON_CONF + "backstop = true\nbackstop-overhead = 256M\n"
+
+
+def backstop_daemon():
+    """A started Daemon with backstop = true (close() it), or Skip when this
+    host has no writable memory cgroup: the only reason these tests skip."""
+    if not any(Path(p).exists() for p in ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                          "/sys/fs/cgroup/cgroup.controllers",
+                                          "/sys/fs/cgroup/unified/cgroup.controllers")):
+        raise tap.Skip("no memory cgroup hierarchy on this host (v1 memory or v2)")
+    d = Daemon(config=BACKSTOP_CONF)
+    try:
+        d.start()
+    except GuestError as e:
+        d.close(failed=True)
+        if "memory cgroup" in str(e) or "memory controller" in str(e):
+            raise tap.Skip("no writable memory cgroup: %s" % str(e).splitlines()[-1])
+        raise
+    return d
+
+
 def test_backstop_cgroup():
     """
     /bs  memory.max = 300M, with backstop = true (overhead allowance 256M)
@@ -334,19 +355,9 @@ def test_backstop_cgroup():
     QEMU dies the cgroup is removed.
     """
     require_bed()
-    if not any(Path(p).exists() for p in ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
-                                          "/sys/fs/cgroup/cgroup.controllers",
-                                          "/sys/fs/cgroup/unified/cgroup.controllers")):
-        raise unittest.SkipTest("no memory cgroup hierarchy on this host")
-    conf = DAEMON_CONF + "backstop = true\nbackstop-overhead = 256M\n"
-    try:
-        d = Daemon(config=conf)
-        d.start()
-    except GuestError as e:
-        if "memory cgroup" in str(e) or "memory controller" in str(e):
-            raise unittest.SkipTest("backstop unavailable: %s" % str(e).splitlines()[-1])
-        raise
-    with d:
+    # One vmcgd: started here (a skip if the host has no memory cgroup),
+    # closed by contextlib.closing, not started again by `with`.
+    with contextlib.closing(backstop_daemon()) as d:
         g = VmGuest(d.tmpdir, "bs")
         with g:
             d.put("/v1/groups/bs", {"memory.max": "300M"})
@@ -360,7 +371,99 @@ def test_backstop_cgroup():
             wait_for(lambda: int((cg / limit_file).read_text()) == (200 + 256) * MiB, 10,
                      what="backstop limit follows memory.max")
             os.kill(g.pid, signal.SIGKILL)
+            # The Guest object is QEMU's parent: it reaps QEMU now, as a
+            # prompt parent does (until reaped, QEMU is a zombie that keeps a
+            # v1 cgroup busy; a parent that reaps late is the next test).
+            g.proc.wait(10)
             wait_for(lambda: not cg.exists(), 10, what="backstop cgroup removed")
+
+
+# QEMU's parent for the late-reap test: forks QEMU, tells its pid, waits for
+# a flag file after QEMU has exited, then REAP_DELAY_S more, and only then
+# reaps it. QEMU dies with it (PR_SET_PDEATHSIG) if the test goes away.
+LATE_REAPER = r"""
+import ctypes, os, sys, time
+real, pidfile, flag, delay = %r, %r, %r, %r
+pid = os.fork()
+if pid == 0:
+    ctypes.CDLL(None).prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
+    os.execv(real, [real] + sys.argv[1:])
+with open(pidfile + ".tmp", "w") as f:
+    f.write(str(pid))
+os.rename(pidfile + ".tmp", pidfile)
+while not os.path.exists(flag):
+    time.sleep(0.1)
+time.sleep(delay)
+_, status = os.waitpid(pid, 0)
+sys.exit(0)
+"""
+REAP_DELAY_S = 4.0
+
+
+def test_backstop_cgroup_reaped_late():
+    """
+    /lr  memory.max = 300M, with backstop = true
+    `- vm lr, whose QEMU is the child of a wrapper that does not reap it
+       until REAP_DELAY_S after a flag file appears; the wrapper sits in
+       QEMU's cgroup too, as a helper process QEMU forked would
+
+    QEMU is SIGKILLed. It stays a zombie until the wrapper reaps it, and
+    until then the cgroup is busy: a zombie pins a v1 memory cgroup on
+    some kernels (Debian 12's 6.18 with v1 memory, where this was found),
+    and the wrapper, alive until it has reaped QEMU, pins it on every
+    kernel, so the test does not depend on which one runs it.
+
+    Expected: vmcgd sees QEMU gone, gets EBUSY from rmdir and logs that it
+    will retry; the directory stays while QEMU is unreaped; once QEMU is
+    reaped and the wrapper has exited (and been reaped by us), a retry
+    removes it (the retry backs off to 5 s at most) and vmcgd logs it.
+    """
+    require_bed()
+    with contextlib.closing(backstop_daemon()) as d:
+        wrapper = d.tmpdir / "late-reaper"
+        pidfile = d.tmpdir / "qemu.pid"
+        flag = d.tmpdir / "reap"
+        wrapper.write_text("#!%s\n%s" % (sys.executable, LATE_REAPER % (
+            qemu_binary(), str(pidfile), str(flag), REAP_DELAY_S)))
+        wrapper.chmod(0o755)
+        g = VmGuest(d.tmpdir, "lr", qemu=str(wrapper))
+        qemu_pid = None
+        try:
+            with g:
+                try:
+                    d.put("/v1/groups/lr", {"memory.max": "300M"})
+                    register(d, g, "/lr")
+                    qemu_pid = int(wait_for(lambda: pidfile.exists() and pidfile.read_text(), 10,
+                                            what="QEMU's pid from the wrapper"))
+                    wait_for(lambda: _backstop_dir("lr")[0] is not None, 10, what="backstop cgroup")
+                    cg, _ = _backstop_dir("lr")
+                    assert str(qemu_pid) in (cg / "cgroup.procs").read_text().split()
+                    (cg / "cgroup.procs").write_text(str(g.pid))  # the wrapper joins
+                    os.kill(qemu_pid, signal.SIGKILL)
+                    wait_for(lambda: d.vm("lr")["state"] == "gone", 10, what="vmcgd sees QEMU gone")
+                    wait_for(lambda: "State:\tZ" in Path("/proc/%d/status" % qemu_pid).read_text(),
+                             10, what="QEMU a zombie")
+                    wait_for(lambda: "%s busy" % cg in d.log_text(), 10,
+                             what="vmcgd logs that %s is busy and will be retried" % cg)
+                    time.sleep(1.0)  # several retries (100, 200, 400 ms...)
+                    assert cg.exists(), "removed while QEMU was unreaped and the wrapper alive"
+                    t_flag = time.monotonic()
+                    flag.touch()
+                    g.proc.wait(REAP_DELAY_S + 10)  # the wrapper reaped QEMU and exited
+                    assert not Path("/proc/%d" % qemu_pid).exists(), "QEMU not reaped"
+                    t_reaped = time.monotonic()
+                    wait_for(lambda: not cg.exists(), 10, what="backstop cgroup removed once reaped")
+                    print("# reaped %.1f s after the flag; cgroup gone %.1f s after the reap"
+                          % (t_reaped - t_flag, time.monotonic() - t_reaped), flush=True)
+                    wait_for(lambda: "backstop: removed %s after" % cg in d.log_text(), 5,
+                             what="vmcgd logs the removal after retries")
+                finally:
+                    flag.touch()  # before stop(): the wrapper must reap and exit
+        finally:
+            flag.touch()  # let the wrapper reap and exit whatever happened
+            if qemu_pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(qemu_pid, signal.SIGKILL)
 
 
 TESTS = [
@@ -373,8 +476,8 @@ TESTS = [
     ("max-pause-counts-oom", test_max_pause_counts_oom),
     ("balloon-stuck-detected", test_balloon_stuck_detected),
     ("backstop-cgroup", test_backstop_cgroup),
+    ("backstop-cgroup-reaped-late", test_backstop_cgroup_reaped_late),
 ]
 
 if __name__ == "__main__":
-    only = sys.argv[1:]
-    sys.exit(tap_run([t for t in TESTS if not only or t[0] in only]))
+    sys.exit(tap.main(TESTS))

@@ -20,21 +20,19 @@ without QEMU or the guest kernel (no package archive) prints
 
 import os
 import re
-import signal
 import sys
 import time
-import traceback
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from vmcgtest import (  # noqa: E402
     Guest,
-    GuestError,
     GuestUnavailable,
     ensure_guest_built,
     probe_accel,
     qemu_binary,
+    tap,
     wait_for,
 )
 from vmcgtest.guest import MiB, accel_probe_result  # noqa: E402
@@ -66,10 +64,7 @@ STATS_DEADLINE_S = 30.0
 measured = {}
 
 
-def diag(msg):
-    """A TAP comment on stdout."""
-    for line in str(msg).splitlines() or [""]:
-        print("# " + line, flush=True)
+diag = tap.diag
 
 
 def settle_rss(guest, window_s=2.5, slack_mib=2, timeout=30.0):
@@ -270,107 +265,30 @@ class GuestSmokeTest(unittest.TestCase):
         measured["cache_rss_returned_mib"] = (rss1 - rss) / MiB
 
 
-class TapResult(unittest.TestResult):
-    """Prints TAP as tests finish; plan printed by the caller."""
-
-    def __init__(self, names):
-        super().__init__()
-        self.names = names
-        self.reported = set()
-        self.n = 0
-        self.failed = False
-        self.class_error = None
-
-    @staticmethod
-    def _name(test):
-        return re.sub(r"^test_\d+_", "", test.id().rsplit(".", 1)[-1])
-
-    def _emit(self, test, ok, suffix=""):
-        self.n += 1
-        name = self._name(test)
-        self.reported.add(test.id().rsplit(".", 1)[-1])
-        print("%s %d %s%s" % ("ok" if ok else "not ok", self.n, name, suffix), flush=True)
-        if not ok:
-            self.failed = True
-
-    def addSuccess(self, test):
-        super().addSuccess(test)
-        self._emit(test, True)
-
-    def _bad(self, test, err, kind):
-        text = "".join(traceback.format_exception(*err))
-        if not isinstance(test, unittest.TestCase):
-            # setUpClass/tearDownClass: no test of its own.
-            self.class_error = text
-            self.failed = True
-            diag("%s: %s" % (kind, test))
-            diag(text)
-            return
-        self._emit(test, False)
-        diag(text)
-
-    def addError(self, test, err):
-        super().addError(test, err)
-        self._bad(test, err, "error")
-
-    def addFailure(self, test, err):
-        super().addFailure(test, err)
-        self._bad(test, err, "failure")
-
-    def addSkip(self, test, reason):
-        super().addSkip(test, reason)
-        self._emit(test, True, " # SKIP %s" % reason)
-
-    def finish(self, why="guest setup failed"):
-        # Tests that never ran: the class setup failed, or we were stopped.
-        for name in self.names:
-            if name not in self.reported:
-                self.n += 1
-                self.failed = True
-                print("not ok %d %s # %s" % (self.n, re.sub(r"^test_\d+_", "", name), why),
-                      flush=True)
+# The test methods of GuestSmokeTest, in order, named without "test_NN_".
+TESTS = [(re.sub(r"^test_\d+_", "", m), getattr(GuestSmokeTest(m), m))
+         for m in sorted(n for n in dir(GuestSmokeTest) if n.startswith("test_"))]
+T0 = time.monotonic()
 
 
-def _interrupt(sig, frame):
-    # unittest records any other exception as a test error and goes on;
-    # KeyboardInterrupt it lets through, so the run stops and the guests
-    # are stopped on the way out.
-    raise KeyboardInterrupt("signal %d" % sig)
-
-
-def main():
-    # A SIGTERM (a CI timeout) stops the run like ^C: guests are stopped.
-    signal.signal(signal.SIGTERM, _interrupt)
-    t0 = time.monotonic()
+def setup():
+    """Boots the one guest every test uses; skips where the host cannot have one."""
     try:
         image = ensure_guest_built()
         qemu = qemu_binary()
     except GuestUnavailable as e:
-        print("1..0 # SKIP %s" % e, flush=True)
-        return 0
-    except GuestError as e:
-        print("1..1\nnot ok 1 build_guest", flush=True)
-        diag(e)
-        return 1
-    suite = unittest.defaultTestLoader.loadTestsFromTestCase(GuestSmokeTest)
-    names = [t.id().rsplit(".", 1)[-1] for t in suite]
-    print("1..%d" % len(names), flush=True)
+        raise tap.Skip(e)
     diag("qemu %s; guest %s" % (qemu, image))
-    result = TapResult(names)
-    try:
-        suite.run(result)
-        result.finish()
-    except KeyboardInterrupt as e:
-        result.finish("interrupted (%s)" % (e or "SIGINT"))
-        GuestSmokeTest.tearDownClass()
-        return 1
+    GuestSmokeTest.setUpClass()
+
+
+def cleanup():
+    GuestSmokeTest.tearDownClass()
     probe = accel_probe_result()
     if probe:
         diag("accelerator: %s (%s)" % probe)
     diag("measured: " + ", ".join("%s=%.1f" % kv for kv in sorted(measured.items())))
-    diag("wall time %.1f s" % (time.monotonic() - t0))
-    return 1 if result.failed else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(tap.main(TESTS, setup=setup, cleanup=cleanup))

@@ -13,13 +13,12 @@ import signal
 import subprocess
 import sys
 import time
-import unittest
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from vmcgtest import Guest, GuestUnavailable, ensure_guest_built, wait_for  # noqa
-from vmcgtest.daemon import Daemon, MiB, tap_run, vmcgd_binary  # noqa
+from vmcgtest import Guest, GuestUnavailable, ensure_guest_built, tap, wait_for  # noqa
+from vmcgtest.daemon import Daemon, MiB, vmcgd_binary  # noqa
 
 ROOT = Path(__file__).resolve().parents[2]
 GUEST_MIB = 512
@@ -41,34 +40,55 @@ write-group =
 """
 
 _hooks_qemu = None
+_hooks_error = None
 
 
 def hooks_qemu():
-    """The patched QEMU: $VMCG_QEMU_HOOKS, else qemu-patches/build-qemu.sh (cached)."""
-    global _hooks_qemu
+    """The patched QEMU: $VMCG_QEMU_HOOKS, else qemu-patches/build-qemu.sh (cached).
+
+    Raises GuestUnavailable, saying why, when there is none: tests/run.sh
+    sets $VMCG_QEMU_HOOKS_ERROR when its build failed (not tried again
+    here), and a failed build is tried once per process."""
+    global _hooks_qemu, _hooks_error
     if _hooks_qemu:
         return _hooks_qemu
+    if _hooks_error:
+        raise GuestUnavailable(_hooks_error)
     path = os.environ.get("VMCG_QEMU_HOOKS")
+    if not path and os.environ.get("VMCG_QEMU_HOOKS_ERROR"):
+        _hooks_error = os.environ["VMCG_QEMU_HOOKS_ERROR"]
+        raise GuestUnavailable(_hooks_error)
     if not path:
         r = subprocess.run(["bash", str(ROOT / "qemu-patches" / "build-qemu.sh")],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         if r.returncode != 0:
-            raise GuestUnavailable("qemu-patches/build-qemu.sh failed: %s"
-                                   % r.stderr.strip()[-500:])
+            _hooks_error = "qemu-patches/build-qemu.sh failed: %s" % r.stderr.strip()[-500:]
+            raise GuestUnavailable(_hooks_error)
         path = r.stdout.strip().splitlines()[-1]
     if not os.access(path, os.X_OK):
-        raise GuestUnavailable("patched QEMU %s is not executable" % path)
+        _hooks_error = "patched QEMU %s is not executable" % path
+        raise GuestUnavailable(_hooks_error)
     _hooks_qemu = path
     return path
 
 
+def require_hooks_qemu():
+    """The patched QEMU, or: a skip, or a failure when the run requires hook
+    mode (VMCG_REQUIRE_HOOKS=1, set by tests/run.sh, which builds it)."""
+    try:
+        return hooks_qemu()
+    except GuestUnavailable as e:
+        tap.require("VMCG_REQUIRE_HOOKS", "no patched QEMU for hook mode: %s" % e)
+
+
 def require_bed():
+    """Skips only where this host cannot have a guest (GuestUnavailable says why)."""
     try:
         ensure_guest_built()
-        hooks_qemu()
-        vmcgd_binary()
-    except (GuestUnavailable, Exception) as e:  # noqa: B902 - any reason is a skip reason
-        raise unittest.SkipTest("hook-mode test bed unavailable: %s" % e)
+    except GuestUnavailable as e:
+        raise tap.Skip("no test guest on this host: %s" % e)
+    vmcgd_binary()
+    require_hooks_qemu()
 
 
 class HookGuest(Guest):
@@ -363,5 +383,4 @@ TESTS = [
 ]
 
 if __name__ == "__main__":
-    only = sys.argv[1:]
-    sys.exit(tap_run([t for t in TESTS if not only or t[0] in only]))
+    sys.exit(tap.main(TESTS))

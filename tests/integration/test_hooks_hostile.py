@@ -38,15 +38,13 @@ import sys
 import tempfile
 import threading
 import time
-import unittest
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from vmcgtest import Guest, GuestTimeout, GuestUnavailable, ensure_guest_built, wait_for  # noqa: E402
+from vmcgtest import Guest, GuestTimeout, GuestUnavailable, ensure_guest_built, tap, wait_for  # noqa: E402
 from vmcgtest.guest import log  # noqa: E402
-from vmcgtest.daemon import tap_run  # noqa: E402
-from test_hooks import hooks_qemu  # noqa: E402
+from test_hooks import hooks_qemu, require_hooks_qemu  # noqa: E402
 from test_hooks_proto import (  # noqa: E402
     GRANT, GRANT_S, HDR, HELLO, HELLO_FIXED, MAGIC, RAMBLOCK, REFILL, REFILL_S, REGION_HDR,
     REGION_MAGIC, REJECT, REJECT_S, RETURN, RETURN_S, WELCOME, WELCOME_S)
@@ -473,9 +471,9 @@ def bed():
     global BED
     try:
         ensure_guest_built()
-        hooks_qemu()
-    except (GuestUnavailable, Exception) as e:  # noqa: B902 - any reason is a skip reason
-        raise unittest.SkipTest("patched QEMU or guest unavailable: %s" % e)
+    except GuestUnavailable as e:
+        raise tap.Skip("no test guest on this host: %s" % e)
+    require_hooks_qemu()
     if BED is not None and not BED.alive():
         print("# the guest died in an earlier case; starting a new one", flush=True)
         BED.close()
@@ -1043,11 +1041,12 @@ TESTS = [
     ("region-shrunk-after-welcome", test_region_shrunk_after_welcome),
 ]
 
+
+
+def cleanup():
+    if BED is not None:
+        BED.close()
+
+
 if __name__ == "__main__":
-    only = sys.argv[1:]
-    try:
-        rc = tap_run([t for t in TESTS if not only or t[0] in only])
-    finally:
-        if BED is not None:
-            BED.close()
-    sys.exit(rc)
+    sys.exit(tap.main(TESTS, cleanup=cleanup))

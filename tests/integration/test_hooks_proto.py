@@ -31,12 +31,12 @@ import socket
 import struct
 import sys
 import time
-import unittest
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from vmcgtest.daemon import ApiError, Daemon, tap_run, vmcgd_binary  # noqa: E402
+from vmcgtest import tap  # noqa: E402
+from vmcgtest.daemon import Daemon  # noqa: E402
 
 PAGE = 4096
 MAGIC = 0x4b4f4f4847434d56
@@ -559,33 +559,25 @@ def dropped_second_refill_for_held_slot():
     add_then_probe()
 
 
-def main():
+def setup():
+    """One vmcgd for every test (they talk to it in turn, as QEMUs would)."""
     global D
-    try:
-        vmcgd_binary()
-    except Exception as e:  # noqa: B902 - any reason is a skip reason
-        print('1..0 # SKIP %s' % e)
-        return 0
     if not hasattr(socket, 'recv_fds'):
-        print('1..0 # SKIP Python %s has no socket.recv_fds' % sys.version.split()[0])
-        return 0
+        raise tap.Skip('Python %s has no socket.recv_fds' % sys.version.split()[0])
+    d = Daemon(config='')
+    d.__enter__()
+    D = d
 
-    def started(fn):
-        def run():
-            if D is None:
-                raise unittest.SkipTest('vmcgd did not start')
-            fn()
-        return run
-    with Daemon(config='') as d:
-        D = d
-        status = tap_run([(name, started(fn)) for name, fn in TESTS])
-        try:
-            assert d.proc.poll() is None, 'vmcgd died:\n' + d.tail()
-        except AssertionError as e:
-            print('# %s' % e)
-            status = 1
-    return status
+
+def cleanup():
+    """The daemon must have survived every hostile client."""
+    if D is None:
+        return
+    alive = D.running()
+    tail = D.tail()
+    D.close(failed=not alive)
+    assert alive, 'vmcgd died:\n' + tail
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(tap.main(TESTS, setup=setup, cleanup=cleanup))

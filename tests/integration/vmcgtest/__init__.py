@@ -17,6 +17,7 @@ from .guest import (
     qemu_binary,
     wait_for,
 )
+from . import tap  # noqa: E402 - the TAP runner every test file uses
 
 __all__ = [
     "Guest",
@@ -30,5 +31,6 @@ __all__ = [
     "kvm_usable",
     "probe_accel",
     "qemu_binary",
+    "tap",
     "wait_for",
 ]

@@ -7,6 +7,7 @@
 Standard library only.
 """
 
+import atexit
 import http.client
 import json
 import os
@@ -16,10 +17,9 @@ import socket
 import subprocess
 import tempfile
 import threading
-import time
 from pathlib import Path
 
-from .guest import REPO_ROOT, GuestError, wait_for
+from .guest import REPO_ROOT, GuestError, _child_setup, wait_for
 
 MiB = 1 << 20
 
@@ -52,52 +52,149 @@ class ApiError(Exception):
         self.body = body
 
 
-class Daemon:
-    """One vmcgd process with a private socket, state file and log."""
+class Response:
+    """A raw HTTP answer: status, headers and body bytes (Daemon.http())."""
 
-    def __init__(self, config="", interval="250ms", extra_args=(), tmpdir=None):
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body.decode("utf-8"))
+
+    def __repr__(self):
+        return "%d %r" % (self.status, self.body[:300])
+
+
+def http_request(sock, method, path, body=None, headers=None, chunked=False, timeout=30.0):
+    """One HTTP request over the unix socket @sock; a Response, whatever its status.
+    A dict or list body is sent as JSON; chunked: sent in 4 KiB chunks."""
+    conn = UnixHTTPConnection(sock, timeout=timeout)
+    try:
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+        elif isinstance(body, str):
+            body = body.encode("utf-8")
+        hdrs = dict(headers or {})
+        if chunked:
+            conn.request(method, path, body=iter([body[i:i + 4096]
+                                                  for i in range(0, len(body), 4096)]),
+                         headers=hdrs, encode_chunked=True)
+        else:
+            conn.request(method, path, body=body, headers=hdrs)
+        r = conn.getresponse()
+        return Response(r.status, r.headers, r.read())
+    finally:
+        conn.close()
+
+
+# Every Daemon started in this process, in order: the TAP runner (tap.py)
+# shows the log of those a failed test started and of those still running.
+STARTED = []
+LOG_KEEP_CHARS = 16000
+
+
+def _close_all():
+    """At exit: no vmcgd of this process outlives it, nor its directory."""
+    for d in STARTED:
+        try:
+            d.close()
+        except Exception:  # noqa: B902 - at exit, keep closing the others
+            pass
+
+
+atexit.register(_close_all)
+
+
+class Daemon:
+    """One vmcgd process with a private socket, hooks socket, state file and log.
+
+    config: the config file's text; None runs vmcgd without --config (its
+    embedded default). socket_path: the API socket's path (default
+    TMPDIR/vmcgd.sock). verbose: -v (debug messages in the log).
+
+    One object runs at most one vmcgd at a time: start() raises while the
+    process it started is alive; stop() then start() (or restart()) starts
+    a new one. `with Daemon(...) as d:` starts it and, at the end, stops it
+    and removes its temporary directory (close()); so does close() after a
+    bare start().
+    """
+
+    def __init__(self, config="", interval="250ms", extra_args=(), tmpdir=None, socket_path=None,
+                 verbose=True):
         self.config = config
         self.interval = interval
         self.extra_args = list(extra_args)
+        self.verbose = verbose
         self.own_tmpdir = tmpdir is None
         self.tmpdir = Path(tmpdir or tempfile.mkdtemp(prefix="vmcgd-"))
-        self.socket = str(self.tmpdir / "vmcgd.sock")
+        self.socket = str(socket_path or self.tmpdir / "vmcgd.sock")
         self.state = str(self.tmpdir / "state.json")
         self.hooks_socket = str(self.tmpdir / "hooks.sock")
         self.log = self.tmpdir / "vmcgd.log"
         self.proc = None
+        self.logf = None
         self.events = []
         self._events_lock = threading.Lock()
         self._sse = None
+        self._saved_log = None
+        self._closed = False
 
     def __enter__(self):
-        self.start()
+        self._refuse_second()  # before the try: the running vmcgd is not ours to close
+        try:
+            self.start()
+        except BaseException:
+            self.close(failed=True)
+            raise
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        self.stop()
-        if self.own_tmpdir:
-            if exc_type and os.environ.get("VMCG_TEST_LOGDIR"):
-                dst = Path(os.environ["VMCG_TEST_LOGDIR"])
-                dst.mkdir(parents=True, exist_ok=True)
-                shutil.copy(self.log, dst / ("vmcgd-%d.log" % os.getpid()))
-            shutil.rmtree(self.tmpdir, ignore_errors=True)
+        self.close(failed=exc_type is not None)
         return False
 
-    def start(self):
+    def command(self):
+        """vmcgd's argument vector."""
         args = [vmcgd_binary()]
         if self.config is not None:  # None: vmcgd's embedded default config
             cfg = self.tmpdir / "vmcgd.conf"
             cfg.write_text(self.config)
             args += ["--config", str(cfg)]
         args += ["--socket", self.socket, "--state", self.state, "--interval", self.interval,
-                 "--hooks-socket", self.hooks_socket, "-v"] + self.extra_args
+                 "--hooks-socket", self.hooks_socket]
+        if self.verbose:
+            args.append("-v")
+        return args + self.extra_args
+
+    def start(self, wait=True):
+        if self._closed:
+            raise GuestError("vmcgd %s: closed, its directory is gone" % self.tmpdir)
+        self._refuse_second()
+        args = self.command()
         self.logf = open(self.log, "ab")
+        # Its own session (a ^C to the test is not a SIGINT to vmcgd), but it
+        # dies with the test (PR_SET_PDEATHSIG), as QEMU does: see guest.py.
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self.logf,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        wait_for(lambda: self._alive() and os.path.exists(self.socket) and self._ping(),
-                 20, what="vmcgd answering on %s" % self.socket)
+                                     stderr=subprocess.STDOUT, start_new_session=True,
+                                     preexec_fn=_child_setup(os.getpid()))
+        if self not in STARTED:
+            STARTED.append(self)
+        if wait:
+            self.wait_ready()
         return self
+
+    def _refuse_second(self):
+        if self.running():
+            raise GuestError("vmcgd %s: already running (pid %d); stop() it first"
+                             % (self.tmpdir, self.proc.pid))
+
+    def wait_ready(self, timeout=20):
+        wait_for(lambda: self._alive() and os.path.exists(self.socket) and self._ping(),
+                 timeout, what="vmcgd answering on %s" % self.socket)
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
 
     def _alive(self):
         if self.proc.poll() is not None:
@@ -111,26 +208,44 @@ class Daemon:
         except (OSError, ApiError):
             return False
 
-    def tail(self, limit=4000):
+    def log_text(self):
+        """The whole log (what was kept of it once the directory is gone)."""
         try:
-            return self.log.read_text(errors="replace")[-limit:]
+            return self.log.read_text(errors="replace")
         except OSError:
-            return ""
+            return self._saved_log or ""
+
+    def tail(self, limit=4000):
+        return self.log_text()[-limit:]
 
     def stop(self, sig=signal.SIGTERM):
         if self._sse:
             self._sse.close()
             self._sse = None
-        if self.proc and self.proc.poll() is None:
+        if self.running():
             self.proc.send_signal(sig)
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        if getattr(self, "logf", None):
+        if self.logf:
             self.logf.close()
             self.logf = None
+
+    def close(self, failed=False):
+        """stop(), then remove the temporary directory (if it made it); the log
+        is kept in memory for the TAP runner, and copied to $VMCG_TEST_LOGDIR
+        after a failure."""
+        self.stop()
+        if self.own_tmpdir and not self._closed:
+            self._saved_log = self.log_text()[-LOG_KEEP_CHARS:]
+            if failed and os.environ.get("VMCG_TEST_LOGDIR") and self.log.exists():
+                dst = Path(os.environ["VMCG_TEST_LOGDIR"])
+                dst.mkdir(parents=True, exist_ok=True)
+                shutil.copy(self.log, dst / ("vmcgd-%d-%s.log" % (os.getpid(), self.tmpdir.name)))
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            self._closed = True
 
     def restart(self):
         self.stop()
@@ -156,6 +271,10 @@ class Daemon:
             return doc
         finally:
             conn.close()
+
+    def http(self, method, path, body=None, headers=None, chunked=False, timeout=30.0):
+        """One request; the answer as a Response, whatever its status."""
+        return http_request(self.socket, method, path, body, headers, chunked, timeout)
 
     def get(self, path):
         return self.request("GET", path)
@@ -210,26 +329,3 @@ class Daemon:
         with self._events_lock:
             return [d for t, d in self.events if t == etype]
 
-
-def tap_run(tests):
-    """Runs (name, fn) pairs, printing TAP; fn may raise SkipTest. Returns exit status."""
-    import traceback
-    import unittest
-
-    print("1..%d" % len(tests), flush=True)
-    failed = 0
-    for i, (name, fn) in enumerate(tests, 1):
-        t0 = time.monotonic()
-        try:
-            fn()
-        except unittest.SkipTest as e:
-            print("ok %d %s # SKIP %s" % (i, name, e), flush=True)
-            continue
-        except Exception:
-            failed += 1
-            print("not ok %d %s" % (i, name), flush=True)
-            for line in traceback.format_exc().splitlines():
-                print("# " + line, flush=True)
-            continue
-        print("ok %d %s (%.1f s)" % (i, name, time.monotonic() - t0), flush=True)
-    return 1 if failed else 0

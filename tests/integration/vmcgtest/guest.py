@@ -407,6 +407,9 @@ class QMPClient:
 
 _live = set()
 _live_lock = threading.Lock()
+# Every guest started in this process, in order: the TAP runner (tap.py)
+# shows the logs of those a failed test started.
+STARTED = []
 
 
 def _stop_all():
@@ -560,6 +563,7 @@ class Guest:
         self.tmpdir = tempfile.mkdtemp(prefix="vmcg-%s-" % self.name)
         with _live_lock:
             _live.add(self)
+            STARTED.append(self)
         try:
             if self.disk and not self.image.disk.is_file():
                 raise GuestUnavailable("no data disk %s" % self.image.disk)
@@ -618,6 +622,22 @@ class Guest:
         if status is not None:
             raise GuestError("QEMU (%s) exited with %d while %s\n%s"
                              % (self.name, status, doing, self._diagnosis()))
+
+    def last_log_tail(self, lines=20):
+        """The last lines of QEMU's log and of the console (kept after stop())."""
+        if not self.tmpdir or not os.path.isdir(self.tmpdir):
+            return getattr(self, "_saved_tail", "")
+        out = []
+        for name in ("qemu.log", "console.log"):
+            try:
+                text = self._path(name).read_text(errors="replace")
+            except OSError:
+                continue
+            tail = text.splitlines()[-lines:]
+            if tail:
+                out.append("-- %s:" % name)
+                out += tail
+        return "\n".join(out)
 
     def console_log(self):
         """The guest's serial console so far, as text."""
@@ -709,6 +729,7 @@ class Guest:
                                     self.name, self.pid or 0, name)))
                     except OSError as e:
                         log("could not keep logs of %s: %s" % (self.name, e))
+                self._saved_tail = self.last_log_tail()
                 shutil.rmtree(self.tmpdir, ignore_errors=True)
             with _live_lock:
                 _live.discard(self)
