@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Which config vmcgd reads without -c (docs/config.md, vmcgd(8)).
 
-Self-contained (no vmcgtest): the real vmcgd, no guests, no root.
+The real vmcgd, no guests, no root; its own processes (not the Daemon
+class, which pins the default path away from this host's /etc).
 - the default path (VMCG_CONFIG_DEFAULT_PATH in tests, /etc/vmcg/vmcgd.conf
   in production) is read when it exists, and the log says so;
 - when it does not exist, the embedded default is, and the log says so;
@@ -17,8 +18,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 from pathlib import Path
+
+from vmcgtest import tap
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VMCGD = os.environ.get("VMCGD") or str(REPO_ROOT / "build" / "daemon" / "vmcgd")
@@ -99,26 +101,18 @@ def test_option_wins():
         assert r.stdout.strip() == "%s: OK (1 groups, 0 VMs)" % given, r.stdout
 
 
-def main():
-    tests = [(f.__name__, f) for f in (test_file_exists, test_file_missing, test_file_invalid,
-                                        test_option_wins)]
-    print("1..%d" % len(tests), flush=True)
+TESTS = [
+    ("file-exists", test_file_exists),
+    ("file-missing", test_file_missing),
+    ("file-invalid", test_file_invalid),
+    ("option-wins", test_option_wins),
+]
+
+
+def setup():
     if not os.access(VMCGD, os.X_OK):
-        for i, (name, _) in enumerate(tests, 1):
-            print("ok %d %s # SKIP no vmcgd at %s" % (i, name, VMCGD))
-        return 0
-    failed = 0
-    for i, (name, fn) in enumerate(tests, 1):
-        try:
-            fn()
-            print("ok %d %s" % (i, name), flush=True)
-        except Exception:
-            failed += 1
-            print("not ok %d %s" % (i, name), flush=True)
-            for line in traceback.format_exc().splitlines():
-                print("# " + line, flush=True)
-    return 1 if failed else 0
+        raise AssertionError("no vmcgd at %s (build first, or set VMCGD)" % VMCGD)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(tap.main(TESTS, setup=setup))

@@ -175,9 +175,13 @@ class Daemon:
         self.logf = open(self.log, "ab")
         # Its own session (a ^C to the test is not a SIGINT to vmcgd), but it
         # dies with the test (PR_SET_PDEATHSIG), as QEMU does: see guest.py.
+        # Config None means the embedded default: never this host's
+        # /etc/vmcg/vmcgd.conf, which vmcgd reads first when it exists.
+        env = dict(os.environ)
+        env.setdefault("VMCG_CONFIG_DEFAULT_PATH", str(self.tmpdir / "no-default.conf"))
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self.logf,
                                      stderr=subprocess.STDOUT, start_new_session=True,
-                                     preexec_fn=_child_setup(os.getpid()))
+                                     preexec_fn=_child_setup(os.getpid()), env=env)
         if self not in STARTED:
             STARTED.append(self)
         if wait:
