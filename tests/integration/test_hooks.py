@@ -140,6 +140,14 @@ def check_charge(d, g, what):
         what, charged >> 10, res >> 10, slack >> 10)
     # The ABI's invariant, as the region shows it.
     assert abs(charged - (h["populated"] + h["credit"])) <= RACE, (what, h)
+    # Slot credit is charged stock, not guest RAM (memory.stat, as of the
+    # last tick): never above the slack, and guest + stock is the charge.
+    vm = d.vm(g.name)
+    st = d.group(vm["group"])["memory.stat"]
+    assert 0 <= st["stock"] <= slack + RACE, "%s: stock %d KiB, slack %d KiB" % (
+        what, st["stock"] >> 10, slack >> 10)
+    assert abs(st["stock"] - max(h["credit"], 0)) <= RACE, (what, st, h)
+    assert st["guest"] + st["stock"] == vm["memory.current"], (what, st, vm["memory.current"])
     return charged, res
 
 
