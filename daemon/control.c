@@ -1,13 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * The control loop: every interval, sample each VM's resident guest RAM
- * and charge the difference, then keep every group inside its limits by
- * moving balloons (DESIGN.md section 3).
+ * The control loop: every interval, have each VM's charge source measure
+ * it, then keep every group inside its limits by moving balloons
+ * (DESIGN.md section 3). This file gathers inputs and applies outputs;
+ * the decisions are policy.c's (pure), a VM's record is vm.c's.
  *
  * Per tick:
- * 1. Sample: charge (forcibly: the pages are already resident) or uncharge
- *    the difference between what is resident and what was charged; VMM
- *    overhead is the rest of the process's RSS.
+ * 1. Sample: the sampling source (charge-sampling.c) charges (forcibly: the
+ *    pages are already resident) or uncharges the difference between what
+ *    is resident and what it charged, or audits the hooks' charge in hook
+ *    mode; VMM overhead is the rest of the process's RSS.
  * 2. Plan: every group over memory.high or memory.max asks the engine's
  *    planner for its excess; a VM under several such groups gives the
  *    largest of its shares (the plans overlap, they do not add up).

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
  * The control loop's decisions, as pure functions (policy.h). Each rule
- * keeps its reason here; control.c and qemu.c only gather and apply.
+ * keeps its reason here; control.c and vm.c only gather and apply.
  */
 #include "policy.h"
 

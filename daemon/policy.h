@@ -8,7 +8,7 @@
  * Pure, as lib/ is (STYLE.md, "Boundaries"): plain input structs in, plain
  * results out; no main loop, no logging, no json, no GLib. Time ("now") is
  * an argument, on the daemon's monotonic clock in usec. control.c and
- * qemu.c gather the inputs from the tree and the VMs and apply the results
+ * vm.c gather the inputs from the tree and the VMs and apply the results
  * (QMP balloon commands, events, OOM actions); tests/unit/test-policy.c
  * feeds tables. Nothing here keeps state between calls except what the
  * caller passes back in (VmcgPolicyBalloon, VmcgPolicyOom).

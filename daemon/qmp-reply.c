@@ -2,7 +2,7 @@
 /*
  * Parsers of the QMP replies and events vmcgd reads (see qmp-reply.h).
  * Pure: what tests/unit/test-qmp-reply.c and tests/fuzz/fuzz-qmp-reply.c
- * drive. The acceptance rules are those daemon/qemu.c applied inline.
+ * drive. The acceptance rules are those the qmp backend once applied inline.
  */
 #include <inttypes.h>
 #include <stdarg.h>
