@@ -83,6 +83,7 @@ static VmcgSampler *sampler;
 static unsigned nr_records;
 static guint sampler_free_id;
 static gboolean threaded = TRUE;
+static unsigned nr_in_flight;
 
 static gboolean sampler_free_idle(gpointer userdata)
 {
@@ -96,6 +97,11 @@ static gboolean sampler_free_idle(gpointer userdata)
 void vmcg_sampling_set_threaded(gboolean on)
 {
 	threaded = on;
+}
+
+unsigned vmcg_sampling_in_flight(void)
+{
+	return nr_in_flight;
 }
 
 VmcgSampling *vmcg_sampling_new(VmcgDvm *vm)
@@ -223,6 +229,7 @@ static void job_done(VmcgSampleReq *r, gpointer userdata)
 	}
 	g_clear_error(&r->error);
 	g_free(job);
+	nr_in_flight--;
 }
 
 void vmcg_sampling_tick(VmcgSampling *s, pid_t pid, uint64_t ram_bytes, uint64_t now,
@@ -259,6 +266,7 @@ void vmcg_sampling_tick(VmcgSampling *s, pid_t pid, uint64_t ram_bytes, uint64_t
 	if (a)
 		job->audit = *a;
 	s->job = job;
+	nr_in_flight++;
 	vmcg_sampler_submit(sampler, &job->req, job_done, job);
 }
 

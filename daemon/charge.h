@@ -74,6 +74,9 @@ void vmcg_sampling_tick(VmcgSampling *s, pid_t pid, uint64_t ram_bytes, uint64_t
  */
 void vmcg_sampling_set_threaded(gboolean on);
 
+/** Reads queued or being read on the sampler thread, all VMs (a figure for benchmarks). */
+unsigned vmcg_sampling_in_flight(void);
+
 /**
  * vmcg_sampling_apply() - the second half of a tick, once /proc is read:
  * @guest_bytes of guest RAM resident, @total_bytes in the whole process,

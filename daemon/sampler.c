@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "sampler.h"
 
@@ -308,10 +310,26 @@ static GSourceFuncs source_funcs = {
 	.dispatch = source_dispatch,
 };
 
+/*
+ * The readers' nice: they are background work, and on a host with few
+ * CPUs two busy readers would otherwise take the main loop's CPU (and
+ * stall the API) as surely as reading on the main loop did. 10: the
+ * main loop, at 0, then gets about 90% of a contended CPU (CFS weights
+ * 1024 against 110, kernel/sched/core.c sched_prio_to_weight).
+ */
+#define READER_NICE 10
+
 static void worker(gpointer data, gpointer userdata)
 {
+	static __thread gboolean niced;
 	VmcgSampler *s = userdata;
 	VmcgSampleReq *r = data;
+
+	if (!niced) {
+		/* Linux: PRIO_PROCESS with a thread id is that thread alone. */
+		(void)setpriority(PRIO_PROCESS, (id_t)gettid(), READER_NICE);
+		niced = TRUE;
+	}
 
 	if (!g_atomic_int_get(&r->cancelled))
 		(void)vmcg_sample_req_read(r);
