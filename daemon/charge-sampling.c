@@ -29,6 +29,7 @@ struct VmcgSampling {
 	uint64_t cal_guest; /* guest resident then */
 	uint64_t cal_anon;  /* RssAnon then */
 	gboolean spread;    /* the next full sample is the first of this QEMU */
+	gboolean measured;  /* a sample of this QEMU was applied */
 	gboolean audit_flagged;
 	unsigned audit_strikes; /* full samples in a row over the hooks' charge */
 	Job *job;		/* the read in flight on the sampler thread, or NULL */
@@ -276,6 +277,7 @@ void vmcg_sampling_apply(VmcgSampling *s, uint64_t guest, uint64_t total, gboole
 	uint64_t res_pages, charged_pages;
 
 	res_pages = pages_of(guest);
+	s->measured = TRUE;
 	s->resident = guest;
 	s->overhead = total > guest ? total - guest : 0;
 	vmcg_vm_set_overhead(s->vm->vm, pages_of(s->overhead));
@@ -303,6 +305,7 @@ void vmcg_sampling_drop(VmcgSampling *s)
 	s->overhead = 0;
 	s->cal_usec = 0; /* a new QEMU is measured in full first */
 	s->spread = TRUE;
+	s->measured = FALSE;
 	vmcg_vm_set_overhead(s->vm->vm, 0);
 }
 
@@ -322,6 +325,11 @@ void vmcg_sampling_take_over(VmcgSampling *s)
 	s->audit_flagged = FALSE;
 	s->audit_strikes = 0;
 	s->cal_usec = 0; /* measure in full first */
+}
+
+gboolean vmcg_sampling_measured(const VmcgSampling *s)
+{
+	return s->measured;
 }
 
 uint64_t vmcg_sampling_resident(const VmcgSampling *s)

@@ -92,6 +92,12 @@ void vmcg_sampling_hand_over(VmcgSampling *s);
 /** Detach: charge again from the next (full) sample; clears the audit flag. */
 void vmcg_sampling_take_over(VmcgSampling *s);
 
+/**
+ * vmcg_sampling_measured() - a sample of the current QEMU was applied: until
+ * then resident and overhead read 0 because nothing is known yet (the
+ * first read is still on the sampler thread), not because nothing is there.
+ */
+gboolean vmcg_sampling_measured(const VmcgSampling *s);
 /** Last sample: resident guest RAM and VMM overhead, bytes (0 before the first). */
 uint64_t vmcg_sampling_resident(const VmcgSampling *s);
 uint64_t vmcg_sampling_overhead(const VmcgSampling *s);

@@ -780,9 +780,10 @@ static Fleet *fleet_new(Scenario sc, unsigned n, const Options *o, const char *p
 		vmcg_dvm_backend_balloon(vm, GUEST_RAM);
 		guest_new_working_set(g);
 		g->resident = MIN(g->used + g->cache_span / 2, GUEST_RAM);
-		guest_stats(g, now);
+		/* Charged first: vm.c takes no stats before the VM's first sample. */
 		if (charge_update(g, guest_overhead(g, 0)) < 0)
 			f->charge_errors++;
+		guest_stats(g, now);
 	}
 	for (unsigned t = 0; t < o->warmup; t++)
 		fleet_tick(f, false);
