@@ -5,7 +5,8 @@
  * hook mode, audit the hooks' charge against it instead.
  *
  * Owns: what sampling charged, the last sample (resident, overhead), the
- * calibration of cheap samples against full ones, and the audit state.
+ * calibration of cheap samples against full ones, the audit state, and
+ * the one read per VM that may be in flight on the sampler thread.
  * /proc is read by sampler.c; this file decides what a sample means.
  */
 #include <gio/gio.h>
@@ -16,6 +17,8 @@
 
 #define PAGE VMCG_PAGE_SIZE
 
+typedef struct Job Job;
+
 struct VmcgSampling {
 	VmcgDvm *vm;
 	gboolean charging;  /* the VM's charge source (FALSE in hook mode) */
@@ -25,8 +28,27 @@ struct VmcgSampling {
 	int64_t cal_usec;   /* last full (smaps) sample, 0 = none */
 	uint64_t cal_guest; /* guest resident then */
 	uint64_t cal_anon;  /* RssAnon then */
+	gboolean spread;    /* the next full sample is the first of this QEMU */
+	gboolean measured;  /* a sample of this QEMU was applied */
 	gboolean audit_flagged;
 	unsigned audit_strikes; /* full samples in a row over the hooks' charge */
+	Job *job;		/* the read in flight on the sampler thread, or NULL */
+	unsigned gen;		/* bumped when a read in flight no longer applies */
+};
+
+/*
+ * A read in flight. It outlives its record if need be: vmcg_sampling_free()
+ * only clears ->owner and cancels it, and job_done() frees it when the
+ * sampler hands it back. ->owner and ->gen are read and written on the main
+ * thread only; the sampler thread touches ->req alone.
+ */
+struct Job {
+	VmcgSampleReq req;
+	VmcgSampling *owner; /* NULL once the record is freed */
+	unsigned gen;	     /* ->owner->gen when submitted */
+	uint64_t now;	     /* the tick's time */
+	gboolean hooked;     /* submitted in hook mode: audit, do not charge */
+	VmcgSamplingAudit audit;
 };
 
 static uint64_t pages_of(uint64_t bytes)
@@ -44,12 +66,53 @@ static uint64_t pages_of(uint64_t bytes)
 #define CALIBRATE_USEC (10 * G_USEC_PER_SEC)
 #define CALIBRATE_DRIFT (256 << 20)
 
+/*
+ * /proc is read off the main loop (sampler.h says why). Two threads: at
+ * 1000 VMs a full sample every 10 s each is 100 smaps walks a second, 0.3
+ * to 1.3 s of reading on the machine of docs/performance.md, more than
+ * one thread keeps up with in the worst case; more threads would only
+ * compete with the guests for the host's CPUs.
+ *
+ * One sampler for the process, made by the first read and shared by every
+ * record: /proc reads are the host's work, not a daemon's, so nothing
+ * daemon-wide has to own it (main.c runs one daemon). Freed from an idle
+ * once the last record is gone, never from inside its own delivery.
+ */
+#define SAMPLER_THREADS 2
+
+static VmcgSampler *sampler;
+static unsigned nr_records;
+static guint sampler_free_id;
+static gboolean threaded = TRUE;
+static unsigned nr_in_flight;
+
+static gboolean sampler_free_idle(gpointer userdata)
+{
+	(void)userdata;
+	sampler_free_id = 0;
+	if (!nr_records)
+		g_clear_pointer(&sampler, vmcg_sampler_free);
+	return G_SOURCE_REMOVE;
+}
+
+void vmcg_sampling_set_threaded(gboolean on)
+{
+	threaded = on;
+}
+
+unsigned vmcg_sampling_in_flight(void)
+{
+	return nr_in_flight;
+}
+
 VmcgSampling *vmcg_sampling_new(VmcgDvm *vm)
 {
 	VmcgSampling *s = g_new0(VmcgSampling, 1);
 
 	s->vm = vm;
 	s->charging = TRUE;
+	s->spread = TRUE;
+	nr_records++;
 	return s;
 }
 
@@ -58,32 +121,19 @@ void vmcg_sampling_free(VmcgSampling *s)
 	if (!s)
 		return;
 	g_warn_if_fail(s->charged == 0);
+	if (s->job) {
+		/* The sampler still holds it: job_done() frees it. */
+		s->job->owner = NULL;
+		g_atomic_int_set(&s->job->req.cancelled, 1);
+	}
 	g_free(s);
+	if (--nr_records == 0 && sampler && !sampler_free_id)
+		sampler_free_id = g_idle_add(sampler_free_idle, NULL);
 }
 
 static const char *name_of(const VmcgSampling *s)
 {
 	return vmcg_vm_name(s->vm->vm);
-}
-
-static gboolean full_sample(VmcgSampling *s, pid_t pid, uint64_t ram_bytes, uint64_t now,
-			    uint64_t *ret_guest, uint64_t *ret_total)
-{
-	g_autoptr(GError) error = NULL;
-	VmcgStatusSample st;
-	VmcgSample smp;
-
-	if (!vmcg_sample_read(pid, ram_bytes, &smp, &error) ||
-	    !vmcg_status_read(pid, &st, &error)) {
-		g_debug("VM %s: no sample: %s", name_of(s), error->message);
-		return FALSE;
-	}
-	s->cal_usec = (int64_t)now;
-	s->cal_guest = smp.guest_resident;
-	s->cal_anon = st.rss_anon;
-	*ret_guest = smp.guest_resident;
-	*ret_total = smp.total_rss;
-	return TRUE;
 }
 
 /*
@@ -121,34 +171,104 @@ static void audit(VmcgSampling *s, uint64_t res_pages, gboolean full, const Vmcg
 	s->audit_flagged = TRUE;
 }
 
+/* What a read means: the calibration, the guest's resident RAM, the charge. */
+static void finish(VmcgSampling *s, VmcgSampleReq *r, uint64_t now, const VmcgSamplingAudit *a)
+{
+	uint64_t guest, total;
+
+	if (!r->ok) {
+		g_debug("VM %s: no sample: %s", name_of(s), r->error->message);
+		return;
+	}
+	if (r->read_smaps) {
+		s->cal_usec = (int64_t)now;
+		/*
+		 * The first full sample of a QEMU is dated back by up to a
+		 * period: VMs added together (a daemon start) would otherwise
+		 * want their full samples in the same tick every 10 s.
+		 */
+		if (s->spread) {
+			s->cal_usec -= MIN(g_random_int_range(0, CALIBRATE_USEC), (int64_t)now - 1);
+			s->spread = FALSE;
+		}
+		s->cal_guest = r->smp.guest_resident;
+		s->cal_anon = r->st.rss_anon;
+		guest = r->smp.guest_resident;
+		total = r->smp.total_rss;
+	} else {
+		int64_t g =
+			(int64_t)s->cal_guest + ((int64_t)r->st.rss_anon - (int64_t)s->cal_anon);
+
+		guest = g < 0 ? 0 : MIN((uint64_t)g, r->ram_size);
+		total = r->st.rss;
+	}
+	vmcg_sampling_apply(s, guest, total, r->read_smaps, a);
+}
+
+static void job_done(VmcgSampleReq *r, gpointer userdata)
+{
+	Job *job = userdata;
+	VmcgSampling *s = job->owner;
+
+	if (s) {
+		s->job = NULL;
+		/* Dropped, handed over or taken over meanwhile: the read is stale. */
+		if (job->gen == s->gen) {
+			/*
+			 * The hooks' charge as it is now, not as it was when the
+			 * read was asked for: the hooks charge a page before
+			 * QEMU populates it, so the charge now is at least what
+			 * was resident when /proc was read, and pages touched in
+			 * between are no false strike.
+			 */
+			if (job->hooked && s->vm->hooks) {
+				job->audit.charged_pages = vmcg_hooks_conn_charged(s->vm->hooks);
+				job->audit.slack_pages = vmcg_hooks_conn_slack(s->vm->hooks);
+			}
+			finish(s, r, job->now, job->hooked ? &job->audit : NULL);
+		}
+	}
+	g_clear_error(&r->error);
+	g_free(job);
+	nr_in_flight--;
+}
+
 void vmcg_sampling_tick(VmcgSampling *s, pid_t pid, uint64_t ram_bytes, uint64_t now,
 			const VmcgSamplingAudit *a)
 {
-	g_autoptr(GError) error = NULL;
-	uint64_t guest, total;
-	VmcgStatusSample st;
-	gboolean full = TRUE;
+	VmcgSampleReq req = {
+		.pid = pid,
+		.ram_size = ram_bytes,
+		.full = !s->cal_usec || now - (uint64_t)s->cal_usec >= CALIBRATE_USEC,
+		.cal_anon = s->cal_anon,
+		.drift_bytes = CALIBRATE_DRIFT,
+	};
+	Job *job;
 
 	if (!pid || !ram_bytes)
 		return;
-	if (!s->cal_usec || now - (uint64_t)s->cal_usec >= CALIBRATE_USEC) {
-		if (!full_sample(s, pid, ram_bytes, now, &guest, &total))
-			return;
-	} else if (!vmcg_status_read(pid, &st, &error)) {
-		g_debug("VM %s: no sample: %s", name_of(s), error->message);
+	/* At most one read in flight per VM: a VM whose last read is late skips a tick. */
+	if (s->job)
 		return;
-	} else if (st.rss_anon > s->cal_anon + CALIBRATE_DRIFT ||
-		   st.rss_anon + CALIBRATE_DRIFT < s->cal_anon) {
-		if (!full_sample(s, pid, ram_bytes, now, &guest, &total))
-			return;
-	} else {
-		int64_t g = (int64_t)s->cal_guest + ((int64_t)st.rss_anon - (int64_t)s->cal_anon);
-
-		guest = g < 0 ? 0 : MIN((uint64_t)g, ram_bytes);
-		total = st.rss;
-		full = FALSE;
+	if (!threaded) {
+		(void)vmcg_sample_req_read(&req);
+		finish(s, &req, now, a);
+		g_clear_error(&req.error);
+		return;
 	}
-	vmcg_sampling_apply(s, guest, total, full, a);
+	if (!sampler)
+		sampler = vmcg_sampler_new(SAMPLER_THREADS);
+	job = g_new0(Job, 1);
+	job->req = req;
+	job->owner = s;
+	job->gen = s->gen;
+	job->now = now;
+	job->hooked = a != NULL;
+	if (a)
+		job->audit = *a;
+	s->job = job;
+	nr_in_flight++;
+	vmcg_sampler_submit(sampler, &job->req, job_done, job);
 }
 
 void vmcg_sampling_apply(VmcgSampling *s, uint64_t guest, uint64_t total, gboolean full,
@@ -157,6 +277,7 @@ void vmcg_sampling_apply(VmcgSampling *s, uint64_t guest, uint64_t total, gboole
 	uint64_t res_pages, charged_pages;
 
 	res_pages = pages_of(guest);
+	s->measured = TRUE;
 	s->resident = guest;
 	s->overhead = total > guest ? total - guest : 0;
 	vmcg_vm_set_overhead(s->vm->vm, pages_of(s->overhead));
@@ -176,17 +297,21 @@ void vmcg_sampling_apply(VmcgSampling *s, uint64_t guest, uint64_t total, gboole
 
 void vmcg_sampling_drop(VmcgSampling *s)
 {
+	s->gen++; /* a read in flight measured the QEMU that is gone */
 	if (s->charged)
 		(void)vmcg_vm_uncharge(s->vm->vm, s->charged / PAGE);
 	s->charged = 0;
 	s->resident = 0;
 	s->overhead = 0;
 	s->cal_usec = 0; /* a new QEMU is measured in full first */
+	s->spread = TRUE;
+	s->measured = FALSE;
 	vmcg_vm_set_overhead(s->vm->vm, 0);
 }
 
 void vmcg_sampling_hand_over(VmcgSampling *s)
 {
+	s->gen++; /* a read in flight was asked for to charge */
 	if (s->charged)
 		(void)vmcg_vm_uncharge(s->vm->vm, s->charged / PAGE);
 	s->charged = 0;
@@ -195,10 +320,16 @@ void vmcg_sampling_hand_over(VmcgSampling *s)
 
 void vmcg_sampling_take_over(VmcgSampling *s)
 {
+	s->gen++; /* a read in flight was asked for to audit */
 	s->charging = TRUE;
 	s->audit_flagged = FALSE;
 	s->audit_strikes = 0;
 	s->cal_usec = 0; /* measure in full first */
+}
+
+gboolean vmcg_sampling_measured(const VmcgSampling *s)
+{
+	return s->measured;
 }
 
 uint64_t vmcg_sampling_resident(const VmcgSampling *s)

@@ -3,8 +3,9 @@
  * Charge sources: where a VM's guest-RAM charge comes from.
  *
  * - sampling (charge-sampling.c): every tick, the guest RAM resident in
- *   the QEMU process (sampler.c reads /proc) is charged or uncharged by
- *   the difference, forcibly: the pages are already there. Any QEMU.
+ *   the QEMU process (sampler.c reads /proc, on its own thread) is charged
+ *   or uncharged by the difference, forcibly: the pages are already there.
+ *   Any QEMU.
  * - hooks (hooks.c, hooks-proto.c): QEMU with the vmcg-hooks object
  *   charges on first touch through per-vCPU credit slots shared with
  *   vmcgd; refills are try_charge()d, so memory.max is hard.
@@ -54,9 +55,27 @@ typedef struct VmcgSamplingAudit {
  * difference; otherwise it checks the hooks' charge against what is
  * resident (a hooks_audit event when it is short twice in a row).
  * Does nothing while @pid or @ram_bytes is 0.
+ *
+ * /proc is read on the sampler thread (sampler.h): the call only queues
+ * the read, and the charge changes when its result comes back to the main
+ * loop, normally within the tick's interval (the audit then uses the
+ * hooks' charge of that moment). At most one read is in flight per VM: a
+ * VM whose read is still out skips the tick. A read that comes back after
+ * vmcg_sampling_drop(), _hand_over() or _take_over(), or after the record
+ * was freed, is discarded.
  */
 void vmcg_sampling_tick(VmcgSampling *s, pid_t pid, uint64_t ram_bytes, uint64_t now_usec,
 			const VmcgSamplingAudit *audit);
+
+/**
+ * vmcg_sampling_set_threaded() - process-wide: FALSE reads /proc inside
+ * vmcg_sampling_tick() on the calling thread, as vmcgd did before the
+ * sampler thread (the benchmark's "synchronous" variant). Default TRUE.
+ */
+void vmcg_sampling_set_threaded(gboolean on);
+
+/** Reads queued or being read on the sampler thread, all VMs (a figure for benchmarks). */
+unsigned vmcg_sampling_in_flight(void);
 
 /**
  * vmcg_sampling_apply() - the second half of a tick, once /proc is read:
@@ -73,6 +92,12 @@ void vmcg_sampling_hand_over(VmcgSampling *s);
 /** Detach: charge again from the next (full) sample; clears the audit flag. */
 void vmcg_sampling_take_over(VmcgSampling *s);
 
+/**
+ * vmcg_sampling_measured() - a sample of the current QEMU was applied: until
+ * then resident and overhead read 0 because nothing is known yet (the
+ * first read is still on the sampler thread), not because nothing is there.
+ */
+gboolean vmcg_sampling_measured(const VmcgSampling *s);
 /** Last sample: resident guest RAM and VMM overhead, bytes (0 before the first). */
 uint64_t vmcg_sampling_resident(const VmcgSampling *s);
 uint64_t vmcg_sampling_overhead(const VmcgSampling *s);

@@ -74,4 +74,59 @@ typedef struct VmcgStatusSample {
 gboolean vmcg_status_parse(const char *text, gsize len, VmcgStatusSample *ret, GError **error);
 gboolean vmcg_status_read(pid_t pid, VmcgStatusSample *ret, GError **error);
 
+/*
+ * One VM's read, as one request: smaps and status when @full, else status
+ * alone, and smaps too if RssAnon moved by more than @drift_bytes from
+ * @cal_anon (the calibration of charge-sampling.c). Pure data in and
+ * out, so that it can run on the sampler thread.
+ */
+typedef struct VmcgSampleReq {
+	/* in */
+	pid_t pid;
+	uint64_t ram_size;
+	gboolean full;
+	uint64_t cal_anon;
+	uint64_t drift_bytes;
+	/* out */
+	gboolean ok;
+	gboolean read_smaps; /* ->smp is valid: a full sample */
+	VmcgSample smp;
+	VmcgStatusSample st;
+	GError *error; /* if !ok; the consumer frees it */
+	/* the sampler's */
+	gint cancelled; /* g_atomic_int: set by the owner, the read is skipped */
+	void (*done)(struct VmcgSampleReq *req, gpointer userdata);
+	gpointer userdata;
+} VmcgSampleReq;
+
+/** vmcg_sample_req_read() - do @req's reads now, on the calling thread; returns ->ok. */
+gboolean vmcg_sample_req_read(VmcgSampleReq *req);
+
+/*
+ * The sampler thread(s): /proc reads off the main loop. A smaps read
+ * walks the page tables of the whole process (3 - 13 ms for a 512 MiB
+ * guest, docs/performance.md); 1000 of them on the main loop stall the
+ * API for seconds. Requests go to a GThreadPool; each result comes back
+ * to the main context the sampler was created in, where @done runs. The
+ * owner of a request may mark it cancelled (g_atomic_int_set(&req->
+ * cancelled, 1)) at any time: a queued read is then skipped, but @done
+ * still runs, exactly once, and is where the owner frees the request.
+ */
+typedef struct VmcgSampler VmcgSampler;
+typedef void (*VmcgSampleDone)(VmcgSampleReq *req, gpointer userdata);
+
+/** A sampler of @threads threads (1 or more) delivering to the thread-default context. */
+VmcgSampler *vmcg_sampler_new(unsigned threads);
+/**
+ * vmcg_sampler_free() - wait for the reads in progress (cancel queued ones
+ * first if their owners are gone), then run @done for every result not yet
+ * delivered, on the calling thread (NULL ok).
+ */
+void vmcg_sampler_free(VmcgSampler *s);
+/** Queue @req; @done(@req, @userdata) runs in the sampler's context once it is read. */
+void vmcg_sampler_submit(VmcgSampler *s, VmcgSampleReq *req, VmcgSampleDone done,
+			 gpointer userdata);
+/** Requests queued or being read (any thread; a hint). */
+unsigned vmcg_sampler_pending(VmcgSampler *s);
+
 #endif

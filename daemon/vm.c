@@ -138,6 +138,9 @@ void vmcg_dvm_backend_balloon(VmcgDvm *vm, uint64_t actual_bytes)
 
 void vmcg_dvm_backend_stats(VmcgDvm *vm, const VmcgGuestStats *st)
 {
+	/* Stats are read against the resident RAM then: none before the first (async) sample. */
+	if (!vmcg_sampling_measured(vm->sampling))
+		return;
 	vm->st_total = st->total;
 	vm->st_available = st->available;
 	vm->st_free = st->free;

@@ -149,6 +149,71 @@ static void test_status(void)
 	g_assert_cmpuint(st.rss, >, 0);
 }
 
+/* A cheap read of ourselves; a drifted RssAnon asks for smaps, which has no guest RAM here. */
+static void test_req_read(void)
+{
+	VmcgSampleReq r = { .pid = getpid(), .ram_size = 256 << 20, .drift_bytes = 256 << 20 };
+
+	r.cal_anon = 0;
+	g_assert_true(vmcg_sample_req_read(&r));
+	g_assert_false(r.read_smaps);
+	g_assert_cmpuint(r.st.rss, >, 0);
+
+	r.cal_anon = UINT64_C(1) << 40;
+	g_assert_false(vmcg_sample_req_read(&r));
+	g_assert_error(r.error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND);
+	g_clear_error(&r.error);
+}
+
+typedef struct Done {
+	unsigned n, ok;
+	GThread *thread;
+} Done;
+
+static void on_done(VmcgSampleReq *r, gpointer userdata)
+{
+	Done *d = userdata;
+
+	d->n++;
+	d->ok += r->ok;
+	d->thread = g_thread_self();
+	g_clear_error(&r->error);
+}
+
+/*
+ * The sampler thread: results come back on the main context's thread;
+ * a cancelled request is not read but still comes back; free delivers
+ * what the loop did not.
+ */
+static void test_sampler_thread(void)
+{
+	VmcgSampler *s = vmcg_sampler_new(2);
+	VmcgSampleReq r[8];
+	Done d = { 0 };
+
+	for (gsize i = 0; i < G_N_ELEMENTS(r); i++) {
+		r[i] = (VmcgSampleReq){ .pid = getpid(),
+					.ram_size = 256 << 20,
+					.drift_bytes = UINT64_MAX / 2 };
+		if (i == 3)
+			r[i].cancelled = 1;
+		vmcg_sampler_submit(s, &r[i], on_done, &d);
+	}
+	while (d.n < G_N_ELEMENTS(r))
+		g_main_context_iteration(NULL, TRUE);
+	g_assert_cmpuint(d.ok, ==, G_N_ELEMENTS(r) - 1);
+	g_assert_false(r[3].ok);
+	g_assert_true(d.thread == g_thread_self());
+	g_assert_cmpuint(vmcg_sampler_pending(s), ==, 0);
+
+	/* Submitted, never iterated: vmcg_sampler_free() hands them back. */
+	d = (Done){ 0 };
+	for (gsize i = 0; i < 4; i++)
+		vmcg_sampler_submit(s, &r[i], on_done, &d);
+	vmcg_sampler_free(s);
+	g_assert_cmpuint(d.n, ==, 4);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -159,5 +224,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/sampler/malformed", test_malformed);
 	g_test_add_func("/sampler/read-self", test_read_self);
 	g_test_add_func("/sampler/status", test_status);
+	g_test_add_func("/sampler/req-read", test_req_read);
+	g_test_add_func("/sampler/thread", test_sampler_thread);
 	return g_test_run();
 }
