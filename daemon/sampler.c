@@ -143,64 +143,6 @@ gboolean vmcg_sample_read(pid_t pid, uint64_t ram_size, VmcgSample *ret, GError 
 	return vmcg_sample_parse_smaps(text, len, ram_size, ret, error);
 }
 
-static unsigned long socket_inode(const char *proc, const char *path)
-{
-	g_autofree char *file = g_build_filename(proc, "net", "unix", NULL);
-	g_autofree char *text = NULL;
-	g_auto(GStrv) lines = NULL;
-
-	if (!g_file_get_contents(file, &text, NULL, NULL))
-		return 0;
-	lines = g_strsplit(text, "\n", -1);
-	/* Num RefCount Protocol Flags Type St Inode Path */
-	for (guint i = 1; lines[i]; i++) {
-		unsigned long flags, inode;
-		char p[256];
-
-		if (sscanf(lines[i], "%*s %*s %*s %lx %*s %*s %lu %255s", &flags, &inode, p) == 3 &&
-		    (flags & 0x10000) /* __SO_ACCEPTCON: listening */ && strcmp(p, path) == 0)
-			return inode;
-	}
-	return 0;
-}
-
-pid_t vmcg_socket_owner_pid(const char *proc, const char *path)
-{
-	g_autofree char *want = NULL;
-	g_autoptr(GDir) dir = NULL;
-	unsigned long inode = socket_inode(proc, path);
-	const char *name;
-
-	if (!inode)
-		return 0;
-	want = g_strdup_printf("socket:[%lu]", inode);
-	dir = g_dir_open(proc, 0, NULL);
-	if (!dir)
-		return 0;
-	while ((name = g_dir_read_name(dir))) {
-		g_autofree char *fddir = NULL;
-		g_autoptr(GDir) fds = NULL;
-		const char *fd;
-		char *end;
-		long pid = strtol(name, &end, 10);
-
-		if (*end || pid <= 0)
-			continue;
-		fddir = g_build_filename(proc, name, "fd", NULL);
-		fds = g_dir_open(fddir, 0, NULL);
-		if (!fds)
-			continue;
-		while ((fd = g_dir_read_name(fds))) {
-			g_autofree char *link = g_build_filename(fddir, fd, NULL);
-			g_autofree char *target = g_file_read_link(link, NULL);
-
-			if (target && strcmp(target, want) == 0)
-				return (pid_t)pid;
-		}
-	}
-	return 0;
-}
-
 static gboolean status_field(const char *line, const char *key, uint64_t *ret)
 {
 	unsigned long long kib;

@@ -49,16 +49,6 @@ gboolean vmcg_sample_parse_smaps(const char *text, gsize len, uint64_t ram_size,
 /** vmcg_sample_read() - vmcg_sample_parse_smaps() on /proc/@pid/smaps. */
 gboolean vmcg_sample_read(pid_t pid, uint64_t ram_size, VmcgSample *ret, GError **error);
 
-/**
- * vmcg_socket_owner_pid() - the process that listens on the unix socket at
- * @path (QEMU, for its QMP socket), found through /proc/net/unix (the
- * socket's inode) and /proc/PID/fd (who holds it). Independent of who
- * started QEMU, so it works for libvirt's guests and across daemon
- * restarts. @proc is the procfs mount ("/proc"; tests pass a fake tree).
- * Returns the pid, or 0 if no process holds it.
- */
-pid_t vmcg_socket_owner_pid(const char *proc, const char *path);
-
 /*
  * The cheap signal between full samples: the kernel's per-mm counters
  * from /proc/PID/status, O(1) where smaps walks every page table (3-13 ms
