@@ -676,7 +676,8 @@ static int cmd_vm(Ctl *c, const char *name)
 	print_kv("group", get_str(vm, "group") ?: "-");
 	print_kv("state", get_str(vm, "state") ?: "-");
 	print_kv("mode", get_str(vm, "mode") ?: "-");
-	print_kv("qmp", get_str(vm, "qmp") ?: "-");
+	print_kv("backend", get_str(vm, "backend") ?: "qmp");
+	print_kv("address", get_str(vm, "address") ?: get_str(vm, "qmp") ?: "-");
 	print_kv("pid", get_str(vm, "pid") ?: "-");
 	print_size_kv(vm, "memory.current");
 	print_size_kv(vm, "ram");

@@ -663,7 +663,12 @@ def _():
     p = ctl('reclaim', '/tenants', '1M')
     assert p.returncode == 0, p
     assert ctl('vms').returncode == 0
-    assert ctl('vm', 'cli1').returncode == 0
+    p = ctl('vm', 'cli1')
+    assert p.returncode == 0, p
+    assert re.search(r'^backend\s+qmp$', p.stdout, re.M), p.stdout
+    assert re.search(r'^address\s+/', p.stdout, re.M), p.stdout
+    vm = get_json('/v1/vms/cli1')
+    assert vm['backend'] == 'qmp' and vm['address'] == vm['qmp'], vm
     assert ctl('forget', 'cli1').returncode == 0
     assert ctl('rm', '/tenants/cli').returncode == 0
     assert request('GET', '/v1/groups/tenants/cli').status == 404
