@@ -4,9 +4,11 @@
 #
 # Usage: qemu-patches/build-qemu.sh
 #   Prints progress on stderr and the absolute path of the binary as the only
-#   line on stdout. Run the binary with
-#       -L /usr/share/qemu -L /usr/share/seabios
-#   (firmware from Debian's qemu-system-data and seabios, installed here).
+#   line on stdout. The binary looks for firmware where Debian's QEMU does
+#   ($firmwarepath: qemu-system-data, seabios and ipxe-qemu, installed here;
+#   ipxe-qemu has the NIC option ROMs, e.g. efi-e1000.rom, that a default NIC
+#   needs), so it needs no -L; older callers' -L /usr/share/qemu
+#   -L /usr/share/seabios are harmless.
 #
 # Cache: $VMCG_QEMU_CACHE (default /var/cache/vmcg/qemu)/<key>/, where <key>
 # hashes the source package version, the series and this script. A run that
@@ -27,7 +29,9 @@ cache=${VMCG_QEMU_CACHE:-/var/cache/vmcg/qemu}
 jobs=${VMCG_QEMU_JOBS:-$(( $(nproc) + 1 ))}
 deps=(build-essential ninja-build meson pkg-config python3 dpkg-dev xz-utils
       libglib2.0-dev libpixman-1-dev zlib1g-dev libfdt-dev)
-runtime=(qemu-system-data seabios)
+runtime=(qemu-system-data seabios ipxe-qemu)
+# Debian's FIRMWAREPATH (debian/rules): where those packages put firmware
+firmwarepath=/usr/share/qemu:/usr/share/seabios:/usr/lib/ipxe/qemu
 
 say() { echo "build-qemu: $*"; }
 die() { say "error: $*"; exit 1; }
@@ -62,7 +66,9 @@ have_deb_src() {
 }
 
 src_version() {
-    apt-cache showsrc --only-source qemu 2>/dev/null |
+    # apt-cache fails while the deb-src lists are not downloaded yet: that
+    # is "no version", not an error (set -e, pipefail)
+    { apt-cache showsrc --only-source qemu 2>/dev/null || true; } |
         sed -n 's/^Version: //p' | sort -V | tail -n1
 }
 
@@ -122,10 +128,11 @@ for p in "${patches[@]}"; do
     say "applying $(basename "$p")"
     patch -p1 --batch --forward --quiet < "$p" >&2
 done
-if [ -n "$abi" ] && ! cmp -s "$abi" include/vmcg/hooks-abi.h; then
+series_abi=include/standard-headers/vmcg/hooks-abi.h
+if [ -n "$abi" ] && ! cmp -s "$abi" "$series_abi"; then
     say "warning: using $abi, which differs from the series' copy" \
         "(regenerate the patches)"
-    cp "$abi" include/vmcg/hooks-abi.h
+    cp "$abi" "$series_abi"
 fi
 
 say "configuring"
@@ -133,6 +140,7 @@ mkdir build
 cd build
 ../configure --target-list=x86_64-softmmu --disable-install-blobs \
     --without-default-features --enable-kvm --enable-tcg --enable-fdt=system \
+    --firmwarepath="$firmwarepath" \
     --disable-docs --disable-tools --disable-guest-agent --disable-werror \
     --disable-debug-info >&2
 say "compiling (ninja -j$jobs)"
@@ -145,7 +153,7 @@ strip "$tmp/out/qemu-system-x86_64" 2>/dev/null || true
     echo "source=qemu $version"
     echo "patches=$(cd "$here" && echo [0-9][0-9][0-9][0-9]-*.patch)"
     echo "built=$(date -u +%Y-%m-%dT%H:%M:%SZ) in $(( $(date +%s) - start ))s"
-    echo "run=-L /usr/share/qemu -L /usr/share/seabios"
+    echo "firmwarepath=$firmwarepath"
 } > "$tmp/out/BUILDINFO"
 cd /
 rm -rf "$out"
