@@ -293,25 +293,8 @@ static gboolean read_field(const Field *f, json_object *v, void *base, GError **
 		g_set_error(error, VMCG_API_ERROR, code, "%s: %s", field_name(f), local->message);
 		return FALSE;
 	}
-	switch (s->type) {
-	case VMCG_SETTING_SIZE:
-	case VMCG_SETTING_DURATION:
-		*(uint64_t *)dst = val.u64; /* VMCG_SIZE_MAX is VMCG_BYTES_MAX */
-		break;
-	case VMCG_SETTING_BOOL:
-		*(bool *)dst = val.b;
-		break;
-	case VMCG_SETTING_INTEGER:
-		*(int32_t *)dst = (int32_t)val.i64; /* oom-priority: its range fits */
-		break;
-	case VMCG_SETTING_OOM_ACTION:
-		*(VmcgOomAction *)dst = val.action;
-		break;
-	default:
-		g_free(*(char **)dst);
-		*(char **)dst = g_steal_pointer(&val.str);
-		break;
-	}
+	/* VMCG_SIZE_MAX is VMCG_BYTES_MAX: sizes store as they are. */
+	vmcg_setting_store(s, &val, dst);
 	if (f->has_offset != NO_HAS)
 		*(bool *)((char *)base + f->has_offset) = true;
 	return TRUE;

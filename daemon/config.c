@@ -217,31 +217,7 @@ static void vm_clear(VmcgConfigVm *vm)
 /* Store @v, of @k's type, into its field of @base (strings are moved). */
 static void store_value(const KeyDesc *k, VmcgSettingValue *v, void *base)
 {
-	void *field = (char *)base + k->offset;
-
-	switch (vmcg_setting(k->id)->type) {
-	case VMCG_SETTING_SIZE:
-	case VMCG_SETTING_DURATION:
-		*(uint64_t *)field = v->u64;
-		break;
-	case VMCG_SETTING_BOOL:
-		*(bool *)field = v->b;
-		break;
-	case VMCG_SETTING_INTEGER:
-		/* stock-batch is a uint32_t, oom-priority an int32_t; both ranges fit. */
-		if (k->id == VMCG_SETTING_STOCK_BATCH)
-			*(uint32_t *)field = (uint32_t)v->i64;
-		else
-			*(int32_t *)field = (int32_t)v->i64;
-		break;
-	case VMCG_SETTING_OOM_ACTION:
-		*(VmcgOomAction *)field = v->action;
-		break;
-	default:
-		g_free(*(char **)field);
-		*(char **)field = g_steal_pointer(&v->str);
-		break;
-	}
+	vmcg_setting_store(vmcg_setting(k->id), v, (char *)base + k->offset);
 }
 
 /* Every key of @keys at its default. */

@@ -512,6 +512,33 @@ uint64_t vmcg_setting_default_u64(VmcgSettingId id)
 	return v.u64;
 }
 
+void vmcg_setting_store(const VmcgSetting *s, VmcgSettingValue *v, void *field)
+{
+	switch (s->type) {
+	case VMCG_SETTING_SIZE:
+	case VMCG_SETTING_DURATION:
+		*(uint64_t *)field = v->u64;
+		break;
+	case VMCG_SETTING_BOOL:
+		*(bool *)field = v->b;
+		break;
+	case VMCG_SETTING_INTEGER:
+		/*
+		 * 32 bits: stock-batch (a uint32_t, 1..131072) and oom-priority
+		 * (an int32_t, -1000..1000): both ranges fit either type.
+		 */
+		*(int32_t *)field = (int32_t)v->i64;
+		break;
+	case VMCG_SETTING_OOM_ACTION:
+		*(VmcgOomAction *)field = v->action;
+		break;
+	default:
+		g_free(*(char **)field);
+		*(char **)field = g_steal_pointer(&v->str);
+		break;
+	}
+}
+
 void vmcg_settings_policy_defaults(VmcgPolicy *p)
 {
 	p->reclaim_step = vmcg_setting_default_u64(VMCG_SETTING_RECLAIM_STEP);

@@ -165,6 +165,14 @@ uint64_t vmcg_setting_default_u64(VmcgSettingId id);
 void vmcg_settings_policy_defaults(VmcgPolicy *p);
 
 /**
+ * vmcg_setting_store() - put @v, a value of @s's type, into @field: a
+ * uint64_t (sizes, durations), bool, 32-bit integer, VmcgOomAction, or
+ * char * for the rest (the string is moved out of @v; the old one freed).
+ * The one mapping from values to the structs of config, API and state.
+ */
+void vmcg_setting_store(const VmcgSetting *s, VmcgSettingValue *v, void *field);
+
+/**
  * vmcg_settings_quote() - @s as messages quote a value: in double quotes,
  * tabs, quotes and backslashes escaped, cut at 64 bytes on a character
  * boundary (@s is UTF-8) with "..." after.
