@@ -218,7 +218,16 @@ def test_restart_keeps_config_and_balloons():
                 time.sleep(0.3)
             wait_for(lambda: g.balloon_actual_bytes() < (GUEST_MIB - 64) * MiB, 60,
                      what="balloon down")
-            time.sleep(2)
+            # Settled first: a balloon still creeping back up under
+            # high - hysteresis is the loop at work, not the restart.
+            seen = []
+
+            def steady():
+                seen.append(g.balloon_actual_bytes())
+                last = seen[-12:]
+                return len(last) == 12 and max(last) - min(last) <= 2 * MiB
+
+            wait_for(steady, 60, interval=0.25, what="balloon steady for 3 s")
             before = g.balloon_actual_bytes()
             d.restart()
             grp = d.group("/r")
