@@ -104,6 +104,12 @@ void vmcg_dvm_connect(VmcgDvm *vm);
 void vmcg_dvm_sample(VmcgDvm *vm, uint64_t now);
 void vmcg_dvm_poll(VmcgDvm *vm, uint64_t now);
 void vmcg_dvm_set_target(VmcgDvm *vm, uint64_t bytes);
+/*
+ * Whether the balloon is still on its way to a target vmcgd set: READY, a
+ * target, actual not there yet, not flagged stuck. A backend whose balloon
+ * reports itself (events) polls it only then.
+ */
+bool vmcg_dvm_balloon_moving(const VmcgDvm *vm);
 void vmcg_dvm_oom_act(VmcgDvm *vm, VmcgOomAction action);
 /* Resident guest RAM as last sampled, bytes. */
 uint64_t vmcg_dvm_resident(const VmcgDvm *vm);

@@ -202,6 +202,11 @@ void vmcg_dvm_set_target(VmcgDvm *vm, uint64_t bytes)
 	vm->ops->set_balloon(vm->backend, bytes);
 }
 
+bool vmcg_dvm_balloon_moving(const VmcgDvm *vm)
+{
+	return vm->state == VMCG_DVM_READY && vm->target && vm->actual != vm->target && !vm->stuck;
+}
+
 static void balloon_stuck(VmcgDvm *vm, uint64_t now)
 {
 	g_autoptr(json_object) data = json_object_new_object();

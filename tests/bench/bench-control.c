@@ -633,10 +633,15 @@ static void fleet_tick(Fleet *f, bool record)
 		f->guests[i].old_target = vm->target;
 		/*
 		 * Ticks here are microseconds apart, not an interval: ask for
-		 * stats on every tick, as vmcgd at 1 s ticks and the default
-		 * 2 s stats interval does (it asks when half of it has passed).
+		 * stats on every other tick, half the VMs each tick, as vmcgd
+		 * at 1 s ticks and the default 2 s stats interval does (once
+		 * per interval, at a random phase per VM).
 		 */
-		vmcg_backend_qmp_stats_due(vm->backend);
+		if ((i + f->ticks) % 2 == 0)
+			vmcg_backend_qmp_stats_due(vm->backend);
+		/* And the balloon's safety poll, every 10 s: a tenth a tick. */
+		if ((i + f->ticks) % 10 == 0)
+			vmcg_backend_qmp_balloon_due(vm->backend);
 	}
 	over = count_over_limit(f->d);
 	top_over = vmcg_group_over_high(
