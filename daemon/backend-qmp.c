@@ -51,6 +51,9 @@ typedef struct QmpBackend {
 	int64_t stats_guest_ts; /* guest's last-update, to spot stale stats */
 } QmpBackend;
 
+/* Polls and balloon commands issued, for the benchmark (backend-qmp-priv.h). */
+static unsigned long nr_issued;
+
 static QmpBackend *qb(VmcgBackend *b)
 {
 	return (QmpBackend *)b;
@@ -319,6 +322,7 @@ static void qmp_poll(VmcgBackend *b, uint64_t now)
 			     now - (uint64_t)q->balloon_asked_usec >= BALLOON_SAFETY_POLL_USEC)) {
 		q->in_query = TRUE;
 		q->balloon_asked_usec = (int64_t)now;
+		nr_issued++;
 		vmcg_qmp_execute(q->qmp, "query-balloon", NULL, on_balloon, q);
 	}
 	if (q->stats_enabled && interval && !q->in_stats && stats_due(q, now, interval)) {
@@ -334,6 +338,7 @@ static void qmp_poll(VmcgBackend *b, uint64_t now)
 					  g_random_int_range(0, (gint32)MAX(1, interval / 2000)) *
 						  1000;
 		q->in_stats = TRUE;
+		nr_issued++;
 		vmcg_qmp_execute(q->qmp, "qom-get", args, on_stats, q);
 	}
 }
@@ -344,6 +349,7 @@ static void qmp_set_balloon(VmcgBackend *b, uint64_t bytes)
 	json_object *args = json_object_new_object();
 
 	json_object_object_add(args, "value", json_object_new_int64((int64_t)bytes));
+	nr_issued++;
 	vmcg_qmp_execute(q->qmp, "balloon", args, on_ignore, q);
 }
 
@@ -454,6 +460,11 @@ unsigned vmcg_backend_qmp_in_flight(VmcgBackend *b)
 void vmcg_backend_qmp_stats_due(VmcgBackend *b)
 {
 	qb(b)->stats_asked_usec = 0;
+}
+
+unsigned long vmcg_backend_qmp_issued(void)
+{
+	return nr_issued;
 }
 
 void vmcg_backend_qmp_balloon_due(VmcgBackend *b)

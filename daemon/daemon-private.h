@@ -25,7 +25,10 @@ struct VmcgDaemon {
 	guint next_sub;
 	guint tick_id;
 	guint kick_id;
-	guint save_id; /* a state save is scheduled */
+	/* The tick's backend polls, a slice per main-loop iteration (control.c). */
+	guint poll_id;
+	GList *poll_next; /* the next VM to poll; vm.c steps over a VM it frees */
+	guint save_id;	  /* a state save is scheduled */
 	uint64_t interval_usec;
 	uint64_t last_tick_usec;
 	VmcgBackstop *backstop; /* NULL: no backstop */
@@ -95,14 +98,23 @@ void vmcg_daemon_kick(VmcgDaemon *d);
 /* control.c */
 uint64_t vmcg_control_reclaim(VmcgDaemon *d, VmcgGroup *g, uint64_t nr_pages);
 void vmcg_control_tick(VmcgDaemon *d);
+/* Whether the last tick's backend polls are still being sent. */
+bool vmcg_control_polling(const VmcgDaemon *d);
+/* Drop the polls still to send (the daemon is going away). */
+void vmcg_control_stop(VmcgDaemon *d);
 
 /* vm.c */
 VmcgDvm *vmcg_dvm_new(VmcgDaemon *d, VmcgVm *evm, const VmcgBackendOps *ops, const char *address);
 void vmcg_dvm_free(VmcgDvm *vm);
 void vmcg_dvm_connect(VmcgDvm *vm);
-/* Once per tick: the charge source's sample, then the backend's poll. */
+/*
+ * Once per tick: the charge source's sample, then the balloon's progress
+ * check (vmcg_dvm_poll()); the backend's poll (its QMP queries) comes from
+ * the tick's poll slices (vmcg_dvm_poll_backend()).
+ */
 void vmcg_dvm_sample(VmcgDvm *vm, uint64_t now);
 void vmcg_dvm_poll(VmcgDvm *vm, uint64_t now);
+void vmcg_dvm_poll_backend(VmcgDvm *vm, uint64_t now);
 void vmcg_dvm_set_target(VmcgDvm *vm, uint64_t bytes);
 /*
  * Whether the balloon is still on its way to a target vmcgd set: READY, a

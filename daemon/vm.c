@@ -79,6 +79,8 @@ void vmcg_dvm_free(VmcgDvm *vm)
 	vmcg_dvm_backstop_release(vm);
 	vmcg_sampling_drop(vm->sampling);
 	vmcg_sampling_free(vm->sampling);
+	if (vm->d->poll_next == &vm->link)
+		vm->d->poll_next = vm->link.next;
 	g_queue_unlink(&vm->d->vms, &vm->link);
 	g_hash_table_remove(vm->d->vm_names, vmcg_dvm_name(vm));
 	vmcg_vm_free(vm->vm);
@@ -230,7 +232,6 @@ void vmcg_dvm_poll(VmcgDvm *vm, uint64_t now)
 
 	if (vm->state != VMCG_DVM_READY)
 		return;
-	vm->ops->poll(vm->backend, now);
 	vmcg_vm_set_stat(
 		vm->vm, VMCG_STAT_BALLOONED,
 		vm->actual && vm->ram_size > vm->actual ? (vm->ram_size - vm->actual) / PAGE : 0);
@@ -244,6 +245,12 @@ void vmcg_dvm_poll(VmcgDvm *vm, uint64_t now)
 	vm->progress_usec = (int64_t)b.progress_usec;
 	vm->progress_actual = b.progress_actual_bytes;
 	vm->stuck = b.stuck;
+}
+
+void vmcg_dvm_poll_backend(VmcgDvm *vm, uint64_t now)
+{
+	if (vm->state == VMCG_DVM_READY)
+		vm->ops->poll(vm->backend, now);
 }
 
 void vmcg_dvm_oom_act(VmcgDvm *vm, VmcgOomAction action)
