@@ -256,7 +256,8 @@ static void check_oom(VmcgDaemon *d, VmcgGroup *g, uint64_t now)
 
 /*
  * The backends' polls (QMP queries: a query-balloon while a balloon
- * moves, guest stats once per stats-interval) go out in slices of
+ * moves, guest stats once per stats-interval) and the tick's new balloon
+ * targets go out in slices of
  * POLL_SLICE VMs, one slice per main-loop iteration, from an idle source:
  * sending them and handling their replies for 1000 VMs in one iteration
  * held the loop for tens of milliseconds (docs/performance.md), and an API
@@ -369,6 +370,8 @@ uint64_t vmcg_control_reclaim(VmcgDaemon *d, VmcgGroup *g, uint64_t nr_pages)
 		planned += pages_of(pv.target_bytes ? pv.target_bytes - t.target_bytes
 						    : pv.actual_bytes - t.target_bytes);
 		vmcg_dvm_set_target(vm, t.target_bytes);
+		/* Asked through the API: sent now, not with the next tick's polls. */
+		vmcg_dvm_send_target(vm);
 	}
 	return planned;
 }

@@ -69,9 +69,10 @@ struct VmcgDvm {
 	uint64_t ram_size; /* bytes, as the backend reported it */
 	uint64_t floor;	   /* configured floor, bytes */
 	/* the balloon */
-	uint64_t target;       /* balloon target we set (guest size), 0 = none yet */
-	uint64_t actual;       /* guest size per the backend, 0 = unknown */
-	int64_t progress_usec; /* last time actual moved toward target */
+	uint64_t target;	/* balloon target we set (guest size), 0 = none yet */
+	gboolean target_unsent; /* not yet given to the backend (vmcg_dvm_send_target()) */
+	uint64_t actual;	/* guest size per the backend, 0 = unknown */
+	int64_t progress_usec;	/* last time actual moved toward target */
 	uint64_t progress_actual;
 	gboolean stuck;
 	int64_t adopted_usec; /* when the backend became ready */
@@ -115,7 +116,13 @@ void vmcg_dvm_connect(VmcgDvm *vm);
 void vmcg_dvm_sample(VmcgDvm *vm, uint64_t now);
 void vmcg_dvm_poll(VmcgDvm *vm, uint64_t now);
 void vmcg_dvm_poll_backend(VmcgDvm *vm, uint64_t now);
+/*
+ * A new balloon target: recorded now, given to the backend by
+ * vmcg_dvm_send_target(), which the tick's poll slices call (first thing
+ * in vmcg_dvm_poll_backend()), so that the tick itself sends nothing.
+ */
 void vmcg_dvm_set_target(VmcgDvm *vm, uint64_t bytes);
+void vmcg_dvm_send_target(VmcgDvm *vm);
 /*
  * Whether the balloon is still on its way to a target vmcgd set: READY, a
  * target, actual not there yet, not flagged stuck. A backend whose balloon

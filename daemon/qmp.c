@@ -533,11 +533,23 @@ static void on_writable(VmcgQmp *q)
 }
 
 /*
- * Written from the main loop, so that no vmcg_qmp_*() call can fail inline,
- * and all that is queued in one iteration goes out in one write(2).
+ * Sent at once if nothing is waiting (one write(2) less a main-loop
+ * iteration later, which with 1000 clients costs more than the write);
+ * what does not fit, and any error, waits for the main loop, so that no
+ * vmcg_qmp_*() call fails inline.
  */
 static void queue_write(VmcgQmp *q, const char *data, size_t len)
 {
+	if (q->out->len == 0) {
+		gssize n = g_socket_send(q->sock, data, len, NULL, NULL);
+
+		if (n > 0) {
+			data += n;
+			len -= (size_t)n;
+		}
+		if (!len)
+			return;
+	}
 	g_byte_array_append(q->out, (const guint8 *)data, (guint)len);
 	fd_watch(q, G_IO_IN | G_IO_OUT);
 }

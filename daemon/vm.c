@@ -109,6 +109,7 @@ void vmcg_dvm_backend_ready(VmcgDvm *vm, pid_t pid)
 	/* Adopt the balloon as it is: a restarted daemon moves nothing. */
 	vm->adopted_usec = (int64_t)vmcg_daemon_now_usec(vm->d);
 	vm->target = 0;
+	vm->target_unsent = FALSE;
 	vm->actual = 0;
 	vm->stuck = FALSE;
 }
@@ -201,7 +202,15 @@ void vmcg_dvm_set_target(VmcgDvm *vm, uint64_t bytes)
 		vm->progress_actual = vm->actual;
 	}
 	vm->target = bytes;
-	vm->ops->set_balloon(vm->backend, bytes);
+	vm->target_unsent = TRUE;
+}
+
+void vmcg_dvm_send_target(VmcgDvm *vm)
+{
+	if (!vm->target_unsent)
+		return;
+	vm->target_unsent = FALSE;
+	vm->ops->set_balloon(vm->backend, vm->target);
 }
 
 bool vmcg_dvm_balloon_moving(const VmcgDvm *vm)
@@ -249,6 +258,7 @@ void vmcg_dvm_poll(VmcgDvm *vm, uint64_t now)
 
 void vmcg_dvm_poll_backend(VmcgDvm *vm, uint64_t now)
 {
+	vmcg_dvm_send_target(vm);
 	if (vm->state == VMCG_DVM_READY)
 		vm->ops->poll(vm->backend, now);
 }
