@@ -12,9 +12,9 @@
  * events) and its ready time is the earliest deadline (the phase's and each
  * command's). Attaching and destroying a source walks the context's poll
  * list (O(sources) in GLib's g_main_context_add_poll_unlocked()), so a
- * write source per batch cost O(N) per VM at N VMs; now the commands a
- * client is given in one main-loop iteration go out in one write(2) from
- * its next iteration, and 1000 VMs cost the main loop 1000 sources.
+ * write source per batch cost O(N) per VM at N VMs. A command is written
+ * at once when nothing is waiting (queue_write()); only the rest waits for
+ * G_IO_OUT. 1000 VMs cost the main loop 1000 sources and 1000 poll records.
  */
 #ifndef G_LOG_DOMAIN
 #define G_LOG_DOMAIN "vmcg-qmp"
