@@ -26,4 +26,10 @@ unsigned vmcg_backend_qmp_in_flight(VmcgBackend *b);
 /** Forget when guest stats were last asked for: the next poll asks. */
 void vmcg_backend_qmp_stats_due(VmcgBackend *b);
 
+/** The same for the balloon's safety poll (a query-balloon every 10 s). */
+void vmcg_backend_qmp_balloon_due(VmcgBackend *b);
+
+/** Polls and balloon commands issued by every VM so far. */
+unsigned long vmcg_backend_qmp_issued(void);
+
 #endif

@@ -18,6 +18,22 @@
 #include "qmp-reply.h"
 #include "sampler.h"
 
+/*
+ * query-balloon is mostly redundant with BALLOON_CHANGE. QEMU sends that
+ * event whenever the balloon's actual size changes
+ * (virtio_balloon_set_config(), hw/virtio/virtio-balloon.c), throttled by
+ * its monitor to one a second per QEMU (monitor_qapi_event_conf[],
+ * monitor/monitor.c, QEMU 7.2: the first of a burst goes out at once, a
+ * later one within the second replaces the one held, and the one held is
+ * sent when the second is up). So the final size always arrives, at most
+ * 1 s late, and vmcgd asks only: on adoption (on_qmp_state()); every tick
+ * while a balloon it moved has not arrived (vmcg_dvm_balloon_moving(): the
+ * progress check wants this tick's size, not last second's); and every
+ * 10 s (stats-max-age's default: no older than stale stats) as a safety
+ * poll against an event missed in a way nobody foresaw.
+ */
+#define BALLOON_SAFETY_POLL_USEC (10 * G_USEC_PER_SEC)
+
 typedef struct QmpBackend {
 	VmcgDvm *vm;
 	char *path;
@@ -27,12 +43,16 @@ typedef struct QmpBackend {
 	gboolean ever_ready;
 	gboolean in_query; /* a query-balloon is in flight */
 	gboolean in_stats;
+	int64_t balloon_asked_usec;
 	int64_t stats_asked_usec;
 	char *balloon_path; /* QOM path of the balloon device */
 	gboolean stats_enabled;
 	gboolean has_stats;
 	int64_t stats_guest_ts; /* guest's last-update, to spot stale stats */
 } QmpBackend;
+
+/* Polls and balloon commands issued, for the benchmark (backend-qmp-priv.h). */
+static unsigned long nr_issued;
 
 static QmpBackend *qb(VmcgBackend *b)
 {
@@ -221,6 +241,14 @@ static void on_qmp_state(VmcgQmp *qmp, VmcgQmpState state, const GError *error, 
 		vmcg_qmp_execute(qmp, "query-memdev", NULL, on_memdev, q);
 		q->in_query = TRUE;
 		vmcg_qmp_execute(qmp, "query-balloon", NULL, on_balloon, q);
+		/*
+		 * The safety polls and the stats of VMs adopted together (a
+		 * daemon start) spread over their periods, not all in one tick.
+		 */
+		q->balloon_asked_usec =
+			(int64_t)vmcg_daemon_now_usec(vmcg_dvm_daemon(q->vm)) -
+			g_random_int_range(0, (gint32)(BALLOON_SAFETY_POLL_USEC / 1000)) * 1000;
+		q->stats_asked_usec = 0;
 		g_clear_pointer(&q->balloon_path, g_free);
 		find_balloon(q, "/machine/peripheral");
 		find_balloon(q, "/machine/peripheral-anon");
@@ -264,23 +292,53 @@ static void qmp_connect(VmcgBackend *b)
 	vmcg_qmp_connect(qb(b)->qmp);
 }
 
+/*
+ * Guest statistics once per stats-interval, which is also the guest's own
+ * polling interval (guest-stats-polling-interval, set in
+ * on_balloon_path()): QEMU's timer asks the guest every interval, so the
+ * stats change no more often than that, and asking every interval/2 read
+ * each one twice. The reply is at most an interval old plus a tick; when
+ * the guest's period (its interval plus its answer's latency, as QEMU
+ * re-arms the timer after the answer) drifts past ours, one read sees the
+ * same "last-update" and the next a new one: at most two intervals and a
+ * tick, under stats-max-age (five intervals by default). Half a tick of
+ * slack, so that a tick that came a little early does not skip a whole
+ * tick.
+ */
+static bool stats_due(const QmpBackend *q, uint64_t now, uint64_t interval)
+{
+	uint64_t tick = vmcg_dvm_daemon(q->vm)->interval_usec;
+	uint64_t due = interval > tick / 2 ? interval - tick / 2 : interval;
+
+	return now - (uint64_t)q->stats_asked_usec >= due;
+}
+
 static void qmp_poll(VmcgBackend *b, uint64_t now)
 {
 	QmpBackend *q = qb(b);
 	uint64_t interval = policy_of(q)->stats_interval_usec;
 
-	if (!q->in_query) {
+	if (!q->in_query && (vmcg_dvm_balloon_moving(q->vm) ||
+			     now - (uint64_t)q->balloon_asked_usec >= BALLOON_SAFETY_POLL_USEC)) {
 		q->in_query = TRUE;
+		q->balloon_asked_usec = (int64_t)now;
+		nr_issued++;
 		vmcg_qmp_execute(q->qmp, "query-balloon", NULL, on_balloon, q);
 	}
-	if (q->stats_enabled && interval && !q->in_stats &&
-	    now - (uint64_t)q->stats_asked_usec >= interval / 2) {
+	if (q->stats_enabled && interval && !q->in_stats && stats_due(q, now, interval)) {
 		json_object *args = json_object_new_object();
 
 		json_object_object_add(args, "path", json_object_new_string(q->balloon_path));
 		json_object_object_add(args, "property", json_object_new_string("guest-stats"));
+		/* After the first, a random phase: VMs adopted together ask apart. */
+		q->stats_asked_usec =
+			q->stats_asked_usec
+				? (int64_t)now
+				: (int64_t)now -
+					  g_random_int_range(0, (gint32)MAX(1, interval / 2000)) *
+						  1000;
 		q->in_stats = TRUE;
-		q->stats_asked_usec = (int64_t)now;
+		nr_issued++;
 		vmcg_qmp_execute(q->qmp, "qom-get", args, on_stats, q);
 	}
 }
@@ -291,6 +349,7 @@ static void qmp_set_balloon(VmcgBackend *b, uint64_t bytes)
 	json_object *args = json_object_new_object();
 
 	json_object_object_add(args, "value", json_object_new_int64((int64_t)bytes));
+	nr_issued++;
 	vmcg_qmp_execute(q->qmp, "balloon", args, on_ignore, q);
 }
 
@@ -390,6 +449,7 @@ void vmcg_backend_qmp_fake_ready(VmcgBackend *b, uint64_t ram_bytes, const char 
 	g_free(q->balloon_path);
 	q->balloon_path = g_strdup(balloon_path);
 	q->stats_enabled = TRUE;
+	q->balloon_asked_usec = (int64_t)vmcg_daemon_now_usec(vmcg_dvm_daemon(q->vm));
 }
 
 unsigned vmcg_backend_qmp_in_flight(VmcgBackend *b)
@@ -400,4 +460,14 @@ unsigned vmcg_backend_qmp_in_flight(VmcgBackend *b)
 void vmcg_backend_qmp_stats_due(VmcgBackend *b)
 {
 	qb(b)->stats_asked_usec = 0;
+}
+
+unsigned long vmcg_backend_qmp_issued(void)
+{
+	return nr_issued;
+}
+
+void vmcg_backend_qmp_balloon_due(VmcgBackend *b)
+{
+	qb(b)->balloon_asked_usec = -(int64_t)BALLOON_SAFETY_POLL_USEC;
 }

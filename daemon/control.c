@@ -254,6 +254,61 @@ static void check_oom(VmcgDaemon *d, VmcgGroup *g, uint64_t now)
 	gs->over_max_best = st.over_max_best_pages;
 }
 
+/*
+ * The backends' polls (QMP queries: a query-balloon while a balloon
+ * moves, guest stats once per stats-interval) and the tick's new balloon
+ * targets go out in slices of
+ * POLL_SLICE VMs, one slice per main-loop iteration, from an idle source:
+ * sending them and handling their replies for 1000 VMs in one iteration
+ * held the loop for tens of milliseconds (docs/performance.md), and an API
+ * request waited behind it. At about 15 us of QMP work per VM here (issue,
+ * write, read, parse, callback), 64 VMs are about 1 ms an iteration, and
+ * 1000 VMs take 16 slices: well inside a tick. At G_PRIORITY_DEFAULT_IDLE
+ * the next slice waits until the replies of the last one (and any API
+ * request, at the default priority) have been handled, so the replies
+ * never pile up into one iteration either. Nothing in the tick's decisions
+ * waits for them: replies only update what the next tick reads.
+ */
+#define POLL_SLICE 64
+
+static gboolean on_poll_slice(gpointer userdata)
+{
+	VmcgDaemon *d = userdata;
+	uint64_t now = vmcg_daemon_now_usec(d);
+
+	for (unsigned i = 0; i < POLL_SLICE && d->poll_next; i++) {
+		VmcgDvm *vm = d->poll_next->data;
+
+		d->poll_next = d->poll_next->next;
+		vmcg_dvm_poll_backend(vm, now);
+	}
+	if (d->poll_next)
+		return G_SOURCE_CONTINUE;
+	d->poll_id = 0;
+	return G_SOURCE_REMOVE;
+}
+
+bool vmcg_control_polling(const VmcgDaemon *d)
+{
+	return d->poll_id != 0;
+}
+
+void vmcg_control_stop(VmcgDaemon *d)
+{
+	if (d->poll_id)
+		g_source_remove(d->poll_id);
+	d->poll_id = 0;
+	d->poll_next = NULL;
+}
+
+/* From the head again: a tick that comes before the last one's polls are out restarts them. */
+static void start_polls(VmcgDaemon *d)
+{
+	d->poll_next = d->vms.head;
+	if (!d->poll_id && d->poll_next)
+		d->poll_id = g_idle_add(on_poll_slice, d);
+}
+
 void vmcg_control_tick(VmcgDaemon *d)
 {
 	uint64_t now = vmcg_daemon_now_usec(d);
@@ -290,6 +345,7 @@ void vmcg_control_tick(VmcgDaemon *d)
 
 	for (GList *l = d->vms.head; l; l = l->next)
 		act(l->data, now);
+	start_polls(d);
 }
 
 uint64_t vmcg_control_reclaim(VmcgDaemon *d, VmcgGroup *g, uint64_t nr_pages)
@@ -314,6 +370,8 @@ uint64_t vmcg_control_reclaim(VmcgDaemon *d, VmcgGroup *g, uint64_t nr_pages)
 		planned += pages_of(pv.target_bytes ? pv.target_bytes - t.target_bytes
 						    : pv.actual_bytes - t.target_bytes);
 		vmcg_dvm_set_target(vm, t.target_bytes);
+		/* Asked through the API: sent now, not with the next tick's polls. */
+		vmcg_dvm_send_target(vm);
 	}
 	return planned;
 }

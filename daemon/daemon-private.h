@@ -25,7 +25,10 @@ struct VmcgDaemon {
 	guint next_sub;
 	guint tick_id;
 	guint kick_id;
-	guint save_id; /* a state save is scheduled */
+	/* The tick's backend polls, a slice per main-loop iteration (control.c). */
+	guint poll_id;
+	GList *poll_next; /* the next VM to poll; vm.c steps over a VM it frees */
+	guint save_id;	  /* a state save is scheduled */
 	uint64_t interval_usec;
 	uint64_t last_tick_usec;
 	VmcgBackstop *backstop; /* NULL: no backstop */
@@ -66,9 +69,10 @@ struct VmcgDvm {
 	uint64_t ram_size; /* bytes, as the backend reported it */
 	uint64_t floor;	   /* configured floor, bytes */
 	/* the balloon */
-	uint64_t target;       /* balloon target we set (guest size), 0 = none yet */
-	uint64_t actual;       /* guest size per the backend, 0 = unknown */
-	int64_t progress_usec; /* last time actual moved toward target */
+	uint64_t target;	/* balloon target we set (guest size), 0 = none yet */
+	gboolean target_unsent; /* not yet given to the backend (vmcg_dvm_send_target()) */
+	uint64_t actual;	/* guest size per the backend, 0 = unknown */
+	int64_t progress_usec;	/* last time actual moved toward target */
 	uint64_t progress_actual;
 	gboolean stuck;
 	int64_t adopted_usec; /* when the backend became ready */
@@ -95,15 +99,36 @@ void vmcg_daemon_kick(VmcgDaemon *d);
 /* control.c */
 uint64_t vmcg_control_reclaim(VmcgDaemon *d, VmcgGroup *g, uint64_t nr_pages);
 void vmcg_control_tick(VmcgDaemon *d);
+/* Whether the last tick's backend polls are still being sent. */
+bool vmcg_control_polling(const VmcgDaemon *d);
+/* Drop the polls still to send (the daemon is going away). */
+void vmcg_control_stop(VmcgDaemon *d);
 
 /* vm.c */
 VmcgDvm *vmcg_dvm_new(VmcgDaemon *d, VmcgVm *evm, const VmcgBackendOps *ops, const char *address);
 void vmcg_dvm_free(VmcgDvm *vm);
 void vmcg_dvm_connect(VmcgDvm *vm);
-/* Once per tick: the charge source's sample, then the backend's poll. */
+/*
+ * Once per tick: the charge source's sample, then the balloon's progress
+ * check (vmcg_dvm_poll()); the backend's poll (its QMP queries) comes from
+ * the tick's poll slices (vmcg_dvm_poll_backend()).
+ */
 void vmcg_dvm_sample(VmcgDvm *vm, uint64_t now);
 void vmcg_dvm_poll(VmcgDvm *vm, uint64_t now);
+void vmcg_dvm_poll_backend(VmcgDvm *vm, uint64_t now);
+/*
+ * A new balloon target: recorded now, given to the backend by
+ * vmcg_dvm_send_target(), which the tick's poll slices call (first thing
+ * in vmcg_dvm_poll_backend()), so that the tick itself sends nothing.
+ */
 void vmcg_dvm_set_target(VmcgDvm *vm, uint64_t bytes);
+void vmcg_dvm_send_target(VmcgDvm *vm);
+/*
+ * Whether the balloon is still on its way to a target vmcgd set: READY, a
+ * target, actual not there yet, not flagged stuck. A backend whose balloon
+ * reports itself (events) polls it only then.
+ */
+bool vmcg_dvm_balloon_moving(const VmcgDvm *vm);
 void vmcg_dvm_oom_act(VmcgDvm *vm, VmcgOomAction action);
 /* Resident guest RAM as last sampled, bytes. */
 uint64_t vmcg_dvm_resident(const VmcgDvm *vm);

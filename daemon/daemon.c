@@ -68,6 +68,7 @@ void vmcg_daemon_free(VmcgDaemon *d)
 		g_source_remove(d->tick_id);
 	if (d->kick_id)
 		g_source_remove(d->kick_id);
+	vmcg_control_stop(d);
 	if (d->save_id) {
 		/* A pending change is written before exit. */
 		g_source_remove(d->save_id);

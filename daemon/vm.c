@@ -79,6 +79,8 @@ void vmcg_dvm_free(VmcgDvm *vm)
 	vmcg_dvm_backstop_release(vm);
 	vmcg_sampling_drop(vm->sampling);
 	vmcg_sampling_free(vm->sampling);
+	if (vm->d->poll_next == &vm->link)
+		vm->d->poll_next = vm->link.next;
 	g_queue_unlink(&vm->d->vms, &vm->link);
 	g_hash_table_remove(vm->d->vm_names, vmcg_dvm_name(vm));
 	vmcg_vm_free(vm->vm);
@@ -107,6 +109,7 @@ void vmcg_dvm_backend_ready(VmcgDvm *vm, pid_t pid)
 	/* Adopt the balloon as it is: a restarted daemon moves nothing. */
 	vm->adopted_usec = (int64_t)vmcg_daemon_now_usec(vm->d);
 	vm->target = 0;
+	vm->target_unsent = FALSE;
 	vm->actual = 0;
 	vm->stuck = FALSE;
 }
@@ -199,7 +202,20 @@ void vmcg_dvm_set_target(VmcgDvm *vm, uint64_t bytes)
 		vm->progress_actual = vm->actual;
 	}
 	vm->target = bytes;
-	vm->ops->set_balloon(vm->backend, bytes);
+	vm->target_unsent = TRUE;
+}
+
+void vmcg_dvm_send_target(VmcgDvm *vm)
+{
+	if (!vm->target_unsent)
+		return;
+	vm->target_unsent = FALSE;
+	vm->ops->set_balloon(vm->backend, vm->target);
+}
+
+bool vmcg_dvm_balloon_moving(const VmcgDvm *vm)
+{
+	return vm->state == VMCG_DVM_READY && vm->target && vm->actual != vm->target && !vm->stuck;
 }
 
 static void balloon_stuck(VmcgDvm *vm, uint64_t now)
@@ -225,7 +241,6 @@ void vmcg_dvm_poll(VmcgDvm *vm, uint64_t now)
 
 	if (vm->state != VMCG_DVM_READY)
 		return;
-	vm->ops->poll(vm->backend, now);
 	vmcg_vm_set_stat(
 		vm->vm, VMCG_STAT_BALLOONED,
 		vm->actual && vm->ram_size > vm->actual ? (vm->ram_size - vm->actual) / PAGE : 0);
@@ -239,6 +254,13 @@ void vmcg_dvm_poll(VmcgDvm *vm, uint64_t now)
 	vm->progress_usec = (int64_t)b.progress_usec;
 	vm->progress_actual = b.progress_actual_bytes;
 	vm->stuck = b.stuck;
+}
+
+void vmcg_dvm_poll_backend(VmcgDvm *vm, uint64_t now)
+{
+	vmcg_dvm_send_target(vm);
+	if (vm->state == VMCG_DVM_READY)
+		vm->ops->poll(vm->backend, now);
 }
 
 void vmcg_dvm_oom_act(VmcgDvm *vm, VmcgOomAction action)
