@@ -105,6 +105,15 @@ unsigned vmcg_sampling_in_flight(void)
 	return nr_in_flight;
 }
 
+static void (*drained_fn)(gpointer);
+static gpointer drained_data;
+
+void vmcg_sampling_set_drained_fn(void (*fn)(gpointer userdata), gpointer userdata)
+{
+	drained_fn = fn;
+	drained_data = userdata;
+}
+
 VmcgSampling *vmcg_sampling_new(VmcgDvm *vm)
 {
 	VmcgSampling *s = g_new0(VmcgSampling, 1);
@@ -230,7 +239,8 @@ static void job_done(VmcgSampleReq *r, gpointer userdata)
 	}
 	g_clear_error(&r->error);
 	g_free(job);
-	nr_in_flight--;
+	if (--nr_in_flight == 0 && drained_fn)
+		drained_fn(drained_data);
 }
 
 void vmcg_sampling_tick(VmcgSampling *s, pid_t pid, uint64_t ram_bytes, uint64_t now,

@@ -85,6 +85,13 @@ unsigned vmcg_sampling_in_flight(void);
 void vmcg_sampling_apply(VmcgSampling *s, uint64_t guest_bytes, uint64_t total_bytes, gboolean full,
 			 const VmcgSamplingAudit *audit);
 
+/**
+ * vmcg_sampling_set_drained_fn() - call @fn on the main loop each time the
+ * last read in flight has been applied (the control loop's decisions wait
+ * for this tick's samples). NULL unsets it. One for the process.
+ */
+void vmcg_sampling_set_drained_fn(void (*fn)(gpointer userdata), gpointer userdata);
+
 /** The VM's QEMU is gone: uncharge everything sampling charged, forget the samples. */
 void vmcg_sampling_drop(VmcgSampling *s);
 /** Attach: uncharge what sampling charged and stop charging (the hooks take over). */

@@ -309,12 +309,40 @@ static void start_polls(VmcgDaemon *d)
 		d->poll_id = g_idle_add(on_poll_slice, d);
 }
 
+/*
+ * 100 ms: a tick's reads take a few ms each (smaps of a 512 MiB guest: 3 to
+ * 13 ms, docs/performance.md), two threads; longer means a read is stuck
+ * or the host is overloaded, and decisions go ahead on the last samples.
+ */
+#define DECIDE_WAIT_MAX_USEC (100 * 1000)
+
+static void decide(VmcgDaemon *d);
+
+static gboolean on_decide_timeout(gpointer userdata)
+{
+	VmcgDaemon *d = userdata;
+
+	d->decide_id = 0;
+	if (d->decide_pending)
+		decide(d);
+	return G_SOURCE_REMOVE;
+}
+
+/* The last read of the tick is in (charge.h): decide now. */
+void vmcg_control_samples_in(VmcgDaemon *d)
+{
+	if (d->decide_pending)
+		decide(d);
+}
+
 void vmcg_control_tick(VmcgDaemon *d)
 {
 	uint64_t now = vmcg_daemon_now_usec(d);
 	uint64_t dt = d->last_tick_usec ? now - d->last_tick_usec : 0;
-	VmcgGroup *root = vmcg_tree_root(d->tree), *g;
 
+	/* The last tick's decisions still wait: make them before sampling again. */
+	if (d->decide_pending)
+		decide(d);
 	d->last_tick_usec = now;
 	for (GList *l = d->vms.head; l; l = l->next) {
 		VmcgDvm *vm = l->data;
@@ -327,6 +355,34 @@ void vmcg_control_tick(VmcgDaemon *d)
 	vmcg_hooks_tick(d->hooks, now - dt, now);
 	gather_hooks(d);
 
+	/*
+	 * Decide on this tick's samples, not the last tick's: /proc is read on
+	 * the sampler thread, and a decision one tick stale lets a guest that
+	 * fills memory fast (tmpfs) outrun its floor. Wait for the reads, but
+	 * never longer than DECIDE_WAIT_MAX_USEC (a /proc read that hangs must
+	 * not stop enforcement): then decide on what is in.
+	 */
+	d->decide_dt = dt;
+	if (vmcg_sampling_in_flight() == 0) {
+		decide(d);
+		return;
+	}
+	d->decide_pending = TRUE;
+	if (!d->decide_id)
+		d->decide_id = g_timeout_add(DECIDE_WAIT_MAX_USEC / 1000, on_decide_timeout, d);
+}
+
+/* The second half of a tick: plan, escalate, act (on fresh samples). */
+static void decide(VmcgDaemon *d)
+{
+	uint64_t now = vmcg_daemon_now_usec(d), dt = d->decide_dt;
+	VmcgGroup *root = vmcg_tree_root(d->tree), *g;
+
+	d->decide_pending = FALSE;
+	if (d->decide_id) {
+		g_source_remove(d->decide_id);
+		d->decide_id = 0;
+	}
 	for (g = root; g; g = vmcg_group_next_descendant(g, root)) {
 		uint64_t excess;
 

@@ -27,6 +27,10 @@ struct VmcgDaemon {
 	guint kick_id;
 	/* The tick's backend polls, a slice per main-loop iteration (control.c). */
 	guint poll_id;
+	/* The tick's decisions wait for its samples (control.c). */
+	gboolean decide_pending;
+	guint decide_id;
+	uint64_t decide_dt;
 	GList *poll_next; /* the next VM to poll; vm.c steps over a VM it frees */
 	guint save_id;	  /* a state save is scheduled */
 	uint64_t interval_usec;
@@ -99,6 +103,8 @@ void vmcg_daemon_kick(VmcgDaemon *d);
 /* control.c */
 uint64_t vmcg_control_reclaim(VmcgDaemon *d, VmcgGroup *g, uint64_t nr_pages);
 void vmcg_control_tick(VmcgDaemon *d);
+/* Every sample asked for is in: a tick's decisions waiting for them run. */
+void vmcg_control_samples_in(VmcgDaemon *d);
 /* Whether the last tick's backend polls are still being sent. */
 bool vmcg_control_polling(const VmcgDaemon *d);
 /* Drop the polls still to send (the daemon is going away). */

@@ -64,10 +64,14 @@ void vmcg_daemon_free(VmcgDaemon *d)
 {
 	if (!d)
 		return;
-	if (d->tick_id)
+	if (d->tick_id) {
+		vmcg_sampling_set_drained_fn(NULL, NULL);
 		g_source_remove(d->tick_id);
+	}
 	if (d->kick_id)
 		g_source_remove(d->kick_id);
+	if (d->decide_id)
+		g_source_remove(d->decide_id);
 	vmcg_control_stop(d);
 	if (d->save_id) {
 		/* A pending change is written before exit. */
@@ -551,8 +555,14 @@ static gboolean on_kick(gpointer userdata)
 	return G_SOURCE_REMOVE;
 }
 
+static void on_samples_in(gpointer userdata)
+{
+	vmcg_control_samples_in(userdata);
+}
+
 void vmcg_daemon_start(VmcgDaemon *d, uint64_t interval_usec)
 {
+	vmcg_sampling_set_drained_fn(on_samples_in, d);
 	d->interval_usec = interval_usec;
 	if (d->tick_id)
 		g_source_remove(d->tick_id);

@@ -1009,6 +1009,11 @@ static gint timed_poll(GPollFD *fds, guint nfds, gint timeout)
 	return r;
 }
 
+static void live_samples_in(gpointer userdata)
+{
+	vmcg_control_samples_in(userdata);
+}
+
 static gboolean live_tick(gpointer userdata)
 {
 	Live *l = userdata;
@@ -1102,6 +1107,8 @@ static void live_run(Fleet *f, pid_t child, bool threaded, unsigned ms, LiveResu
 	l.probe_wr = p[1];
 	probe_id = g_unix_fd_add(l.probe_rd, G_IO_IN, on_probe, &l);
 	g_main_context_set_poll_func(NULL, timed_poll);
+	/* As vmcgd does (vmcg_daemon_start()): decisions run once the tick's samples are in. */
+	vmcg_sampling_set_drained_fn(live_samples_in, l.d);
 	tick_id = g_timeout_add(LIVE_INTERVAL_MS, live_tick, &l);
 	first_id = g_idle_add(live_first_tick, &l);
 	if (pthread_create(&probe, NULL, probe_main, &l) != 0)
@@ -1126,6 +1133,7 @@ static void live_run(Fleet *f, pid_t child, bool threaded, unsigned ms, LiveResu
 	pthread_join(probe, NULL);
 	/* Probes sent while the last iteration ran: as late as they are now. */
 	(void)on_probe(l.probe_rd, G_IO_IN, &l);
+	vmcg_sampling_set_drained_fn(NULL, NULL);
 	g_source_remove(tick_id);
 	if (l.ticks == 0)
 		g_source_remove(first_id);
