@@ -665,8 +665,9 @@ def _():
     assert ctl('vms').returncode == 0
     p = ctl('vm', 'cli1')
     assert p.returncode == 0, p
-    assert re.search(r'^backend\s+qmp$', p.stdout, re.M), p.stdout
-    assert re.search(r'^address\s+/', p.stdout, re.M), p.stdout
+    out = p.stdout.decode() if isinstance(p.stdout, bytes) else p.stdout
+    assert re.search(r'^backend\s+qmp$', out, re.M), out
+    assert re.search(r'^address\s+/', out, re.M), out
     vm = get_json('/v1/vms/cli1')
     assert vm['backend'] == 'qmp' and vm['address'] == vm['qmp'], vm
     assert ctl('forget', 'cli1').returncode == 0
