@@ -5,25 +5,35 @@
  * pure and live elsewhere: json-stream.c cuts the bytes into JSON objects,
  * qmp-message.c classifies them.
  *
- * Sources: one per client, for its whole life, not per command or per
- * write. Its one poll record watches the socket (G_IO_OUT while connect()
- * is pending, then G_IO_IN, and G_IO_OUT as well while output is pending:
- * switched with g_source_modify_unix_fd(), which only changes the record's
- * events) and its ready time is the earliest deadline (the phase's and each
- * command's). Attaching and destroying a source walks the context's poll
- * list (O(sources) in GLib's g_main_context_add_poll_unlocked()), so a
- * write source per batch cost O(N) per VM at N VMs. A command is written
- * at once when nothing is waiting (queue_write()); only the rest waits for
- * G_IO_OUT. 1000 VMs cost the main loop 1000 sources and 1000 poll records.
+ * Sources: one per GMainContext, shared by all its clients (the hub). A
+ * main-loop iteration prepares, polls and checks every source and poll
+ * record of the context; with one source per client that was O(N) per
+ * iteration, and vmcgd runs ~20 iterations a tick (polls in slices). The
+ * hub owns an epoll set: each client's socket is in it (EPOLLOUT while
+ * connect() is pending, then EPOLLIN, and EPOLLOUT as well while output is
+ * pending), and the main loop polls only the epoll fd. On dispatch the hub
+ * takes the ready sockets with epoll_wait(0), level-triggered, so a client
+ * that has more to read is reported again next time, after the others
+ * (the kernel puts it back at the tail of its ready list).
+ *
+ * Deadlines: each client has one timer, its earliest deadline (the phase's
+ * and each command's), and the hub keeps the clients with a timer in a
+ * GSequence ordered by (timer, client): setting a timer is O(log N), and
+ * the hub's ready time is the first one. A command is written at once when
+ * nothing is waiting (queue_write()); only the rest waits for EPOLLOUT.
+ * 1000 VMs cost the main loop one source and one poll record.
  */
 #ifndef G_LOG_DOMAIN
 #define G_LOG_DOMAIN "vmcg-qmp"
 #endif
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include <gio/gunixsocketaddress.h>
 
@@ -102,10 +112,12 @@ struct VmcgQmp {
 	GSocket *sock;
 	GSource *start_source;
 	GSource *retry_source; /* the next connect() after EAGAIN */
-	/* The one source (see the top): the socket, and ready at the earliest deadline. */
-	GSource *io;
-	gpointer fd_tag;	/* the socket's poll record in io, or NULL */
-	GIOCondition fd_events; /* what it watches */
+	/* The context's shared source (see the top); NULL once freed. */
+	struct Hub *hub;
+	GIOCondition fd_events; /* what the epoll set watches; 0: not in it */
+	/* The earliest deadline, or -1; in hub->timers while >= 0. */
+	gint64 timer_usec;
+	GSequenceIter *timer_iter;
 	/* The phase's deadline (connect, greeting, capabilities), or -1. */
 	gint64 phase_deadline_usec;
 	VmcgJsonStream *stream;
@@ -168,21 +180,174 @@ static GSource *timeout_new(VmcgQmp *q, guint ms, GSourceFunc fn, gpointer data)
 	return s;
 }
 
-/* Watch the socket for @events (and HUP and ERR, which poll() always reports). */
+/*
+ * The hub: the one source of a context's clients. It lives while the
+ * context has clients (->clients counts the ones not freed) and is found
+ * through hubs, keyed by context; only the lookup is shared between
+ * threads, the rest belongs to the context's thread like its clients.
+ */
+typedef struct Hub {
+	GSource source;
+	GMainContext *ctx; /* the key in hubs; the clients hold a reference */
+	int epfd;
+	guint clients;
+	GSequence *timers; /* VmcgQmp *, by (timer_usec, address) */
+} Hub;
+
+static GMutex hubs_lock;
+static GHashTable *hubs;
+
+/*
+ * Ready sockets taken per dispatch. Level-triggered, so the rest come in
+ * the next iteration: 256 bounds one dispatch to about a quarter of the
+ * fleet at 1000 VMs, with the poll slices' 64 commands in flight a few
+ * times over.
+ */
+#define EPOLL_BATCH 256
+
+static void hub_dispatch_io(Hub *hub);
+static void hub_dispatch_deadlines(Hub *hub, gint64 now);
+
+/* I/O first (a reply that came in time is not timed out), then deadlines. */
+static gboolean hub_dispatch(GSource *s, GSourceFunc fn, gpointer data)
+{
+	Hub *hub = (Hub *)s;
+	gint64 now = g_source_get_time(s), ready = g_source_get_ready_time(s);
+
+	(void)fn;
+	(void)data;
+	hub_dispatch_io(hub);
+	if (ready >= 0 && ready <= now)
+		hub_dispatch_deadlines(hub, now);
+	return G_SOURCE_CONTINUE;
+}
+
+static void hub_finalize(GSource *s)
+{
+	Hub *hub = (Hub *)s;
+
+	close(hub->epfd);
+	g_sequence_free(hub->timers);
+}
+
+static GSourceFuncs hub_funcs = {
+	.dispatch = hub_dispatch,
+	.finalize = hub_finalize,
+};
+
+/* The hub of @ctx, made if it has none; counts one client more. */
+static Hub *hub_join(GMainContext *ctx)
+{
+	Hub *hub;
+
+	g_mutex_lock(&hubs_lock);
+	if (!hubs)
+		hubs = g_hash_table_new(NULL, NULL);
+	hub = g_hash_table_lookup(hubs, ctx);
+	if (!hub) {
+		int epfd = epoll_create1(EPOLL_CLOEXEC);
+
+		/* Only EMFILE, ENFILE or ENOMEM: out of resources, as g_malloc() aborts. */
+		if (epfd < 0)
+			g_error("epoll_create1: %s", g_strerror(errno));
+		hub = (Hub *)g_source_new(&hub_funcs, sizeof(Hub));
+		hub->ctx = ctx;
+		hub->epfd = epfd;
+		hub->timers = g_sequence_new(NULL);
+		g_source_set_name(&hub->source, "vmcg-qmp");
+		g_source_add_unix_fd(&hub->source, epfd, G_IO_IN);
+		/*
+		 * Not blocked while it dispatches: GLib blocks a source that
+		 * cannot recurse by taking its poll records out of the
+		 * context's list and putting them back (block_source() in
+		 * gmain.c). vmcgd never runs a nested main loop from a QMP
+		 * callback, so the source cannot recurse anyway.
+		 */
+		g_source_set_can_recurse(&hub->source, TRUE);
+		g_source_attach(&hub->source, ctx);
+		g_hash_table_insert(hubs, ctx, hub);
+	}
+	hub->clients++;
+	g_mutex_unlock(&hubs_lock);
+	return hub;
+}
+
+/*
+ * One client fewer; the last one destroys the hub. Safe from inside the
+ * hub's dispatch: GLib holds a reference on the source until it returns,
+ * and the finalizer closes the epoll fd.
+ */
+static void hub_leave(Hub *hub)
+{
+	g_mutex_lock(&hubs_lock);
+	if (--hub->clients > 0) {
+		g_mutex_unlock(&hubs_lock);
+		return;
+	}
+	g_hash_table_remove(hubs, hub->ctx);
+	g_mutex_unlock(&hubs_lock);
+	g_source_destroy(&hub->source);
+	g_source_unref(&hub->source);
+}
+
+static gint timer_cmp(gconstpointer a, gconstpointer b, gpointer data)
+{
+	const VmcgQmp *x = a, *y = b;
+
+	(void)data;
+	if (x->timer_usec != y->timer_usec)
+		return x->timer_usec < y->timer_usec ? -1 : 1;
+	return (uintptr_t)x < (uintptr_t)y ? -1 : (uintptr_t)x > (uintptr_t)y;
+}
+
+/* Set @q's timer to @t (-1: none): O(log N), and the hub's ready time follows. */
+static void client_timer_set(VmcgQmp *q, gint64 t)
+{
+	Hub *hub = q->hub;
+	GSequenceIter *first;
+
+	if (q->timer_usec == t)
+		return;
+	q->timer_usec = t;
+	if (t < 0) {
+		if (q->timer_iter)
+			g_sequence_remove(q->timer_iter);
+		q->timer_iter = NULL;
+	} else if (!q->timer_iter) {
+		q->timer_iter = g_sequence_insert_sorted(hub->timers, q, timer_cmp, NULL);
+	} else {
+		g_sequence_sort_changed(q->timer_iter, timer_cmp, NULL);
+	}
+	first = g_sequence_get_begin_iter(hub->timers);
+	/* A no-op when the first timer stays (g_source_set_ready_time() compares). */
+	g_source_set_ready_time(&hub->source,
+				g_sequence_iter_is_end(first)
+					? -1
+					: ((VmcgQmp *)g_sequence_get(first))->timer_usec);
+}
+
+/* Watch the socket for @events (and HUP and ERR, which epoll always reports). */
 static void fd_watch(VmcgQmp *q, GIOCondition events)
 {
-	if (!q->fd_tag)
-		q->fd_tag = g_source_add_unix_fd(q->io, g_socket_get_fd(q->sock), events);
-	else if (q->fd_events != events)
-		g_source_modify_unix_fd(q->io, q->fd_tag, events);
+	struct epoll_event ev = {
+		.events = (events & G_IO_IN ? EPOLLIN : 0u) | (events & G_IO_OUT ? EPOLLOUT : 0u),
+		.data.ptr = q,
+	};
+
+	if (q->fd_events == events)
+		return;
+	/* ENOMEM or ENOSPC (fs.epoll.max_user_watches): out of resources. */
+	if (epoll_ctl(q->hub->epfd, q->fd_events ? EPOLL_CTL_MOD : EPOLL_CTL_ADD,
+		      g_socket_get_fd(q->sock), &ev) < 0)
+		g_error("%s: epoll_ctl: %s", q->path, g_strerror(errno));
 	q->fd_events = events;
 }
 
+/* Before the socket is closed: a dup of the fd elsewhere would keep it in the set. */
 static void fd_unwatch(VmcgQmp *q)
 {
-	if (q->fd_tag)
-		g_source_remove_unix_fd(q->io, q->fd_tag);
-	q->fd_tag = NULL;
+	if (q->fd_events)
+		epoll_ctl(q->hub->epfd, EPOLL_CTL_DEL, g_socket_get_fd(q->sock), NULL);
 	q->fd_events = 0;
 }
 
@@ -586,6 +751,7 @@ static void try_connect(VmcgQmp *q)
 		return;
 	}
 	if (q->sock) {
+		fd_unwatch(q);
 		g_socket_close(q->sock, NULL);
 		g_clear_object(&q->sock);
 	}
@@ -725,16 +891,14 @@ static void timer_arm(VmcgQmp *q)
 			if (d >= 0 && (t < 0 || d < t))
 				t = d;
 		}
-	g_source_set_ready_time(q->io, t);
+	client_timer_set(q, t);
 }
 
 /* A new deadline @t: the timer fires at it unless it fires earlier already. */
 static void timer_add(VmcgQmp *q, gint64 t)
 {
-	gint64 ready = g_source_get_ready_time(q->io);
-
-	if (ready < 0 || t < ready)
-		g_source_set_ready_time(q->io, t);
+	if (q->timer_usec < 0 || t < q->timer_usec)
+		client_timer_set(q, t);
 }
 
 static void phase_deadline_set(VmcgQmp *q, guint ms)
@@ -751,7 +915,7 @@ static void phase_deadline_set(VmcgQmp *q, guint ms)
  */
 static void on_deadline(VmcgQmp *q, gint64 now)
 {
-	g_source_set_ready_time(q->io, -1);
+	client_timer_set(q, -1);
 	while (!q->freed) {
 		Cmd *cmd = cmd_overdue(q, now);
 		gint64 phase = q->phase_deadline_usec;
@@ -767,43 +931,85 @@ static void on_deadline(VmcgQmp *q, gint64 now)
 		timer_arm(q);
 }
 
-typedef struct {
-	GSource source;
-	VmcgQmp *q;
-} IoSource;
-
 /*
- * The socket first (a reply that came in time is not timed out), then the
- * deadlines. Any callback may free the client or tear the connection down:
- * ->freed and ->gen say so.
+ * The socket of @q is ready for @rev; called from hub_dispatch_io(), which
+ * holds a reference. Any callback may free the client or tear the
+ * connection down: ->freed and ->gen say so.
  */
-static gboolean io_dispatch(GSource *s, GSourceFunc fn, gpointer data)
+static void client_io(VmcgQmp *q, GIOCondition rev)
 {
-	VmcgQmp *q = ((IoSource *)s)->q;
-	gint64 now = g_source_get_time(s), ready = g_source_get_ready_time(s);
-	GIOCondition rev = q->fd_tag ? g_source_query_unix_fd(s, q->fd_tag) : 0;
 	guint64 gen = q->gen;
 
-	(void)fn;
-	(void)data;
-	qmp_ref(q);
-	if (rev && q->phase == PHASE_CONNECT) {
+	if (q->phase == PHASE_CONNECT) {
 		on_connect_ready(q);
-	} else if (rev) {
-		if (rev & (G_IO_IN | G_IO_HUP | G_IO_ERR))
-			on_readable(q);
-		if (!q->freed && q->gen == gen && (rev & G_IO_OUT) && q->out->len)
-			on_writable(q);
+		return;
 	}
-	if (!q->freed && ready >= 0 && ready <= now)
-		on_deadline(q, now);
-	qmp_unref(q);
-	return G_SOURCE_CONTINUE;
+	if (rev & (G_IO_IN | G_IO_HUP | G_IO_ERR))
+		on_readable(q);
+	if (!q->freed && q->gen == gen && (rev & G_IO_OUT) && q->out->len)
+		on_writable(q);
 }
 
-static GSourceFuncs io_funcs = {
-	.dispatch = io_dispatch,
-};
+static GIOCondition epoll_to_cond(uint32_t events)
+{
+	return (events & EPOLLIN ? G_IO_IN : 0) | (events & EPOLLOUT ? G_IO_OUT : 0) |
+	       (events & EPOLLHUP ? G_IO_HUP : 0) | (events & EPOLLERR ? G_IO_ERR : 0);
+}
+
+/*
+ * Every ready socket of this batch. A callback may free any client of the
+ * batch or close its connection (and open the next one): each is held by
+ * a reference from before the first callback, and skipped if it was freed
+ * or its connection is not the one the event was for (->gen).
+ */
+static void hub_dispatch_io(Hub *hub)
+{
+	struct epoll_event ev[EPOLL_BATCH];
+	guint64 gen[EPOLL_BATCH];
+	int n = epoll_wait(hub->epfd, ev, EPOLL_BATCH, 0);
+
+	for (int i = 0; i < n; i++) {
+		VmcgQmp *q = ev[i].data.ptr;
+
+		qmp_ref(q);
+		gen[i] = q->gen;
+	}
+	for (int i = 0; i < n; i++) {
+		VmcgQmp *q = ev[i].data.ptr;
+
+		if (!q->freed && q->gen == gen[i] && q->fd_events)
+			client_io(q, epoll_to_cond(ev[i].events));
+	}
+	for (int i = 0; i < n; i++)
+		qmp_unref(ev[i].data.ptr);
+}
+
+/*
+ * Every client whose timer is at or before @now, taken (and referenced)
+ * before the first callback, which may free or re-arm any of them.
+ */
+static void hub_dispatch_deadlines(Hub *hub, gint64 now)
+{
+	g_autoptr(GPtrArray) due = g_ptr_array_new();
+
+	for (GSequenceIter *it = g_sequence_get_begin_iter(hub->timers);
+	     !g_sequence_iter_is_end(it); it = g_sequence_iter_next(it)) {
+		VmcgQmp *q = g_sequence_get(it);
+
+		if (q->timer_usec > now)
+			break;
+		qmp_ref(q);
+		g_ptr_array_add(due, q);
+	}
+	for (guint i = 0; i < due->len; i++) {
+		VmcgQmp *q = due->pdata[i];
+
+		if (!q->freed && q->timer_usec >= 0 && q->timer_usec <= now)
+			on_deadline(q, now);
+	}
+	for (guint i = 0; i < due->len; i++)
+		qmp_unref(due->pdata[i]);
+}
 
 VmcgQmp *vmcg_qmp_new(const char *socket_path, const VmcgQmpOptions *opts)
 {
@@ -830,20 +1036,8 @@ VmcgQmp *vmcg_qmp_new(const char *socket_path, const VmcgQmpOptions *opts)
 	q->out = g_byte_array_new();
 	q->ctx = g_main_context_ref_thread_default();
 	q->phase_deadline_usec = -1;
-	q->io = g_source_new(&io_funcs, sizeof(IoSource));
-	((IoSource *)q->io)->q = q;
-	/*
-	 * Not blocked while it dispatches: GLib blocks a source that cannot
-	 * recurse by taking its poll records out of the context's list and
-	 * putting them back after (block_source(), unblock_source() in
-	 * gmain.c), and that list is sorted by priority and walked from its
-	 * head each time: O(clients) per dispatch, O(N^2) per tick's replies
-	 * (perf: two thirds of GLib's share at 1000 VMs). vmcgd never runs a
-	 * nested main loop from a QMP callback, so the source cannot recurse
-	 * anyway.
-	 */
-	g_source_set_can_recurse(q->io, TRUE);
-	g_source_attach(q->io, q->ctx);
+	q->timer_usec = -1;
+	q->hub = hub_join(q->ctx);
 	g_queue_init(&q->queued);
 	g_queue_init(&q->sent);
 	g_queue_init(&q->failed);
@@ -865,7 +1059,9 @@ void vmcg_qmp_free(VmcgQmp *q)
 	close_transport(q);
 	source_clear(&q->reconnect_source);
 	source_clear(&q->fail_source);
-	source_clear(&q->io);
+	client_timer_set(q, -1);
+	hub_leave(q->hub);
+	q->hub = NULL;
 	/* Oldest first; execute() from these callbacks completes at once. */
 	for (;;) {
 		g_autoptr(GError) err = NULL;

@@ -1389,6 +1389,107 @@ static void test_client_free_in_callback(void)
 	states_clear(&st);
 }
 
+static int open_fds(void)
+{
+	g_autoptr(GDir) d = g_dir_open("/proc/self/fd", 0, NULL);
+	int n = 0;
+
+	g_assert_nonnull(d);
+	while (g_dir_read_name(d))
+		n++;
+	return n;
+}
+
+/*
+ * All clients of a context share one source and its epoll fd: the first
+ * client makes it, the last one freed closes it.
+ *
+ *   context ── hub (1 epoll fd) ─┬─ a
+ *                                └─ b
+ *
+ * Expected: one fd more with a and b alive, none after both are freed, and
+ * a new hub (again one fd) for a client made afterwards.
+ */
+static void test_client_shared_source(void)
+{
+	int base;
+	VmcgQmp *a, *b;
+
+	spin(1);
+	base = open_fds();
+	a = vmcg_qmp_new("/nonexistent/a", NULL);
+	g_assert_cmpint(open_fds(), ==, base + 1);
+	b = vmcg_qmp_new("/nonexistent/b", NULL);
+	g_assert_cmpint(open_fds(), ==, base + 1);
+	vmcg_qmp_free(a);
+	g_assert_cmpint(open_fds(), ==, base + 1);
+	vmcg_qmp_free(b);
+	g_assert_cmpint(open_fds(), ==, base);
+	a = vmcg_qmp_new("/nonexistent/a", NULL);
+	g_assert_cmpint(open_fds(), ==, base + 1);
+	vmcg_qmp_free(a);
+	g_assert_cmpint(open_fds(), ==, base);
+}
+
+/*
+ * Two clients whose replies are ready in the same dispatch of the shared
+ * source, and the first reply's callback frees the other client (which is
+ * in the ready list of that dispatch), whose cancelled command's callback
+ * then frees the first one, the last client of the context:
+ *
+ *   dispatch: ready [q1, q2] (either order)
+ *     reply of qX ok -> free(qY) -> qY's command CANCELLED -> free(qX)
+ *
+ * Expected: each callback exactly once, one ok and one CANCELLED, the
+ * freed client's event skipped, the shared source gone with its epoll fd.
+ */
+static void test_client_free_other_in_dispatch(void)
+{
+	static const Step steps[] = {
+		HANDSHAKE, EXPECT("x"), SEND("{\"return\": {}, \"id\": $1}\r\n"), WAIT_EOF, END,
+	};
+	Peer *p1, *p2;
+	States st1 = { 0 }, st2 = { 0 };
+	Reply r1 = { 0 }, r2 = { 0 };
+	int base;
+	VmcgQmp *q1, *q2;
+
+	spin(1);
+	base = open_fds();
+	p1 = peer_new(steps);
+	p2 = peer_new(steps);
+	q1 = client(p1->path, NULL, &st1);
+	q2 = client(p2->path, NULL, &st2);
+	vmcg_qmp_connect(q1);
+	vmcg_qmp_connect(q2);
+	WAIT_FOR(vmcg_qmp_get_state(q1) == VMCG_QMP_STATE_READY &&
+		 vmcg_qmp_get_state(q2) == VMCG_QMP_STATE_READY);
+	r1.free_me = q2;
+	r2.free_me = q1;
+	/* Written at once (nothing waits); both replies arrive before the next dispatch. */
+	vmcg_qmp_execute(q1, "x", NULL, on_reply, &r1);
+	vmcg_qmp_execute(q2, "x", NULL, on_reply, &r2);
+	while (g_atomic_int_get(&p1->expected) < 2 || g_atomic_int_get(&p2->expected) < 2)
+		g_usleep(1000);
+	g_usleep(100 * 1000);
+	WAIT_FOR(r1.calls && r2.calls);
+	g_assert_cmpint(r1.calls, ==, 1);
+	g_assert_cmpint(r2.calls, ==, 1);
+	g_assert_true((r1.error != NULL) != (r2.error != NULL));
+	if (r1.error)
+		g_assert_error(r1.error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+	else
+		g_assert_error(r2.error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+	spin(50);
+	peer_free(p1);
+	peer_free(p2);
+	g_assert_cmpint(open_fds(), ==, base);
+	reply_clear(&r1);
+	reply_clear(&r2);
+	states_clear(&st1);
+	states_clear(&st2);
+}
+
 /* A VM whose QEMU never greets does not delay another VM's commands. */
 static void test_client_stuck_peer_isolated(void)
 {
@@ -1595,6 +1696,8 @@ int main(int argc, char **argv)
 	g_test_add_func("/qmp/client/execute-errors", test_client_execute_errors);
 	g_test_add_func("/qmp/client/free-pending", test_client_free_pending);
 	g_test_add_func("/qmp/client/free-in-callback", test_client_free_in_callback);
+	g_test_add_func("/qmp/client/shared-source", test_client_shared_source);
+	g_test_add_func("/qmp/client/free-other-in-dispatch", test_client_free_other_in_dispatch);
 	g_test_add_func("/qmp/client/stuck-peer-isolated", test_client_stuck_peer_isolated);
 	g_test_add_func("/qmp/client/reconnect-backoff", test_client_reconnect_backoff);
 	g_test_add_func("/qmp/client/reconnect-after-eof", test_client_reconnect_after_eof);
