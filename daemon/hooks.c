@@ -120,6 +120,17 @@ static int64_t credit_sum(VmcgHooksConn *c)
 }
 
 /*
+ * Slot credit is charged stock, not guest RAM (memory.stat): said to the
+ * engine whenever vmcgd changes it (grant, drain, debt, attach) and each
+ * tick, which catches what QEMU consumed in between.
+ */
+static void sync_stock(VmcgHooksConn *c)
+{
+	if (c->vm)
+		vmcg_vm_set_external_stock(c->vm->vm, (uint64_t)MAX(credit_sum(c), 0));
+}
+
+/*
  * A vCPU that must stop (the VM is being paused or shut down) cannot wait
  * for a refill: QEMU lets its fault through on debt, taking the slot's
  * credit below 0. The pages are resident: charge them whatever the limits
@@ -143,6 +154,7 @@ static void cover_debt(VmcgHooksConn *c)
 		       " pages into debt (a stopping vCPU): charged",
 		       conn_name(c), i, debt);
 	}
+	sync_stock(c);
 }
 
 /*
@@ -162,6 +174,7 @@ static void uncharge(VmcgHooksConn *c, uint64_t pages)
 	(void)vmcg_vm_uncharge(c->vm->vm, pages);
 	c->charged -= pages;
 	c->drains += pages;
+	sync_stock(c);
 }
 
 /* drain_all_stock() for one connection: every slot's credit above @keep. */
@@ -394,6 +407,7 @@ static gboolean on_hello(VmcgHooksConn *c, const VmcgHooksMsg *m)
 	vmcg_dvm_hooks_attach(vm, c, m->hello.populated);
 	c->charged = m->hello.populated;
 	c->vm = vm;
+	sync_stock(c);
 
 	hdr_init(c, &w.hdr, VMCG_HOOKS_WELCOME, sizeof(w));
 	w.major = VMCG_HOOKS_ABI_MAJOR;
@@ -440,6 +454,7 @@ static gboolean grant(VmcgHooksConn *c, uint32_t i, uint64_t seq, uint32_t pages
 		credit_add(c, i, pages);
 		c->charged += pages;
 		c->grants += pages;
+		sync_stock(c);
 	}
 	hdr_init(c, &g.hdr, VMCG_HOOKS_GRANT, sizeof(g));
 	g.hdr.seq = seq;
@@ -728,8 +743,7 @@ void vmcg_hooks_tick(VmcgHooks *h, uint64_t since, uint64_t now)
 		}
 		c->vm->tick_stall_usec = MIN(stall, now - since);
 		c->tick_stall_usec = 0;
-		/* Slot credit is charged stock, not guest RAM (memory.stat), as of this tick. */
-		vmcg_vm_set_external_stock(c->vm->vm, (uint64_t)MAX(credit_sum(c), 0));
+		sync_stock(c);
 	}
 	h->last_tick_usec = now;
 }
