@@ -133,25 +133,25 @@ static json_object *hooks_to_json(const VmcgDvmInfo *i)
 {
 	json_object *h = json_object_new_object();
 
-	json_object_object_add(h, "slots", json_object_new_int64(i->hook_slots));
-	json_object_object_add(h, "batch", json_object_new_int64(i->hook_batch));
-	json_object_object_add(h, "refill-batch", json_object_new_int64(i->hook_refill_batch));
+	json_object_object_add(h, "slots", json_object_new_int64(i->hooks.nr_slots));
+	json_object_object_add(h, "batch", json_object_new_int64(i->hooks.batch));
+	json_object_object_add(h, "refill-batch", json_object_new_int64(i->hooks.refill_batch));
 	json_object_object_add(h, "charged",
-			       json_object_new_uint64(i->hook_charged * VMCG_PAGE_SIZE));
+			       json_object_new_uint64(i->hooks.charged * VMCG_PAGE_SIZE));
 	json_object_object_add(h, "credit",
-			       json_object_new_int64(i->hook_credit * (int64_t)VMCG_PAGE_SIZE));
+			       json_object_new_int64(i->hooks.credit * (int64_t)VMCG_PAGE_SIZE));
 	json_object_object_add(h, "populated",
-			       json_object_new_uint64(i->hook_populated * VMCG_PAGE_SIZE));
+			       json_object_new_uint64(i->hooks.populated * VMCG_PAGE_SIZE));
 	json_object_object_add(h, "unbacked",
-			       json_object_new_uint64(i->hook_unbacked * VMCG_PAGE_SIZE));
-	json_object_object_add(h, "slack", json_object_new_uint64(i->hook_slack * VMCG_PAGE_SIZE));
-	json_object_object_add(h, "faults", json_object_new_uint64(i->hook_faults));
+			       json_object_new_uint64(i->hooks.unbacked * VMCG_PAGE_SIZE));
+	json_object_object_add(h, "slack", json_object_new_uint64(i->hooks.slack * VMCG_PAGE_SIZE));
+	json_object_object_add(h, "faults", json_object_new_uint64(i->hooks.faults));
 	json_object_object_add(h, "granted",
-			       json_object_new_uint64(i->hook_grants * VMCG_PAGE_SIZE));
+			       json_object_new_uint64(i->hooks.grants * VMCG_PAGE_SIZE));
 	json_object_object_add(h, "drained",
-			       json_object_new_uint64(i->hook_drains * VMCG_PAGE_SIZE));
-	json_object_object_add(h, "held", json_object_new_int64(i->hook_held));
-	json_object_object_add(h, "stall-usec", json_object_new_uint64(i->hook_stall_usec));
+			       json_object_new_uint64(i->hooks.drains * VMCG_PAGE_SIZE));
+	json_object_object_add(h, "held", json_object_new_int64(i->hooks.held));
+	json_object_object_add(h, "stall-usec", json_object_new_uint64(i->hooks.stall_usec));
 	json_object_object_add(h, "audit-flagged", json_object_new_boolean(i->hook_audit_flagged));
 	return h;
 }

@@ -48,6 +48,23 @@ typedef enum VmcgDvmState {
 	VMCG_DVM_GONE,	 /* QEMU went away; the record stays until deleted */
 } VmcgDvmState;
 
+/* What the API shows of a hooked VM. Pages. */
+typedef struct VmcgHooksInfo {
+	uint32_t nr_slots;
+	uint32_t batch;	       /* QEMU's chunk: pages per fault */
+	uint32_t refill_batch; /* pages per refill (stock-batch) */
+	uint64_t charged;      /* populated + credit, as vmcgd counts it */
+	int64_t credit;	       /* sum of the slots' credit now (< 0: in debt) */
+	uint64_t populated;    /* QEMU's count, from the region */
+	uint64_t faults;
+	uint64_t unbacked; /* populated while detached (QEMU's count) */
+	uint32_t held;	   /* slots whose refill waits for room */
+	uint64_t stall_usec;
+	uint64_t grants, drains;
+	uint64_t slack; /* pages the charge may exceed resident by */
+	int64_t pid;
+} VmcgHooksInfo;
+
 /* What the API shows of a VM. Sizes in bytes; ages in usec, or -1 if never. */
 typedef struct VmcgDvmInfo {
 	const char *name;
@@ -69,13 +86,10 @@ typedef struct VmcgDvmInfo {
 	int64_t stats_age_usec;
 	uint64_t stat_total, stat_free, stat_available, stat_cache;
 	int64_t pid;
-	/* hook mode only (hooked): pages */
+	/* hook mode only (hooked) */
 	bool hooked;
-	uint32_t hook_slots, hook_batch, hook_refill_batch, hook_held;
-	int64_t hook_credit;
-	uint64_t hook_charged, hook_populated, hook_faults, hook_unbacked;
-	uint64_t hook_slack, hook_grants, hook_drains, hook_stall_usec;
-	bool hook_audit_flagged;
+	VmcgHooksInfo hooks;
+	bool hook_audit_flagged; /* resident above the hooks' charge + slack */
 } VmcgDvmInfo;
 
 /* Event types of the API's event stream. */

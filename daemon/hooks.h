@@ -23,23 +23,7 @@ VmcgHooks *vmcg_hooks_new(VmcgDaemon *d, const char *path, GError **error);
 /** Close every connection (their QEMUs go on per their on-disconnect policy). NULL ok. */
 void vmcg_hooks_free(VmcgHooks *h);
 
-/* What the API shows of a hooked VM. Pages. */
-typedef struct VmcgHooksInfo {
-	uint32_t nr_slots;
-	uint32_t batch;	       /* QEMU's chunk: pages per fault */
-	uint32_t refill_batch; /* pages per refill (stock-batch) */
-	uint64_t charged;      /* populated + credit, as vmcgd counts it */
-	int64_t credit;	       /* sum of the slots' credit now (< 0: in debt) */
-	uint64_t populated;    /* QEMU's count, from the region */
-	uint64_t faults;
-	uint64_t unbacked; /* populated while detached (QEMU's count) */
-	uint32_t held;	   /* slots whose refill waits for room */
-	uint64_t stall_usec;
-	uint64_t grants, drains;
-	uint64_t slack; /* pages the charge may exceed resident by */
-	int64_t pid;
-} VmcgHooksInfo;
-
+/* VmcgHooksInfo, what the API shows of a hooked VM, is in daemon.h (VmcgDvmInfo has one). */
 void vmcg_hooks_conn_info(VmcgHooksConn *c, VmcgHooksInfo *ret);
 /** Most pages the charge may exceed what is resident (see hooks-abi.h). */
 uint64_t vmcg_hooks_conn_slack(VmcgHooksConn *c);

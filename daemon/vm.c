@@ -368,26 +368,11 @@ void vmcg_dvm_info(VmcgDvm *vm, VmcgDvmInfo *ret)
 		.pid = vm->pid,
 	};
 	if (vm->hooks) {
-		VmcgHooksInfo h;
-
-		vmcg_hooks_conn_info(vm->hooks, &h);
+		vmcg_hooks_conn_info(vm->hooks, &ret->hooks);
 		ret->mode = "hooks";
 		ret->hooked = true;
-		ret->hook_slots = h.nr_slots;
-		ret->hook_batch = h.batch;
-		ret->hook_refill_batch = h.refill_batch;
-		ret->hook_held = h.held;
-		ret->hook_charged = h.charged;
-		ret->hook_credit = h.credit;
-		ret->hook_populated = h.populated;
-		ret->hook_faults = h.faults;
-		ret->hook_unbacked = h.unbacked;
-		ret->hook_slack = h.slack;
-		ret->hook_grants = h.grants;
-		ret->hook_drains = h.drains;
-		ret->hook_stall_usec = h.stall_usec;
 		ret->hook_audit_flagged = vmcg_sampling_audit_flagged(vm->sampling);
 		if (!ret->pid)
-			ret->pid = h.pid;
+			ret->pid = ret->hooks.pid;
 	}
 }
