@@ -9,7 +9,11 @@
  * holds the memory until its stdin reaches end of file or it is sent
  * SIGTERM, SIGINT or SIGHUP. It then unmaps the memory, says so and exits 0.
  *
- * Usage: memhog MIB
+ * Usage: memhog MIB [DELAY_MS]
+ *
+ * With DELAY_MS, memhog maps the memory and waits that long before it
+ * touches the first page: a harness can start it, then take away what the
+ * touching needs (vmcgd, in hook mode), and see the touching wait.
  *
  * Output, one line each, flushed at once so a harness can wait for it:
  *   memhog: pid PID holding MIB MiB (PAGES pages touched in MS ms)
@@ -35,6 +39,8 @@
 
 /* Largest request: far above any test guest, low enough that MiB << 20 fits. */
 #define MEMHOG_MAX_MIB (1024u * 1024u)
+/* Longest delay before touching: an hour. */
+#define MEMHOG_MAX_DELAY_MS 3600000u
 
 static volatile sig_atomic_t memhog_stop;
 
@@ -66,6 +72,20 @@ static int memhog_parse_mib(const char *s, size_t *ret_mib)
 	if (errno || end == s || *end || v == 0 || v > MEMHOG_MAX_MIB)
 		return -EINVAL;
 	*ret_mib = (size_t)v;
+	return 0;
+}
+
+/* Returns 0 and sets *ret_ms for a decimal number of ms in 0..MEMHOG_MAX_DELAY_MS, -EINVAL otherwise. */
+static int memhog_parse_delay(const char *s, unsigned *ret_ms)
+{
+	unsigned long long v;
+	char *end;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s || *end || v > MEMHOG_MAX_DELAY_MS)
+		return -EINVAL;
+	*ret_ms = (unsigned)v;
 	return 0;
 }
 
@@ -109,9 +129,12 @@ int main(int argc, char **argv)
 	size_t mib, len, page, off, pages = 0;
 	uint64_t t0, t1;
 	unsigned char *mem;
+	unsigned delay_ms = 0;
 
-	if (argc != 2 || memhog_parse_mib(argv[1], &mib) < 0) {
-		fprintf(stderr, "usage: memhog MIB (1..%u)\n", MEMHOG_MAX_MIB);
+	if (argc < 2 || argc > 3 || memhog_parse_mib(argv[1], &mib) < 0 ||
+	    (argc == 3 && memhog_parse_delay(argv[2], &delay_ms) < 0)) {
+		fprintf(stderr, "usage: memhog MIB (1..%u) [DELAY_MS (0..%u)]\n", MEMHOG_MAX_MIB,
+			MEMHOG_MAX_DELAY_MS);
 		return 2;
 	}
 
@@ -144,6 +167,12 @@ int main(int argc, char **argv)
 	 * the page (zero-page dedup, KSM), so each touched page costs the host
 	 * one page, which is what the tests measure.
 	 */
+	if (delay_ms) {
+		struct timespec ts = { .tv_sec = delay_ms / 1000, .tv_nsec = (delay_ms % 1000) * 1000000L };
+
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR && !memhog_stop)
+			;
+	}
 	t0 = memhog_now_usec();
 	for (off = 0; off < len; off += page) {
 		mem[off] = (unsigned char)(1 + (off / page) % 255);

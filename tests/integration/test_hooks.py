@@ -9,6 +9,7 @@ are exactly the guest RAM blocks the vmcg-hooks object registered.
 """
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -293,12 +294,20 @@ def test_block_waits_for_daemon():
     /b  (no limit)
     `- vm b: hook mode, 512 MiB, on-disconnect=block
 
-    vmcgd is killed; the guest then starts a 256 MiB memhog.
+    The guest starts a 256 MiB memhog that waits 2 s before it touches its
+    memory; vmcgd is then killed at once, so the hog touches with vmcgd
+    gone.
 
     Expected: while vmcgd is gone the hog cannot touch new memory (the
-    resident guest RAM grows by less than a few chunks in 3 s); once
-    vmcgd is back, QEMU re-attaches, the hog completes and
-    the charge equals resident within the slack.
+    resident guest RAM grows by less than a few chunks); once vmcgd is
+    back, QEMU re-attaches, the hog completes, its touch took at least the
+    time it waited for vmcgd, and the charge equals resident within the
+    slack.
+
+    (Nothing may be asked of the guest while vmcgd is gone: a command that
+    needs a page the guest never touched waits in a fault, and with a vCPU
+    frozen in a fault the whole guest soon waits for it. So the hog is
+    armed before the kill.)
     """
     require_bed()
     with Daemon(config=DAEMON_CONF) as d:
@@ -310,24 +319,34 @@ def test_block_waits_for_daemon():
             wait_for(lambda: d.vm("b")["mode"] == "hooks", 30, what="attached")
             assert hooks(d, "b")["unbacked"] == 0
             time.sleep(1.5)
-            d.stop(sig=signal.SIGKILL)
-            before = g.hooked_rss()
             g.shell("mkdir -p /run/hogs; mkfifo /run/hogs/b.in; "
-                    "memhog 256 0<>/run/hogs/b.in >/run/hogs/b.out 2>&1 &", timeout=30)
-            time.sleep(3)
+                    "memhog 256 2000 0<>/run/hogs/b.in >/run/hogs/b.out 2>&1 &",
+                    timeout=30)
+            d.stop(sig=signal.SIGKILL)
+            down = time.monotonic()
+            before = g.hooked_rss()
+            time.sleep(5)
             grown = g.hooked_rss() - before
             assert grown < 16 * MiB, "grew %d MiB with no vmcgd" % (grown >> 20)
-            # (The guest's shell cannot be asked: with a vCPU frozen in a
-            # fault the whole guest soon waits for it.)
             d.start()
             wait_for(lambda: d.vm("b")["mode"] == "hooks", 30, what="re-attached")
-            wait_for(lambda: "holding" in g.shell("cat /run/hogs/b.out"), 120,
-                     what="memhog done once vmcgd is back")
+            waited = time.monotonic() - down - 2
+            out = wait_for(lambda: re.search(r"holding 256 MiB \(\d+ pages touched in (\d+) ms\)",
+                                             g.shell("cat /run/hogs/b.out")), 120,
+                           what="memhog done once vmcgd is back")
+            touch_ms = int(out.group(1))
+            # It began to touch about 2 s after the kill and could not
+            # finish before vmcgd was back: it waited (less a second of
+            # slop for when its delay began).
+            assert touch_ms >= (waited - 1) * 1000, \
+                "memhog touched 256 MiB in %d ms, but vmcgd was gone for %.1f s of it" % (
+                    touch_ms, waited)
             # Part of the hog reuses pages the guest had touched and freed.
             assert g.hooked_rss() - before >= 100 * MiB
             time.sleep(1)
             check_charge(d, g, "after the hog, re-attached")
-            print("# grew %.1f MiB while detached (block)" % (grown / MiB))
+            print("# grew %.1f MiB while detached (block); the hog waited, touching in %d ms"
+                  % (grown / MiB, touch_ms))
 
 
 def _qemu_refuses(qemu, obj, what, args, word):

@@ -15,7 +15,9 @@ What it prints, for meson's TAP parser and tests/summarize.py:
 
 - `1..N`, then one `ok N name (1.2 s)` or `not ok N name (1.2 s)` per test,
   or `ok N name # SKIP reason` for a test that raised tap.Skip;
-- on a failure, the traceback as `#` lines, then the tail of the log of
+- on a failure, the traceback as `#` lines (and on stderr too, which is
+  what meson prints for a failed test, so a CI log says why), then the
+  tail of the log of
   every vmcgd (vmcgtest.daemon.Daemon) that the test started or that is
   still running, and of every QEMU guest the test started;
 - `1..0 # SKIP reason` when setup() raises tap.Skip and there is nothing
@@ -138,6 +140,7 @@ def main(tests, setup=None, cleanup=None, argv=None):
                 failed += 1
                 print("not ok %d %s (%.1f s)" % (n, name, time.monotonic() - t0), flush=True)
                 diag(traceback.format_exc())
+                print("%s: %s" % (name, traceback.format_exc()), file=sys.stderr, flush=True)
                 try:
                     _logs_for_failure(*before)
                 except Exception as e:  # noqa: B902 - diagnostics must not break the run
