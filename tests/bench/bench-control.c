@@ -1760,6 +1760,13 @@ typedef struct QmpResult {
 	/* Per client per round (2 commands), main thread CPU time, ns. */
 	double issue_conn_ns, loop_conn_ns, issue_disc_ns, loop_disc_ns;
 	double iterations_conn;	 /* main-loop iterations until every reply was in */
+	/*
+	 * The floor: the same two commands per client on plain sockets to the
+	 * same peer, written with write(2), replies read with epoll_wait(2) and
+	 * read(2): no GLib, no JSON, no bookkeeping. What the kernel alone
+	 * charges for the traffic on this machine.
+	 */
+	double issue_raw_ns, loop_raw_ns;
 	int64_t heap_per_client; /* bytes, connected, before the first command */
 } QmpResult;
 
@@ -1991,6 +1998,94 @@ static double wake_cost(unsigned n)
 	return quantile(t, WAKE_REPS, 0.5);
 }
 
+/*
+ * The floor of a round (see QmpResult): @fds are plain sockets connected to
+ * the peer, past its greeting, each in @ep. Returns false if the peer did
+ * not answer every command within 20 s.
+ */
+static bool raw_round(const int *fds, unsigned n, int ep, double *ret_issue, double *ret_loop)
+{
+	static const char cmd1[] = "{\"execute\":\"query-balloon\",\"id\":\"r1\"}\r\n";
+	static const char cmd2[] =
+		"{\"execute\":\"qom-get\",\"arguments\":{\"path\":\"/machine/peripheral/"
+		"balloon0\",\"property\":\"guest-stats\"},\"id\":\"r2\"}\r\n";
+	struct epoll_event evs[64];
+	unsigned replies = 0;
+	int64_t t0, t1, t2, deadline = now_ns() + 20 * (int64_t)1000000000;
+	char buf[4096];
+
+	t0 = thread_cpu_ns();
+	for (unsigned i = 0; i < n; i++)
+		if (!write_all(fds[i], cmd1, sizeof(cmd1) - 1) ||
+		    !write_all(fds[i], cmd2, sizeof(cmd2) - 1))
+			return false;
+	t1 = thread_cpu_ns();
+	while (replies < 2 * n) {
+		int k = epoll_wait(ep, evs, G_N_ELEMENTS(evs), 1000);
+
+		for (int e = 0; e < k; e++) {
+			ssize_t r = read(evs[e].data.fd, buf, sizeof(buf));
+
+			for (ssize_t j = 0; j < r; j++)
+				replies += buf[j] == '\n';
+		}
+		if (now_ns() > deadline)
+			return false;
+	}
+	t2 = thread_cpu_ns();
+	*ret_issue = (double)(t1 - t0) / n;
+	*ret_loop = (double)(t2 - t1) / n;
+	return true;
+}
+
+/* The floor's rounds, median; false with @why set if it could not run. */
+static bool raw_run(const char *path, unsigned n, unsigned rounds, QmpResult *res)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	g_autofree int *fds = g_new(int, n);
+	double issue[QMP_ROUNDS], loop[QMP_ROUNDS];
+	unsigned opened = 0;
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	bool ok = ep >= 0;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	for (; ok && opened < n; opened++) {
+		struct epoll_event ev = { .events = EPOLLIN };
+		char greeting[sizeof(peer_greeting)];
+		size_t got = 0;
+
+		fds[opened] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fds[opened] < 0) {
+			ok = false;
+			break;
+		}
+		ok = connect(fds[opened], (struct sockaddr *)&sa, sizeof(sa)) == 0;
+		/* Blocking: the greeting, then the socket goes into the epoll set. */
+		while (ok && got < strlen(peer_greeting)) {
+			ssize_t r = read(fds[opened], greeting + got, strlen(peer_greeting) - got);
+
+			ok = r > 0;
+			got += ok ? (size_t)r : 0;
+		}
+		ev.data.fd = fds[opened];
+		ok = ok && epoll_ctl(ep, EPOLL_CTL_ADD, fds[opened], &ev) == 0;
+	}
+	for (unsigned r = 0; ok && r < rounds; r++)
+		ok = raw_round(fds, n, ep, &issue[r], &loop[r]);
+	if (ok) {
+		res->issue_raw_ns = quantile(issue, rounds, 0.5);
+		res->loop_raw_ns = quantile(loop, rounds, 0.5);
+	} else {
+		snprintf(res->why, sizeof(res->why), "plain sockets to the peer: %s",
+			 g_strerror(errno));
+	}
+	for (unsigned i = 0; i < opened; i++)
+		close(fds[i]);
+	if (ep >= 0)
+		close(ep);
+	return ok;
+}
+
 static void qmp_run(const Options *o, unsigned n, QmpResult *res)
 {
 	g_autofree char *tmp = NULL, *path = NULL;
@@ -2033,6 +2128,8 @@ static void qmp_run(const Options *o, unsigned n, QmpResult *res)
 	for (unsigned i = 0; i < n; i++)
 		vmcg_qmp_free(qs[i]);
 	drain_main_loop();
+	if (ok)
+		ok = raw_run(path, n, rounds, res);
 	peer_stop(&peer);
 	rm_rf(tmp);
 	if (!ok)
@@ -2187,8 +2284,9 @@ static void print_qmp(const Results *r)
 {
 	fprintf(out, "\nQMP traffic of one tick, alone: per VM a query-balloon and a qom-get, main "
 		     "thread CPU time per VM, us\n");
-	fprintf(out, "%5s  %16s %16s %10s  %16s %16s  %9s\n", "VMs", "connected issue",
-		"connected loop", "iterations", "disconn. issue", "disconn. loop", "KiB/conn");
+	fprintf(out, "%5s  %16s %16s %10s  %9s %9s %6s  %16s %16s  %9s\n", "VMs",
+		"connected issue", "connected loop", "iterations", "raw issue", "raw loop", "ratio",
+		"disconn. issue", "disconn. loop", "KiB/conn");
 	for (size_t i = 0; i < N_QMP; i++) {
 		const QmpResult *q = &r->qmp[i];
 
@@ -2198,14 +2296,19 @@ static void print_qmp(const Results *r)
 			fprintf(out, "%5u  skipped: %s\n", q->clients, q->why);
 			continue;
 		}
-		fprintf(out, "%5u  %16.2f %16.2f %10.0f  %16.2f %16.2f  %9.1f\n", q->clients,
-			q->issue_conn_ns / 1e3, q->loop_conn_ns / 1e3, q->iterations_conn,
+		fprintf(out, "%5u  %16.2f %16.2f %10.0f  %9.2f %9.2f %6.2f  %16.2f %16.2f  %9.1f\n",
+			q->clients, q->issue_conn_ns / 1e3, q->loop_conn_ns / 1e3,
+			q->iterations_conn, q->issue_raw_ns / 1e3, q->loop_raw_ns / 1e3,
+			(q->issue_conn_ns + q->loop_conn_ns) / (q->issue_raw_ns + q->loop_raw_ns),
 			q->issue_disc_ns / 1e3, q->loop_disc_ns / 1e3, q->heap_per_client / 1024.0);
 	}
 	fprintf(out, "  issue: in vmcg_qmp_execute(), i.e. in the tick; loop: the main loop until "
 		     "every callback ran (send, receive,\n  parse, callback; or the failure "
 		     "callbacks); iterations: main-loop iterations that took, with a peer that\n"
-		     "  answers at once; KiB/conn: heap of one connected client\n");
+		     "  answers at once; raw: the floor, the same commands on plain sockets "
+		     "(write(2); epoll_wait(2) and read(2) until\n  every reply is in), no GLib, "
+		     "no JSON; ratio: (connected issue + loop) / (raw issue + loop); KiB/conn: heap "
+		     "of one\n  connected client\n");
 	fprintf(out, "  one idle main-loop iteration with");
 	for (size_t i = 0; i < N_WAKE; i++)
 		fprintf(out, "%s %u pending deadlines: %.1f us", i ? "," : "", wake_timers[i],
@@ -2234,6 +2337,24 @@ static double per_vm_qmp(const Fleet *q)
 	return q->qmp_med / q->n;
 }
 
+/*
+ * The floor of one command on plain sockets (QmpResult: half a raw round)
+ * measured with @n clients, or with the nearest count measured; 0 if none.
+ */
+static double raw_ns_per_cmd(const Results *r, unsigned n)
+{
+	const QmpResult *best = NULL;
+
+	for (size_t i = 0; i < N_QMP; i++) {
+		const QmpResult *q = &r->qmp[i];
+
+		if (q->ran && (!best || abs((int)q->clients - (int)n) <
+						abs((int)best->clients - (int)n)))
+			best = q;
+	}
+	return best ? (best->issue_raw_ns + best->loop_raw_ns) / 2 : 0.0;
+}
+
 static void print_connected(const Results *r)
 {
 	bool any = false;
@@ -2246,17 +2367,23 @@ static void print_connected(const Results *r)
 		     "charge as above,\n  then the main loop until every reply of the tick is "
 		     "handled (main thread CPU; wall beside it)\n");
 	fprintf(out, "  VMs    tick us  charge us   loop us  loop wall us  ns/VM disc.  "
-		     "ns/VM qmp  cmds/VM\n");
+		     "ns/VM qmp  cmds/VM  floor ns/VM  vs floor\n");
 	for (unsigned i = 0; i < r->nr_sizes; i++) {
 		const Fleet *q = r->qfleets[i], *f = find_fleet(r, SC_MIXED, q ? q->n : 0);
 
 		if (!q)
 			continue;
-		fprintf(out, "%5u %10.1f %10.1f %9.1f %13.1f %12.0f %10.0f %8.2f\n", q->n,
-			q->tick_med / 1e3, q->charge_med / 1e3, q->loop_med / 1e3,
-			q->loop_wall_med / 1e3, f ? per_vm(f) : 0.0, per_vm_qmp(q),
-			(double)q->cmds / q->measured / q->n);
+		double cmds = (double)q->cmds / q->measured / q->n;
+		double floor_ns = cmds * raw_ns_per_cmd(r, q->n);
+
+		fprintf(out, "%5u %10.1f %10.1f %9.1f %13.1f %12.0f %10.0f %8.2f %12.0f %9.2f\n",
+			q->n, q->tick_med / 1e3, q->charge_med / 1e3, q->loop_med / 1e3,
+			q->loop_wall_med / 1e3, f ? per_vm(f) : 0.0, per_vm_qmp(q), cmds, floor_ns,
+			floor_ns > 0 ? per_vm_qmp(q) / floor_ns : 0.0);
 	}
+	fprintf(out, "  floor ns/VM: cmds/VM x the raw cost of one command (QMP traffic table, "
+		     "raw issue + loop, per command):\n  what the kernel alone charges for this "
+		     "tick's traffic on this machine; vs floor: ns/VM qmp over it\n");
 }
 
 static void print_live(const Results *r, const Options *o)
@@ -2484,6 +2611,8 @@ static json_object *qmp_json(const Results *r)
 		json_add_double(e, "loop_connected_iterations", q->iterations_conn);
 		json_add_double(e, "issue_disconnected_ns_per_vm", q->issue_disc_ns);
 		json_add_double(e, "loop_disconnected_ns_per_vm", q->loop_disc_ns);
+		json_add_double(e, "issue_raw_ns_per_vm", q->issue_raw_ns);
+		json_add_double(e, "loop_raw_ns_per_vm", q->loop_raw_ns);
 		json_add_int(e, "heap_bytes_per_connection", q->heap_per_client);
 		json_object_array_add(a, e);
 	}
