@@ -168,7 +168,8 @@ int main(int argc, char **argv)
 	 * one page, which is what the tests measure.
 	 */
 	if (delay_ms) {
-		struct timespec ts = { .tv_sec = delay_ms / 1000, .tv_nsec = (delay_ms % 1000) * 1000000L };
+		struct timespec ts = { .tv_sec = delay_ms / 1000,
+				       .tv_nsec = (delay_ms % 1000) * 1000000L };
 
 		while (nanosleep(&ts, &ts) < 0 && errno == EINTR && !memhog_stop)
 			;
