@@ -213,6 +213,7 @@ int main(int argc, char **argv)
 	VmcgPolicy policy;
 	g_auto(Reload) reload = { 0 };
 	const char *state_path;
+	gboolean had_state;
 	const char *origin = NULL;
 	/* Tests point this elsewhere; production reads VMCG_CONFIG_DEFAULT_PATH. */
 	const char *default_path = g_getenv("VMCG_CONFIG_DEFAULT_PATH") ?: VMCG_CONFIG_DEFAULT_PATH;
@@ -292,6 +293,7 @@ int main(int argc, char **argv)
 	 * by the rule of config-merge.h: what the file changed since it was
 	 * last applied wins; what the API changed since stays.
 	 */
+	had_state = state_path && g_file_test(state_path, G_FILE_TEST_EXISTS);
 	if (state_path && !vmcg_state_load(d, state_path, &error)) {
 		fprintf(stderr,
 			"vmcgd: %s\nvmcgd: refusing to start rather than lose that state; "
@@ -312,7 +314,7 @@ int main(int argc, char **argv)
 				error->message);
 			return 1;
 		}
-		if (!reload.seen)
+		if (!reload.seen && had_state)
 			g_message("vmcgd: config: no record of the config last applied (%s): "
 				  "where the config and the state disagree, the state's value "
 				  "stays",
