@@ -10,8 +10,10 @@
 #include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 
 #include "api.h"
+#include "config-apply.h"
 #include "config.h"
 #include "daemon-private.h"
 #include "state.h"
@@ -68,74 +70,150 @@ static void policy_from_config(const VmcgConfig *c, VmcgPolicy *p)
 	p->vmpressure_hold_usec = c->vmpressure_hold_usec;
 }
 
-static gboolean apply_config(VmcgDaemon *d, const VmcgConfig *c, GError **error)
+/* The config as -c, or the default path, says: at start and on every SIGHUP. */
+static gboolean load_config(const char *default_path, VmcgConfig **ret, const char **ret_origin,
+			    GError **error)
 {
-	gboolean ok = TRUE;
+	if (opt_config) {
+		*ret_origin = opt_config;
+		return vmcg_config_load_file(opt_config, ret, error);
+	}
+	return vmcg_config_load_default(default_path, ret, ret_origin, error);
+}
 
-	d->loading = TRUE;
-	for (size_t i = 0; ok && i < c->n_groups; i++) {
-		const VmcgConfigGroup *cg = &c->groups[i];
-		VmcgGroupSettings s = {
-			.has_min = true,
-			.min = cg->min_bytes,
-			.has_low = true,
-			.low = cg->low_bytes,
-			.has_high = true,
-			.high = cg->high_bytes,
-			.has_max = true,
-			.max = cg->max_bytes,
-			.has_oom_group = true,
-			.oom_group = cg->oom_group,
-			.has_oom_action = true,
-			.oom_action = cg->oom_action,
-			.has_overhead_in_max = true,
-			.overhead_in_max = cg->overhead_in_max,
-		};
-		g_auto(GStrv) parts = g_strsplit(cg->path + 1, "/", -1);
-		g_autoptr(GString) prefix = g_string_new("");
+/* What a SIGHUP needs; filled in as main() sets the daemon up. */
+typedef struct Reload {
+	VmcgDaemon *d;	    /* NULL until the daemon runs */
+	VmcgConfig *config; /* the running config */
+	GPtrArray *seen;    /* the record of the config last applied (config-apply.h) */
+	char *seen_path;    /* NULL: --no-state, the record is in memory only */
+	const char *default_path;
+} Reload;
 
-		/*
-		 * mkdir -p: undeclared ancestors get the defaults, and a child
-		 * may come before its parent in the file.
-		 */
-		for (guint k = 0; ok && parts[k + 1]; k++) {
-			VmcgGroup *g;
+static void reload_clear(Reload *r)
+{
+	r->d = NULL;
+	g_clear_pointer(&r->config, vmcg_config_free);
+	g_clear_pointer(&r->seen, g_ptr_array_unref);
+	g_clear_pointer(&r->seen_path, g_free);
+}
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(Reload, reload_clear)
 
-			g_string_append_printf(prefix, "/%s", parts[k]);
-			if (vmcg_group_lookup(d->tree, prefix->str, &g) < 0)
-				ok = vmcg_daemon_group_put(d, prefix->str,
-							   &(VmcgGroupSettings){ 0 }, NULL, error);
+static void emit_reload(VmcgDaemon *d, const char *origin, const GError *error,
+			const GPtrArray *restart, guint conflicts)
+{
+	g_autoptr(json_object) data = json_object_new_object();
+
+	json_object_object_add(data, "ok", json_object_new_boolean(!error));
+	if (origin)
+		json_object_object_add(data, "origin", json_object_new_string(origin));
+	if (error)
+		json_object_object_add(data, "error", json_object_new_string(error->message));
+	if (restart) {
+		json_object *a = json_object_new_array();
+
+		for (guint i = 0; i < restart->len; i++)
+			json_object_array_add(a, json_object_new_string(restart->pdata[i]));
+		json_object_object_add(data, "restart_needed", a);
+		json_object_object_add(data, "conflicts", json_object_new_uint64(conflicts));
+	}
+	vmcg_daemon_emit(d, VMCG_EV_CONFIG_RELOAD, data);
+}
+
+/*
+ * SIGHUP: read and check the whole file first; a file with any error
+ * changes nothing (the running config stays, and the log says why, with
+ * the file and the line). A good one is applied as at start
+ * (config-apply.h), and settings that need a restart are named.
+ */
+static gboolean on_sighup(gpointer userdata)
+{
+	Reload *r = userdata;
+	g_autoptr(VmcgConfig) next = NULL;
+	g_autoptr(GError) error = NULL;
+	g_autoptr(GPtrArray) restart = g_ptr_array_new_with_free_func(g_free);
+	const char *origin = NULL;
+	VmcgPolicy policy;
+	guint conflicts = 0;
+
+	if (!r->d)
+		return G_SOURCE_CONTINUE; /* not serving yet: the config just read is current */
+	g_message("vmcgd: SIGHUP: reloading the config");
+	if (!load_config(r->default_path, &next, &origin, &error)) {
+		g_warning("vmcgd: config reload failed, keeping the running config: %s",
+			  error->message);
+		emit_reload(r->d, origin, error, NULL, 0);
+		return G_SOURCE_CONTINUE;
+	}
+	if (opt_interval)
+		next->interval_usec = r->config->interval_usec; /* the command line's stays */
+	vmcg_config_reload_daemon(r->config, next, restart);
+	for (guint i = 0; i < restart->len; i++)
+		g_warning("vmcgd: config reload: %s changed in %s: it takes effect at the next "
+			  "restart",
+			  (const char *)restart->pdata[i], origin);
+
+	policy = *vmcg_daemon_policy(r->d);
+	policy_from_config(next, &policy);
+	vmcg_daemon_set_policy(r->d, &policy);
+	if (next->interval_usec != r->config->interval_usec)
+		vmcg_daemon_start(r->d, next->interval_usec);
+	vmcg_config_apply(r->d, next, &r->seen, r->seen_path, &conflicts);
+
+	vmcg_config_free(r->config);
+	r->config = g_steal_pointer(&next);
+	g_message("vmcgd: config reloaded from %s: %zu groups, %zu VMs in the file; %u "
+		  "disagreement%s with the API",
+		  origin, r->config->n_groups, r->config->n_vms, conflicts,
+		  conflicts == 1 ? "" : "s");
+	emit_reload(r->d, origin, NULL, restart, conflicts);
+	return G_SOURCE_CONTINUE;
+}
+
+/*
+ * Raise the soft limit on open files to the hard one: every VM holds a
+ * QMP socket, a hooks connection with its memfd and an eventfd per vCPU,
+ * and every API client a socket; the usual soft limit of 1024 (systemd's
+ * default, for select()'s sake, which vmcgd never uses) would cap a fleet
+ * at a few hundred VMs. The hard limit is what the administrator allows.
+ */
+static void raise_nofile_limit(void)
+{
+	struct rlimit rl;
+	rlim_t soft;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+		g_warning("getrlimit(RLIMIT_NOFILE): %s", g_strerror(errno));
+		return;
+	}
+	soft = rl.rlim_cur;
+	if (soft < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+			g_warning("cannot raise the open files limit from %" G_GUINT64_FORMAT
+				  " to %" G_GUINT64_FORMAT ": %s",
+				  (guint64)soft, (guint64)rl.rlim_max, g_strerror(errno));
+			return;
 		}
-		if (ok)
-			ok = vmcg_daemon_group_put(d, cg->path, &s, NULL, error);
 	}
-	for (size_t i = 0; ok && i < c->n_vms; i++) {
-		const VmcgConfigVm *cv = &c->vms[i];
-		VmcgVmSettings s = {
-			.has_floor = true,
-			.floor = cv->floor_bytes,
-			.has_oom_priority = true,
-			.oom_priority = cv->oom_priority,
-		};
-
-		ok = vmcg_daemon_vm_add(d, cv->name, cv->backend, cv->address, cv->group_path, &s,
-					error);
-	}
-	d->loading = FALSE;
-	return ok;
+	g_info("open files limit %" G_GUINT64_FORMAT " (was %" G_GUINT64_FORMAT
+	       ", hard limit %" G_GUINT64_FORMAT ")",
+	       (guint64)rl.rlim_cur, (guint64)soft, (guint64)rl.rlim_max);
 }
 
 int main(int argc, char **argv)
 {
 	g_autoptr(GOptionContext) ctx = NULL;
 	g_autoptr(GError) error = NULL;
-	g_autoptr(VmcgConfig) config = NULL;
+	VmcgConfig *config = NULL; /* the running config: reload.config owns it */
 	g_autoptr(VmcgDaemon) d = NULL;
 	g_autoptr(VmcgApi) api = NULL;
 	g_autoptr(GMainLoop) loop = NULL;
 	VmcgApiOptions api_opts = { 0 };
 	VmcgPolicy policy;
+	g_auto(Reload) reload = { 0 };
 	const char *state_path;
+	gboolean had_state;
 	const char *origin = NULL;
 	/* Tests point this elsewhere; production reads VMCG_CONFIG_DEFAULT_PATH. */
 	const char *default_path = g_getenv("VMCG_CONFIG_DEFAULT_PATH") ?: VMCG_CONFIG_DEFAULT_PATH;
@@ -158,21 +236,31 @@ int main(int argc, char **argv)
 	if (opt_verbose)
 		g_setenv("G_MESSAGES_DEBUG", "all", TRUE);
 
-	if (opt_config) {
-		origin = opt_config;
-		if (!vmcg_config_load_file(opt_config, &config, &error)) {
-			fprintf(stderr, "vmcgd: %s\n", error->message);
-			return 1;
-		}
-	} else if (!vmcg_config_load_default(default_path, &config, &origin, &error)) {
+	if (!load_config(default_path, &config, &origin, &error)) {
 		fprintf(stderr, "vmcgd: %s\n", error->message);
 		return 1;
 	}
+	reload.config = config;
+	reload.default_path = default_path;
 	if (opt_check) {
 		printf("%s: OK (%zu groups, %zu VMs)\n", origin, config->n_groups, config->n_vms);
 		return 0;
 	}
+	/*
+	 * Signals that would end vmcgd by default, and mean nothing to it:
+	 * ignored, so that a stray kill -USR1 or a closed peer (SIGPIPE) never
+	 * loses a change acknowledged just before (vmcgd(8), SIGNALS). SIGHUP
+	 * reloads the config: its source is added before anything else, so
+	 * that one that comes during start-up waits for the loop instead of
+	 * ending vmcgd.
+	 */
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGUSR1, SIG_IGN);
+	signal(SIGUSR2, SIG_IGN);
+	signal(SIGALRM, SIG_IGN);
+	g_unix_signal_add(SIGHUP, on_sighup, &reload);
 	g_message("vmcgd: config: %s", origin);
+	raise_nofile_limit();
 	if (opt_interval) {
 		uint64_t usec;
 
@@ -200,10 +288,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "vmcgd: backstop = true, but: %s\n", error->message);
 		return 1;
 	}
-	if (!apply_config(d, config, &error)) {
-		fprintf(stderr, "vmcgd: config: %s\n", error->message);
-		return 1;
-	}
+	/*
+	 * The saved state first (the tree as it was), then the config on top
+	 * by the rule of config-merge.h: what the file changed since it was
+	 * last applied wins; what the API changed since stays.
+	 */
+	had_state = state_path && g_file_test(state_path, G_FILE_TEST_EXISTS);
 	if (state_path && !vmcg_state_load(d, state_path, &error)) {
 		fprintf(stderr,
 			"vmcgd: %s\nvmcgd: refusing to start rather than lose that state; "
@@ -211,8 +301,27 @@ int main(int argc, char **argv)
 			error->message);
 		return 1;
 	}
-	/* Save once: the state now has the config's tree too, and proves it is writable. */
-	vmcg_daemon_save(d);
+	if (state_path) {
+		reload.seen_path = vmcg_config_seen_path(state_path);
+		if (!vmcg_config_seen_load(reload.seen_path, &reload.seen, &error)) {
+			fprintf(stderr,
+				"vmcgd: %s\nvmcgd: refusing to start rather than guess which of "
+				"the "
+				"config and the state is newer; move the file away to start "
+				"without "
+				"it (then the state's values stay where the two disagree, with a "
+				"warning each)\n",
+				error->message);
+			return 1;
+		}
+		if (!reload.seen && had_state)
+			g_message("vmcgd: config: no record of the config last applied (%s): "
+				  "where the config and the state disagree, the state's value "
+				  "stays",
+				  reload.seen_path);
+	}
+	/* Saves the state once: it now has the config's tree too, and proves it is writable. */
+	vmcg_config_apply(d, config, &reload.seen, reload.seen_path, NULL);
 
 	api_opts.socket_path = opt_socket ? opt_socket : config->socket_path;
 	api_opts.write_gid = -1;
@@ -248,6 +357,7 @@ int main(int argc, char **argv)
 	g_unix_signal_add(SIGTERM, on_signal, loop);
 	g_unix_signal_add(SIGINT, on_signal, loop);
 	vmcg_daemon_start(d, config->interval_usec);
+	reload.d = d;
 	g_message("vmcgd: serving %s, %zu groups, %zu VMs, interval %" G_GUINT64_FORMAT " ms%s%s",
 		  api_opts.socket_path, vmcg_tree_nr_groups(vmcg_daemon_tree(d)) - 1,
 		  vmcg_tree_nr_vms(vmcg_daemon_tree(d)), config->interval_usec / 1000,

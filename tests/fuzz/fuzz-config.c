@@ -27,8 +27,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <gio/gio.h>
+
+#include "config-apply.h"
 #include "config-cross-check.h"
+#include "config-merge.h"
 #include "config.h"
+#include "json-util.h"
 #include "vmcg/oom.h"
 #include "vmcg/stock.h"
 
@@ -152,6 +157,60 @@ static void check_ranges(const VmcgConfig *c)
 	}
 }
 
+/*
+ * The config record (config-apply.h) is untrusted input too: the same
+ * bytes as a record are refused with INVALID_DATA or read, and what is
+ * read writes back to the same list.
+ */
+static void fuzz_seen_record(const uint8_t *data, size_t size)
+{
+	g_autoptr(GPtrArray) l = NULL, back = NULL;
+	g_autoptr(GError) error = NULL;
+	g_autoptr(json_object) j = NULL;
+	const char *text;
+
+	if (!vmcg_config_seen_parse((const char *)data, size, &l, &error)) {
+		if (l || !g_error_matches(error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA)) {
+			fprintf(stderr, "record: bad error: %s\n",
+				error ? error->message : "(none)");
+			abort();
+		}
+		return;
+	}
+	j = vmcg_config_seen_to_json(l);
+	text = json_object_to_json_string(j);
+	if (!vmcg_config_seen_parse(text, strlen(text), &back, &error) || back->len != l->len) {
+		fprintf(stderr, "record: written back, it reads differently: %s\n", text);
+		abort();
+	}
+}
+
+/*
+ * The merge on a config the loader accepts: against itself it does and
+ * says nothing; on an empty tree it only creates, each object once.
+ */
+static void check_merge(const VmcgConfig *c)
+{
+	g_autoptr(GPtrArray) l = vmcg_merge_from_config(c);
+	g_autoptr(GPtrArray) empty = vmcg_merge_list_new();
+	g_auto(VmcgMergeResult) same = { 0 };
+	g_auto(VmcgMergeResult) fresh = { 0 };
+
+	vmcg_merge(l, l, l, &same);
+	if (same.actions->len || same.notes->len) {
+		fprintf(stderr, "merge: a config against itself is not a no-op\n");
+		abort();
+	}
+	vmcg_merge(l, NULL, empty, &fresh);
+	if (fresh.actions->len != l->len || fresh.notes->len) {
+		fprintf(stderr, "merge: on an empty tree, not one create per object\n");
+		abort();
+	}
+	for (guint i = 0; i < fresh.actions->len; i++)
+		if (g_array_index(fresh.actions, VmcgMergeAction, i).op != VMCG_MERGE_CREATE)
+			abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	g_autoptr(VmcgConfig) c = NULL;
@@ -160,6 +219,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	g_autofree char *text = NULL;
 
 	g_log_set_always_fatal(G_LOG_LEVEL_WARNING | G_LOG_LEVEL_CRITICAL);
+	fuzz_seen_record(data, size);
 
 	if (!vmcg_config_load_data((const char *)data, size, "fuzz", &c, &error)) {
 		if (c || !error || error->domain != VMCG_CONFIG_ERROR ||
@@ -172,6 +232,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	}
 	check_ranges(c);
+	check_merge(c);
 	{
 		g_autofree char *diff = config_cross_check((const char *)data, size);
 

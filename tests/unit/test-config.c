@@ -6,11 +6,14 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <gio/gio.h>
 #include <glib/gstdio.h>
 #include <inttypes.h>
 #include <unistd.h>
 
 #include "../fuzz/config-cross-check.h"
+#include "config-apply.h"
+#include "config-merge.h"
 #include "config.h"
 #include "test-util.h"
 #include "vmcg/oom.h"
@@ -1008,6 +1011,366 @@ static void test_cross_check(void)
 	}
 }
 
+/* ---- config against API: config-merge.c, config-apply.c's record ---- */
+
+/*
+ * An object in a few words: "g /a memory.max=1G oom-action=pause" or
+ * "v web group=/a floor=0"; settings not named hold the defaults (a
+ * group's cgroup defaults; a VM at /run/NAME.qmp in "/"). Sizes are bytes.
+ */
+static VmcgMergeObject *obj(const char *spec)
+{
+	static const char *const gdef[] = { "0", "0", "max", "max", "false", "notify", "false" };
+	g_auto(GStrv) w = g_strsplit(spec, " ", -1);
+	VmcgMergeKind kind = w[0][0] == 'g' ? VMCG_MERGE_GROUP : VMCG_MERGE_VM;
+	VmcgMergeObject *o = vmcg_merge_object_new(kind, w[1]);
+
+	for (unsigned k = 0; k < vmcg_merge_nkeys(kind); k++)
+		o->values[k] = kind == VMCG_MERGE_GROUP ? g_strdup(gdef[k]) : NULL;
+	if (kind == VMCG_MERGE_VM) {
+		o->values[VMCG_MERGE_V_BACKEND] = g_strdup("qmp");
+		o->values[VMCG_MERGE_V_ADDRESS] = g_strdup_printf("/run/%s.qmp", w[1]);
+		o->values[VMCG_MERGE_V_GROUP] = g_strdup("/");
+		o->values[VMCG_MERGE_V_FLOOR] = g_strdup("0");
+		o->values[VMCG_MERGE_V_OOM_PRIORITY] = g_strdup("0");
+	}
+	for (guint i = 2; w[i]; i++) {
+		g_auto(GStrv) kv = g_strsplit(w[i], "=", 2);
+		unsigned k;
+
+		for (k = 0; k < vmcg_merge_nkeys(kind); k++)
+			if (strcmp(vmcg_merge_key_name(kind, k), kv[0]) == 0)
+				break;
+		g_assert_cmpuint(k, <, vmcg_merge_nkeys(kind));
+		g_free(o->values[k]);
+		o->values[k] = strcmp(kv[1], "-") == 0 ? NULL : g_strdup(kv[1]);
+	}
+	return o;
+}
+
+/* A list from "|"-separated objects; "" is empty, NULL stays NULL (no record). */
+static GPtrArray *objs(const char *specs)
+{
+	GPtrArray *list;
+	g_auto(GStrv) parts = NULL;
+
+	if (!specs)
+		return NULL;
+	list = vmcg_merge_list_new();
+	parts = g_strsplit(specs, "|", -1);
+	for (guint i = 0; parts[i]; i++)
+		if (*g_strstrip(parts[i]))
+			g_ptr_array_add(list, obj(parts[i]));
+	return list;
+}
+
+static const char *const op_names[] = { "create", "update", "replace", "remove" };
+
+/*
+ * Per object and per setting, config against the record ("seen", NULL:
+ * no record) against the tree ("running"). Actions are "op kind name" and
+ * for updates the settings applied; notes "what kind name [key]".
+ */
+static const struct {
+	const char *what, *config, *seen, *running;
+	const char *actions; /* "; "-separated, in the order to apply */
+	const char *notes;
+} merge_cases[] = {
+	/* first start: nothing running, no record: the config is created */
+	{ "fresh", "g /a memory.max=1073741824 | v w group=/a", NULL, "", "create g /a; create v w",
+	  "" },
+	{ "unchanged", "g /a memory.max=1073741824", "g /a memory.max=1073741824",
+	  "g /a memory.max=1073741824", "", "" },
+	/* The operator edits the file: the edit wins over the state (the bug). */
+	{ "file edited", "g /a memory.max=268435456", "g /a memory.max=1073741824",
+	  "g /a memory.max=1073741824", "update g /a memory.max", "applied g /a memory.max" },
+	/* ... even over a value the API set since */
+	{ "file edited over API", "g /a memory.max=268435456", "g /a memory.max=1073741824",
+	  "g /a memory.max=536870912", "update g /a memory.max", "applied g /a memory.max" },
+	/* The API changed it, the file did not: the API's value stays, with a warning. */
+	{ "API changed", "g /a memory.max=1073741824", "g /a memory.max=1073741824",
+	  "g /a memory.max=536870912", "", "conflict g /a memory.max" },
+	/* per setting: one of each in the same group */
+	{ "per setting", "g /a memory.max=268435456 memory.high=1024",
+	  "g /a memory.max=1073741824 memory.high=1024",
+	  "g /a memory.max=1073741824 memory.high=4096 oom-action=pause", "update g /a memory.max",
+	  "conflict g /a memory.high; applied g /a memory.max; conflict g /a oom-action" },
+	/* edited back to what the API set: nothing to do, nothing to say */
+	{ "file meets API", "g /a memory.max=536870912", "g /a memory.max=1073741824",
+	  "g /a memory.max=536870912", "", "" },
+	/* no record (first start with one): the state's value stays, with a warning */
+	{ "no record", "g /a memory.max=268435456", NULL, "g /a memory.max=1073741824", "",
+	  "unrecorded g /a memory.max" },
+	/* a record that lacks a setting: as changed */
+	{ "record lacks key", "g /a memory.max=268435456", "g /a memory.max=-",
+	  "g /a memory.max=1073741824", "update g /a memory.max", "applied g /a memory.max" },
+	/* a new section for an object the API made: the config's values apply */
+	{ "new section", "g /a memory.max=268435456", "", "g /a memory.max=1073741824",
+	  "update g /a memory.max", "adopted g /a memory.max" },
+	/* deleted through the API, still declared: created again */
+	{ "deleted by API", "g /a", "g /a", "", "create g /a", "recreated g /a" },
+	/* section removed, object untouched by the API: removed */
+	{ "section removed", "", "g /a memory.max=1073741824", "g /a memory.max=1073741824",
+	  "remove g /a", "removed g /a" },
+	/* section removed, but the API changed it: it stays, the API's */
+	{ "removed but API's", "", "g /a memory.max=1073741824", "g /a memory.max=536870912", "",
+	  "kept g /a memory.max" },
+	/* section removed, but an API-made VM is in it: it stays */
+	{ "removed but busy", "", "g /a", "g /a | v w group=/a", "", "busy g /a" },
+	/* ... and so does its parent, whose section went too */
+	{ "removed parent of busy", "", "g /a | g /a/b", "g /a | g /a/b | v w group=/a/b", "",
+	  "busy g /a/b; busy g /a" },
+	/* a tree removed with its VM: the VM first, then children before parents */
+	{ "removed tree", "", "g /a | g /a/b | v w group=/a/b", "g /a | g /a/b | v w group=/a/b",
+	  "remove v w; remove g /a/b; remove g /a", "removed v w; removed g /a/b; removed g /a" },
+	/* only the API made it: untouched */
+	{ "API only", "", "", "g /api | v w group=/api", "", "" },
+	/* VMs: the file moves a VM, the API's floor stays */
+	{ "vm moved by file", "g /a | g /b | v w group=/b", "g /a | g /b | v w group=/a",
+	  "g /a | g /b | v w group=/a floor=4096", "update v w group",
+	  "applied v w group; conflict v w floor" },
+	/* a new address needs a new registration */
+	{ "vm address", "v w address=/run/new.qmp", "v w", "v w", "replace v w address",
+	  "applied v w address" },
+	/* created groups come parents first, before the VMs that go in them */
+	{ "order", "v w group=/a/b | g /a/b | g /a", "", "",
+	  "create g /a; create g /a/b; create v w", "" },
+	/* the API moved the VM out: its old group can go */
+	{ "vm moved out by API", "v w", "g /a | v w group=/a", "g /a | v w", "remove g /a",
+	  "removed g /a" },
+};
+
+static char *describe_actions(const VmcgMergeResult *r)
+{
+	g_autoptr(GString) s = g_string_new("");
+
+	for (guint i = 0; i < r->actions->len; i++) {
+		const VmcgMergeAction *a = &g_array_index(r->actions, VmcgMergeAction, i);
+
+		g_string_append_printf(s, "%s%s %c %s", i ? "; " : "", op_names[a->op],
+				       a->object->kind == VMCG_MERGE_GROUP ? 'g' : 'v',
+				       a->object->name);
+		for (unsigned k = 0; k < vmcg_merge_nkeys(a->object->kind); k++)
+			if (a->op != VMCG_MERGE_CREATE && a->op != VMCG_MERGE_REMOVE &&
+			    (a->keys & 1u << k))
+				g_string_append_printf(s, " %s",
+						       vmcg_merge_key_name(a->object->kind, k));
+	}
+	return g_string_free(g_steal_pointer(&s), FALSE);
+}
+
+static char *describe_notes(const VmcgMergeResult *r)
+{
+	g_autoptr(GString) s = g_string_new("");
+
+	for (guint i = 0; i < r->notes->len; i++) {
+		const VmcgMergeNote *n = r->notes->pdata[i];
+		g_autofree char *text = vmcg_merge_note_format(n);
+
+		g_string_append_printf(s, "%s%s %c %s", i ? "; " : "",
+				       vmcg_merge_note_kind_name(n->what),
+				       n->kind == VMCG_MERGE_GROUP ? 'g' : 'v', n->name);
+		if (n->key >= 0)
+			g_string_append_printf(s, " %s",
+					       vmcg_merge_key_name(n->kind, (unsigned)n->key));
+		/* every note reads as a sentence that names its object */
+		g_assert_nonnull(strstr(text, n->name));
+		g_test_message("%s", text);
+	}
+	return g_string_free(g_steal_pointer(&s), FALSE);
+}
+
+static void test_merge(void)
+{
+	for (size_t i = 0; i < G_N_ELEMENTS(merge_cases); i++) {
+		g_autoptr(GPtrArray) config = objs(merge_cases[i].config);
+		g_autoptr(GPtrArray) seen = objs(merge_cases[i].seen);
+		g_autoptr(GPtrArray) running = objs(merge_cases[i].running);
+		g_auto(VmcgMergeResult) r = { 0 };
+		g_autofree char *actions = NULL, *notes = NULL;
+
+		vmcg_merge(config, seen, running, &r);
+		actions = describe_actions(&r);
+		notes = describe_notes(&r);
+		if (strcmp(actions, merge_cases[i].actions) || strcmp(notes, merge_cases[i].notes))
+			g_error("%s:\n  actions \"%s\", want \"%s\"\n  notes \"%s\", want \"%s\"",
+				merge_cases[i].what, actions, merge_cases[i].actions, notes,
+				merge_cases[i].notes);
+	}
+}
+
+/* The merged values of an update: the config's where applied, the tree's elsewhere. */
+static void test_merge_values(void)
+{
+	g_autoptr(GPtrArray) config = objs("v w group=/b floor=0");
+	g_autoptr(GPtrArray) seen = objs("v w group=/a floor=0");
+	g_autoptr(GPtrArray) running = objs("v w group=/a floor=4096");
+	g_auto(VmcgMergeResult) r = { 0 };
+	const VmcgMergeAction *a;
+
+	vmcg_merge(config, seen, running, &r);
+	g_assert_cmpuint(r.actions->len, ==, 1);
+	a = &g_array_index(r.actions, VmcgMergeAction, 0);
+	g_assert_cmpstr(a->object->values[VMCG_MERGE_V_GROUP], ==, "/b");
+	g_assert_cmpstr(a->object->values[VMCG_MERGE_V_FLOOR], ==, "4096");
+	g_assert_true(vmcg_merge_note_is_warning(r.notes->pdata[1]));
+	g_assert_false(vmcg_merge_note_is_warning(r.notes->pdata[0]));
+}
+
+/* The file's values as the tree keeps them: sizes in whole pages, so that 1.5K == 4K. */
+static void test_merge_from_config(void)
+{
+	g_autoptr(VmcgConfig) c =
+		load_ok("[group /a]\nmemory.max = 6K\nmemory.high = max\noom-action = pause\n"
+			"[vm w]\nqmp = /run/w.qmp\ngroup = /a\nfloor = max\noom-priority = -5\n");
+	g_autoptr(GPtrArray) l = vmcg_merge_from_config(c);
+	const VmcgMergeObject *g = l->pdata[0], *v = l->pdata[1];
+
+	g_assert_cmpuint(l->len, ==, 2);
+	g_assert_cmpstr(g->values[VMCG_MERGE_G_MAX], ==, "4096");
+	g_assert_cmpstr(g->values[VMCG_MERGE_G_HIGH], ==, "max");
+	g_assert_cmpstr(g->values[VMCG_MERGE_G_OOM_ACTION], ==, "pause");
+	g_assert_cmpstr(v->values[VMCG_MERGE_V_BACKEND], ==, "qmp");
+	g_assert_cmpstr(v->values[VMCG_MERGE_V_ADDRESS], ==, "/run/w.qmp");
+	g_assert_cmpstr(v->values[VMCG_MERGE_V_GROUP], ==, "/a");
+	g_assert_cmpstr(v->values[VMCG_MERGE_V_FLOOR], ==, "max");
+	g_assert_cmpstr(v->values[VMCG_MERGE_V_OOM_PRIORITY], ==, "-5");
+}
+
+/* [daemon] on reload: what needs a restart is named and stays as it runs. */
+static void test_reload_daemon(void)
+{
+	g_autoptr(VmcgConfig) running = load_ok("[daemon]\nstats-interval = 2s\n");
+	static const struct {
+		const char *text;
+		const char *restart; /* ", "-separated */
+	} cases[] = {
+		{ "[daemon]\nstats-interval = 2s\n", "" },
+		{ "[daemon]\nstats-interval = 2s\ninterval = 2s\nreclaim-step = 1M\nhysteresis = "
+		  "1M\nvmpressure-hold = 1s\nstats-max-age = 20s\n",
+		  "" },
+		{ "[daemon]\nsocket = /x.sock\nstate = /x.json\nhooks-socket =\nwrite-group = "
+		  "\nrecursive-protection = true\nstock-batch = 1\nbackstop = true\n"
+		  "backstop-overhead = 1M\nstats-interval = 2s\n",
+		  "socket, state, hooks-socket, write-group, recursive-protection, stock-batch, "
+		  "backstop, backstop-overhead" },
+		{ "[daemon]\nstats-interval = 5s\nstats-max-age = 5s\n",
+		  "stats-interval, stats-max-age" },
+	};
+
+	for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+		g_autoptr(VmcgConfig) next = load_ok(cases[i].text);
+		g_autoptr(GPtrArray) keys = g_ptr_array_new_with_free_func(g_free);
+		g_autofree char *got = NULL;
+
+		vmcg_config_reload_daemon(running, next, keys);
+		g_ptr_array_add(keys, NULL);
+		got = g_strjoinv(", ", (char **)keys->pdata);
+		g_assert_cmpstr(got, ==, cases[i].restart);
+		/* what needs a restart is back at the running value */
+		g_assert_cmpstr(next->socket_path, ==, running->socket_path);
+		g_assert_cmpuint(next->stats_interval_usec, ==, running->stats_interval_usec);
+		g_assert_cmpuint(next->stats_max_age_usec, >=, next->stats_interval_usec);
+		g_assert_true(next->backstop == running->backstop);
+	}
+}
+
+/* The record read back is untrusted: garbage is an error that says what is wrong. */
+static void test_seen_record(void)
+{
+	static const struct {
+		const char *text, *want; /* want NULL: accepted */
+	} cases[] = {
+		{ "{\"version\":1}", NULL },
+		{ "{\"version\":1,\"groups\":{\"/a\":{\"memory.max\":\"1\"}},\"vms\":{\"w\":{}}}\n",
+		  NULL },
+		{ "", "not JSON" },
+		{ "{\"version\":1", "not JSON" },
+		{ "{\"version\":1} x", "not JSON" },
+		{ "[]", "not a JSON object" },
+		{ "{}", "version must be 1" },
+		{ "{\"version\":2}", "version must be 1" },
+		{ "{\"version\":\"1\"}", "version must be 1" },
+		{ "{\"version\":1,\"x\":1}", "unknown field \"x\"" },
+		{ "{\"version\":1,\"groups\":[]}", "groups must be an object" },
+		{ "{\"version\":1,\"groups\":{\"a\":{}}}", "invalid group path \"a\"" },
+		{ "{\"version\":1,\"groups\":{\"/\":{}}}", "invalid group path \"/\"" },
+		{ "{\"version\":1,\"groups\":{\"/a/../b\":{}}}", "invalid group path" },
+		{ "{\"version\":1,\"vms\":{\"a/b\":{}}}", "invalid VM name" },
+		{ "{\"version\":1,\"groups\":{\"/a\":1}}", "not an object" },
+		{ "{\"version\":1,\"groups\":{\"/a\":{\"memory.mx\":\"1\"}}}",
+		  "unknown setting \"memory.mx\"" },
+		{ "{\"version\":1,\"groups\":{\"/a\":{\"memory.max\":1}}}", "not a string" },
+		{ "{\"version\":1,\"vms\":{\"w\":{\"floor\":null}}}", "not a string" },
+	};
+
+	for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+		g_autoptr(GError) error = NULL;
+		g_autoptr(GPtrArray) l = NULL;
+		gboolean ok =
+			vmcg_config_seen_parse(cases[i].text, strlen(cases[i].text), &l, &error);
+
+		if (!cases[i].want) {
+			g_assert_no_error(error);
+			g_assert_true(ok);
+			continue;
+		}
+		if (ok)
+			g_error("accepted: %s", cases[i].text);
+		g_assert_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA);
+		if (!strstr(error->message, cases[i].want))
+			g_error("%s: message \"%s\" lacks \"%s\"", cases[i].text, error->message,
+				cases[i].want);
+		g_assert_null(l);
+	}
+	/* a NUL inside */
+	{
+		g_autoptr(GError) error = NULL;
+		g_autoptr(GPtrArray) l = NULL;
+
+		g_assert_false(vmcg_config_seen_parse("{\"version\":1}\0", 14, &l, &error));
+		g_assert_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA);
+	}
+}
+
+/* Written atomically and read back the same; a missing record is no record. */
+static void test_seen_roundtrip(void)
+{
+	g_autofree char *dir = g_dir_make_tmp("test-config-XXXXXX", NULL);
+	g_autofree char *path = g_build_filename(dir, "state.json.config-seen", NULL);
+	g_autoptr(GPtrArray) list = objs("g /a memory.max=4096 | g /a/b | v w group=/a/b");
+	g_autoptr(GPtrArray) back = NULL;
+	g_autoptr(GError) error = NULL;
+	g_autoptr(GDir) d = NULL;
+	guint n = 0;
+
+	g_assert_true(vmcg_config_seen_load(path, &back, &error));
+	g_assert_no_error(error);
+	g_assert_null(back);
+	g_assert_true(vmcg_config_seen_save(path, list, &error));
+	g_assert_no_error(error);
+	g_assert_true(vmcg_config_seen_load(path, &back, &error));
+	g_assert_cmpuint(back->len, ==, 3);
+	for (guint i = 0; i < 3; i++) {
+		const VmcgMergeObject *a = list->pdata[i], *b = back->pdata[i];
+
+		g_assert_cmpstr(a->name, ==, b->name);
+		for (unsigned k = 0; k < VMCG_MERGE_NKEYS_MAX; k++)
+			g_assert_cmpstr(a->values[k], ==, b->values[k]);
+	}
+	/* no temporary file left behind */
+	d = g_dir_open(dir, 0, NULL);
+	while (g_dir_read_name(d))
+		n++;
+	g_assert_cmpuint(n, ==, 1);
+	g_assert_true(g_file_set_contents(path, "{\"version\": 1, \"groups\": 7}", -1, NULL));
+	g_clear_pointer(&back, g_ptr_array_unref);
+	g_assert_false(vmcg_config_seen_load(path, &back, &error));
+	g_assert_true(g_str_has_prefix(error->message, path));
+	g_unlink(path);
+	g_rmdir(dir);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -1032,5 +1395,11 @@ int main(int argc, char **argv)
 	g_test_add_func("/config/backend", test_backend);
 	g_test_add_func("/config/load-default", test_load_default);
 	g_test_add_func("/config/cross-check", test_cross_check);
+	g_test_add_func("/config/merge", test_merge);
+	g_test_add_func("/config/merge-values", test_merge_values);
+	g_test_add_func("/config/merge-from-config", test_merge_from_config);
+	g_test_add_func("/config/reload-daemon", test_reload_daemon);
+	g_test_add_func("/config/seen-record", test_seen_record);
+	g_test_add_func("/config/seen-roundtrip", test_seen_roundtrip);
 	return g_test_run();
 }
