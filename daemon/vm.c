@@ -121,9 +121,10 @@ void vmcg_dvm_backend_ram(VmcgDvm *vm, uint64_t ram_bytes)
 
 void vmcg_dvm_backend_gone(VmcgDvm *vm, const char *why)
 {
+	/* The backend warns, rate-limited per peer (backend.h); this is the record. */
 	if (vm->state != VMCG_DVM_GONE)
-		g_warning("VM %s: connection lost: %s; its charge leaves the tree",
-			  vmcg_dvm_name(vm), why);
+		g_info("VM %s: connection lost: %s; its charge leaves the tree", vmcg_dvm_name(vm),
+		       why);
 	/* Whatever was charged for this VM leaves the tree: QEMU is gone. */
 	vmcg_sampling_drop(vm->sampling);
 	/* QEMU is gone: its now empty backstop cgroup goes too. */
