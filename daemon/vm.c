@@ -342,8 +342,10 @@ void vmcg_dvm_info(VmcgDvm *vm, VmcgDvmInfo *ret)
 {
 	int64_t now = (int64_t)vmcg_daemon_now_usec(vm->d);
 	VmcgBackendInfo b = { 0 };
+	VmcgChargeInfo c;
 
 	vm->ops->describe(vm->backend, &b);
+	vmcg_sampling_charge_info(vm->sampling, (uint64_t)now, &c);
 	*ret = (VmcgDvmInfo){
 		.name = vmcg_dvm_name(vm),
 		.backend = vm->ops->name,
@@ -367,6 +369,12 @@ void vmcg_dvm_info(VmcgDvm *vm, VmcgDvmInfo *ret)
 		.stat_available = vm->st_available,
 		.stat_cache = vm->st_cache,
 		.pid = vm->pid,
+		.charge_state = vmcg_charge_state_to_string(c.state),
+		.charge_reason = c.reason,
+		.charge_unknown_usec = c.unknown_usec,
+		.charge_failures = c.failures,
+		.charge_worst_case = c.worst_case,
+		.sample_age_usec = c.sample_age_usec,
 	};
 	if (vm->hooks) {
 		vmcg_hooks_conn_info(vm->hooks, &ret->hooks);
