@@ -301,7 +301,6 @@ static void on_qmp_state(VmcgQmp *qmp, VmcgQmpState state, const GError *error, 
 		/* Never connected yet: still "connecting" (QEMU may not have started). */
 		if (!q->ever_ready)
 			return;
-		q->up = FALSE;
 		q->pid = 0;
 		q->in_query = q->in_stats = FALSE;
 		q->has_stats = FALSE;
@@ -309,6 +308,7 @@ static void on_qmp_state(VmcgQmp *qmp, VmcgQmpState state, const GError *error, 
 		if (q->up)
 			peer_warning(q, "connection lost: %s; its charge leaves the tree",
 				     error ? error->message : "closed");
+		q->up = FALSE;
 		vmcg_dvm_backend_gone(q->vm, error ? error->message : "closed");
 	}
 }
