@@ -277,6 +277,14 @@ static void metrics_vms(VmcgApi *api, GString *out)
 		}
 	}
 
+	family(out, "vmcg_vm_charge_unknown", "gauge",
+	       "1 while the VM's charge is unknown (its memory cannot be measured).");
+	for (vm = vmcg_daemon_vm_first(api->d); vm; vm = vmcg_daemon_vm_next(vm)) {
+		vmcg_dvm_info(vm, &i);
+		vm_sample(out, "vmcg_vm_charge_unknown", &i);
+		sample_end_u64(out, i.charge_state && strcmp(i.charge_state, "unknown") == 0);
+	}
+
 	family(out, "vmcg_vm_guest_memory_bytes", "gauge",
 	       "The guest's own memory statistics (hints, never trusted for safety).");
 	for (vm = vmcg_daemon_vm_first(api->d); vm; vm = vmcg_daemon_vm_next(vm)) {

@@ -156,6 +156,30 @@ static json_object *hooks_to_json(const VmcgDvmInfo *i)
 	return h;
 }
 
+/*
+ * Whether the charge is known: "pending" until the first read of a QEMU
+ * is back, "known", or "unknown" with why, since when and whether the VM
+ * is charged its whole RAM meanwhile (charge.h).
+ */
+static json_object *charge_to_json(const VmcgDvmInfo *i)
+{
+	json_object *c = json_object_new_object();
+	bool unknown = i->charge_state && g_str_equal(i->charge_state, "unknown");
+
+	json_object_object_add(c, "state", json_object_new_string(i->charge_state ?: "pending"));
+	json_object_object_add(
+		c, "reason",
+		unknown && i->charge_reason ? json_object_new_string(i->charge_reason) : NULL);
+	json_object_object_add(c, "unknown-usec",
+			       unknown ? json_object_new_int64(i->charge_unknown_usec) : NULL);
+	json_object_object_add(c, "failures", json_object_new_int64(i->charge_failures));
+	json_object_object_add(c, "worst-case", json_object_new_boolean(i->charge_worst_case));
+	json_object_object_add(c, "sample-age-usec",
+			       i->sample_age_usec >= 0 ? json_object_new_int64(i->sample_age_usec)
+						       : NULL);
+	return c;
+}
+
 json_object *vmcg_api_vm_to_json(VmcgDvm *vm)
 {
 	json_object *obj = json_object_new_object();
@@ -177,6 +201,7 @@ json_object *vmcg_api_vm_to_json(VmcgDvm *vm)
 	json_object_object_add(obj, "ram", json_known(i.ram));
 	json_object_object_add(obj, "resident", json_object_new_uint64(i.resident));
 	json_object_object_add(obj, "overhead", json_object_new_uint64(i.overhead));
+	json_object_object_add(obj, "charge", charge_to_json(&i));
 	json_object_object_add(balloon, "target", json_known(i.balloon_target));
 	json_object_object_add(balloon, "actual", json_known(i.balloon_actual));
 	json_object_object_add(obj, "balloon", balloon);

@@ -11,6 +11,7 @@
  * does not answer.
  */
 #include <gio/gio.h>
+#include <stdarg.h>
 #include <string.h>
 
 #include "backend-qmp-priv.h"
@@ -41,6 +42,7 @@ typedef struct QmpBackend {
 	uint64_t ram_size; /* bytes, from query-memdev; 0 until known */
 	pid_t pid;
 	gboolean ever_ready;
+	gboolean up;	   /* READY since the last DISCONNECTED */
 	gboolean in_query; /* a query-balloon is in flight */
 	gboolean in_stats;
 	int64_t balloon_asked_usec;
@@ -48,7 +50,8 @@ typedef struct QmpBackend {
 	char *balloon_path; /* QOM path of the balloon device */
 	gboolean stats_enabled;
 	gboolean has_stats;
-	int64_t stats_guest_ts; /* guest's last-update, to spot stale stats */
+	int64_t stats_guest_ts;	   /* guest's last-update, to spot stale stats */
+	VmcgQmpLogLimit log_limit; /* the warnings about this peer */
 } QmpBackend;
 
 /* Polls and balloon commands issued, for the benchmark (backend-qmp-priv.h). */
@@ -67,6 +70,45 @@ static const char *name_of(const QmpBackend *q)
 static const VmcgPolicy *policy_of(const QmpBackend *q)
 {
 	return vmcg_daemon_policy(vmcg_dvm_daemon(q->vm));
+}
+
+/*
+ * A warning about the peer (QEMU, or whatever listens on its socket): the
+ * first is logged, then at most one per VMCG_QMP_LOG_PERIOD_USEC with the
+ * count of those not logged (vmcg_qmp_log_limit()); the rest go to debug.
+ * A peer that fails forever costs a line per 5 minutes.
+ */
+static void G_GNUC_PRINTF(2, 3) peer_warning(QmpBackend *q, const char *fmt, ...)
+{
+	g_autofree char *msg = NULL;
+	va_list ap;
+	guint n;
+
+	va_start(ap, fmt);
+	msg = g_strdup_vprintf(fmt, ap);
+	va_end(ap);
+	if (!vmcg_qmp_log_limit(&q->log_limit, g_get_monotonic_time(), VMCG_QMP_LOG_PERIOD_USEC,
+				&n)) {
+		g_debug("VM %s: %s", name_of(q), msg);
+		return;
+	}
+	if (n)
+		g_warning("VM %s: %s (%u more warnings about this VM's QMP peer in the last %d "
+			  "minutes were not logged)",
+			  name_of(q), msg, n,
+			  (int)(VMCG_QMP_LOG_PERIOD_USEC / G_USEC_PER_SEC / 60));
+	else
+		g_warning("VM %s: %s (further warnings about this VM's QMP peer: one per %d "
+			  "minutes until it is healthy)",
+			  name_of(q), msg, (int)(VMCG_QMP_LOG_PERIOD_USEC / G_USEC_PER_SEC / 60));
+}
+
+/* The command failed because the connection did: teardown reported that already. */
+static gboolean lost_with_connection(const GError *error)
+{
+	return g_error_matches(error, VMCG_QMP_ERROR, VMCG_QMP_ERROR_DISCONNECTED) ||
+	       g_error_matches(error, G_IO_ERROR, G_IO_ERROR_NOT_CONNECTED) ||
+	       g_error_matches(error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
 }
 
 static void on_balloon(VmcgQmp *qmp, json_object *ret, const GError *error, gpointer userdata)
@@ -130,8 +172,8 @@ static void on_ignore(VmcgQmp *qmp, json_object *ret, const GError *error, gpoin
 	(void)qmp;
 	(void)ret;
 	/* Cancelled: the VM is being forgotten or vmcgd is exiting. */
-	if (error && !g_error_matches(error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-		g_warning("VM %s: %s", name_of(q), error->message);
+	if (error && !lost_with_connection(error))
+		peer_warning(q, "%s", error->message);
 }
 
 static void on_balloon_path(VmcgQmp *qmp, json_object *ret, const GError *error, gpointer userdata);
@@ -182,8 +224,11 @@ static void on_memdev(VmcgQmp *qmp, json_object *ret, const GError *error, gpoin
 
 	(void)qmp;
 	if (error) {
-		g_warning("VM %s: query-memdev failed (%s): cannot find its guest RAM", name_of(q),
-			  error->message);
+		if (lost_with_connection(error))
+			g_debug("VM %s: query-memdev: %s", name_of(q), error->message);
+		else
+			peer_warning(q, "query-memdev failed (%s): cannot find its guest RAM",
+				     error->message);
 		return;
 	}
 	/*
@@ -192,7 +237,7 @@ static void on_memdev(VmcgQmp *qmp, json_object *ret, const GError *error, gpoin
 	 * documented as a limit of sampling mode.
 	 */
 	if (!vmcg_qmp_parse_memdev(ret, &size, &perr)) {
-		g_warning("VM %s: no usable memdev size: %s", name_of(q), perr->message);
+		peer_warning(q, "no usable memdev size: %s", perr->message);
 		return;
 	}
 	q->ram_size = size;
@@ -230,9 +275,9 @@ static void on_qmp_state(VmcgQmp *qmp, VmcgQmpState state, const GError *error, 
 		/* From the kernel (SO_PEERCRED), never from the socket's path. */
 		q->pid = vmcg_qmp_peer_pid(qmp);
 		if (!q->pid)
-			g_warning("VM %s: cannot tell the process behind %s: no sampling",
-				  name_of(q), q->path);
+			peer_warning(q, "cannot tell the process behind %s: no sampling", q->path);
 		q->ever_ready = TRUE;
+		q->up = TRUE;
 		q->ram_size = 0;
 		q->has_stats = FALSE;
 		q->stats_enabled = FALSE;
@@ -259,6 +304,11 @@ static void on_qmp_state(VmcgQmp *qmp, VmcgQmpState state, const GError *error, 
 		q->pid = 0;
 		q->in_query = q->in_stats = FALSE;
 		q->has_stats = FALSE;
+		/* vmcg_dvm_backend_gone() leaves the warning to us: rate-limited per peer. */
+		if (q->up)
+			peer_warning(q, "connection lost: %s; its charge leaves the tree",
+				     error ? error->message : "closed");
+		q->up = FALSE;
 		vmcg_dvm_backend_gone(q->vm, error ? error->message : "closed");
 	}
 }
@@ -282,8 +332,14 @@ static VmcgBackend *qmp_create(VmcgDvm *vm, const char *address)
 	q->qmp = vmcg_qmp_new(address, NULL);
 	vmcg_qmp_set_state_callback(q->qmp, on_qmp_state, q);
 	vmcg_qmp_set_event_callback(q->qmp, on_qmp_event, q);
-	/* 0.5 s to 10 s: a restarting QEMU comes back fast, a dead one costs little. */
-	vmcg_qmp_set_reconnect(q->qmp, TRUE, 500, 10000);
+	/*
+	 * 0.5 s to 30 s: a QEMU that restarts after running a while comes back
+	 * within 0.5 s (vmcg_qmp_healthy() resets the schedule); one that is
+	 * gone, or a peer that keeps failing after the handshake, costs one
+	 * connection, a line of log per 5 minutes (peer_warning()) and no
+	 * /proc scan (the pid is SO_PEERCRED) per 30 s.
+	 */
+	vmcg_qmp_set_reconnect(q->qmp, TRUE, 500, 30000);
 	return (VmcgBackend *)q;
 }
 
@@ -318,6 +374,14 @@ static void qmp_poll(VmcgBackend *b, uint64_t now)
 	QmpBackend *q = qb(b);
 	uint64_t interval = policy_of(q)->stats_interval_usec;
 
+	/* Healthy again: its next warning is logged at once, with what was not. */
+	if (q->log_limit.until_usec && vmcg_qmp_healthy(q->qmp)) {
+		guint n = vmcg_qmp_log_limit_reset(&q->log_limit);
+
+		if (n)
+			g_message("VM %s: QMP healthy again (%u warnings about it were not logged)",
+				  name_of(q), n);
+	}
 	if (!q->in_query && (vmcg_dvm_balloon_moving(q->vm) ||
 			     now - (uint64_t)q->balloon_asked_usec >= BALLOON_SAFETY_POLL_USEC)) {
 		q->in_query = TRUE;
@@ -361,7 +425,7 @@ static void on_stopped(VmcgQmp *qmp, json_object *ret, const GError *error, gpoi
 	(void)ret;
 	if (error) {
 		if (!g_error_matches(error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-			g_warning("VM %s: cannot pause it: %s", name_of(q), error->message);
+			peer_warning(q, "cannot pause it: %s", error->message);
 		return;
 	}
 	vmcg_dvm_backend_paused(q->vm);

@@ -82,7 +82,11 @@ typedef struct VmcgGuestStats {
 void vmcg_dvm_backend_ready(VmcgDvm *vm, pid_t pid);
 /** The guest's RAM size in bytes (QMP's query-memdev), once known. */
 void vmcg_dvm_backend_ram(VmcgDvm *vm, uint64_t ram_bytes);
-/** The VM went away (QEMU exited, the connection broke): its charge leaves the tree. */
+/**
+ * The VM went away (QEMU exited, the connection broke): its charge leaves
+ * the tree. Logged at info only: the backend warns, as it alone knows
+ * whether the same peer keeps failing (and rate-limits it).
+ */
 void vmcg_dvm_backend_gone(VmcgDvm *vm, const char *why);
 /** The balloon's actual guest size, in bytes (checked against the RAM size). */
 void vmcg_dvm_backend_balloon(VmcgDvm *vm, uint64_t actual_bytes);

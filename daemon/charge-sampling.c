@@ -34,6 +34,15 @@ struct VmcgSampling {
 	unsigned audit_strikes; /* full samples in a row over the hooks' charge */
 	Job *job;		/* the read in flight on the sampler thread, or NULL */
 	unsigned gen;		/* bumped when a read in flight no longer applies */
+	/* whether the charge is known (vmcg_sampling_charge_state()) */
+	VmcgChargeState state;
+	uint64_t ok_usec;      /* last successful read of this QEMU, 0: none */
+	unsigned failures;     /* reads failed in a row */
+	uint64_t next_usec;    /* failing: no read before this (backoff) */
+	uint64_t unknown_usec; /* UNKNOWN since */
+	uint64_t ram_pages;    /* the VM's RAM as of the last tick */
+	gboolean worst_case;   /* UNKNOWN and charged its whole RAM */
+	char *reason;	       /* why the last read failed */
 };
 
 /*
@@ -135,6 +144,7 @@ void vmcg_sampling_free(VmcgSampling *s)
 		s->job->owner = NULL;
 		g_atomic_int_set(&s->job->req.cancelled, 1);
 	}
+	g_free(s->reason);
 	g_free(s);
 	if (--nr_records == 0 && sampler && !sampler_free_id)
 		sampler_free_id = g_idle_add(sampler_free_idle, NULL);
@@ -181,14 +191,42 @@ static void audit(VmcgSampling *s, uint64_t res_pages, gboolean full, const Vmcg
 }
 
 /* What a read means: the calibration, the guest's resident RAM, the charge. */
+static void update_state(VmcgSampling *s, uint64_t now);
+
+/*
+ * A read failed: back off (vmcg_sampling_backoff_usec()) and say so once
+ * per episode, at warning level; the episode ends at the next success.
+ */
+static void read_failed(VmcgSampling *s, const GError *error, uint64_t now)
+{
+	s->failures = MIN(s->failures + 1, 1000u);
+	s->next_usec = now + vmcg_sampling_backoff_usec(s->failures);
+	g_free(s->reason);
+	s->reason = g_strdup(error->message);
+	if (s->failures == 1)
+		g_warning("VM %s: cannot measure its memory: %s; its charge is unknown, "
+			  "retried after 1 s to %d s (no more warnings until a read succeeds)",
+			  name_of(s), error->message,
+			  (int)(VMCG_SAMPLE_BACKOFF_MAX_USEC / G_USEC_PER_SEC));
+	else
+		g_debug("VM %s: no sample (%u in a row): %s", name_of(s), s->failures,
+			error->message);
+	update_state(s, now);
+}
+
 static void finish(VmcgSampling *s, VmcgSampleReq *r, uint64_t now, const VmcgSamplingAudit *a)
 {
 	uint64_t guest, total;
 
 	if (!r->ok) {
-		g_debug("VM %s: no sample: %s", name_of(s), r->error->message);
+		read_failed(s, r->error, now);
 		return;
 	}
+	if (s->failures)
+		g_message("VM %s: measured again after %u failed reads", name_of(s), s->failures);
+	s->failures = 0;
+	s->ok_usec = MAX(now, 1);
+	s->worst_case = FALSE;
 	if (r->read_smaps) {
 		s->cal_usec = (int64_t)now;
 		/*
@@ -212,6 +250,7 @@ static void finish(VmcgSampling *s, VmcgSampleReq *r, uint64_t now, const VmcgSa
 		total = r->st.rss;
 	}
 	vmcg_sampling_apply(s, guest, total, r->read_smaps, a);
+	update_state(s, now);
 }
 
 static void job_done(VmcgSampleReq *r, gpointer userdata)
@@ -257,8 +296,13 @@ void vmcg_sampling_tick(VmcgSampling *s, pid_t pid, uint64_t ram_bytes, uint64_t
 
 	if (!pid || !ram_bytes)
 		return;
+	s->ram_pages = pages_of(ram_bytes);
+	update_state(s, now);
 	/* At most one read in flight per VM: a VM whose last read is late skips a tick. */
 	if (s->job)
+		return;
+	/* Failing: not before the backoff is up (read_failed()). */
+	if (s->failures && now < s->next_usec)
 		return;
 	if (!threaded) {
 		(void)vmcg_sample_req_read(&req);
@@ -281,10 +325,155 @@ void vmcg_sampling_tick(VmcgSampling *s, pid_t pid, uint64_t ram_bytes, uint64_t
 	vmcg_sampler_submit(sampler, &job->req, job_done, job);
 }
 
+/* Charge or uncharge the difference to @pages: what sampling charged is then @pages. */
+static void charge_to(VmcgSampling *s, uint64_t pages)
+{
+	uint64_t charged_pages = pages_of(s->charged);
+
+	if (pages > charged_pages)
+		vmcg_vm_charge(s->vm->vm, pages - charged_pages);
+	else if (pages < charged_pages)
+		(void)vmcg_vm_uncharge(s->vm->vm, charged_pages - pages);
+	s->charged = pages * PAGE;
+}
+
+static void emit_state(VmcgSampling *s, const char *type, const char *why, uint64_t now)
+{
+	g_autoptr(json_object) data = json_object_new_object();
+
+	json_object_object_add(data, "vm", json_object_new_string(name_of(s)));
+	if (g_str_equal(type, VMCG_EV_CHARGE_UNKNOWN)) {
+		json_object_object_add(data, "reason", json_object_new_string(why));
+		json_object_object_add(data, "failures", json_object_new_int64(s->failures));
+	} else {
+		json_object_object_add(data, "why", json_object_new_string(why));
+		json_object_object_add(data, "unknown-usec",
+				       json_object_new_int64((int64_t)(now - s->unknown_usec)));
+	}
+	vmcg_daemon_emit(s->vm->d, type, data);
+}
+
+/* The state ends (a read succeeded, or the QEMU is gone or hooked): @why. */
+static void set_state(VmcgSampling *s, VmcgChargeState state, const char *why, uint64_t now)
+{
+	g_autofree char *stale = NULL;
+
+	if (state == s->state)
+		return;
+	if (state == VMCG_CHARGE_UNKNOWN) {
+		s->unknown_usec = now;
+		if (!s->failures)
+			why = stale = g_strdup_printf("no sample for %" G_GUINT64_FORMAT
+						      " s (reads do not come back)",
+						      (now - s->ok_usec) / G_USEC_PER_SEC);
+		emit_state(s, VMCG_EV_CHARGE_UNKNOWN, why, now);
+		if (stale) {
+			g_warning("VM %s: %s; its charge is unknown", name_of(s), stale);
+			g_free(s->reason);
+			s->reason = g_steal_pointer(&stale);
+		}
+	} else if (s->state == VMCG_CHARGE_UNKNOWN) {
+		emit_state(s, VMCG_EV_CHARGE_KNOWN, why, now);
+	}
+	s->state = state;
+}
+
+/*
+ * Whether the charge is known now, and what an unknown one is charged
+ * (vmcg_sampling_unknown_charge()); on the main thread, at each tick and
+ * each read that comes back.
+ */
+static void update_state(VmcgSampling *s, uint64_t now)
+{
+	VmcgChargeState st = s->charging ? vmcg_sampling_charge_state(s->ok_usec, s->failures, now)
+					 : VMCG_CHARGE_KNOWN;
+	uint64_t pages;
+
+	set_state(s, st, s->charging ? "measured" : "hooks", now);
+	if (st != VMCG_CHARGE_UNKNOWN || !s->charging)
+		return;
+	pages = vmcg_sampling_unknown_charge(pages_of(s->charged), s->ram_pages,
+					     now - s->unknown_usec);
+	if (pages == pages_of(s->charged))
+		return;
+	if (!s->worst_case)
+		g_warning(
+			"VM %s: charge unknown for %d s: charged its whole RAM (%" G_GUINT64_FORMAT
+			" MiB) until a read succeeds",
+			name_of(s), (int)(VMCG_CHARGE_UNKNOWN_GRACE_USEC / G_USEC_PER_SEC),
+			pages * PAGE >> 20);
+	s->worst_case = TRUE;
+	charge_to(s, pages);
+}
+
+/* The QEMU measured so far is gone or no longer sampling's: a new episode. */
+static void forget_state(VmcgSampling *s, const char *why)
+{
+	uint64_t now = vmcg_daemon_now_usec(s->vm->d);
+
+	set_state(s, VMCG_CHARGE_PENDING, why, now);
+	s->ok_usec = 0;
+	s->failures = 0;
+	s->next_usec = 0;
+	s->worst_case = FALSE;
+	g_clear_pointer(&s->reason, g_free);
+}
+
+const char *vmcg_charge_state_to_string(VmcgChargeState state)
+{
+	static const char *const names[] = { "pending", "known", "unknown" };
+
+	return (unsigned)state < G_N_ELEMENTS(names) ? names[state] : "unknown";
+}
+
+uint64_t vmcg_sampling_backoff_usec(unsigned failures)
+{
+	uint64_t t = VMCG_SAMPLE_BACKOFF_MIN_USEC;
+
+	if (!failures)
+		return 0;
+	for (unsigned i = 1; i < failures && t < VMCG_SAMPLE_BACKOFF_MAX_USEC; i++)
+		t *= 2;
+	return MIN(t, (uint64_t)VMCG_SAMPLE_BACKOFF_MAX_USEC);
+}
+
+VmcgChargeState vmcg_sampling_charge_state(uint64_t ok_usec, unsigned failures, uint64_t now_usec)
+{
+	if (failures)
+		return VMCG_CHARGE_UNKNOWN;
+	if (!ok_usec)
+		return VMCG_CHARGE_PENDING;
+	if (now_usec > ok_usec && now_usec - ok_usec > VMCG_SAMPLE_STALE_USEC)
+		return VMCG_CHARGE_UNKNOWN;
+	return VMCG_CHARGE_KNOWN;
+}
+
+uint64_t vmcg_sampling_unknown_charge(uint64_t charged_pages, uint64_t ram_pages,
+				      uint64_t unknown_usec)
+{
+	if (unknown_usec < VMCG_CHARGE_UNKNOWN_GRACE_USEC)
+		return charged_pages;
+	return MAX(charged_pages, ram_pages);
+}
+
+void vmcg_sampling_charge_info(const VmcgSampling *s, uint64_t now_usec, VmcgChargeInfo *ret)
+{
+	gboolean unknown = s->state == VMCG_CHARGE_UNKNOWN;
+
+	*ret = (VmcgChargeInfo){
+		.state = s->state,
+		.reason = unknown ? s->reason : NULL,
+		.unknown_usec = unknown ? (int64_t)(now_usec - s->unknown_usec) : -1,
+		.failures = s->failures,
+		.worst_case = unknown && s->worst_case,
+		.sample_age_usec = s->ok_usec ? (int64_t)(now_usec - s->ok_usec) : -1,
+	};
+}
+
 void vmcg_sampling_apply(VmcgSampling *s, uint64_t guest, uint64_t total, gboolean full,
 			 const VmcgSamplingAudit *a)
 {
-	uint64_t res_pages, charged_pages;
+	uint64_t res_pages;
 
 	res_pages = pages_of(guest);
 	s->measured = TRUE;
@@ -297,12 +486,7 @@ void vmcg_sampling_apply(VmcgSampling *s, uint64_t guest, uint64_t total, gboole
 	}
 	if (!s->charging)
 		return;
-	charged_pages = pages_of(s->charged);
-	if (res_pages > charged_pages)
-		vmcg_vm_charge(s->vm->vm, res_pages - charged_pages);
-	else if (res_pages < charged_pages)
-		(void)vmcg_vm_uncharge(s->vm->vm, charged_pages - res_pages);
-	s->charged = res_pages * PAGE;
+	charge_to(s, res_pages);
 }
 
 void vmcg_sampling_drop(VmcgSampling *s)
@@ -317,6 +501,7 @@ void vmcg_sampling_drop(VmcgSampling *s)
 	s->spread = TRUE;
 	s->measured = FALSE;
 	vmcg_vm_set_overhead(s->vm->vm, 0);
+	forget_state(s, "gone");
 }
 
 void vmcg_sampling_hand_over(VmcgSampling *s)
@@ -326,6 +511,8 @@ void vmcg_sampling_hand_over(VmcgSampling *s)
 		(void)vmcg_vm_uncharge(s->vm->vm, s->charged / PAGE);
 	s->charged = 0;
 	s->charging = FALSE;
+	/* The hooks count every page: known, whatever sampling could read. */
+	set_state(s, VMCG_CHARGE_KNOWN, "hooks", vmcg_daemon_now_usec(s->vm->d));
 }
 
 void vmcg_sampling_take_over(VmcgSampling *s)
@@ -335,6 +522,7 @@ void vmcg_sampling_take_over(VmcgSampling *s)
 	s->audit_flagged = FALSE;
 	s->audit_strikes = 0;
 	s->cal_usec = 0; /* measure in full first */
+	forget_state(s, "detached");
 }
 
 gboolean vmcg_sampling_measured(const VmcgSampling *s)

@@ -113,4 +113,73 @@ uint64_t vmcg_sampling_charged(const VmcgSampling *s);
 /** Hook mode: resident above the hooks' charge + slack, flagged this episode. */
 gboolean vmcg_sampling_audit_flagged(const VmcgSampling *s);
 
+/* ---- a charge that is not known (the decisions are pure: test-charge.c) ---- */
+
+/*
+ * PENDING: the first read of this QEMU is not back yet (normally within a
+ * tick). KNOWN: the last read succeeded and is recent. UNKNOWN: the last
+ * read failed (smaps unreadable, the process gone, no guest RAM in it), or
+ * the last success is older than VMCG_SAMPLE_STALE_USEC (reads do not come
+ * back). In hook mode the hooks count every page: KNOWN.
+ */
+typedef enum {
+	VMCG_CHARGE_PENDING,
+	VMCG_CHARGE_KNOWN,
+	VMCG_CHARGE_UNKNOWN,
+} VmcgChargeState;
+
+/*
+ * Failed reads back off: 1 s after the first (a tick: a read that raced
+ * with QEMU's exit is not retried sooner than it would be anyway), then
+ * doubling to 30 s. 30 s: an unreadable smaps costs its VM one failed
+ * read per 30 s (400 such VMs: 13 reads a second instead of 400), and a
+ * VM whose reads recover is measured again within 30 s.
+ */
+#define VMCG_SAMPLE_BACKOFF_MIN_USEC (1 * G_USEC_PER_SEC)
+#define VMCG_SAMPLE_BACKOFF_MAX_USEC (30 * G_USEC_PER_SEC)
+/* Twice the backoff cap: a VM measured at all is measured within it. */
+#define VMCG_SAMPLE_STALE_USEC (60 * G_USEC_PER_SEC)
+/*
+ * How long an unknown charge stays at the last known one before the VM is
+ * charged its whole RAM: 10 s rides out a transient failure (a QEMU
+ * exiting, whose QMP EOF comes within the tick) without an OOM action, and
+ * bounds how long a VM whose reads fail can grow unseen.
+ */
+#define VMCG_CHARGE_UNKNOWN_GRACE_USEC (10 * G_USEC_PER_SEC)
+
+const char *vmcg_charge_state_to_string(VmcgChargeState state);
+
+/** The wait before the next read after @failures failed reads in a row (0 for none). */
+uint64_t vmcg_sampling_backoff_usec(unsigned failures);
+
+/**
+ * vmcg_sampling_charge_state() - whether a VM's charge is known at @now_usec
+ * @ok_usec: the last successful read (0: none of this QEMU)
+ * @failures: reads failed in a row since
+ */
+VmcgChargeState vmcg_sampling_charge_state(uint64_t ok_usec, unsigned failures, uint64_t now_usec);
+
+/**
+ * vmcg_sampling_unknown_charge() - what a VM whose charge is unknown is
+ * charged, in pages: @charged_pages (the last known charge) for
+ * VMCG_CHARGE_UNKNOWN_GRACE_USEC, then at least @ram_pages, its whole RAM,
+ * the most guest RAM it can have resident. Never less than the last known
+ * charge: making its own reads fail (e.g. a QEMU that unmaps, renames or
+ * hides its RAM) must never let a VM escape its limits; the worst case is
+ * charged, and its group's limits act on it (reclaim, then the OOM action).
+ */
+uint64_t vmcg_sampling_unknown_charge(uint64_t charged_pages, uint64_t ram_pages,
+				      uint64_t unknown_usec);
+
+typedef struct VmcgChargeInfo {
+	VmcgChargeState state;
+	const char *reason;	 /* UNKNOWN: why (borrowed), else NULL */
+	int64_t unknown_usec;	 /* UNKNOWN: for how long, else -1 */
+	unsigned failures;	 /* reads failed in a row */
+	gboolean worst_case;	 /* UNKNOWN: charged its whole RAM */
+	int64_t sample_age_usec; /* age of the last successful read, -1: none */
+} VmcgChargeInfo;
+
+void vmcg_sampling_charge_info(const VmcgSampling *s, uint64_t now_usec, VmcgChargeInfo *ret);
+
 #endif

@@ -90,6 +90,13 @@ typedef struct VmcgDvmInfo {
 	bool hooked;
 	VmcgHooksInfo hooks;
 	bool hook_audit_flagged; /* resident above the hooks' charge + slack */
+	/* whether the charge is known (charge.h: VmcgChargeState) */
+	const char *charge_state;    /* "pending", "known", "unknown" */
+	const char *charge_reason;   /* unknown: why; borrowed */
+	int64_t charge_unknown_usec; /* unknown: for how long, else -1 */
+	unsigned charge_failures;    /* reads failed in a row */
+	bool charge_worst_case;	     /* unknown: charged its whole RAM */
+	int64_t sample_age_usec;     /* last successful read, -1: none */
 } VmcgDvmInfo;
 
 /* Event types of the API's event stream. */
@@ -101,6 +108,9 @@ typedef struct VmcgDvmInfo {
 #define VMCG_EV_HOOKS_DETACHED "hooks_detached"
 /* a hooked VM has more resident than it was charged for, beyond the slack */
 #define VMCG_EV_HOOKS_AUDIT "hooks_audit"
+/* a sampled VM's charge became unknown (its reads fail), and known again */
+#define VMCG_EV_CHARGE_UNKNOWN "charge_unknown"
+#define VMCG_EV_CHARGE_KNOWN "charge_known"
 /* and the memory events: "low", "high", "max", "oom", "oom_kill" */
 
 /* @data is borrowed for the call. */

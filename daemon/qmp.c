@@ -134,7 +134,10 @@ struct VmcgQmp {
 	int qemu_major, qemu_minor, qemu_micro;
 
 	bool reconnect;
-	guint reconnect_min_ms, reconnect_max_ms, reconnect_delay_ms;
+	/* The delay armed after the last failure, 0: none since a healthy one. */
+	guint reconnect_min_ms, reconnect_max_ms, reconnect_last_ms;
+	/* When this connection became READY, and when it last answered; -1: not. */
+	gint64 ready_usec, answered_usec;
 	GSource *reconnect_source;
 
 	VmcgQmpStateFn state_fn;
@@ -441,6 +444,7 @@ static void close_transport(VmcgQmp *q)
 	g_clear_pointer(&q->caps_id, g_free);
 	q->phase = PHASE_IDLE;
 	q->state = VMCG_QMP_STATE_DISCONNECTED;
+	q->ready_usec = q->answered_usec = -1;
 }
 
 static gboolean on_reconnect(gpointer data)
@@ -460,6 +464,7 @@ static gboolean on_reconnect(gpointer data)
  */
 static void teardown(VmcgQmp *q, GError *reason)
 {
+	bool healthy = vmcg_qmp_healthy(q);
 	GList *l;
 
 	close_transport(q);
@@ -474,10 +479,9 @@ static void teardown(VmcgQmp *q, GError *reason)
 					   reason->message));
 	if (q->reconnect) {
 		source_clear(&q->reconnect_source);
-		q->reconnect_source = timeout_new(q, q->reconnect_delay_ms, on_reconnect, q);
-		/* Doubled for the next failure; go_ready() resets it. */
-		q->reconnect_delay_ms = (guint)MIN((guint64)q->reconnect_delay_ms * 2,
-						   (guint64)q->reconnect_max_ms);
+		q->reconnect_last_ms = vmcg_qmp_reconnect_next_ms(
+			q->reconnect_last_ms, q->reconnect_min_ms, q->reconnect_max_ms, healthy);
+		q->reconnect_source = timeout_new(q, q->reconnect_last_ms, on_reconnect, q);
 	}
 	notify_state(q, reason);
 	g_error_free(reason);
@@ -511,7 +515,8 @@ static void go_ready(VmcgQmp *q)
 	q->phase_deadline_usec = -1;
 	q->phase = PHASE_READY;
 	q->state = VMCG_QMP_STATE_READY;
-	q->reconnect_delay_ms = q->reconnect_min_ms;
+	/* Not a reset of the reconnect delay: only a healthy connection is (teardown()). */
+	q->ready_usec = g_get_monotonic_time();
 	/* Commands issued while connecting go first, in issue order. */
 	while ((l = g_queue_pop_head_link(&q->queued))) {
 		Cmd *cmd = l->data;
@@ -567,6 +572,8 @@ static void handle_reply(VmcgQmp *q, const VmcgQmpMessage *m)
 		return;
 	}
 	cmd_unlink(q, cmd);
+	/* An error reply is an answer too: the monitor works. */
+	q->answered_usec = g_get_monotonic_time();
 	if (m->type == VMCG_QMP_MSG_ERROR) {
 		err = vmcg_qmp_message_to_error(m, "");
 		cmd_complete(cmd, NULL, err);
@@ -1027,6 +1034,8 @@ VmcgQmp *vmcg_qmp_new(const char *socket_path, const VmcgQmpOptions *opts)
 		q->opts.capabilities_timeout_ms = CAPABILITIES_TIMEOUT_MS_DEFAULT;
 	if (!q->opts.command_timeout_ms)
 		q->opts.command_timeout_ms = COMMAND_TIMEOUT_MS_DEFAULT;
+	if (!q->opts.healthy_ms)
+		q->opts.healthy_ms = VMCG_QMP_HEALTHY_MS;
 	{
 		VmcgJsonStreamOptions so =
 			vmcg_qmp_stream_options(q->opts.max_message_bytes, q->opts.max_tree_bytes);
@@ -1043,7 +1052,8 @@ VmcgQmp *vmcg_qmp_new(const char *socket_path, const VmcgQmpOptions *opts)
 	g_queue_init(&q->failed);
 	q->reconnect_min_ms = RECONNECT_MIN_MS_DEFAULT;
 	q->reconnect_max_ms = RECONNECT_MAX_MS_DEFAULT;
-	q->reconnect_delay_ms = q->reconnect_min_ms;
+	q->reconnect_last_ms = 0;
+	q->ready_usec = q->answered_usec = -1;
 	return q;
 }
 
@@ -1114,9 +1124,44 @@ void vmcg_qmp_set_reconnect(VmcgQmp *q, bool on, guint min_ms, guint max_ms)
 	q->reconnect_min_ms = min_ms ? min_ms : RECONNECT_MIN_MS_DEFAULT;
 	q->reconnect_max_ms = max_ms ? max_ms : RECONNECT_MAX_MS_DEFAULT;
 	q->reconnect_max_ms = MAX(q->reconnect_max_ms, q->reconnect_min_ms);
-	q->reconnect_delay_ms = q->reconnect_min_ms;
+	q->reconnect_last_ms = 0;
 	if (!q->reconnect)
 		source_clear(&q->reconnect_source);
+}
+
+guint vmcg_qmp_reconnect_next_ms(guint last_ms, guint min_ms, guint max_ms, bool healthy)
+{
+	if (healthy || !last_ms)
+		return min_ms;
+	return (guint)MIN((guint64)last_ms * 2, (guint64)max_ms);
+}
+
+bool vmcg_qmp_healthy(const VmcgQmp *q)
+{
+	return q->state == VMCG_QMP_STATE_READY && q->ready_usec >= 0 &&
+	       q->answered_usec >= q->ready_usec &&
+	       g_get_monotonic_time() - q->ready_usec >= (gint64)q->opts.healthy_ms * 1000;
+}
+
+bool vmcg_qmp_log_limit(VmcgQmpLogLimit *l, gint64 now_usec, gint64 period_usec,
+			guint *ret_suppressed)
+{
+	if (l->until_usec && now_usec < l->until_usec) {
+		l->suppressed++;
+		return false;
+	}
+	*ret_suppressed = l->suppressed;
+	l->suppressed = 0;
+	l->until_usec = MAX(now_usec + period_usec, 1);
+	return true;
+}
+
+guint vmcg_qmp_log_limit_reset(VmcgQmpLogLimit *l)
+{
+	guint n = l->suppressed;
+
+	*l = (VmcgQmpLogLimit){ 0 };
+	return n;
 }
 
 VmcgQmpState vmcg_qmp_get_state(const VmcgQmp *q)

@@ -52,7 +52,66 @@ typedef struct {
 	guint command_timeout_ms;      /* default 10000 */
 	size_t max_message_bytes;      /* default VMCG_QMP_MAX_MESSAGE_BYTES_DEFAULT */
 	size_t max_tree_bytes;	       /* default VMCG_QMP_MAX_TREE_BYTES_DEFAULT */
+	guint healthy_ms;	       /* default VMCG_QMP_HEALTHY_MS (reconnect) */
 } VmcgQmpOptions;
+
+/*
+ * A connection is healthy once it has been READY this long and answered a
+ * command: only then does the reconnect delay start again at its minimum.
+ * 30 s: vmcgd asks every QEMU at least every 10 s (query-balloon), and a
+ * command unanswered for 10 s ends the connection, so a peer that passes
+ * the handshake and then fails (junk, no answers, EOF) never gets there;
+ * a QEMU that ran for 30 s and then restarts is back within the minimum.
+ */
+#define VMCG_QMP_HEALTHY_MS 30000
+
+/**
+ * vmcg_qmp_reconnect_next_ms() - the reconnect schedule (pure)
+ * @last_ms: the delay armed after the previous failure, 0 if none since the
+ *           schedule was (re)started
+ * @min_ms, @max_ms: the bounds (min_ms <= max_ms)
+ * @healthy: the connection that just ended was healthy (VMCG_QMP_HEALTHY_MS)
+ *
+ * Return: the delay before the next attempt: @min_ms after a healthy
+ * connection or the first failure, else double @last_ms, at most @max_ms.
+ * Reaching READY alone does not reset it: a peer that greets, accepts
+ * qmp_capabilities and then sends junk is a failing peer.
+ */
+guint vmcg_qmp_reconnect_next_ms(guint last_ms, guint min_ms, guint max_ms, bool healthy);
+
+/**
+ * vmcg_qmp_healthy() - the current connection is healthy: READY for the
+ * healthy time (VmcgQmpOptions.healthy_ms) and at least one command answered.
+ */
+bool vmcg_qmp_healthy(const VmcgQmp *qmp);
+
+/*
+ * Rate limit for the warnings about one peer (pure; the caller keeps one
+ * per peer, zeroed): the first warning is logged, later ones within
+ * @period_usec are counted, and the first after the period is logged with
+ * that count. A peer that fails every few seconds forever costs a line per
+ * period, not a line per failure.
+ */
+typedef struct VmcgQmpLogLimit {
+	gint64 until_usec; /* end of the current period; 0: none yet */
+	guint suppressed;  /* warnings not logged in it */
+} VmcgQmpLogLimit;
+
+/*
+ * 5 minutes: a broken peer stays visible in the log (and its count says how
+ * bad it is) without filling it; 400 broken VMs cost ~1.3 lines a second.
+ */
+#define VMCG_QMP_LOG_PERIOD_USEC (5 * 60 * G_USEC_PER_SEC)
+
+/**
+ * vmcg_qmp_log_limit() - whether to log a warning at @now_usec
+ * @ret_suppressed: when it returns true, how many were not logged since the
+ *                  last one logged (0 for the first)
+ */
+bool vmcg_qmp_log_limit(VmcgQmpLogLimit *l, gint64 now_usec, gint64 period_usec,
+			guint *ret_suppressed);
+/** Start over (the peer is healthy again); returns the warnings not logged. */
+guint vmcg_qmp_log_limit_reset(VmcgQmpLogLimit *l);
 
 /*
  * State changes. @error is NULL except for DISCONNECTED, where it says why:
@@ -133,11 +192,12 @@ void vmcg_qmp_connect(VmcgQmp *qmp);
  * @max_ms: the largest delay (0, or less than @min_ms: 30 s, or @min_ms)
  *
  * After every transition to DISCONNECTED (other than by vmcg_qmp_free()),
- * vmcg_qmp_connect() runs again after a delay: @min_ms after a connection
- * that had reached READY, then doubling with each attempt that fails to
- * reach READY, up to @max_ms. The delay never drops to zero, so a QEMU that
- * accepts and at once closes costs at most one attempt per @min_ms, and one
- * that is gone (the VM was shut down) one attempt per @max_ms. Turning it
+ * vmcg_qmp_connect() runs again after a delay (vmcg_qmp_reconnect_next_ms()):
+ * @min_ms after a connection that was healthy (vmcg_qmp_healthy()), else
+ * doubling with each attempt, up to @max_ms, whether or not the attempt
+ * reached READY. So a peer that passes the handshake and then closes or
+ * sends junk costs one attempt per @max_ms once the doubling has run up,
+ * as one that is gone (the VM was shut down) does. Turning it
  * off cancels a pending delay. It only acts on later disconnections: call
  * vmcg_qmp_connect() for the first connection.
  */

@@ -121,9 +121,10 @@ void vmcg_dvm_backend_ram(VmcgDvm *vm, uint64_t ram_bytes)
 
 void vmcg_dvm_backend_gone(VmcgDvm *vm, const char *why)
 {
+	/* The backend warns, rate-limited per peer (backend.h); this is the record. */
 	if (vm->state != VMCG_DVM_GONE)
-		g_warning("VM %s: connection lost: %s; its charge leaves the tree",
-			  vmcg_dvm_name(vm), why);
+		g_info("VM %s: connection lost: %s; its charge leaves the tree", vmcg_dvm_name(vm),
+		       why);
 	/* Whatever was charged for this VM leaves the tree: QEMU is gone. */
 	vmcg_sampling_drop(vm->sampling);
 	/* QEMU is gone: its now empty backstop cgroup goes too. */
@@ -341,8 +342,10 @@ void vmcg_dvm_info(VmcgDvm *vm, VmcgDvmInfo *ret)
 {
 	int64_t now = (int64_t)vmcg_daemon_now_usec(vm->d);
 	VmcgBackendInfo b = { 0 };
+	VmcgChargeInfo c;
 
 	vm->ops->describe(vm->backend, &b);
+	vmcg_sampling_charge_info(vm->sampling, (uint64_t)now, &c);
 	*ret = (VmcgDvmInfo){
 		.name = vmcg_dvm_name(vm),
 		.backend = vm->ops->name,
@@ -366,6 +369,12 @@ void vmcg_dvm_info(VmcgDvm *vm, VmcgDvmInfo *ret)
 		.stat_available = vm->st_available,
 		.stat_cache = vm->st_cache,
 		.pid = vm->pid,
+		.charge_state = vmcg_charge_state_to_string(c.state),
+		.charge_reason = c.reason,
+		.charge_unknown_usec = c.unknown_usec,
+		.charge_failures = c.failures,
+		.charge_worst_case = c.worst_case,
+		.sample_age_usec = c.sample_age_usec,
 	};
 	if (vm->hooks) {
 		vmcg_hooks_conn_info(vm->hooks, &ret->hooks);

@@ -164,11 +164,84 @@ static void test_audit(void)
 	vmcg_daemon_free(f.d);
 }
 
+/* The backoff of failed reads: none, 1 s, doubling, capped at 30 s. */
+static void test_backoff_table(void)
+{
+	static const struct {
+		unsigned failures;
+		uint64_t usec;
+	} t[] = {
+		{ 0, 0 },
+		{ 1, 1 * G_USEC_PER_SEC },
+		{ 2, 2 * G_USEC_PER_SEC },
+		{ 3, 4 * G_USEC_PER_SEC },
+		{ 5, 16 * G_USEC_PER_SEC },
+		{ 6, 30 * G_USEC_PER_SEC },
+		{ 7, 30 * G_USEC_PER_SEC },
+		{ 1000, 30 * G_USEC_PER_SEC },
+		{ G_MAXUINT, 30 * G_USEC_PER_SEC },
+	};
+
+	for (size_t i = 0; i < G_N_ELEMENTS(t); i++)
+		g_assert_cmpuint(vmcg_sampling_backoff_usec(t[i].failures), ==, t[i].usec);
+}
+
+/* When a charge is known: the last read, the failures since, its age. */
+static void test_charge_state_table(void)
+{
+	static const struct {
+		uint64_t ok_usec;
+		unsigned failures;
+		uint64_t now;
+		VmcgChargeState want;
+	} t[] = {
+		{ 0, 0, 5 * G_USEC_PER_SEC, VMCG_CHARGE_PENDING }, /* first read not back */
+		{ 0, 1, 5 * G_USEC_PER_SEC, VMCG_CHARGE_UNKNOWN }, /* never measured */
+		{ 4 * G_USEC_PER_SEC, 0, 5 * G_USEC_PER_SEC, VMCG_CHARGE_KNOWN },
+		{ 4 * G_USEC_PER_SEC, 1, 5 * G_USEC_PER_SEC,
+		  VMCG_CHARGE_UNKNOWN },				   /* last failed */
+		{ 1, 0, 1 + VMCG_SAMPLE_STALE_USEC, VMCG_CHARGE_KNOWN },   /* at the bound */
+		{ 1, 0, 2 + VMCG_SAMPLE_STALE_USEC, VMCG_CHARGE_UNKNOWN }, /* stale */
+		{ 10 * G_USEC_PER_SEC, 0, 5 * G_USEC_PER_SEC,
+		  VMCG_CHARGE_KNOWN }, /* clock behind */
+	};
+
+	for (size_t i = 0; i < G_N_ELEMENTS(t); i++)
+		g_assert_cmpint(vmcg_sampling_charge_state(t[i].ok_usec, t[i].failures, t[i].now),
+				==, t[i].want);
+	g_assert_cmpstr(vmcg_charge_state_to_string(VMCG_CHARGE_UNKNOWN), ==, "unknown");
+	g_assert_cmpstr(vmcg_charge_state_to_string(VMCG_CHARGE_PENDING), ==, "pending");
+}
+
+/* An unknown charge: the last known one for the grace, then the whole RAM, never less. */
+static void test_unknown_charge_table(void)
+{
+	const uint64_t G = VMCG_CHARGE_UNKNOWN_GRACE_USEC;
+	static const struct {
+		uint64_t charged, ram, unknown_usec_of_grace_pct, want;
+	} t[] = {
+		{ 100, 1000, 0, 100 },	   /* just became unknown: keeps the last */
+		{ 100, 1000, 99, 100 },	   /* within the grace */
+		{ 100, 1000, 100, 1000 },  /* grace over: the whole RAM */
+		{ 0, 1000, 500, 1000 },	   /* never measured */
+		{ 1200, 1000, 500, 1200 }, /* more than its RAM (overshoot): never less */
+	};
+
+	for (size_t i = 0; i < G_N_ELEMENTS(t); i++)
+		g_assert_cmpuint(
+			vmcg_sampling_unknown_charge(t[i].charged, t[i].ram,
+						     G * t[i].unknown_usec_of_grace_pct / 100),
+			==, t[i].want);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
 	g_test_add_func("/charge/sampling-follows-samples", test_charge_follows_samples);
 	g_test_add_func("/charge/handover", test_handover);
 	g_test_add_func("/charge/audit", test_audit);
+	g_test_add_func("/charge/unknown/backoff", test_backoff_table);
+	g_test_add_func("/charge/unknown/state", test_charge_state_table);
+	g_test_add_func("/charge/unknown/charge", test_unknown_charge_table);
 	return g_test_run();
 }

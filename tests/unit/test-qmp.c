@@ -1668,6 +1668,102 @@ static void test_client_real_qemu(void)
 	states_clear(&st);
 }
 
+/* The reconnect schedule: a healthy connection resets it, reaching READY does not. */
+static void test_reconnect_schedule(void)
+{
+	static const struct {
+		guint last, min, max;
+		bool healthy;
+		guint want;
+	} t[] = {
+		{ 0, 500, 30000, false, 500 },	     /* the first failure */
+		{ 500, 500, 30000, false, 1000 },    /* READY then junk: no reset */
+		{ 16000, 500, 30000, false, 30000 }, /* capped */
+		{ 30000, 500, 30000, false, 30000 },
+		{ 30000, 500, 30000, true, 500 }, /* healthy for 30 s: from the start */
+		{ 0, 500, 30000, true, 500 },
+		{ G_MAXUINT, 500, G_MAXUINT, false, G_MAXUINT }, /* no overflow */
+	};
+
+	for (size_t i = 0; i < G_N_ELEMENTS(t); i++)
+		g_assert_cmpuint(
+			vmcg_qmp_reconnect_next_ms(t[i].last, t[i].min, t[i].max, t[i].healthy), ==,
+			t[i].want);
+}
+
+/* The log limit of one peer: the first, then one per period with the count. */
+static void test_log_limit(void)
+{
+	const gint64 period = 1000;
+	static const struct {
+		gint64 now;
+		bool logged;
+		guint suppressed; /* when logged */
+	} t[] = {
+		{ 10, true, 0 },   { 11, false, 0 },   { 500, false, 0 }, { 1009, false, 0 },
+		{ 1010, true, 3 }, { 1500, false, 0 }, { 5000, true, 1 }, { 5001, false, 0 },
+	};
+	VmcgQmpLogLimit l = { 0 };
+
+	for (size_t i = 0; i < G_N_ELEMENTS(t); i++) {
+		guint n = 12345;
+
+		g_assert_cmpint(vmcg_qmp_log_limit(&l, t[i].now, period, &n), ==, t[i].logged);
+		if (t[i].logged)
+			g_assert_cmpuint(n, ==, t[i].suppressed);
+		else
+			g_assert_cmpuint(n, ==, 12345); /* set only when logged */
+	}
+	/* Healthy again: the count is handed back, and the next one is logged at once. */
+	g_assert_cmpuint(vmcg_qmp_log_limit_reset(&l), ==, 1);
+	{
+		guint n;
+
+		g_assert_true(vmcg_qmp_log_limit(&l, 5002, period, &n));
+		g_assert_cmpuint(n, ==, 0);
+	}
+	/* now 0 (a clock at its origin) still starts a period. */
+	l = (VmcgQmpLogLimit){ 0 };
+	{
+		guint n;
+
+		g_assert_true(vmcg_qmp_log_limit(&l, 0, 0, &n));
+		g_assert_false(vmcg_qmp_log_limit(&l, 0, 0, &n));
+	}
+}
+
+/*
+ * A peer that passes the handshake and then closes, again and again: the
+ * delay doubles (READY is no reset); one that stayed READY past the
+ * healthy time with a command answered starts again at the minimum.
+ */
+static void test_client_reconnect_no_reset_at_ready(void)
+{
+	static const Step steps[] = { HANDSHAKE, END };
+	Peer *p = peer_new_n(steps, 4);
+	States st = { 0 };
+	VmcgQmpOptions o = { .healthy_ms = 60000 };
+	VmcgQmp *q = client(p->path, &o, &st);
+	gint64 ready[4];
+	int k = 0;
+
+	vmcg_qmp_set_reconnect(q, true, 40, 1000);
+	vmcg_qmp_connect(q);
+	WAIT_FOR(states_count(&st, VMCG_QMP_STATE_READY) == 4);
+	vmcg_qmp_set_reconnect(q, false, 0, 0);
+	for (int i = 0; i < st.n && k < 4; i++)
+		if (st.state[i] == VMCG_QMP_STATE_READY)
+			ready[k++] = st.when_usec[i];
+	/* 40, 80, 160 ms between the attempts: it doubled although each reached READY. */
+	g_assert_cmpint((ready[1] - ready[0]) / 1000, >=, 40);
+	g_assert_cmpint((ready[2] - ready[1]) / 1000, >=, 80);
+	g_assert_cmpint((ready[3] - ready[2]) / 1000, >=, 160);
+	g_assert_false(vmcg_qmp_healthy(q));
+	vmcg_qmp_free(q);
+	peer_free(p);
+	states_clear(&st);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -1701,6 +1797,10 @@ int main(int argc, char **argv)
 	g_test_add_func("/qmp/client/stuck-peer-isolated", test_client_stuck_peer_isolated);
 	g_test_add_func("/qmp/client/reconnect-backoff", test_client_reconnect_backoff);
 	g_test_add_func("/qmp/client/reconnect-after-eof", test_client_reconnect_after_eof);
+	g_test_add_func("/qmp/reconnect-schedule", test_reconnect_schedule);
+	g_test_add_func("/qmp/log-limit", test_log_limit);
+	g_test_add_func("/qmp/client/reconnect-no-reset-at-ready",
+			test_client_reconnect_no_reset_at_ready);
 	g_test_add_func("/qmp/client/real-qemu", test_client_real_qemu);
 	return g_test_run();
 }
