@@ -232,8 +232,10 @@ uint32_t vmcg_hooks_backoff_msec(uint32_t failures)
 bool vmcg_hooks_ratelimit(VmcgHooksRatelimit *rl, uint64_t now_usec, uint64_t interval_usec,
 			  uint32_t burst, uint64_t *ret_missed)
 {
-	if (!rl->begin_usec || now_usec - rl->begin_usec >= interval_usec) {
-		rl->begin_usec = now_usec ? now_usec : 1;
+	if (!rl->started || now_usec < rl->begin_usec ||
+	    now_usec - rl->begin_usec >= interval_usec) {
+		rl->started = true;
+		rl->begin_usec = now_usec;
 		rl->printed = 0;
 	}
 	if (rl->printed >= burst) {

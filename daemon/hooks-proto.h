@@ -130,6 +130,7 @@ uint32_t vmcg_hooks_backoff_msec(uint32_t failures);
  * line let through. Zero-initialized is ready. The caller serializes.
  */
 typedef struct VmcgHooksRatelimit {
+	bool started;
 	uint64_t begin_usec;
 	uint32_t printed;
 	uint64_t missed;
