@@ -938,6 +938,10 @@ def fd_exhaustion():
             out, err = f.communicate(timeout=60)
             lines = out.splitlines()
             results.append(([float(x) for x in lines[0].split()], int(lines[1]), err))
+        tap.diag('at EMFILE (%d fds open): %.3f s CPU in %.1f s, %d hooks log lines '
+                 '(%d bytes of log); closed after %s s' % (
+                     nfd, cpu, dt, logged, len(text),
+                     ' '.join('%.1f' % c for c in sorted(results[0][0]))))
         assert 'Too many open files' in text, 'never out of descriptors (%d open):\n%s' % (
             nfd, text[-3000:])
         assert cpu < 0.25 * dt, 'vmcgd used %.2f s of CPU in %.2f s at EMFILE' % (cpu, dt)
@@ -948,9 +952,6 @@ def fd_exhaustion():
             # The first accepted wait exactly the deadline, give or take a tick.
             first = min(c for c in closed if c > 1.0)
             assert 2.5 <= first <= 5.0, closed
-        tap.diag('at EMFILE (%d fds open): %.3f s CPU in %.1f s, %d hooks log lines; '
-                    'closed after %s s' % (nfd, cpu, dt, logged,
-                                           ' '.join('%.1f' % c for c in sorted(results[0][0]))))
         # The listener is back: a real HELLO attaches.
         q = Qemu(d.hooks_socket)
         try:
