@@ -211,6 +211,34 @@ int vmcg_hooks_admit(const VmcgHooksMsg *m, uint32_t peer_pid, const VmcgHooksVm
 	return 0;
 }
 
+bool vmcg_hooks_charge_in_range(uint64_t charged, uint64_t more, uint64_t ram_pages,
+				uint64_t slack_pages)
+{
+	/* Every operand is at most 2^42 or so (pages, RAM); saturate anyway. */
+	uint64_t cap = ram_pages + 2 * slack_pages;
+
+	if (cap < ram_pages || slack_pages > UINT64_MAX / 4)
+		cap = UINT64_MAX;
+	return charged <= cap && more <= cap - charged;
+}
+
+int vmcg_hooks_refill_check(const VmcgHooksRefill *r, uint32_t batch, uint32_t chunk, char *err,
+			    size_t errlen)
+{
+	uint32_t most = batch > chunk ? batch : chunk;
+
+	if (errlen)
+		err[0] = '\0';
+	if (r->need > chunk)
+		return fail(err, errlen, "REFILL needing %u pages, above a chunk (%u)", r->need,
+			    chunk);
+	if (r->want > most)
+		return fail(err, errlen,
+			    "REFILL for %u pages, above the batch (%u) and the chunk (%u)", r->want,
+			    batch, chunk);
+	return 0;
+}
+
 VmcgHooksAdmitConn vmcg_hooks_admit_conn(uint32_t pending, uint32_t pending_uid)
 {
 	if (pending >= VMCG_HOOKS_PENDING_MAX)

@@ -83,6 +83,31 @@ typedef struct VmcgHooksVmFacts {
 int vmcg_hooks_admit(const VmcgHooksMsg *m, uint32_t peer_pid, const VmcgHooksVmFacts *vm,
 		     char *err, size_t errlen);
 
+/**
+ * vmcg_hooks_charge_in_range() - may a connection that has charged
+ * @charged pages charge @more (a grant, or a slot's debt), for a VM of
+ * @ram_pages whose slots can hold @slack_pages (vmcg_hooks_conn_slack())?
+ *
+ * What a connection charged is what QEMU has populated plus the slots'
+ * credit (hooks-abi.h), so an honest QEMU stays within the VM's RAM plus
+ * the slack. The bound is twice the slack above the RAM, a margin for
+ * grants in flight: a QEMU that asks past it consumes credit without
+ * populating pages, or makes up debt, to charge its group without bound
+ * (and so run the group's OOM action on a neighbour), and is dropped.
+ */
+bool vmcg_hooks_charge_in_range(uint64_t charged, uint64_t more, uint64_t ram_pages,
+				uint64_t slack_pages);
+
+/**
+ * vmcg_hooks_refill_check() - is @r what an honest QEMU asks of a
+ * connection whose refill batch (the region's) is @batch and whose chunk
+ * (pages per fault, the HELLO's batch) is @chunk? QEMU asks for
+ * max(batch, need), and a fault needs at most a chunk.
+ * Returns 0 or -EPROTO, with @err saying why.
+ */
+int vmcg_hooks_refill_check(const VmcgHooksRefill *r, uint32_t batch, uint32_t chunk, char *err,
+			    size_t errlen);
+
 /*
  * ---- Connections that have not said HELLO ----
  *

@@ -80,8 +80,9 @@ struct VmcgHooksConn {
 	guint hello_timer; /* closes it if no HELLO comes */
 	VmcgDvm *vm;
 	uint32_t nr_slots;
-	uint32_t batch; /* refill size: the tree's stock-batch (region header) */
-	uint32_t chunk; /* QEMU's pages per fault (HELLO batch) */
+	uint32_t batch;	    /* refill size: the tree's stock-batch (region header) */
+	uint32_t chunk;	    /* QEMU's pages per fault (HELLO batch) */
+	uint64_t ram_pages; /* the VM's RAM when it attached: bounds c->charged */
 	void *region;
 	size_t region_size;
 	uint64_t charged;
@@ -148,13 +149,31 @@ static void sync_stock(VmcgHooksConn *c)
 }
 
 /*
+ * Whether charging @more pages keeps the connection within the VM's RAM
+ * plus the slack (vmcg_hooks_charge_in_range()); if not, QEMU is making up
+ * pages: said once, and the caller drops the connection.
+ */
+static gboolean charge_ok(VmcgHooksConn *c, uint64_t more, const char *what)
+{
+	if (vmcg_hooks_charge_in_range(c->charged, more, c->ram_pages, vmcg_hooks_conn_slack(c)))
+		return TRUE;
+	g_warning("hooks: VM %s (pid %d): %s of %" G_GUINT64_FORMAT " pages with %" G_GUINT64_FORMAT
+		  " charged: above its RAM (%" G_GUINT64_FORMAT " pages) and twice the slots' "
+		  "slack (%" G_GUINT64_FORMAT "): dropping the connection",
+		  conn_name(c), (int)c->pid, what, more, c->charged, c->ram_pages,
+		  vmcg_hooks_conn_slack(c));
+	return FALSE;
+}
+
+/*
  * A vCPU that must stop (the VM is being paused or shut down) cannot wait
  * for a refill: QEMU lets its fault through on debt, taking the slot's
  * credit below 0. The pages are resident: charge them whatever the limits
  * (as the kernel force-charges what must not fail), and the control loop
- * reclaims. Bounded by what the waiting faults needed: a chunk per vCPU.
+ * reclaims. Bounded by what the waiting faults needed: a chunk per vCPU,
+ * and by the VM's RAM (charge_ok()). FALSE: the connection must go.
  */
-static void cover_debt(VmcgHooksConn *c)
+static gboolean cover_debt(VmcgHooksConn *c)
 {
 	for (uint32_t i = 0; i < c->nr_slots; i++) {
 		int64_t v = __atomic_load_n(&slot(c, i)->credit, __ATOMIC_SEQ_CST);
@@ -163,6 +182,8 @@ static void cover_debt(VmcgHooksConn *c)
 		if (v >= 0)
 			continue;
 		debt = MIN((uint64_t)-v, (uint64_t)VMCG_HOOKS_BATCH_MAX);
+		if (!charge_ok(c, debt, "debt"))
+			return FALSE;
 		vmcg_vm_charge(c->vm->vm, debt);
 		c->charged += debt;
 		c->grants += debt;
@@ -172,6 +193,7 @@ static void cover_debt(VmcgHooksConn *c)
 		       conn_name(c), i, debt);
 	}
 	sync_stock(c);
+	return TRUE;
 }
 
 /*
@@ -425,6 +447,7 @@ static gboolean on_hello(VmcgHooksConn *c, const VmcgHooksMsg *m)
 	 * MEMCG_CHARGE_BATCH analog); the chunk a fault populates is QEMU's.
 	 */
 	c->chunk = m->hello.batch;
+	c->ram_pages = facts.ram_pages;
 	c->batch = MIN(vmcg_tree_stock_batch(d->tree), (uint32_t)VMCG_HOOKS_BATCH_MAX);
 	c->region = region_new(c->nr_slots, c->batch, &c->region_size, &mfd, &error);
 	if (!c->region) {
@@ -534,6 +557,8 @@ static gboolean retry_held(VmcgHooksConn *c, int64_t now)
 
 		if (!hd->held)
 			continue;
+		if (!charge_ok(c, hd->want, "a held REFILL"))
+			return FALSE;
 		pages = try_charge(c, hd->need, hd->want, NULL);
 		if (!pages)
 			continue;
@@ -550,8 +575,16 @@ static gboolean on_refill(VmcgHooksConn *c, const VmcgHooksRefill *r)
 	int64_t now = (int64_t)vmcg_daemon_now_usec(h->d);
 	VmcgGroup *over = NULL;
 	Held *hd = &c->held[r->slot];
+	char err[160];
 	uint32_t pages;
 
+	if (vmcg_hooks_refill_check(r, c->batch, c->chunk, err, sizeof(err)) < 0) {
+		g_warning("hooks: VM %s (pid %d): %s: dropping the connection", conn_name(c),
+			  (int)c->pid, err);
+		return FALSE;
+	}
+	if (!charge_ok(c, r->want, "a REFILL"))
+		return FALSE;
 	if (hd->held) {
 		g_warning("hooks: VM %s: a second REFILL for slot %u while one is held",
 			  conn_name(c), r->slot);
@@ -864,7 +897,10 @@ void vmcg_hooks_tick(VmcgHooks *h, uint64_t since, uint64_t now)
 		next = l->next;
 		if (!c->vm || c->dead)
 			continue;
-		cover_debt(c);
+		if (!cover_debt(c)) {
+			conn_fail(c);
+			continue;
+		}
 		/* A RETURN hint can be missed or never sent: drain above 2 x batch here. */
 		(void)drain(c, 2 * (uint64_t)c->batch);
 		if (c->nr_held && !retry_held(c, (int64_t)now)) {

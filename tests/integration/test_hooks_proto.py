@@ -34,6 +34,11 @@ Attacks (issue 9), each run for real; each fails on the vmcgd before the fix:
   charged;
 - hello-from-a-child: a process other than the VM's QEMU (a child of it)
   says HELLO with its own pid: EPERM;
+- credit-out-of-range: a QEMU that attached with all of its 512 MiB
+  populated consumes its credit without populating anything and asks
+  for more, or writes itself debt: dropped once its charge would pass its
+  RAM plus twice the slots' slack; a REFILL wanting more than a batch or
+  needing more than a chunk is dropped;
 - fd-exhaustion: vmcgd under RLIMIT_NOFILE 32, flooded with connections that
   never say HELLO (as root and as nobody in the socket's group): vmcgd
   does not spin (CPU time) nor flood its log, closes the silent
@@ -426,7 +431,7 @@ def held_at_max_until_the_limit_goes_up():
     add_vm('m1', '/held')
     q = Qemu()
     try:
-        q.hello('m1', vcpus=2, batch=64, populated=300)
+        q.hello('m1', vcpus=2, batch=128, populated=300)  # a fault may need 128 pages
         assert D.group('/held')['memory.current'] == 300 * PAGE
         max_events = D.group('/held')['memory.events']['max']
         # 300 + 64 fits.
@@ -773,6 +778,91 @@ def populated_above_ram():
         q.close()
     wait_detached('big')
     assert vm_current('big') == 0
+
+
+def read_charge_until_drop(q, name, step, timeout=10.0):
+    """Runs @step() until vmcgd drops @q (True) or @timeout; the highest
+    hook charge seen, in pages."""
+    peak = 0
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        h = D.vm(name)['hooks']
+        if h is None:
+            return True, peak
+        peak = max(peak, h['charged'] // PAGE)
+        try:
+            if step():
+                return True, peak
+        except (ConnectionError, BrokenPipeError):
+            return True, peak
+    return False, peak
+
+
+@test
+def credit_out_of_range():
+    """
+    VM liar, 512 MiB (131072 pages), attached with all of it populated.
+    Its QEMU (this process) then (1) consumes every GRANT without populating
+    anything and asks again, (2) writes itself debt, 4096 pages a tick.
+    Before: vmcgd charged without end (with no memory.max, the group's
+    charge grows past any RAM). Now: dropped once the charge would pass
+    the RAM plus twice the slots' slack, and uncharged.
+    """
+    ram_pages = 131072
+    add_vm('liar', ram=ram_pages * PAGE)
+    # (1) REFILL, take the credit, again.
+    q = Qemu()
+    try:
+        q.hello('liar', vcpus=1, batch=64, populated=ram_pages, pages=ram_pages)
+        slack = D.vm('liar')['hooks']['slack'] // PAGE
+        cap = ram_pages + 2 * slack
+
+        def consume():
+            seq = q.refill(0, 0, 64)
+            data, _ = q.recv()
+            if data == b'':
+                return True
+            t, _, s, _, pages = GRANT_S.unpack(data)
+            assert t == GRANT and s == seq
+            q.set_credit(0, 0)
+            return False
+        dropped, peak = read_charge_until_drop(q, 'liar', consume)
+        assert dropped, 'still attached, %d pages charged for %d of RAM' % (
+            D.vm('liar')['memory.current'] // PAGE, ram_pages)
+        assert peak <= cap, (peak, cap)
+    finally:
+        q.close()
+    wait_detached('liar')
+    assert vm_current('liar') == 0
+    # (2) Debt, which vmcgd charges whatever the limits.
+    q = Qemu()
+    try:
+        q.hello('liar', vcpus=1, batch=64, populated=ram_pages, pages=ram_pages)
+
+        def debt():
+            if q.credit(1) >= 0:
+                q.set_credit(1, -4096)
+            time.sleep(0.05)
+            return False
+        dropped, peak = read_charge_until_drop(q, 'liar', debt)
+        assert dropped, 'still attached, %d pages charged for %d of RAM' % (
+            D.vm('liar')['memory.current'] // PAGE, ram_pages)
+        assert peak <= cap, (peak, cap)
+    finally:
+        q.close()
+    wait_detached('liar')
+    assert vm_current('liar') == 0
+    # (3) A REFILL no honest QEMU sends: want above the batch and the chunk, need above a chunk.
+    for need, want in ((0, 4096), (65, 65)):
+        q = Qemu()
+        try:
+            q.hello('liar', vcpus=1, batch=64, populated=10)
+            q.refill(0, need, want)
+            assert q.dropped(), 'REFILL need %d want %d with batch and chunk 64' % (need, want)
+        finally:
+            q.close()
+        wait_detached('liar')
+        assert vm_current('liar') == 0
 
 
 CHILD_HELLO = r"""

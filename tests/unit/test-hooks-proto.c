@@ -893,6 +893,69 @@ static void test_admit(void)
 	}
 }
 
+/* Charge a connection may reach: the VM's RAM plus twice the slack. */
+static void test_charge_in_range(void)
+{
+	static const struct {
+		uint64_t charged, more, ram, slack;
+		bool ok;
+	} t[] = {
+		{ 0, 0, RAM_PAGES, 384, true },
+		{ RAM_PAGES, 768, RAM_PAGES, 384, true },
+		{ RAM_PAGES, 769, RAM_PAGES, 384, false },
+		{ RAM_PAGES + 768, 0, RAM_PAGES, 384, true },
+		{ RAM_PAGES + 769, 0, RAM_PAGES, 384, false },
+		{ 100, 64, RAM_PAGES, 384, true },
+		/* The 4 TiB of issue 9, as grants or as debt. */
+		{ 0, UINT64_C(1) << 30, RAM_PAGES, 384, false },
+		{ RAM_PAGES, 4096, RAM_PAGES, 384, false },
+		/* Nothing wraps. */
+		{ UINT64_MAX, 1, RAM_PAGES, 384, false },
+		{ 1, UINT64_MAX, RAM_PAGES, 384, false },
+		{ 0, UINT64_MAX, UINT64_MAX, UINT64_MAX, true },
+		{ UINT64_MAX - 1, 1, UINT64_MAX - 10, 100, true },
+		{ 0, 1, 0, 0, false },
+	};
+
+	for (size_t i = 0; i < G_N_ELEMENTS(t); i++) {
+		if (vmcg_hooks_charge_in_range(t[i].charged, t[i].more, t[i].ram, t[i].slack) !=
+		    t[i].ok)
+			g_error("case %zu: charged %" G_GUINT64_FORMAT " + %" G_GUINT64_FORMAT
+				", RAM %" G_GUINT64_FORMAT ", slack %" G_GUINT64_FORMAT ": want %s",
+				i, t[i].charged, t[i].more, t[i].ram, t[i].slack,
+				t[i].ok ? "in range" : "out of range");
+	}
+}
+
+/* QEMU asks for max(batch, need), need at most a chunk. */
+static void test_refill_check(void)
+{
+	static const struct {
+		uint32_t need, want, batch, chunk;
+		int error;
+	} t[] = {
+		{ 0, 64, 64, 64, 0 },	       { 64, 64, 64, 64, 0 },
+		{ 1, 64, 64, 512, 0 },	       { 512, 512, 64, 512, 0 },
+		{ 0, 64, 64, 1, 0 },	       { 1, 64, 64, 1, 0 },
+		{ 0, 65, 64, 64, -EPROTO },    { 65, 65, 64, 64, -EPROTO },
+		{ 0, 4096, 64, 512, -EPROTO }, { 2, 64, 64, 1, -EPROTO },
+	};
+
+	for (size_t i = 0; i < G_N_ELEMENTS(t); i++) {
+		VmcgHooksRefill r = { .slot = 0, .need = t[i].need, .want = t[i].want };
+		char err[128];
+		int got;
+
+		memset(err, 'X', sizeof(err));
+		got = vmcg_hooks_refill_check(&r, t[i].batch, t[i].chunk, err, sizeof(err));
+		if (got != t[i].error)
+			g_error("need %u want %u, batch %u chunk %u: %d (%s), want %d", t[i].need,
+				t[i].want, t[i].batch, t[i].chunk, got, err, t[i].error);
+		g_assert_nonnull(memchr(err, '\0', sizeof(err)));
+		g_assert_true(got ? err[0] != '\0' : err[0] == '\0');
+	}
+}
+
 /* ------------------------------------------------------------------------
  * Connections before HELLO (issue 9, finding 2)
  */
@@ -984,6 +1047,8 @@ int main(int argc, char **argv)
 	g_test_add_func("/hooks-proto/reads-only-len", test_reads_only_len);
 	g_test_add_func("/hooks-proto/admit", test_admit);
 	g_test_add_func("/hooks-proto/admit-conn", test_admit_conn);
+	g_test_add_func("/hooks-proto/charge-in-range", test_charge_in_range);
+	g_test_add_func("/hooks-proto/refill-check", test_refill_check);
 	g_test_add_func("/hooks-proto/backoff", test_backoff);
 	g_test_add_func("/hooks-proto/ratelimit", test_ratelimit);
 	return g_test_run();
