@@ -15,6 +15,8 @@
  *    terminated, truncated message;
  *  - the packet copied to a heap block of exactly its size parses the same
  *    (ASan sees any read beyond it);
+ *  - an accepted REFILL passes vmcg_hooks_refill_check() exactly when it
+ *    asks no more than a batch and needs no more than a chunk;
  *  - an accepted HELLO is admitted (vmcg_hooks_admit()) by a VM whose facts
  *    the input's first byte also picks, only if its pid is the peer's and
  *    the VM's QMP pid, and its populated pages fit the VM's RAM; a refusal
@@ -165,6 +167,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_accepted(&m, pkt, len, nr_slots);
 		if (m.type == VMCG_HOOKS_HELLO)
 			check_admit(&m, data[0]);
+		/* What an honest QEMU with batch 64 and chunk 64 (or 1) asks, and only that. */
+		if (m.type == VMCG_HOOKS_REFILL) {
+			CHECK((vmcg_hooks_refill_check(&m.refill, 64, 64, NULL, 0) == 0) ==
+			      (m.refill.want <= 64));
+			CHECK((vmcg_hooks_refill_check(&m.refill, 64, 1, NULL, 0) == 0) ==
+			      (m.refill.want <= 64 && m.refill.need <= 1));
+		}
 	} else {
 		CHECK(r == -EPROTO || r == -EPROTONOSUPPORT);
 		CHECK(err[0] != '\0');
