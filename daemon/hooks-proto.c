@@ -154,3 +154,124 @@ int vmcg_hooks_parse(const void *buf, size_t len, uint32_t nr_slots, VmcgHooksMs
 		return fail(err, errlen, "unexpected message type %u", hdr.type);
 	}
 }
+
+static int refuse(int error, char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static int refuse(int error, char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return -error;
+}
+
+int vmcg_hooks_admit(const VmcgHooksMsg *m, uint32_t peer_pid, const VmcgHooksVmFacts *vm,
+		     char *err, size_t errlen)
+{
+	const char *name = m->hello.vm_name;
+
+	if (errlen)
+		err[0] = '\0';
+	if (m->hello.pid != peer_pid)
+		return refuse(EPERM, err, errlen, "HELLO says pid %u, the socket's peer is pid %u",
+			      m->hello.pid, peer_pid);
+	if (!vm->registered)
+		return refuse(ENOENT, err, errlen, "no VM named \"%s\" is registered with vmcgd",
+			      name);
+	if (vm->attached)
+		return refuse(EBUSY, err, errlen, "VM %s is already attached (pid %u)", name,
+			      vm->attached_pid);
+	/*
+	 * Only the VM's QMP connection says which process is its QEMU
+	 * (SO_PEERCRED, backend-qmp.c): until vmcgd has one, nobody's HELLO
+	 * can be told from an impostor's. QEMU retries every second.
+	 */
+	if (!vm->qmp_pid)
+		return refuse(EAGAIN, err, errlen,
+			      "VM %s: its QMP socket is not connected yet, so its QEMU pid is "
+			      "not known",
+			      name);
+	if (vm->qmp_pid != peer_pid)
+		return refuse(EPERM, err, errlen,
+			      "VM %s is QEMU pid %u per its QMP socket, not pid %u", name,
+			      vm->qmp_pid, peer_pid);
+	if (!vm->ram_pages)
+		return refuse(EAGAIN, err, errlen, "VM %s: its RAM size is not known yet", name);
+	if (m->hello.populated > vm->ram_pages)
+		return refuse(ERANGE, err, errlen,
+			      "VM %s: HELLO says %llu pages populated, the VM has %llu pages of "
+			      "RAM",
+			      name, (unsigned long long)m->hello.populated,
+			      (unsigned long long)vm->ram_pages);
+	return 0;
+}
+
+bool vmcg_hooks_charge_in_range(uint64_t charged, uint64_t more, uint64_t ram_pages,
+				uint64_t slack_pages)
+{
+	/* Every operand is at most 2^42 or so (pages, RAM); saturate anyway. */
+	uint64_t cap = ram_pages + 2 * slack_pages;
+
+	if (cap < ram_pages || slack_pages > UINT64_MAX / 4)
+		cap = UINT64_MAX;
+	return charged <= cap && more <= cap - charged;
+}
+
+int vmcg_hooks_refill_check(const VmcgHooksRefill *r, uint32_t batch, uint32_t chunk, char *err,
+			    size_t errlen)
+{
+	uint32_t most = batch > chunk ? batch : chunk;
+
+	if (errlen)
+		err[0] = '\0';
+	if (r->need > chunk)
+		return fail(err, errlen, "REFILL needing %u pages, above a chunk (%u)", r->need,
+			    chunk);
+	if (r->want > most)
+		return fail(err, errlen,
+			    "REFILL for %u pages, above the batch (%u) and the chunk (%u)", r->want,
+			    batch, chunk);
+	return 0;
+}
+
+VmcgHooksAdmitConn vmcg_hooks_admit_conn(uint32_t pending, uint32_t pending_uid)
+{
+	if (pending >= VMCG_HOOKS_PENDING_MAX)
+		return VMCG_HOOKS_CONN_OVER_TOTAL;
+	if (pending_uid >= VMCG_HOOKS_PENDING_PER_UID_MAX)
+		return VMCG_HOOKS_CONN_OVER_UID;
+	return VMCG_HOOKS_CONN_ACCEPT;
+}
+
+uint32_t vmcg_hooks_backoff_msec(uint32_t failures)
+{
+	uint32_t ms = VMCG_HOOKS_BACKOFF_MIN_MSEC;
+
+	for (uint32_t i = 1; i < failures && ms < VMCG_HOOKS_BACKOFF_MAX_MSEC; i++)
+		ms *= 2;
+	return ms < VMCG_HOOKS_BACKOFF_MAX_MSEC ? ms : VMCG_HOOKS_BACKOFF_MAX_MSEC;
+}
+
+bool vmcg_hooks_ratelimit(VmcgHooksRatelimit *rl, uint64_t now_usec, uint64_t interval_usec,
+			  uint32_t burst, uint64_t *ret_missed)
+{
+	if (!rl->started || now_usec < rl->begin_usec ||
+	    now_usec - rl->begin_usec >= interval_usec) {
+		rl->started = true;
+		rl->begin_usec = now_usec;
+		rl->printed = 0;
+	}
+	if (rl->printed >= burst) {
+		rl->missed++;
+		return false;
+	}
+	rl->printed++;
+	*ret_missed = rl->missed;
+	rl->missed = 0;
+	return true;
+}

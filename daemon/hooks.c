@@ -37,6 +37,14 @@
 #define PAGE VMCG_PAGE_SIZE
 /* Packets handled per wake-up of one connection: others get their turn. */
 #define BURST 64
+/*
+ * Log lines a peer can cause (refusals, silent connections, accept
+ * failures): at most 10 per 5 s, then one line counting what was dropped.
+ * An attacker connecting in a loop must not fill the disk (issue 9: 378 MB
+ * of "accept: Too many open files").
+ */
+#define LOG_INTERVAL_USEC (5 * G_USEC_PER_SEC)
+#define LOG_BURST 10
 
 struct VmcgHooks {
 	VmcgDaemon *d;
@@ -47,6 +55,12 @@ struct VmcgHooks {
 	ino_t ino;
 	GQueue conns;
 	uint64_t last_tick_usec;
+	uint32_t nr_pending;	     /* connections waiting for their HELLO */
+	guint retry;		     /* accept() failed: re-watch the listener then */
+	uint32_t accept_failures;    /* in a row, this episode */
+	uint64_t accept_failed_usec; /* when this episode began */
+	uint64_t dropped;	     /* connections closed before HELLO (caps, deadline) */
+	VmcgHooksRatelimit rl;
 };
 
 typedef struct Held {
@@ -61,10 +75,14 @@ struct VmcgHooksConn {
 	int fd;
 	guint watch;
 	pid_t pid; /* SO_PEERCRED */
+	uid_t uid;
+	gboolean pending;  /* no HELLO yet: counted in h->nr_pending */
+	guint hello_timer; /* closes it if no HELLO comes */
 	VmcgDvm *vm;
 	uint32_t nr_slots;
-	uint32_t batch; /* refill size: the tree's stock-batch (region header) */
-	uint32_t chunk; /* QEMU's pages per fault (HELLO batch) */
+	uint32_t batch;	    /* refill size: the tree's stock-batch (region header) */
+	uint32_t chunk;	    /* QEMU's pages per fault (HELLO batch) */
+	uint64_t ram_pages; /* the VM's RAM when it attached: bounds c->charged */
 	void *region;
 	size_t region_size;
 	uint64_t charged;
@@ -131,13 +149,31 @@ static void sync_stock(VmcgHooksConn *c)
 }
 
 /*
+ * Whether charging @more pages keeps the connection within the VM's RAM
+ * plus the slack (vmcg_hooks_charge_in_range()); if not, QEMU is making up
+ * pages: said once, and the caller drops the connection.
+ */
+static gboolean charge_ok(VmcgHooksConn *c, uint64_t more, const char *what)
+{
+	if (vmcg_hooks_charge_in_range(c->charged, more, c->ram_pages, vmcg_hooks_conn_slack(c)))
+		return TRUE;
+	g_warning("hooks: VM %s (pid %d): %s of %" G_GUINT64_FORMAT " pages with %" G_GUINT64_FORMAT
+		  " charged: above its RAM (%" G_GUINT64_FORMAT " pages) and twice the slots' "
+		  "slack (%" G_GUINT64_FORMAT "): dropping the connection",
+		  conn_name(c), (int)c->pid, what, more, c->charged, c->ram_pages,
+		  vmcg_hooks_conn_slack(c));
+	return FALSE;
+}
+
+/*
  * A vCPU that must stop (the VM is being paused or shut down) cannot wait
  * for a refill: QEMU lets its fault through on debt, taking the slot's
  * credit below 0. The pages are resident: charge them whatever the limits
  * (as the kernel force-charges what must not fail), and the control loop
- * reclaims. Bounded by what the waiting faults needed: a chunk per vCPU.
+ * reclaims. Bounded by what the waiting faults needed: a chunk per vCPU,
+ * and by the VM's RAM (charge_ok()). FALSE: the connection must go.
  */
-static void cover_debt(VmcgHooksConn *c)
+static gboolean cover_debt(VmcgHooksConn *c)
 {
 	for (uint32_t i = 0; i < c->nr_slots; i++) {
 		int64_t v = __atomic_load_n(&slot(c, i)->credit, __ATOMIC_SEQ_CST);
@@ -146,6 +182,8 @@ static void cover_debt(VmcgHooksConn *c)
 		if (v >= 0)
 			continue;
 		debt = MIN((uint64_t)-v, (uint64_t)VMCG_HOOKS_BATCH_MAX);
+		if (!charge_ok(c, debt, "debt"))
+			return FALSE;
 		vmcg_vm_charge(c->vm->vm, debt);
 		c->charged += debt;
 		c->grants += debt;
@@ -155,6 +193,7 @@ static void cover_debt(VmcgHooksConn *c)
 		       conn_name(c), i, debt);
 	}
 	sync_stock(c);
+	return TRUE;
 }
 
 /*
@@ -233,6 +272,20 @@ static void hdr_init(VmcgHooksConn *c, VmcgHooksHdr *hdr, uint32_t type, size_t 
 	hdr->seq = ++c->seq;
 }
 
+/* Whether a line a peer caused may be logged now (LOG_BURST per LOG_INTERVAL_USEC). */
+static gboolean log_ok(VmcgHooks *h)
+{
+	uint64_t missed = 0;
+
+	if (!vmcg_hooks_ratelimit(&h->rl, vmcg_daemon_now_usec(h->d), LOG_INTERVAL_USEC, LOG_BURST,
+				  &missed))
+		return FALSE;
+	if (missed)
+		g_message("hooks: %" G_GUINT64_FORMAT " messages about refused peers suppressed",
+			  missed);
+	return TRUE;
+}
+
 static void send_reject(VmcgHooksConn *c, int error, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
 
 static void send_reject(VmcgHooksConn *c, int error, const char *fmt, ...)
@@ -245,7 +298,8 @@ static void send_reject(VmcgHooksConn *c, int error, const char *fmt, ...)
 	va_start(ap, fmt);
 	g_vsnprintf(r.reason, sizeof(r.reason), fmt, ap);
 	va_end(ap);
-	g_message("hooks: pid %d refused: %s", (int)c->pid, r.reason);
+	if (log_ok(c->h))
+		g_message("hooks: pid %d refused: %s", (int)c->pid, r.reason);
 	(void)send_packet(c, &r, sizeof(r), -1);
 }
 
@@ -286,6 +340,10 @@ static void conn_free(VmcgHooksConn *c)
 		vmcg_dvm_hooks_detach(vm);
 		c->vm = NULL;
 	}
+	if (c->pending)
+		h->nr_pending--;
+	if (c->hello_timer)
+		g_source_remove(c->hello_timer);
 	if (c->watch)
 		g_source_remove(c->watch);
 	if (c->fd >= 0)
@@ -364,29 +422,23 @@ static gboolean on_hello(VmcgHooksConn *c, const VmcgHooksMsg *m)
 	VmcgDaemon *d = c->h->d;
 	g_autoptr(GError) error = NULL;
 	VmcgHooksWelcome w = { 0 };
+	VmcgHooksVmFacts facts = { 0 };
+	char err[VMCG_HOOKS_REASON_MAX];
 	VmcgDvm *vm;
 	json_object *data;
-	int mfd;
+	int mfd, r;
 
-	if (m->hello.pid != (uint32_t)c->pid) {
-		send_reject(c, EPERM, "HELLO says pid %u, the socket's peer is pid %d",
-			    m->hello.pid, (int)c->pid);
-		return FALSE;
-	}
 	vm = vmcg_daemon_vm_lookup(d, m->hello.vm_name);
-	if (!vm) {
-		send_reject(c, ENOENT, "no VM named \"%s\" is registered with vmcgd",
-			    m->hello.vm_name);
-		return FALSE;
+	if (vm) {
+		facts.registered = true;
+		facts.attached = vm->hooks != NULL;
+		facts.attached_pid = vm->hooks ? (uint32_t)vm->hooks->pid : 0;
+		facts.qmp_pid = vm->pid > 0 ? (uint32_t)vm->pid : 0;
+		facts.ram_pages = vmcg_dvm_ram_bytes(vm) / PAGE;
 	}
-	if (vm->hooks) {
-		send_reject(c, EBUSY, "VM %s is already attached (pid %d)", m->hello.vm_name,
-			    (int)vm->hooks->pid);
-		return FALSE;
-	}
-	if (vm->pid && vm->pid != c->pid) {
-		send_reject(c, EPERM, "VM %s is QEMU pid %d per its QMP socket, not pid %d",
-			    m->hello.vm_name, (int)vm->pid, (int)c->pid);
+	r = vmcg_hooks_admit(m, (uint32_t)c->pid, &facts, err, sizeof(err));
+	if (r < 0) {
+		send_reject(c, -r, "%s", err);
 		return FALSE;
 	}
 	c->nr_slots = m->hello.nr_vcpus + 1;
@@ -395,6 +447,7 @@ static gboolean on_hello(VmcgHooksConn *c, const VmcgHooksMsg *m)
 	 * MEMCG_CHARGE_BATCH analog); the chunk a fault populates is QEMU's.
 	 */
 	c->chunk = m->hello.batch;
+	c->ram_pages = facts.ram_pages;
 	c->batch = MIN(vmcg_tree_stock_batch(d->tree), (uint32_t)VMCG_HOOKS_BATCH_MAX);
 	c->region = region_new(c->nr_slots, c->batch, &c->region_size, &mfd, &error);
 	if (!c->region) {
@@ -404,6 +457,12 @@ static gboolean on_hello(VmcgHooksConn *c, const VmcgHooksMsg *m)
 	c->held = g_new0(Held, c->nr_slots);
 
 	/* Attach: sampling's charge is replaced by the hooks' own count. */
+	c->pending = FALSE;
+	c->h->nr_pending--;
+	if (c->hello_timer) {
+		g_source_remove(c->hello_timer);
+		c->hello_timer = 0;
+	}
 	vmcg_dvm_hooks_attach(vm, c, m->hello.populated);
 	c->charged = m->hello.populated;
 	c->vm = vm;
@@ -498,6 +557,8 @@ static gboolean retry_held(VmcgHooksConn *c, int64_t now)
 
 		if (!hd->held)
 			continue;
+		if (!charge_ok(c, hd->want, "a held REFILL"))
+			return FALSE;
 		pages = try_charge(c, hd->need, hd->want, NULL);
 		if (!pages)
 			continue;
@@ -514,8 +575,16 @@ static gboolean on_refill(VmcgHooksConn *c, const VmcgHooksRefill *r)
 	int64_t now = (int64_t)vmcg_daemon_now_usec(h->d);
 	VmcgGroup *over = NULL;
 	Held *hd = &c->held[r->slot];
+	char err[160];
 	uint32_t pages;
 
+	if (vmcg_hooks_refill_check(r, c->batch, c->chunk, err, sizeof(err)) < 0) {
+		g_warning("hooks: VM %s (pid %d): %s: dropping the connection", conn_name(c),
+			  (int)c->pid, err);
+		return FALSE;
+	}
+	if (!charge_ok(c, r->want, "a REFILL"))
+		return FALSE;
 	if (hd->held) {
 		g_warning("hooks: VM %s: a second REFILL for slot %u while one is held",
 			  conn_name(c), r->slot);
@@ -562,10 +631,11 @@ static gboolean handle(VmcgHooksConn *c, const void *buf, size_t len)
 		return FALSE;
 	}
 	if (r < 0) {
-		g_warning("hooks: %s (pid %d): %s: dropping the connection", conn_name(c),
-			  (int)c->pid, err);
-		if (!c->vm)
-			send_reject(c, EPROTO, "%s", err);
+		if (c->vm)
+			g_warning("hooks: %s (pid %d): %s: dropping the connection", conn_name(c),
+				  (int)c->pid, err);
+		else
+			send_reject(c, EPROTO, "%s", err); /* logs it, rate-limited */
 		return FALSE;
 	}
 	switch (m.type) {
@@ -591,14 +661,15 @@ static gboolean on_conn_io(gint fd, GIOCondition cond, gpointer userdata)
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 			return G_SOURCE_CONTINUE;
 		if (n <= 0) {
-			if (n < 0)
+			if (n < 0 && (c->vm || log_ok(c->h)))
 				g_warning("hooks: %s: %s", conn_name(c), g_strerror(errno));
 			break;
 		}
 		if (n > VMCG_HOOKS_MSG_MAX) { /* MSG_TRUNC: its real length */
-			g_warning("hooks: %s (pid %d): a packet of %zd bytes: dropping the "
-				  "connection",
-				  conn_name(c), (int)c->pid, n);
+			if (c->vm || log_ok(c->h))
+				g_warning("hooks: %s (pid %d): a packet of %zd bytes: dropping the "
+					  "connection",
+					  conn_name(c), (int)c->pid, n);
 			break;
 		}
 		if (!handle(c, buf, (size_t)n))
@@ -611,23 +682,113 @@ static gboolean on_conn_io(gint fd, GIOCondition cond, gpointer userdata)
 	return G_SOURCE_REMOVE;
 }
 
+static gboolean on_hello_timeout(gpointer userdata)
+{
+	VmcgHooksConn *c = userdata;
+	VmcgHooks *h = c->h;
+
+	c->hello_timer = 0;
+	h->dropped++;
+	if (log_ok(h))
+		g_message("hooks: pid %d (uid %u) said no HELLO within %u ms: closed "
+			  "(%" G_GUINT64_FORMAT " connections closed before HELLO so far)",
+			  (int)c->pid, (unsigned)c->uid, VMCG_HOOKS_HELLO_TIMEOUT_MSEC, h->dropped);
+	conn_free(c);
+	return G_SOURCE_REMOVE;
+}
+
+static gboolean on_accept(gint fd, GIOCondition cond, gpointer userdata);
+
+static gboolean on_accept_retry(gpointer userdata)
+{
+	VmcgHooks *h = userdata;
+
+	h->retry = 0;
+	h->watch = g_unix_fd_add(h->fd, G_IO_IN, on_accept, h);
+	return G_SOURCE_REMOVE;
+}
+
+/*
+ * accept() failed for want of a descriptor (or memory): retrying at once
+ * fails again (the connection stays queued, the listener stays readable:
+ * a busy loop). Stop watching the listener and look again later, sooner
+ * if it was a blip; the queued connections wait in the backlog, and the
+ * ones waiting for HELLO time out meanwhile, which gives descriptors back.
+ */
+static void accept_back_off(VmcgHooks *h, int err)
+{
+	uint32_t ms;
+
+	if (!h->accept_failures++) {
+		h->accept_failed_usec = vmcg_daemon_now_usec(h->d);
+		if (log_ok(h))
+			g_warning("hooks: accept: %s (%u connections wait for their HELLO): not "
+				  "accepting for now, retrying for up to %u ms at a time",
+				  g_strerror(err), h->nr_pending, VMCG_HOOKS_BACKOFF_MAX_MSEC);
+	}
+	ms = vmcg_hooks_backoff_msec(h->accept_failures);
+	h->watch = 0;
+	h->retry = g_timeout_add(ms, on_accept_retry, h);
+}
+
+/* How many connections of @uid wait for their HELLO. */
+static uint32_t pending_of(VmcgHooks *h, uid_t uid)
+{
+	uint32_t n = 0;
+
+	for (GList *l = h->conns.head; l; l = l->next) {
+		VmcgHooksConn *c = l->data;
+
+		n += c->pending && c->uid == uid;
+	}
+	return n;
+}
+
 static gboolean on_accept(gint fd, GIOCondition cond, gpointer userdata)
 {
 	VmcgHooks *h = userdata;
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
 	VmcgHooksConn *c;
+	VmcgHooksAdmitConn verdict;
 	int cfd;
 
 	(void)cond;
 	cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 	if (cfd < 0) {
-		if (errno != EAGAIN && errno != EINTR)
-			g_warning("hooks: accept: %s", g_strerror(errno));
-		return G_SOURCE_CONTINUE;
+		int err = errno;
+
+		/* ECONNABORTED: the peer gave up while queued; the next one is fine. */
+		if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR || err == ECONNABORTED)
+			return G_SOURCE_CONTINUE;
+		accept_back_off(h, err);
+		return G_SOURCE_REMOVE;
+	}
+	if (h->accept_failures) {
+		if (log_ok(h))
+			g_message("hooks: accepting again, after %u failed attempts over "
+				  "%" G_GUINT64_FORMAT " ms",
+				  h->accept_failures,
+				  (vmcg_daemon_now_usec(h->d) - h->accept_failed_usec) / 1000);
+		h->accept_failures = 0;
 	}
 	if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || cred.pid <= 0) {
-		g_warning("hooks: no peer credentials: %s", g_strerror(errno));
+		if (log_ok(h))
+			g_warning("hooks: no peer credentials: %s", g_strerror(errno));
+		close(cfd);
+		return G_SOURCE_CONTINUE;
+	}
+	verdict = vmcg_hooks_admit_conn(h->nr_pending, pending_of(h, cred.uid));
+	if (verdict != VMCG_HOOKS_CONN_ACCEPT) {
+		h->dropped++;
+		if (log_ok(h))
+			g_message("hooks: pid %d (uid %u) refused: %u connections%s wait for their "
+				  "HELLO already",
+				  (int)cred.pid, (unsigned)cred.uid,
+				  verdict == VMCG_HOOKS_CONN_OVER_UID
+					  ? VMCG_HOOKS_PENDING_PER_UID_MAX
+					  : VMCG_HOOKS_PENDING_MAX,
+				  verdict == VMCG_HOOKS_CONN_OVER_UID ? " of its uid" : "");
 		close(cfd);
 		return G_SOURCE_CONTINUE;
 	}
@@ -635,9 +796,13 @@ static gboolean on_accept(gint fd, GIOCondition cond, gpointer userdata)
 	c->h = h;
 	c->fd = cfd;
 	c->pid = cred.pid;
+	c->uid = cred.uid;
+	c->pending = TRUE;
+	h->nr_pending++;
 	c->link.data = c;
 	g_queue_push_tail_link(&h->conns, &c->link);
 	c->watch = g_unix_fd_add(cfd, G_IO_IN | G_IO_HUP | G_IO_ERR, on_conn_io, c);
+	c->hello_timer = g_timeout_add(VMCG_HOOKS_HELLO_TIMEOUT_MSEC, on_hello_timeout, c);
 	return G_SOURCE_CONTINUE;
 }
 
@@ -690,6 +855,8 @@ void vmcg_hooks_free(VmcgHooks *h)
 		conn_free(h->conns.head->data);
 	if (h->watch)
 		g_source_remove(h->watch);
+	if (h->retry)
+		g_source_remove(h->retry);
 	close(h->fd);
 	if (h->ino)
 		vmcg_unix_socket_unlink_own(h->path, h->dev, h->ino);
@@ -730,7 +897,10 @@ void vmcg_hooks_tick(VmcgHooks *h, uint64_t since, uint64_t now)
 		next = l->next;
 		if (!c->vm || c->dead)
 			continue;
-		cover_debt(c);
+		if (!cover_debt(c)) {
+			conn_fail(c);
+			continue;
+		}
 		/* A RETURN hint can be missed or never sent: drain above 2 x batch here. */
 		(void)drain(c, 2 * (uint64_t)c->batch);
 		if (c->nr_held && !retry_held(c, (int64_t)now)) {

@@ -33,8 +33,10 @@
  *
  *   hook-vmcgd B  (--vmcgd PATH) the same fault thread against the real
  *           vmcgd, started once as a child with a config that registers
- *           the VM "bench" in /bench/a (its QMP socket does not exist: the
- *           VM stays "connecting", which the hooks do not mind). Each run
+ *           the VM "bench" in /bench/a. Its QMP socket is served by a
+ *           thread of this process (fake_qmp_main()), so vmcgd takes this
+ *           process for the VM's QEMU (SO_PEERCRED) and learns a RAM size,
+ *           which it needs before it accepts a HELLO. Each run
  *           is a new SOCK_SEQPACKET connection to vmcgd's hooks socket:
  *           HELLO (this pid, the vCPUs, batch B, one RAM block of the
  *           run's pages, none populated), WELCOME with the region's memfd,
@@ -137,11 +139,13 @@ static const uint32_t matrix_batches[] = { 1, 16, 64, 512 };
 
 /* The real vmcgd (--vmcgd), if started: see vmcgd_start(). */
 static struct {
-	pid_t pid;	 /* 0: not running */
-	char dir[64];	 /* its temporary directory: config, sockets, log */
-	char hooks[108]; /* its hooks socket, NUL-terminated (sun_path) */
-	bool keep;	 /* something failed: keep the directory and its log */
-} vmcgd;
+	pid_t pid;	  /* 0: not running */
+	char dir[64];	  /* its temporary directory: config, sockets, log */
+	char hooks[108];  /* its hooks socket, NUL-terminated (sun_path) */
+	bool keep;	  /* something failed: keep the directory and its log */
+	int qmp_listener; /* the VM's QMP socket, served by fake_qmp_main() */
+	int qmp_ready;	  /* query-memdev answered (atomic) */
+} vmcgd = { .qmp_listener = -1 };
 
 /* The VM of the config vmcgd_start() writes, named in every HELLO. */
 #define VMCGD_VM "bench"
@@ -770,7 +774,8 @@ static int hooks_connect(void)
  */
 static bool vmcgd_stop(void)
 {
-	static const char *const files[] = { "vmcgd.conf", "vmcgd.log", "api.sock", "hooks.sock" };
+	static const char *const files[] = { "vmcgd.conf", "vmcgd.log", "api.sock", "hooks.sock",
+					     "vm.qmp" };
 	char path[192];
 	int status = 0;
 	bool reaped = false, clean;
@@ -815,6 +820,126 @@ static void vmcgd_stop_atexit(void)
 }
 
 /*
+ * The VM's QMP socket, served from this process: vmcgd believes a HELLO
+ * only from the process at the other end of the VM's QMP connection
+ * (SO_PEERCRED: the one that called listen(), this one), and only once it
+ * knows the VM's RAM size. Answers the greeting and every command, one per
+ * line as vmcgd sends them: query-memdev with FAKE_QMP_RAM_BYTES, the rest
+ * with an empty return (query-balloon's "actual" missing only costs a
+ * debug line).
+ */
+/* 1 TiB + 4 KiB: no mapping of this process has that size, so sampling finds none. */
+#define FAKE_QMP_RAM_BYTES ((UINT64_C(1) << 40) + PAGE)
+
+static bool write_all(int fd, const char *s)
+{
+	size_t len = strlen(s);
+
+	while (len) {
+		ssize_t n = send(fd, s, len, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return false;
+		s += n;
+		len -= (size_t)n;
+	}
+	return true;
+}
+
+/* The string value of "@key":"..." in @line (the last such key), into @buf. */
+static void json_str(const char *line, const char *key, char *buf, size_t size)
+{
+	char pat[32];
+	const char *p = NULL, *q, *end;
+
+	snprintf(pat, sizeof(pat), "\"%s\":\"", key);
+	for (q = strstr(line, pat); q; q = strstr(q + 1, pat))
+		p = q + strlen(pat);
+	buf[0] = '\0';
+	if (!p || !(end = strchr(p, '"')) || (size_t)(end - p) >= size)
+		return;
+	memcpy(buf, p, (size_t)(end - p));
+	buf[end - p] = '\0';
+}
+
+static void fake_qmp_serve(int fd)
+{
+	char in[8192], reply[512], cmd[64], id[64];
+	size_t have = 0;
+
+	if (!write_all(fd, "{\"QMP\":{\"version\":{\"qemu\":{\"major\":7,\"minor\":2,\"micro\":0},"
+			   "\"package\":\"\"},\"capabilities\":[]}}\r\n"))
+		return;
+	for (;;) {
+		ssize_t n = recv(fd, in + have, sizeof(in) - 1 - have, 0);
+		char *nl;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return;
+		have += (size_t)n;
+		in[have] = '\0';
+		while ((nl = strchr(in, '\n'))) {
+			*nl = '\0';
+			json_str(in, "execute", cmd, sizeof(cmd));
+			json_str(in, "id", id, sizeof(id));
+			if (strcmp(cmd, "query-memdev") == 0)
+				snprintf(reply, sizeof(reply),
+					 "{\"return\":[{\"id\":\"pc.ram\",\"size\":%" PRIu64
+					 ",\"merge\":true,\"dump\":true,\"prealloc\":false,"
+					 "\"share\":false,\"policy\":\"default\",\"host-nodes\":[]}"
+					 "],"
+					 "\"id\":\"%s\"}\r\n",
+					 FAKE_QMP_RAM_BYTES, id);
+			else
+				snprintf(reply, sizeof(reply), "{\"return\":%s,\"id\":\"%s\"}\r\n",
+					 strcmp(cmd, "qom-list") == 0 ? "[]" : "{}", id);
+			if (!write_all(fd, reply))
+				return;
+			if (strcmp(cmd, "query-memdev") == 0)
+				__atomic_store_n(&vmcgd.qmp_ready, 1, __ATOMIC_SEQ_CST);
+			have -= (size_t)(nl + 1 - in);
+			memmove(in, nl + 1, have + 1);
+		}
+		if (have == sizeof(in) - 1)
+			return; /* a line longer than any vmcgd sends */
+	}
+}
+
+/* One connection at a time: vmcgd keeps one QMP connection per VM. */
+static void *fake_qmp_main(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		int fd = accept4(vmcgd.qmp_listener, NULL, NULL, SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			return NULL;
+		}
+		fake_qmp_serve(fd);
+		close(fd);
+	}
+}
+
+static int fake_qmp_listen(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0 || strlen(path) >= sizeof(sa.sun_path))
+		die(2, "QMP socket %s: %s", path, strerror(errno));
+	memcpy(sa.sun_path, path, strlen(path));
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 4) < 0)
+		die(2, "QMP socket %s: %s", path, strerror(errno));
+	return fd;
+}
+
+/*
  * Start @bin with a config that registers the VM VMCGD_VM, and wait until
  * its hooks socket takes connections. Before any thread exists: fork().
  */
@@ -831,10 +956,11 @@ static void vmcgd_start(const char *bin)
 		die(2, "mkdtemp: %s", strerror(errno));
 	vmcgd_path(conf, sizeof(conf), "vmcgd.conf");
 	vmcgd_path(api, sizeof(api), "api.sock");
-	vmcgd_path(qmp, sizeof(qmp), "none.qmp");
+	vmcgd_path(qmp, sizeof(qmp), "vm.qmp");
 	vmcgd_path(log, sizeof(log), "vmcgd.log");
 	vmcgd_path(vmcgd.hooks, sizeof(vmcgd.hooks), "hooks.sock");
-	/* No QEMU listens on the QMP socket: the VM stays "connecting". */
+	/* Listening before vmcgd starts; served once the fork is done. */
+	vmcgd.qmp_listener = fake_qmp_listen(qmp);
 	f = fopen(conf, "we");
 	if (!f ||
 	    fprintf(f,
@@ -869,13 +995,20 @@ static void vmcgd_start(const char *bin)
 		fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
 		_exit(127);
 	}
+	{
+		pthread_t tid;
+
+		if (pthread_create(&tid, NULL, fake_qmp_main, NULL) != 0)
+			die(2, "pthread_create failed");
+		pthread_detach(tid);
+	}
 	for (int i = 0; i < 1000; i++) {
 		int status, fd = hooks_connect();
 
-		if (fd >= 0) {
+		if (fd >= 0)
 			close(fd); /* vmcgd drops a connection that never said HELLO */
+		if (fd >= 0 && __atomic_load_n(&vmcgd.qmp_ready, __ATOMIC_SEQ_CST))
 			return;
-		}
 		if (waitpid(vmcgd.pid, &status, WNOHANG) == vmcgd.pid) {
 			vmcgd.pid = 0;
 			die(2,
@@ -884,7 +1017,8 @@ static void vmcgd_start(const char *bin)
 		}
 		usleep(10000);
 	}
-	die(2, "vmcgd's hooks socket %s took no connection in 10 s", vmcgd.hooks);
+	die(2, "vmcgd's hooks socket %s took no connection, or it asked no query-memdev, in 10 s",
+	    vmcgd.hooks);
 }
 
 /*
@@ -921,9 +1055,10 @@ static uint64_t hook_attach(Hook *h, unsigned threads)
 	struct cmsghdr *cm;
 	VmcgHooksWelcome w;
 	VmcgHooksHdr mh;
-	int memfd = -1;
+	int memfd = -1, tries = 0;
 	ssize_t n;
 
+again:
 	h->sock = hooks_connect();
 	if (h->sock < 0)
 		die(2, "connect %s: %s", vmcgd.hooks, strerror(-h->sock));
@@ -950,6 +1085,13 @@ static uint64_t hook_attach(Hook *h, unsigned threads)
 
 		memcpy(&rej, in, sizeof(rej));
 		rej.reason[sizeof(rej.reason) - 1] = '\0';
+		/* EAGAIN: vmcgd has not taken in the QMP answers yet; QEMU retries too. */
+		if (rej.error == EAGAIN && ++tries < 100) {
+			close(h->sock);
+			msg.msg_controllen = sizeof(u.buf); /* recvmsg() shrank it */
+			usleep(50000);
+			goto again;
+		}
 		die(2, "vmcgd refused the HELLO: %s (%s)", rej.reason, strerror(rej.error));
 	}
 	if ((size_t)n != sizeof(w) || mh.type != VMCG_HOOKS_WELCOME || mh.len != (uint32_t)n ||

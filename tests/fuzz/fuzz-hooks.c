@@ -14,7 +14,13 @@
  *  - the same input with a tiny error buffer gives the same result and a
  *    terminated, truncated message;
  *  - the packet copied to a heap block of exactly its size parses the same
- *    (ASan sees any read beyond it).
+ *    (ASan sees any read beyond it);
+ *  - an accepted REFILL passes vmcg_hooks_refill_check() exactly when it
+ *    asks no more than a batch and needs no more than a chunk;
+ *  - an accepted HELLO is admitted (vmcg_hooks_admit()) by a VM whose facts
+ *    the input's first byte also picks, only if its pid is the peer's and
+ *    the VM's QMP pid, and its populated pages fit the VM's RAM; a refusal
+ *    is one of the documented errnos, with a reason.
  *
  * To fuzz: clang -fsanitize=fuzzer,address,undefined -DVMCG_LIBFUZZER
  * -D_GNU_SOURCE -Iinclude -Idaemon daemon/hooks-proto.c lib/vm.c ... (any
@@ -101,6 +107,42 @@ static void check_accepted(const VmcgHooksMsg *m, const uint8_t *pkt, size_t len
 	}
 }
 
+/*
+ * Admission, against a VM whose facts come from @sel, byte 0 (a HELLO's is a
+ * multiple of 8): 0 is the VM's own QEMU with room for its pages; 0x08 a
+ * peer of another pid; 0x10 no such VM; 0x20 attached already; 0xc0 the
+ * QMP pid: the peer's, unknown, another, or the peer's with too little RAM.
+ */
+static void check_admit(const VmcgHooksMsg *m, uint8_t sel)
+{
+	uint32_t pid = m->hello.pid, peer = sel & 0x08 ? pid + 1 : pid;
+	uint32_t qmp[4] = { pid, 0, pid + 1, pid };
+	VmcgHooksVmFacts vm = {
+		.registered = !(sel & 0x10),
+		.attached = sel & 0x20,
+		.attached_pid = 1,
+		.qmp_pid = qmp[sel >> 6],
+		.ram_pages = (sel >> 6) == 3 ? m->hello.populated / 2
+					     : (m->hello.populated ? m->hello.populated : 1),
+	};
+	char err[VMCG_HOOKS_REASON_MAX], tiny[4];
+	int r;
+
+	memset(err, 'X', sizeof(err));
+	r = vmcg_hooks_admit(m, peer, &vm, err, sizeof(err));
+	CHECK(memchr(err, '\0', sizeof(err)));
+	CHECK(vmcg_hooks_admit(m, peer, &vm, tiny, sizeof(tiny)) == r);
+	CHECK(memchr(tiny, '\0', sizeof(tiny)));
+	if (r == 0) {
+		CHECK(err[0] == '\0');
+		CHECK(m->hello.pid == peer && vm.registered && !vm.attached);
+		CHECK(vm.qmp_pid == peer && vm.ram_pages && m->hello.populated <= vm.ram_pages);
+	} else {
+		CHECK(err[0] != '\0');
+		CHECK(r == -EPERM || r == -ENOENT || r == -EBUSY || r == -EAGAIN || r == -ERANGE);
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char err[256], tiny[4];
@@ -123,6 +165,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (r == 0) {
 		CHECK(err[0] == '\0');
 		check_accepted(&m, pkt, len, nr_slots);
+		if (m.type == VMCG_HOOKS_HELLO)
+			check_admit(&m, data[0]);
+		/* What an honest QEMU with batch 64 and chunk 64 (or 1) asks, and only that. */
+		if (m.type == VMCG_HOOKS_REFILL) {
+			CHECK((vmcg_hooks_refill_check(&m.refill, 64, 64, NULL, 0) == 0) ==
+			      (m.refill.want <= 64));
+			CHECK((vmcg_hooks_refill_check(&m.refill, 64, 1, NULL, 0) == 0) ==
+			      (m.refill.want <= 64 && m.refill.need <= 1));
+		}
 	} else {
 		CHECK(r == -EPROTO || r == -EPROTONOSUPPORT);
 		CHECK(err[0] != '\0');

@@ -6,8 +6,10 @@ This process plays the patched QEMU: it connects to vmcgd's hooks socket
 (AF_UNIX, SOCK_SEQPACKET), says HELLO with its own pid (vmcgd checks it
 against SO_PEERCRED), maps the WELCOME's memfd, asks for credit and gives
 it back, and watches the charge through the API. The VMs are registered
-through the API with a QMP socket nobody serves: they stay "connecting",
-so sampling never touches them and every page of their charge is the
+through the API with a QMP socket this process serves (FakeQmp): vmcgd
+learns the VM's QEMU pid from that connection (SO_PEERCRED), and it is
+this process, which is also the hooks peer. The fake QEMU has no guest
+RAM mapping, so sampling finds nothing and every page of the charge is the
 hooks' doing.
 
 - HELLO -> WELCOME: slots, the region's header, "mode": "hooks", the
@@ -22,14 +24,38 @@ hooks' doing.
 - every refusal (REJECT with its errno, or the connection dropped) leaves
   the daemon's state as it was and the daemon serving.
 
+Attacks (issue 9), each run for real; each fails on the vmcgd before the fix:
+
+- claim-unconnected-vm-4tib: a HELLO for a VM whose QMP socket is not
+  connected yet (its QEMU pid unknown) with 4 TiB populated is refused
+  (EAGAIN), nothing is charged, and the other VM of the group is not
+  OOM-acted (no QMP stop) after the OOM deadline;
+- populated-above-ram: 4 TiB populated for a 512 MiB VM: ERANGE, nothing
+  charged;
+- hello-from-a-child: a process other than the VM's QEMU (a child of it)
+  says HELLO with its own pid: EPERM;
+- credit-out-of-range: a QEMU that attached with all of its 512 MiB
+  populated consumes its credit without populating anything and asks
+  for more, or writes itself debt: dropped once its charge would pass its
+  RAM plus twice the slots' slack; a REFILL wanting more than a batch or
+  needing more than a chunk is dropped;
+- fd-exhaustion: vmcgd under RLIMIT_NOFILE 32, flooded with connections that
+  never say HELLO (as root and as nobody in the socket's group): vmcgd
+  does not spin (CPU time) nor flood its log, closes the silent
+  connections by the HELLO deadline, and then attaches a real HELLO.
+
 Python 3 standard library only. Prints TAP.
 """
 import errno
+import json
 import mmap
 import os
+import shutil
 import socket
 import struct
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -83,10 +109,10 @@ def return_packet(slot, pages, seq):
 class Qemu:
     """One hooks connection, as the vmcg-hooks object in QEMU holds it."""
 
-    def __init__(self):
+    def __init__(self, path=None):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.sock.settimeout(RECV_TIMEOUT)
-        self.sock.connect(D.hooks_socket)
+        self.sock.connect(path or D.hooks_socket)
         self.region = None
         self.nr_slots = 0
         self.seq = 1
@@ -171,9 +197,122 @@ def parse_reject(data):
     return err, reason.split(b'\0', 1)[0].decode('utf-8', 'replace')
 
 
+# ---- the QMP side ----
+
+class FakeQmp:
+    """A QMP server in this process, for one VM: the greeting, then an
+    answer to every command (what backend-qmp.c asks at connect:
+    qmp_capabilities, query-memdev, query-balloon, qom-list; anything else
+    gets an empty return). vmcgd's SO_PEERCRED on the connection is this
+    process: the VM's QEMU pid becomes os.getpid(). Commands are recorded
+    (self.commands) so a test can tell whether vmcgd paused or killed it."""
+
+    GREETING = {'QMP': {'version': {'qemu': {'major': 7, 'minor': 2, 'micro': 0},
+                                    'package': ''}, 'capabilities': []}}
+
+    def __init__(self, path, ram_bytes=512 << 20):
+        self.path = path
+        self.ram = ram_bytes
+        self.commands = []
+        self.conns = []
+        self.lock = threading.Lock()
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(path)
+        self.listener.listen(4)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _answer(self, cmd):
+        if cmd == 'query-memdev':
+            return [{'id': 'pc.ram', 'size': self.ram, 'merge': True, 'dump': True,
+                     'prealloc': False, 'share': False, 'policy': 'default', 'host-nodes': []}]
+        if cmd == 'query-balloon':
+            return {'actual': self.ram}
+        if cmd == 'qom-list':
+            return []
+        return {}
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.listener.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.conns.append(c)
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        dec = json.JSONDecoder()
+        buf = ''
+        try:
+            c.sendall((json.dumps(self.GREETING) + '\r\n').encode())
+            while True:
+                data = c.recv(65536)
+                if not data:
+                    return
+                buf += data.decode()
+                while True:
+                    buf = buf.lstrip()
+                    if not buf:
+                        break
+                    try:
+                        msg, end = dec.raw_decode(buf)
+                    except ValueError:
+                        break
+                    buf = buf[end:]
+                    cmd = msg.get('execute')
+                    with self.lock:
+                        self.commands.append(cmd)
+                    reply = {'return': self._answer(cmd)}
+                    if 'id' in msg:
+                        reply['id'] = msg['id']
+                    c.sendall((json.dumps(reply) + '\r\n').encode())
+        except OSError:
+            return
+        finally:
+            c.close()
+
+    def got(self, *cmds):
+        with self.lock:
+            return [c for c in self.commands if c in cmds]
+
+    def close(self):
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.listener.close()
+        with self.lock:
+            for c in self.conns:
+                try:
+                    c.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+FAKES = {}
+
+
 # ---- the API side ----
 
-def add_vm(name, group='/'):
+def add_vm(name, group='/', ram=512 << 20, d=None):
+    """Registers @name with a FakeQmp and waits until vmcgd knows its pid and RAM."""
+    d = d or D
+    qmp = str(d.tmpdir / ('fake-%s.qmp' % name))
+    FAKES[(d.tmpdir, name)] = FakeQmp(qmp, ram)
+    d.post('/v1/vms', {'name': name, 'qmp': qmp, 'group': group})
+    # Ready, its RAM size and balloon known (the HELLO's bound; a snapshot that holds still).
+    wait_until(lambda: (lambda v: v['state'] == 'ready' and v['ram'] == ram and
+                        v['balloon']['actual'] == ram)(d.vm(name)),
+               what='%s ready with its RAM size' % name)
+    vm = d.vm(name)
+    assert vm['pid'] == os.getpid(), vm
+    assert vm['mode'] == 'sampling', vm
+    return FAKES[(d.tmpdir, name)]
+
+
+def add_vm_unconnected(name, group='/'):
+    """Registered with a QMP socket nobody serves: "connecting", pid unknown."""
     D.post('/v1/vms', {'name': name, 'qmp': str(D.tmpdir / ('nobody-%s.qmp' % name)),
                        'group': group})
     assert D.vm(name)['state'] == 'connecting'
@@ -292,7 +431,7 @@ def held_at_max_until_the_limit_goes_up():
     add_vm('m1', '/held')
     q = Qemu()
     try:
-        q.hello('m1', vcpus=2, batch=64, populated=300)
+        q.hello('m1', vcpus=2, batch=128, populated=300)  # a fault may need 128 pages
         assert D.group('/held')['memory.current'] == 300 * PAGE
         max_events = D.group('/held')['memory.events']['max']
         # 300 + 64 fits.
@@ -448,6 +587,7 @@ def add_then_probe():
         q.close()
     wait_detached(name)
     D.delete('/v1/vms/' + name)
+    FAKES.pop((D.tmpdir, name)).close()
 
 
 @test
@@ -559,6 +699,361 @@ def dropped_second_refill_for_held_slot():
     add_then_probe()
 
 
+# ---- attacks (issue 9) ----
+
+FOUR_TIB_PAGES = (4 << 40) // PAGE
+
+
+def hello_answer(q, name, **kw):
+    """Sends a HELLO; ('reject', errno, reason) or ('welcome', charged)."""
+    q.send(hello_packet(name, **kw))
+    data, fds = q.recv()
+    for fd in fds:
+        os.close(fd)
+    assert len(data) >= HDR.size, 'no answer to HELLO: %r' % data
+    if HDR.unpack_from(data)[0] == WELCOME:
+        return ('welcome', WELCOME_S.unpack(data)[-1])
+    err, reason = parse_reject(data)
+    return ('reject', err, reason)
+
+
+@test
+def claim_unconnected_vm_4tib():
+    """
+        /claim            memory.max 256M, oom-action pause
+          victim          ready (FakeQmp), nothing charged
+          ghost           registered, its QMP socket not served: QEMU pid unknown
+
+    A peer says HELLO for ghost with 4 TiB populated. Before: accepted and
+    charged, /claim went 4 TiB over max and, 5 s later, its OOM action
+    paused victim. Now: REJECT EAGAIN, nothing charged, victim untouched.
+    """
+    D.put('/v1/groups/claim', {'memory.max': 256 << 20, 'oom-action': 'pause'})
+    victim = add_vm('victim', '/claim')
+    add_vm_unconnected('ghost', '/claim')
+    before = snapshot()
+    q = Qemu()
+    problems = []
+    try:
+        ans = hello_answer(q, 'ghost', populated=FOUR_TIB_PAGES, pages=FOUR_TIB_PAGES)
+        if ans[:2] != ('reject', errno.EAGAIN):
+            problems.append('HELLO for a VM whose QEMU pid is unknown: %r' % (ans,))
+        elif 'QMP socket is not connected' not in ans[2]:
+            problems.append('reason: %r' % ans[2])
+        cur = D.group('/claim')['memory.current']
+        if cur:
+            problems.append('/claim charged %d bytes' % cur)
+        # Past the OOM deadline (5 s) with the connection still open.
+        time.sleep(6.5)
+        acted = victim.got('stop', 'quit')
+        if acted:
+            problems.append('OOM action on victim, another VM: QMP %s' % acted)
+        g = D.group('/claim')
+        if g['memory.events']['oom'] or g['memory.events']['oom_kill']:
+            problems.append('/claim events %r' % g['memory.events'])
+        if D.vm('victim')['state'] != 'ready':
+            problems.append('victim is %s' % D.vm('victim')['state'])
+    finally:
+        q.close()
+    assert not problems, '; '.join(problems)
+    after = snapshot()
+    assert after == before, 'state changed: ' + diff(before, after)
+    assert D.vm('ghost')['mode'] == 'sampling'
+
+
+@test
+def populated_above_ram():
+    """A 512 MiB VM, a HELLO from its QEMU with 4 TiB populated: ERANGE, nothing charged."""
+    add_vm('big', ram=512 << 20)
+    refused(lambda: [hello_packet('big', populated=FOUR_TIB_PAGES, pages=FOUR_TIB_PAGES)],
+            errno.ERANGE)
+    # One page over its RAM is already too many; exactly its RAM is fine.
+    refused(lambda: [hello_packet('big', populated=131073, pages=131073)], errno.ERANGE)
+    q = Qemu()
+    try:
+        w = q.hello('big', populated=131072, pages=131072)
+        assert w['charged'] == 131072, w
+        assert vm_current('big') == 512 << 20
+    finally:
+        q.close()
+    wait_detached('big')
+    assert vm_current('big') == 0
+
+
+def read_charge_until_drop(q, name, step, timeout=10.0):
+    """Runs @step() until vmcgd drops @q (True) or @timeout; the highest
+    hook charge seen, in pages."""
+    peak = 0
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        h = D.vm(name)['hooks']
+        if h is None:
+            return True, peak
+        peak = max(peak, h['charged'] // PAGE)
+        try:
+            if step():
+                return True, peak
+        except (ConnectionError, BrokenPipeError):
+            return True, peak
+    return False, peak
+
+
+@test
+def credit_out_of_range():
+    """
+    VM liar, 512 MiB (131072 pages), attached with all of it populated.
+    Its QEMU (this process) then (1) consumes every GRANT without populating
+    anything and asks again, (2) writes itself debt, 4096 pages a tick.
+    Before: vmcgd charged without end (with no memory.max, the group's
+    charge grows past any RAM). Now: dropped once the charge would pass
+    the RAM plus twice the slots' slack, and uncharged.
+    """
+    ram_pages = 131072
+    add_vm('liar', ram=ram_pages * PAGE)
+    # (1) REFILL, take the credit, again.
+    q = Qemu()
+    try:
+        q.hello('liar', vcpus=1, batch=64, populated=ram_pages, pages=ram_pages)
+        slack = D.vm('liar')['hooks']['slack'] // PAGE
+        cap = ram_pages + 2 * slack
+
+        def consume():
+            seq = q.refill(0, 0, 64)
+            data, _ = q.recv()
+            if data == b'':
+                return True
+            t, _, s, _, pages = GRANT_S.unpack(data)
+            assert t == GRANT and s == seq
+            q.set_credit(0, 0)
+            return False
+        dropped, peak = read_charge_until_drop(q, 'liar', consume)
+        assert dropped, 'still attached, %d pages charged for %d of RAM' % (
+            D.vm('liar')['memory.current'] // PAGE, ram_pages)
+        assert peak <= cap, (peak, cap)
+    finally:
+        q.close()
+    wait_detached('liar')
+    assert vm_current('liar') == 0
+    # (2) Debt, which vmcgd charges whatever the limits.
+    q = Qemu()
+    try:
+        q.hello('liar', vcpus=1, batch=64, populated=ram_pages, pages=ram_pages)
+
+        def debt():
+            if q.credit(1) >= 0:
+                q.set_credit(1, -4096)
+            time.sleep(0.05)
+            return False
+        dropped, peak = read_charge_until_drop(q, 'liar', debt)
+        assert dropped, 'still attached, %d pages charged for %d of RAM' % (
+            D.vm('liar')['memory.current'] // PAGE, ram_pages)
+        assert peak <= cap, (peak, cap)
+    finally:
+        q.close()
+    wait_detached('liar')
+    assert vm_current('liar') == 0
+    # (3) A REFILL no honest QEMU sends: want above the batch and the chunk, need above a chunk.
+    for need, want in ((0, 4096), (65, 65)):
+        q = Qemu()
+        try:
+            q.hello('liar', vcpus=1, batch=64, populated=10)
+            q.refill(0, need, want)
+            assert q.dropped(), 'REFILL need %d want %d with batch and chunk 64' % (need, want)
+        finally:
+            q.close()
+        wait_detached('liar')
+        assert vm_current('liar') == 0
+
+
+CHILD_HELLO = r"""
+import os, socket, struct, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.settimeout(5)
+s.connect(sys.argv[1])
+pkt = bytes.fromhex(sys.argv[2])
+pid = struct.pack('=I', os.getpid())
+s.send(pkt[:32] + pid + pkt[36:])  # the HELLO's pid field: its own, as QEMU would
+data = s.recv(8192)
+print(data.hex(), flush=True)
+"""
+
+
+def child_hello(name):
+    """A child of this process (this process is the VM's QEMU per QMP) says
+    HELLO for @name with its own pid, which SO_PEERCRED confirms: the answer."""
+    out = subprocess.run([sys.executable, '-c', CHILD_HELLO, D.hooks_socket,
+                          hello_packet(name).hex()],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    data = bytes.fromhex(out.stdout.strip())
+    assert HDR.unpack_from(data)[0] == REJECT, 'the child was answered %r' % (data[:16],)
+    return parse_reject(data)
+
+
+@test
+def hello_from_a_child():
+    """
+    VM kid, QEMU pid X (this process, per its QMP socket). X's child, pid Y,
+    says HELLO for kid with pid Y: refused with EPERM while vmcgd knows X;
+    once kid's QMP connection is gone (QEMU pid unknown) refused with EAGAIN,
+    as is X itself. Before: the HELLO was accepted whenever the pid was not
+    known ("connecting" or "gone"), and its populated pages charged.
+    """
+    assert struct.unpack_from('=I', hello_packet('kid'), 32)[0] == os.getpid()
+    fake = add_vm('kid')
+    before = snapshot()
+    err, reason = child_hello('kid')
+    assert err == errno.EPERM, (err, reason)
+    assert 'per its QMP socket' in reason, reason
+    time.sleep(0.1)
+    after = snapshot()
+    assert after == before, diff(before, after)
+    # QEMU's QMP connection goes away: the VM is "gone", its pid unknown.
+    fake.close()
+    wait_until(lambda: D.vm('kid')['state'] == 'gone', what='kid gone')
+    before = snapshot()
+    err, reason = child_hello('kid')
+    assert err == errno.EAGAIN, (err, reason)
+    refused(lambda: [hello_packet('kid')], errno.EAGAIN)
+    time.sleep(0.1)
+    after = snapshot()
+    assert after == before, diff(before, after)
+    assert D.vm('kid')['mode'] == 'sampling'
+
+
+# The flood: as root and as nobody with the socket's group (0660 root:root
+# here, so group 0), PER_ATTACKER connections each, none ever says HELLO.
+NOFILE = 32
+PER_ATTACKER = 24
+NOBODY = 65534
+SYSTEM_PYTHON = '/usr/bin/python3'
+FLOODER = r"""
+import socket, sys, time
+socks = []
+for i in range(int(sys.argv[2])):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.setblocking(False)
+    try:
+        s.connect(sys.argv[1])
+    except BlockingIOError:
+        pass  # the backlog is full: in once vmcgd accepts
+    except OSError as e:
+        print('connect %d: %s' % (i, e), file=sys.stderr)
+        continue
+    socks.append((s, time.monotonic()))
+print(len(socks), flush=True)
+# Report when each is closed by vmcgd (EOF or reset), up to a deadline.
+deadline = time.monotonic() + float(sys.argv[3])
+closed = []
+while socks and time.monotonic() < deadline:
+    for s, t0 in list(socks):
+        try:
+            d = s.recv(4096)
+        except BlockingIOError:
+            continue
+        except OSError:
+            d = b''
+        if d == b'':
+            closed.append(time.monotonic() - t0)
+            socks.remove((s, t0))
+            s.close()
+    time.sleep(0.05)
+print(' '.join('%.2f' % c for c in closed), flush=True)
+print(len(socks), flush=True)
+"""
+
+
+def proc_cpu_ticks(pid):
+    f = open('/proc/%d/stat' % pid).read().rsplit(')', 1)[1].split()
+    return int(f[11]) + int(f[12])  # utime + stime (fields 14, 15)
+
+
+def hooks_log_lines(d):
+    return sum(1 for ln in d.log_text().splitlines() if 'hooks' in ln)
+
+
+class LimitedDaemon(Daemon):
+    """vmcgd with RLIMIT_NOFILE NOFILE (soft and hard): prlimit sets it, then execs."""
+
+    def command(self):
+        return ['prlimit', '--nofile=%d:%d' % (NOFILE, NOFILE), '--'] + super().command()
+
+
+@test
+def fd_exhaustion():
+    """
+    vmcgd at RLIMIT_NOFILE 32; 48 connections that never say HELLO (24 as
+    root, 24 as nobody in the socket's group): accept() runs out of
+    descriptors. Before: vmcgd spun at 100 % CPU logging "hooks: accept:
+    Too many open files" thousands of times a second, and the silent
+    connections stayed forever. Now: the listener backs off, CPU and log
+    stay small, every silent connection is closed (the HELLO deadline, 3 s,
+    or the per-uid cap, 16), then a real HELLO attaches.
+    """
+    if os.geteuid() != 0:
+        raise tap.Skip('not root: cannot run the flood as another user')
+    if not shutil.which('prlimit') or not shutil.which('setpriv'):
+        raise tap.Skip('prlimit/setpriv missing (util-linux)')
+    if not os.access(SYSTEM_PYTHON, os.X_OK):
+        raise tap.Skip('no %s for the attacker to run' % SYSTEM_PYTHON)
+    hz = os.sysconf('SC_CLK_TCK')
+    with LimitedDaemon(config='') as d:
+        os.chmod(d.tmpdir, 0o755)  # nobody reaches the socket; its group decides
+        add_vm('flood', d=d)
+        lines0 = hooks_log_lines(d)
+        pid = d.proc.pid
+        limit = open('/proc/%d/limits' % pid).read()
+        assert [ln for ln in limit.splitlines() if 'open files' in ln and
+                ' %d ' % NOFILE in ln], limit
+        floods = []
+        for who in (['setpriv', '--reuid=%d' % NOBODY, '--regid=%d' % NOBODY, '--groups=0',
+                     SYSTEM_PYTHON], [SYSTEM_PYTHON]):
+            floods.append(subprocess.Popen(who + ['-c', FLOODER, d.hooks_socket,
+                                                  str(PER_ATTACKER), '25'],
+                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                           text=True))
+        opened = [int(f.stdout.readline()) for f in floods]
+        assert opened == [PER_ATTACKER, PER_ATTACKER], opened
+        time.sleep(0.3)
+        nfd = len(os.listdir('/proc/%d/fd' % pid))
+        cpu0, log0, t0 = proc_cpu_ticks(pid), hooks_log_lines(d), time.monotonic()
+        time.sleep(2.0)
+        cpu = (proc_cpu_ticks(pid) - cpu0) / hz
+        dt = time.monotonic() - t0
+        logged = hooks_log_lines(d) - log0
+        text = d.log_text()
+        # Every flood connection closed by vmcgd, the first ones by the deadline.
+        results = []
+        for f in floods:
+            out, err = f.communicate(timeout=60)
+            lines = out.splitlines()
+            results.append(([float(x) for x in lines[0].split()], int(lines[1]), err))
+        tap.diag('at EMFILE (%d fds open): %.3f s CPU in %.1f s, %d hooks log lines '
+                 '(%d bytes of log); closed after %s s' % (
+                     nfd, cpu, dt, logged, len(text),
+                     ' '.join('%.1f' % c for c in sorted(results[0][0]))))
+        assert 'Too many open files' in text, 'never out of descriptors (%d open):\n%s' % (
+            nfd, text[-3000:])
+        assert cpu < 0.25 * dt, 'vmcgd used %.2f s of CPU in %.2f s at EMFILE' % (cpu, dt)
+        assert logged <= 12, '%d hooks log lines in %.1f s:\n%s' % (logged, dt, text[-2000:])
+        for closed, left, err in results:
+            assert left == 0, '%d connections still open after 25 s (%s)' % (left, err)
+            assert len(closed) == PER_ATTACKER, closed
+            # The first accepted wait exactly the deadline, give or take a tick.
+            first = min(c for c in closed if c > 1.0)
+            assert 2.5 <= first <= 5.0, closed
+        # The listener is back: a real HELLO attaches.
+        q = Qemu(d.hooks_socket)
+        try:
+            w = q.hello('flood', populated=5)
+            assert w['charged'] == 5, w
+            assert d.vm('flood')['mode'] == 'hooks'
+        finally:
+            q.close()
+        total = hooks_log_lines(d) - lines0
+        tap.diag('hooks log lines over the whole flood: %d' % total)
+
+
 def setup():
     """One vmcgd for every test (they talk to it in turn, as QEMUs would)."""
     global D
@@ -571,6 +1066,8 @@ def setup():
 
 def cleanup():
     """The daemon must have survived every hostile client."""
+    for f in FAKES.values():
+        f.close()
     if D is None:
         return
     alive = D.running()

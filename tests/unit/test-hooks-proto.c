@@ -782,6 +782,257 @@ static void test_reads_only_len(void)
 	check_exact(&p, 5, -EPROTO);
 }
 
+/* ------------------------------------------------------------------------
+ * Admitting a HELLO (issue 9, finding 7): who may attach, and for how much.
+ * The HELLO is the valid one-block HELLO from pid 4242 for "web-1",
+ * with @populated pages populated.
+ */
+
+#define QEMU_PID 4242u
+#define RAM_PAGES 131072u /* a 512 MiB VM */
+
+static const VmcgHooksVmFacts ready_vm = {
+	.registered = true,
+	.qmp_pid = QEMU_PID,
+	.ram_pages = RAM_PAGES,
+};
+
+static const struct {
+	const char *what;
+	uint32_t hello_pid, peer_pid;
+	uint64_t populated;
+	VmcgHooksVmFacts vm;
+	int error;
+	const char *reason; /* a substring of the REJECT's reason */
+} admits[] = {
+	{ "QEMU of a ready VM", QEMU_PID, QEMU_PID, 1000, ready_vm, 0, "" },
+	{ "nothing populated", QEMU_PID, QEMU_PID, 0, ready_vm, 0, "" },
+	{ "all of RAM populated", QEMU_PID, QEMU_PID, RAM_PAGES, ready_vm, 0, "" },
+	{ "HELLO pid is not the peer", QEMU_PID + 1, QEMU_PID, 1000, ready_vm, -EPERM,
+	  "socket's peer is pid 4242" },
+	{ "no such VM", QEMU_PID, QEMU_PID, 1000, { 0 }, -ENOENT, "no VM named \"web-1\"" },
+	{ "already attached",
+	  QEMU_PID,
+	  QEMU_PID,
+	  1000,
+	  { .registered = true,
+	    .attached = true,
+	    .attached_pid = 77,
+	    .qmp_pid = QEMU_PID,
+	    .ram_pages = RAM_PAGES },
+	  -EBUSY,
+	  "already attached (pid 77)" },
+	/* The 4 TiB that ran the OOM action on another VM: QMP not connected yet. */
+	{ "QMP not connected yet",
+	  QEMU_PID,
+	  QEMU_PID,
+	  UINT64_C(1) << 30,
+	  { .registered = true, .ram_pages = RAM_PAGES },
+	  -EAGAIN,
+	  "QMP socket is not connected" },
+	{ "VM gone (no pid, stale RAM size)",
+	  QEMU_PID,
+	  QEMU_PID,
+	  10,
+	  { .registered = true, .ram_pages = RAM_PAGES },
+	  -EAGAIN,
+	  "QEMU pid is not known" },
+	{ "peer is not the VM's QEMU (a child)",
+	  QEMU_PID,
+	  QEMU_PID,
+	  10,
+	  { .registered = true, .qmp_pid = QEMU_PID - 1, .ram_pages = RAM_PAGES },
+	  -EPERM,
+	  "QEMU pid 4241 per its QMP socket, not pid 4242" },
+	{ "RAM size not known yet",
+	  QEMU_PID,
+	  QEMU_PID,
+	  10,
+	  { .registered = true, .qmp_pid = QEMU_PID },
+	  -EAGAIN,
+	  "RAM size is not known" },
+	{ "one page more than RAM", QEMU_PID, QEMU_PID, RAM_PAGES + 1, ready_vm, -ERANGE,
+	  "131073 pages populated, the VM has 131072" },
+	{ "4 TiB for a 512 MiB VM", QEMU_PID, QEMU_PID, UINT64_C(1) << 30, ready_vm, -ERANGE,
+	  "1073741824 pages populated" },
+	/* The pid checks come first: nobody learns about a VM with a forged HELLO. */
+	{ "forged pid for an unknown VM", 1, QEMU_PID, 10, { 0 }, -EPERM, "says pid 1" },
+};
+
+static void test_admit(void)
+{
+	for (size_t i = 0; i < G_N_ELEMENTS(admits); i++) {
+		char err[VMCG_HOOKS_REASON_MAX];
+		VmcgHooksMsg m;
+		Pkt p;
+		int r;
+
+		hello(&p, 1);
+		p.hello.pid = admits[i].hello_pid;
+		p.hello.populated = admits[i].populated;
+		rb(&p, 0)->pages = MAX(admits[i].populated, 1);
+		rb(&p, 0)->populated = admits[i].populated;
+		g_assert_cmpint(parse(&p, 0, &m, NULL, 0), ==, 0);
+		memset(err, 'X', sizeof(err));
+		r = vmcg_hooks_admit(&m, admits[i].peer_pid, &admits[i].vm, err, sizeof(err));
+		if (r != admits[i].error)
+			g_error("%s: returned %d (%s), want %d", admits[i].what, r, err,
+				admits[i].error);
+		g_assert_nonnull(memchr(err, '\0', sizeof(err)));
+		if (r && !strstr(err, admits[i].reason))
+			g_error("%s: reason \"%s\" lacks \"%s\"", admits[i].what, err,
+				admits[i].reason);
+		if (!r)
+			g_assert_cmpstr(err, ==, "");
+		/* A tiny buffer still gets a terminated reason. */
+		r = vmcg_hooks_admit(&m, admits[i].peer_pid, &admits[i].vm, err, 3);
+		g_assert_cmpint(r, ==, admits[i].error);
+		g_assert_cmpuint(strlen(err), <=, 2);
+		g_assert_cmpint(vmcg_hooks_admit(&m, admits[i].peer_pid, &admits[i].vm, NULL, 0),
+				==, admits[i].error);
+	}
+}
+
+/* Charge a connection may reach: the VM's RAM plus twice the slack. */
+static void test_charge_in_range(void)
+{
+	static const struct {
+		uint64_t charged, more, ram, slack;
+		bool ok;
+	} t[] = {
+		{ 0, 0, RAM_PAGES, 384, true },
+		{ RAM_PAGES, 768, RAM_PAGES, 384, true },
+		{ RAM_PAGES, 769, RAM_PAGES, 384, false },
+		{ RAM_PAGES + 768, 0, RAM_PAGES, 384, true },
+		{ RAM_PAGES + 769, 0, RAM_PAGES, 384, false },
+		{ 100, 64, RAM_PAGES, 384, true },
+		/* The 4 TiB of issue 9, as grants or as debt. */
+		{ 0, UINT64_C(1) << 30, RAM_PAGES, 384, false },
+		{ RAM_PAGES, 4096, RAM_PAGES, 384, false },
+		/* Nothing wraps. */
+		{ UINT64_MAX, 1, RAM_PAGES, 384, false },
+		{ 1, UINT64_MAX, RAM_PAGES, 384, false },
+		{ 0, UINT64_MAX, UINT64_MAX, UINT64_MAX, true },
+		{ UINT64_MAX - 1, 1, UINT64_MAX - 10, 100, true },
+		{ 0, 1, 0, 0, false },
+	};
+
+	for (size_t i = 0; i < G_N_ELEMENTS(t); i++) {
+		if (vmcg_hooks_charge_in_range(t[i].charged, t[i].more, t[i].ram, t[i].slack) !=
+		    t[i].ok)
+			g_error("case %zu: charged %" G_GUINT64_FORMAT " + %" G_GUINT64_FORMAT
+				", RAM %" G_GUINT64_FORMAT ", slack %" G_GUINT64_FORMAT ": want %s",
+				i, t[i].charged, t[i].more, t[i].ram, t[i].slack,
+				t[i].ok ? "in range" : "out of range");
+	}
+}
+
+/* QEMU asks for max(batch, need), need at most a chunk. */
+static void test_refill_check(void)
+{
+	static const struct {
+		uint32_t need, want, batch, chunk;
+		int error;
+	} t[] = {
+		{ 0, 64, 64, 64, 0 },	       { 64, 64, 64, 64, 0 },
+		{ 1, 64, 64, 512, 0 },	       { 512, 512, 64, 512, 0 },
+		{ 0, 64, 64, 1, 0 },	       { 1, 64, 64, 1, 0 },
+		{ 0, 65, 64, 64, -EPROTO },    { 65, 65, 64, 64, -EPROTO },
+		{ 0, 4096, 64, 512, -EPROTO }, { 2, 64, 64, 1, -EPROTO },
+	};
+
+	for (size_t i = 0; i < G_N_ELEMENTS(t); i++) {
+		VmcgHooksRefill r = { .slot = 0, .need = t[i].need, .want = t[i].want };
+		char err[128];
+		int got;
+
+		memset(err, 'X', sizeof(err));
+		got = vmcg_hooks_refill_check(&r, t[i].batch, t[i].chunk, err, sizeof(err));
+		if (got != t[i].error)
+			g_error("need %u want %u, batch %u chunk %u: %d (%s), want %d", t[i].need,
+				t[i].want, t[i].batch, t[i].chunk, got, err, t[i].error);
+		g_assert_nonnull(memchr(err, '\0', sizeof(err)));
+		g_assert_true(got ? err[0] != '\0' : err[0] == '\0');
+	}
+}
+
+/* ------------------------------------------------------------------------
+ * Connections before HELLO (issue 9, finding 2)
+ */
+
+static void test_admit_conn(void)
+{
+	static const struct {
+		uint32_t pending, pending_uid;
+		VmcgHooksAdmitConn want;
+	} t[] = {
+		{ 0, 0, VMCG_HOOKS_CONN_ACCEPT },
+		{ VMCG_HOOKS_PENDING_MAX - 1, 0, VMCG_HOOKS_CONN_ACCEPT },
+		{ VMCG_HOOKS_PENDING_MAX - 1, VMCG_HOOKS_PENDING_PER_UID_MAX - 1,
+		  VMCG_HOOKS_CONN_ACCEPT },
+		{ VMCG_HOOKS_PENDING_MAX, 0, VMCG_HOOKS_CONN_OVER_TOTAL },
+		{ VMCG_HOOKS_PENDING_MAX, VMCG_HOOKS_PENDING_PER_UID_MAX,
+		  VMCG_HOOKS_CONN_OVER_TOTAL },
+		{ 20, VMCG_HOOKS_PENDING_PER_UID_MAX, VMCG_HOOKS_CONN_OVER_UID },
+		{ UINT32_MAX, UINT32_MAX, VMCG_HOOKS_CONN_OVER_TOTAL },
+	};
+
+	/* The per-uid cap must leave room for other uids. */
+	g_assert_cmpuint(VMCG_HOOKS_PENDING_PER_UID_MAX, <, VMCG_HOOKS_PENDING_MAX);
+	for (size_t i = 0; i < G_N_ELEMENTS(t); i++)
+		g_assert_cmpint(vmcg_hooks_admit_conn(t[i].pending, t[i].pending_uid), ==,
+				t[i].want);
+}
+
+static void test_backoff(void)
+{
+	static const struct {
+		uint32_t failures, msec;
+	} t[] = {
+		{ 1, 10 },   { 2, 20 },	   { 3, 40 },	   { 4, 80 },
+		{ 5, 160 },  { 6, 320 },   { 7, 640 },	   { 8, 1000 },
+		{ 9, 1000 }, { 64, 1000 }, { 1000, 1000 }, { UINT32_MAX, 1000 },
+		{ 0, 10 },
+	};
+
+	for (size_t i = 0; i < G_N_ELEMENTS(t); i++) {
+		if (vmcg_hooks_backoff_msec(t[i].failures) != t[i].msec)
+			g_error("%u failures: %u ms, want %u", t[i].failures,
+				vmcg_hooks_backoff_msec(t[i].failures), t[i].msec);
+	}
+}
+
+static void test_ratelimit(void)
+{
+	const uint64_t interval = 5000000;
+	VmcgHooksRatelimit rl = { 0 };
+	uint64_t missed = 99;
+	uint64_t now = 1000;
+
+	/* A burst of 3 lines, then silence, counted. */
+	for (int i = 0; i < 3; i++) {
+		g_assert_true(vmcg_hooks_ratelimit(&rl, now + i, interval, 3, &missed));
+		g_assert_cmpuint(missed, ==, 0);
+	}
+	for (int i = 0; i < 1000; i++)
+		g_assert_false(vmcg_hooks_ratelimit(&rl, now + 10 + i, interval, 3, &missed));
+	/* Still in the interval. */
+	g_assert_false(vmcg_hooks_ratelimit(&rl, now + interval - 1, interval, 3, &missed));
+	/* The next interval lets lines through and says how many were dropped, once. */
+	missed = 0;
+	g_assert_true(vmcg_hooks_ratelimit(&rl, now + interval, interval, 3, &missed));
+	g_assert_cmpuint(missed, ==, 1001);
+	g_assert_true(vmcg_hooks_ratelimit(&rl, now + interval + 1, interval, 3, &missed));
+	g_assert_cmpuint(missed, ==, 0);
+	/* A clock at 0 and a clock going backwards do not wedge it. */
+	rl = (VmcgHooksRatelimit){ 0 };
+	g_assert_true(vmcg_hooks_ratelimit(&rl, 0, interval, 1, &missed));
+	g_assert_false(vmcg_hooks_ratelimit(&rl, 0, interval, 1, &missed));
+	g_assert_true(vmcg_hooks_ratelimit(&rl, interval + 1, interval, 1, &missed));
+	g_assert_cmpuint(missed, ==, 1);
+	g_assert_true(vmcg_hooks_ratelimit(&rl, 5, interval, 1, &missed));
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -794,5 +1045,11 @@ int main(int argc, char **argv)
 	g_test_add_func("/hooks-proto/malformed", test_malformed);
 	g_test_add_func("/hooks-proto/tiny-errlen", test_tiny_errlen);
 	g_test_add_func("/hooks-proto/reads-only-len", test_reads_only_len);
+	g_test_add_func("/hooks-proto/admit", test_admit);
+	g_test_add_func("/hooks-proto/admit-conn", test_admit_conn);
+	g_test_add_func("/hooks-proto/charge-in-range", test_charge_in_range);
+	g_test_add_func("/hooks-proto/refill-check", test_refill_check);
+	g_test_add_func("/hooks-proto/backoff", test_backoff);
+	g_test_add_func("/hooks-proto/ratelimit", test_ratelimit);
 	return g_test_run();
 }
