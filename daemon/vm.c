@@ -97,6 +97,11 @@ void vmcg_dvm_connect(VmcgDvm *vm)
 void vmcg_dvm_backend_ready(VmcgDvm *vm, pid_t pid)
 {
 	vm->pid = pid;
+	/*
+	 * Unknown until this QEMU says (vmcg_dvm_backend_ram()): a restarted
+	 * QEMU may have another size, and a hooks HELLO is bounded by it.
+	 */
+	vm->ram_size = 0;
 	if (vm->hooks && vm->pid && vmcg_hooks_conn_pid(vm->hooks) != vm->pid) {
 		/* Another process attached under this VM's name. */
 		g_warning("VM %s: its hooks connection is pid %d, its QMP socket pid "
