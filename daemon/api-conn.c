@@ -223,6 +223,28 @@ void vmcg_api_msg_answering(SoupServerMessage *msg)
 		conn_set_phase(c, PHASE_ANSWER);
 }
 
+void vmcg_api_msg_refuse_raw(SoupServerMessage *msg, unsigned status, const char *reason,
+			     const char *code, const char *message)
+{
+	Conn *c = conn_of(msg);
+	g_autoptr(GIOStream) stream = NULL;
+
+	if (!c)
+		return;
+	conn_set_phase(c, PHASE_ANSWER);
+	send_raw_error(g_socket_get_fd(c->sock), status, reason, "", code, message);
+	/*
+	 * libsoup lets go of the connection (as for a WebSocket upgrade) and
+	 * never reads the body with the framing it misread; closing the
+	 * stream closes the socket.
+	 */
+	stream = soup_server_message_steal_connection(msg);
+	if (stream)
+		g_io_stream_close(stream, NULL, NULL);
+	else
+		g_socket_shutdown(c->sock, TRUE, TRUE, NULL);
+}
+
 guint vmcg_api_conn_count(VmcgApi *api)
 {
 	return api->conns.length;

@@ -74,6 +74,15 @@ guint vmcg_api_conn_count(VmcgApi *api);
 GSocket *vmcg_api_msg_socket(SoupServerMessage *msg);
 /** vmcg_api_msg_got_headers() - @msg's headers are read and accepted: its body is due. */
 void vmcg_api_msg_got_headers(SoupServerMessage *msg);
+/**
+ * vmcg_api_msg_refuse_raw() - answer @msg from the headers alone and end its connection
+ *
+ * For a request whose body libsoup cannot be trusted to frame (an early
+ * handler only): the answer is written to the socket as is, and libsoup
+ * gives the connection up without reading a byte more.
+ */
+void vmcg_api_msg_refuse_raw(SoupServerMessage *msg, unsigned status, const char *reason,
+			     const char *code, const char *message);
 /** vmcg_api_msg_answering() - @msg is whole, or refused: no request deadline any more. */
 void vmcg_api_msg_answering(SoupServerMessage *msg);
 

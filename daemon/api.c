@@ -641,14 +641,18 @@ static void collect_content_length(const char *name, const char *value, gpointer
 
 /*
  * The body's framing, from the headers as received: libsoup reads a
- * Content-Length with strtoull into a signed offset (2^63 became negative
- * and passed a "> limit" test, then made GLib warn) and lets the last of
- * several win. Refuses (and returns false) a request whose length is not
- * one plain number (400) or is over the limit (413).
+ * Content-Length with strtoull into a signed offset (2^63 became negative,
+ * passed a "> limit" test and made GLib warn; 2^64 - 1 became -1, "read to
+ * the end") and lets the last of several win. Refuses (and returns false)
+ * a request whose length is not one plain number (400) or is over the
+ * limit (413). libsoup reads the body of a refused request before it
+ * answers: one it would frame wrong is answered here instead, and its
+ * connection ended.
  */
 static bool check_framing(VmcgApi *api, SoupServerMessage *msg, SoupMessageHeaders *h)
 {
 	g_autoptr(GPtrArray) values = g_ptr_array_new();
+	g_autofree char *message = NULL;
 	uint64_t len;
 	int r;
 
@@ -656,24 +660,32 @@ static bool check_framing(VmcgApi *api, SoupServerMessage *msg, SoupMessageHeade
 	r = vmcg_api_content_length((const char *const *)values->pdata, values->len,
 				    soup_message_headers_get_one(h, "Transfer-Encoding") != NULL,
 				    api->body_limit, &len);
-	if (r == -EFBIG) {
+	if (r == 0)
+		return true;
+	if (r == -EFBIG && soup_message_headers_get_content_length(h) > 0) {
 		vmcg_api_reply_errorf(msg, SOUP_STATUS_REQUEST_ENTITY_TOO_LARGE, "too_large",
-				      "request body of %s bytes is over the limit of %zu bytes",
-				      values->len == 1 && strlen(values->pdata[0]) <= 24
-					      ? (const char *)values->pdata[0]
-					      : "more than that",
+				      "request body of %" G_GINT64_FORMAT
+				      " bytes is over the limit of %zu bytes",
+				      (gint64)soup_message_headers_get_content_length(h),
 				      (size_t)api->body_limit);
 		return false;
 	}
-	if (r < 0) {
-		reply_error(msg, SOUP_STATUS_BAD_REQUEST, "invalid_argument",
-			    values->len > 1 ? "more than one Content-Length"
-			    : values->len   ? "Content-Length with Transfer-Encoding, or not a "
-					      "decimal number"
-					    : "bad body framing");
-		return false;
-	}
-	return true;
+	if (r == -EFBIG)
+		message = g_strdup_printf("request body length is over the limit of %zu bytes",
+					  (size_t)api->body_limit);
+	else
+		message = g_strdup(
+			values->len > 1 ? "more than one Content-Length"
+			: r == -EINVAL && soup_message_headers_get_one(h, "Transfer-Encoding")
+				? "both Content-Length and Transfer-Encoding"
+				: "Content-Length is not a decimal number");
+	g_info("api: %s %s: %u %s: %s", soup_server_message_get_method(msg),
+	       g_uri_get_path(soup_server_message_get_uri(msg)), r == -EFBIG ? 413 : 400,
+	       r == -EFBIG ? "too_large" : "invalid_argument", message);
+	vmcg_api_msg_refuse_raw(msg, r == -EFBIG ? 413 : 400,
+				r == -EFBIG ? "Request Entity Too Large" : "Bad Request",
+				r == -EFBIG ? "too_large" : "invalid_argument", message);
+	return false;
 }
 
 /*
@@ -746,6 +758,7 @@ static void on_early(SoupServer *server, SoupServerMessage *msg, const char *pat
 {
 	vmcg_api_msg_got_headers(msg);
 	early_decide(server, msg, path, query, userdata);
+	/* Refused: no body is due. (One answered by vmcg_api_msg_refuse_raw() has no status.) */
 	if (soup_server_message_get_status(msg) != 0)
 		vmcg_api_msg_answering(msg);
 }
