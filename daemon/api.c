@@ -837,6 +837,12 @@ static GSocket *bind_socket(VmcgApi *api, GError **error)
 			    api->socket_path, g_strerror(err));
 		return NULL;
 	}
+	/*
+	 * 128 (SOMAXCONN before Linux 5.4) instead of GLib's 10: a burst of
+	 * clients waits in the kernel, at no cost in descriptors, rather than
+	 * being refused (EAGAIN) before vmcgd has had a turn to accept.
+	 */
+	g_socket_set_listen_backlog(sock, 128);
 	if (!g_socket_listen(sock, error))
 		return NULL;
 	return g_steal_pointer(&sock);
