@@ -193,6 +193,7 @@ def test_fd_exhaustion():
         assert base < 40, "vmcgd holds %d descriptors at rest" % base
         # Soft and hard: vmcgd may raise its soft limit to the hard one at start.
         resource.prlimit(pid, resource.RLIMIT_NOFILE, (64, 64))
+        start_lines = len(d.log_text().splitlines())
         clients = []
         try:
             misses = 0
@@ -220,6 +221,9 @@ def test_fd_exhaustion():
         took = wait_answer(d.socket, 5)
         assert took is not None, "the API did not answer within 5 s of the descriptors' return"
         print("# answered %.2f s after the clients closed" % took)
+        episode = d.log_text().splitlines()[start_lines:]
+        assert len(episode) <= 6, "the episode logged %d lines: %s" % (len(episode), episode)
+        assert sum("cannot accept" in ln for ln in episode) == 1, episode
         assert d.running(), "vmcgd died"
 
 
