@@ -72,7 +72,7 @@ static void sub_push(Sub *s, char *text, gsize len)
 static gboolean sub_drop_timeout(gpointer userdata)
 {
 	Sub *s = userdata;
-	GSocket *sock = soup_server_message_get_socket(s->msg);
+	GSocket *sock = vmcg_api_msg_socket(s->msg);
 
 	s->drop_id = 0;
 	g_info("api: event subscriber did not take its last event in %d s: closing",

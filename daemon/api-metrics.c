@@ -319,7 +319,7 @@ void vmcg_api_handle_metrics(VmcgApi *api, SoupServerMessage *msg)
 	family(out, "vmcg_api_event_subscribers", "gauge", "Open event streams.");
 	g_string_append_printf(out, "vmcg_api_event_subscribers %u\n", api->subs.length);
 	family(out, "vmcg_api_connections", "gauge", "Open API connections.");
-	g_string_append_printf(out, "vmcg_api_connections %u\n", g_hash_table_size(api->conns));
+	g_string_append_printf(out, "vmcg_api_connections %u\n", vmcg_api_conn_count(api));
 	metrics_groups(api, out);
 	metrics_vms(api, out);
 

@@ -21,10 +21,26 @@ struct VmcgApi {
 	ino_t sock_ino;
 	gint64 write_gid;
 	gsize body_limit;
-	GQueue subs;	   /* Sub, in order of subscription */
-	GHashTable *conns; /* GSocket (weak) of every open connection */
-	guint64 conns_refused;
-	bool drop_leaked_sockets; /* libsoup < 3.3: see sweep_conns() */
+	GQueue subs; /* Sub, in order of subscription */
+
+	/* The connections (api-conn.c). */
+	GSocket *listen_sock;
+	GSocketAddress *local_addr;
+	guint listen_id;	     /* the watch on listen_sock; 0 while backing off */
+	guint backoff_id;	     /* the timer that watches it again */
+	unsigned backoff_msec;	     /* 0: not backing off */
+	gint64 backoff_since_usec;   /* when the episode started */
+	guint64 backoff_failures;    /* accepts that failed in the episode */
+	bool backoff_logged;	     /* its start was logged: log its end */
+	GQueue conns;		     /* Conn, oldest first */
+	unsigned conns_unprivileged; /* those of peers who may not write */
+	GHashTable *uid_conns;	     /* uid -> connections, of peers who may not write */
+	guint64 conns_refused;	     /* by the caps, since start */
+	guint64 deadlines_missed;    /* connections closed by a request deadline */
+	gint64 backoff_logged_usec;  /* rate limits of the log lines (monotonic) */
+	gint64 refused_logged_usec;
+	gint64 deadline_logged_usec;
+	gint64 accept_logged_usec;
 };
 
 /* A member name or value quoted in an error message: at most this many bytes. */
@@ -38,6 +54,37 @@ char *vmcg_api_quote(const char *s);
 /** vmcg_api_reply_errorf() - the error body {"error": {"code", "message"}}, logged. */
 void vmcg_api_reply_errorf(SoupServerMessage *msg, guint status, const char *code, const char *fmt,
 			   ...) G_GNUC_PRINTF(4, 5);
+
+/**
+ * vmcg_api_peer_may_write() - may the peer of @sock write (uid 0 or the write group)?
+ * Decided from the kernel's record of the peer at connect(); false with
+ * @error set (PERMISSION_DENIED, saying who the peer is) otherwise.
+ */
+gboolean vmcg_api_peer_may_write(VmcgApi *api, GSocket *sock, GError **error);
+
+/* ---- api-conn.c ---- */
+
+/** vmcg_api_listen() - accept connections on the listening @sock (a reference is taken). */
+gboolean vmcg_api_listen(VmcgApi *api, GSocket *sock, GError **error);
+/** vmcg_api_conns_close() - stop listening, forget every connection (after soup_server_disconnect()). */
+void vmcg_api_conns_close(VmcgApi *api);
+/** vmcg_api_conn_count() - connections open now. */
+guint vmcg_api_conn_count(VmcgApi *api);
+/** vmcg_api_msg_socket() - the socket of @msg's connection; NULL if it is not one of ours. */
+GSocket *vmcg_api_msg_socket(SoupServerMessage *msg);
+/** vmcg_api_msg_got_headers() - @msg's headers are read and accepted: its body is due. */
+void vmcg_api_msg_got_headers(SoupServerMessage *msg);
+/**
+ * vmcg_api_msg_refuse_raw() - answer @msg from the headers alone and end its connection
+ *
+ * For a request whose body libsoup cannot be trusted to frame (an early
+ * handler only): the answer is written to the socket as is, and libsoup
+ * gives the connection up without reading a byte more.
+ */
+void vmcg_api_msg_refuse_raw(SoupServerMessage *msg, unsigned status, const char *reason,
+			     const char *code, const char *message);
+/** vmcg_api_msg_answering() - @msg is whole, or refused: no request deadline any more. */
+void vmcg_api_msg_answering(SoupServerMessage *msg);
 
 /* ---- api-render.c ---- */
 

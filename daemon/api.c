@@ -19,22 +19,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "api-limits.h"
 #include "api-private.h"
 #include "unixsock.h"
 #include "vmcg/size.h"
-
-/*
- * Anyone who can open the socket can connect, so connections are bounded:
- * each holds a file descriptor, and a daemon out of descriptors cannot
- * reach its QEMUs. 128 is far more than operators and exporters need
- * (SSE_SUBSCRIBERS_MAX streams included), far below the usual 1024-fd
- * soft limit. A connection that makes no progress on a read or a write
- * for CONN_TIMEOUT_SEC (one that never sends its request, one that stopped
- * reading its answer) is closed; an event stream waiting for events is not
- * waiting on its socket, and its keep-alives are progress.
- */
-#define CONNECTIONS_MAX 128
-#define CONN_TIMEOUT_SEC 60
 
 enum {
 	M_GET = 1 << 0,
@@ -252,9 +240,8 @@ static bool proc_in_group(pid_t pid, uid_t uid, gid_t gid)
  * groups. Credentials are the kernel's (SO_PEERCRED), never anything the
  * client says.
  */
-static gboolean peer_may_write(VmcgApi *api, SoupServerMessage *msg, GError **error)
+gboolean vmcg_api_peer_may_write(VmcgApi *api, GSocket *sock, GError **error)
 {
-	GSocket *sock = soup_server_message_get_socket(msg);
 	g_autoptr(GCredentials) creds = NULL;
 	g_autofree gid_t *groups = NULL;
 	const struct ucred *uc;
@@ -646,6 +633,61 @@ static void on_got_chunk(SoupServerMessage *msg, GBytes *chunk, gpointer userdat
 	g_byte_array_append(req->body, data, (guint)len);
 }
 
+static void collect_content_length(const char *name, const char *value, gpointer userdata)
+{
+	if (g_ascii_strcasecmp(name, "Content-Length") == 0)
+		g_ptr_array_add(userdata, (gpointer)value);
+}
+
+/*
+ * The body's framing, from the headers as received: libsoup reads a
+ * Content-Length with strtoull into a signed offset (2^63 became negative,
+ * passed a "> limit" test and made GLib warn; 2^64 - 1 became -1, "read to
+ * the end") and lets the last of several win. Refuses (and returns false)
+ * a request whose length is not one plain number (400) or is over the
+ * limit (413). libsoup reads the body of a refused request before it
+ * answers: one it would frame wrong is answered here instead, and its
+ * connection ended.
+ */
+static bool check_framing(VmcgApi *api, SoupServerMessage *msg, SoupMessageHeaders *h)
+{
+	g_autoptr(GPtrArray) values = g_ptr_array_new();
+	g_autofree char *message = NULL;
+	uint64_t len;
+	int r;
+
+	soup_message_headers_foreach(h, collect_content_length, values);
+	r = vmcg_api_content_length((const char *const *)values->pdata, values->len,
+				    soup_message_headers_get_one(h, "Transfer-Encoding") != NULL,
+				    api->body_limit, &len);
+	if (r == 0)
+		return true;
+	if (r == -EFBIG && soup_message_headers_get_content_length(h) > 0) {
+		vmcg_api_reply_errorf(msg, SOUP_STATUS_REQUEST_ENTITY_TOO_LARGE, "too_large",
+				      "request body of %" G_GINT64_FORMAT
+				      " bytes is over the limit of %zu bytes",
+				      (gint64)soup_message_headers_get_content_length(h),
+				      (size_t)api->body_limit);
+		return false;
+	}
+	if (r == -EFBIG)
+		message = g_strdup_printf("request body length is over the limit of %zu bytes",
+					  (size_t)api->body_limit);
+	else
+		message = g_strdup(
+			values->len > 1 ? "more than one Content-Length"
+			: r == -EINVAL && soup_message_headers_get_one(h, "Transfer-Encoding")
+				? "both Content-Length and Transfer-Encoding"
+				: "Content-Length is not a decimal number");
+	g_info("api: %s %s: %u %s: %s", soup_server_message_get_method(msg),
+	       g_uri_get_path(soup_server_message_get_uri(msg)), r == -EFBIG ? 413 : 400,
+	       r == -EFBIG ? "too_large" : "invalid_argument", message);
+	vmcg_api_msg_refuse_raw(msg, r == -EFBIG ? 413 : 400,
+				r == -EFBIG ? "Request Entity Too Large" : "Bad Request",
+				r == -EFBIG ? "too_large" : "invalid_argument", message);
+	return false;
+}
+
 /*
  * After the headers, before the body: everything that can be decided
  * without the body is, so that a refused request is not read (and a client
@@ -655,8 +697,8 @@ static void on_got_chunk(SoupServerMessage *msg, GBytes *chunk, gpointer userdat
  * that turns out too long costs no more than the limit (the rest is read
  * and dropped, then the request gets its 413).
  */
-static void on_early(SoupServer *server, SoupServerMessage *msg, const char *path,
-		     GHashTable *query, gpointer userdata)
+static void early_decide(SoupServer *server, SoupServerMessage *msg, const char *path,
+			 GHashTable *query, gpointer userdata)
 {
 	VmcgApi *api = userdata;
 	SoupMessageHeaders *h = soup_server_message_get_request_headers(msg);
@@ -690,20 +732,13 @@ static void on_early(SoupServer *server, SoupServerMessage *msg, const char *pat
 				      routes[route].allow);
 		return;
 	}
-	if ((method & (M_PUT | M_POST | M_DELETE)) && !peer_may_write(api, msg, &error)) {
+	if ((method & (M_PUT | M_POST | M_DELETE)) &&
+	    !vmcg_api_peer_may_write(api, vmcg_api_msg_socket(msg), &error)) {
 		reply_error(msg, SOUP_STATUS_FORBIDDEN, "permission_denied", error->message);
 		return;
 	}
-	if (soup_message_headers_get_encoding(h) == SOUP_ENCODING_CONTENT_LENGTH &&
-	    soup_message_headers_get_content_length(h) > (goffset)api->body_limit) {
-		vmcg_api_reply_errorf(msg, SOUP_STATUS_REQUEST_ENTITY_TOO_LARGE, "too_large",
-				      "request body of %" G_GINT64_FORMAT
-				      " bytes is over the limit of "
-				      "%zu bytes",
-				      (gint64)soup_message_headers_get_content_length(h),
-				      (size_t)api->body_limit);
+	if (!check_framing(api, msg, h))
 		return;
-	}
 	req = g_new0(Request, 1);
 	req->route = route;
 	req->method = method;
@@ -712,6 +747,20 @@ static void on_early(SoupServer *server, SoupServerMessage *msg, const char *pat
 	req->limit = api->body_limit;
 	g_object_set_data_full(G_OBJECT(msg), REQUEST_KEY, req, request_free);
 	g_signal_connect(msg, "got-chunk", G_CALLBACK(on_got_chunk), req);
+}
+
+/*
+ * The headers are in: the request's body is due by its deadline, unless
+ * the request is refused here, which ends it (api-conn.c).
+ */
+static void on_early(SoupServer *server, SoupServerMessage *msg, const char *path,
+		     GHashTable *query, gpointer userdata)
+{
+	vmcg_api_msg_got_headers(msg);
+	early_decide(server, msg, path, query, userdata);
+	/* Refused: no body is due. (One answered by vmcg_api_msg_refuse_raw() has no status.) */
+	if (soup_server_message_get_status(msg) != 0)
+		vmcg_api_msg_answering(msg);
 }
 
 /* With the whole body: the request was accepted by on_early(). */
@@ -724,6 +773,7 @@ static void on_request(SoupServer *server, SoupServerMessage *msg, const char *p
 	(void)server;
 	(void)path;
 	(void)query;
+	vmcg_api_msg_answering(msg);
 	if (!req) {
 		reply_error(msg, SOUP_STATUS_INTERNAL_SERVER_ERROR, "internal",
 			    "the request was not seen before its body");
@@ -738,60 +788,13 @@ static void on_request(SoupServer *server, SoupServerMessage *msg, const char *p
 	handle_route(api, msg, req);
 }
 
-/* ---- connections ---- */
+/* ---- connections (admission and deadlines: api-conn.c) ---- */
 
-static void on_conn_gone(gpointer userdata, GObject *where_the_socket_was)
-{
-	VmcgApi *api = userdata;
-
-	g_hash_table_remove(api->conns, where_the_socket_was);
-}
-
-static void untrack_conn(VmcgApi *api, GSocket *sock)
-{
-	g_object_weak_unref(G_OBJECT(sock), on_conn_gone, api);
-}
-
-/*
- * libsoup before 3.3 leaks the GSocket of every accepted connection: its
- * listener keeps the reference g_socket_accept() returned (Debian 12 has
- * 3.2.3). The descriptor is closed, but the object stays: megabytes a
- * month for a scraper every 15 s. We track every connection's socket
- * anyway, for the cap; one that is closed and has no reference left but
- * that one is released here. A libsoup without the leak frees the socket
- * when the connection ends, on_conn_gone() forgets it, and this never
- * sees it; the version check makes sure we never take a reference that
- * is not ours.
- */
-static void sweep_conns(VmcgApi *api)
-{
-	GHashTableIter it;
-	gpointer key;
-
-	if (!api->drop_leaked_sockets)
-		return;
-	g_hash_table_iter_init(&it, api->conns);
-	while (g_hash_table_iter_next(&it, &key, NULL)) {
-		GSocket *sock = key;
-
-		if (g_socket_is_closed(sock) && g_atomic_int_get(&G_OBJECT(sock)->ref_count) == 1) {
-			g_hash_table_iter_remove(&it);
-			untrack_conn(api, sock);
-			g_object_unref(sock);
-		}
-	}
-}
-
-/*
- * libsoup starts a request on a connection as soon as it is accepted, so
- * this sees every connection before it sends anything.
- */
+/* Every request, the first as soon as its connection is accepted (api-conn.c). */
 static void on_request_started(SoupServer *server, SoupServerMessage *msg, gpointer userdata)
 {
-	VmcgApi *api = userdata;
-	GSocket *sock = soup_server_message_get_socket(msg);
-
 	(void)server;
+	(void)userdata;
 	/*
 	 * One request per connection. libsoup 3.2 also never frees a
 	 * kept-alive connection that the client closes while idle (fixed in
@@ -800,20 +803,6 @@ static void on_request_started(SoupServer *server, SoupServerMessage *msg, gpoin
 	 */
 	soup_message_headers_replace(soup_server_message_get_response_headers(msg), "Connection",
 				     "close");
-	if (!sock || g_hash_table_contains(api->conns, sock))
-		return;
-	sweep_conns(api);
-	g_hash_table_add(api->conns, sock);
-	g_object_weak_ref(G_OBJECT(sock), on_conn_gone, api);
-	g_socket_set_timeout(sock, CONN_TIMEOUT_SEC);
-	if (g_hash_table_size(api->conns) > CONNECTIONS_MAX) {
-		/* Logged once per 100 refusals: a flood must not flood the log. */
-		if (api->conns_refused++ % 100 == 0)
-			g_warning("api: more than %d connections: closing new ones "
-				  "(%" G_GUINT64_FORMAT " so far)",
-				  CONNECTIONS_MAX, api->conns_refused);
-		g_socket_shutdown(sock, TRUE, TRUE, NULL);
-	}
 }
 
 /* ---- socket ---- */
@@ -848,6 +837,12 @@ static GSocket *bind_socket(VmcgApi *api, GError **error)
 			    api->socket_path, g_strerror(err));
 		return NULL;
 	}
+	/*
+	 * 128 (SOMAXCONN before Linux 5.4) instead of GLib's 10: a burst of
+	 * clients waits in the kernel, at no cost in descriptors, rather than
+	 * being refused (EAGAIN) before vmcgd has had a turn to accept.
+	 */
+	g_socket_set_listen_backlog(sock, 128);
 	if (!g_socket_listen(sock, error))
 		return NULL;
 	return g_steal_pointer(&sock);
@@ -875,8 +870,7 @@ VmcgApi *vmcg_api_new(VmcgDaemon *d, const VmcgApiOptions *opts, GError **error)
 	api->write_gid = opts->write_gid;
 	api->body_limit = opts->body_limit ?: VMCG_API_BODY_LIMIT_DEFAULT;
 	g_queue_init(&api->subs);
-	api->conns = g_hash_table_new(g_direct_hash, g_direct_equal);
-	api->drop_leaked_sockets = soup_get_major_version() == 3 && soup_get_minor_version() < 3;
+	g_queue_init(&api->conns);
 
 	if (api->body_limit > VMCG_API_BODY_LIMIT_MAX) {
 		g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
@@ -901,7 +895,7 @@ VmcgApi *vmcg_api_new(VmcgDaemon *d, const VmcgApiOptions *opts, GError **error)
 	g_signal_connect(api->server, "request-started", G_CALLBACK(on_request_started), api);
 	soup_server_add_early_handler(api->server, NULL, on_early, api, NULL);
 	soup_server_add_handler(api->server, NULL, on_request, api, NULL);
-	if (!soup_server_listen_socket(api->server, sock, 0, error))
+	if (!vmcg_api_listen(api, sock, error))
 		return NULL;
 	g_info("api: listening on %s", api->socket_path);
 	return g_steal_pointer(&api);
@@ -916,17 +910,7 @@ void vmcg_api_free(VmcgApi *api)
 		soup_server_disconnect(api->server);
 		g_object_unref(api->server);
 	}
-	if (api->conns) {
-		GHashTableIter it;
-		gpointer sock;
-
-		sweep_conns(api);
-		/* Sockets that outlive the server must not call back into a freed api. */
-		g_hash_table_iter_init(&it, api->conns);
-		while (g_hash_table_iter_next(&it, &sock, NULL))
-			untrack_conn(api, sock);
-		g_hash_table_destroy(api->conns);
-	}
+	vmcg_api_conns_close(api);
 	unlink_socket(api);
 	g_free(api->socket_path);
 	g_free(api);
