@@ -29,6 +29,13 @@ void vmcg_backend_qmp_stats_due(VmcgBackend *b);
 /** The same for the balloon's safety poll (a query-balloon every 10 s). */
 void vmcg_backend_qmp_balloon_due(VmcgBackend *b);
 
+/**
+ * vmcgd before 0.3 asked query-balloon every tick while a balloon moved;
+ * now it relies on BALLOON_CHANGE (backend-qmp.c). On: the old way, for
+ * the benchmark's side-by-side figures.
+ */
+void vmcg_backend_qmp_set_query_while_moving(bool on);
+
 /** Polls and balloon commands issued by every VM so far. */
 unsigned long vmcg_backend_qmp_issued(void);
 

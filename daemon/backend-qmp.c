@@ -20,18 +20,20 @@
 #include "sampler.h"
 
 /*
- * query-balloon is mostly redundant with BALLOON_CHANGE. QEMU sends that
- * event whenever the balloon's actual size changes
- * (virtio_balloon_set_config(), hw/virtio/virtio-balloon.c), throttled by
- * its monitor to one a second per QEMU (monitor_qapi_event_conf[],
- * monitor/monitor.c, QEMU 7.2: the first of a burst goes out at once, a
- * later one within the second replaces the one held, and the one held is
- * sent when the second is up). So the final size always arrives, at most
- * 1 s late, and vmcgd asks only: on adoption (on_qmp_state()); every tick
- * while a balloon it moved has not arrived (vmcg_dvm_balloon_moving(): the
- * progress check wants this tick's size, not last second's); and every
- * 10 s (stats-max-age's default: no older than stale stats) as a safety
- * poll against an event missed in a way nobody foresaw.
+ * query-balloon is redundant with BALLOON_CHANGE. QEMU sends that event
+ * whenever the balloon's actual size changes (virtio_balloon_set_config(),
+ * hw/virtio/virtio-balloon.c), throttled by its monitor to one a second
+ * per QEMU (monitor_qapi_event_conf[], monitor/monitor.c, QEMU 7.2: the
+ * first of a burst goes out at once, a later one within the second
+ * replaces the one held, and the one held is sent when the second is up).
+ * So the final size always arrives, at most 1 s late, which is what a
+ * 1 s tick sees anyway, and stuck detection waits balloon-stuck (10 s by
+ * default) for progress. vmcgd asks only on adoption (on_qmp_state()) and
+ * every 10 s (stats-max-age's default: no older than stale stats) as a
+ * safety poll against an event missed in a way nobody foresaw. Asking
+ * every tick while a balloon moves, as vmcgd did, cost a command per
+ * moving VM per tick for nothing the event had not said
+ * (tests/bench/bench-control.c compares both).
  */
 #define BALLOON_SAFETY_POLL_USEC (10 * G_USEC_PER_SEC)
 
@@ -56,6 +58,8 @@ typedef struct QmpBackend {
 
 /* Polls and balloon commands issued, for the benchmark (backend-qmp-priv.h). */
 static unsigned long nr_issued;
+/* The benchmark's "before": query-balloon every tick while a balloon moves. */
+static bool query_while_moving;
 
 static QmpBackend *qb(VmcgBackend *b)
 {
@@ -382,7 +386,7 @@ static void qmp_poll(VmcgBackend *b, uint64_t now)
 			g_message("VM %s: QMP healthy again (%u warnings about it were not logged)",
 				  name_of(q), n);
 	}
-	if (!q->in_query && (vmcg_dvm_balloon_moving(q->vm) ||
+	if (!q->in_query && ((query_while_moving && vmcg_dvm_balloon_moving(q->vm)) ||
 			     now - (uint64_t)q->balloon_asked_usec >= BALLOON_SAFETY_POLL_USEC)) {
 		q->in_query = TRUE;
 		q->balloon_asked_usec = (int64_t)now;
@@ -529,6 +533,11 @@ void vmcg_backend_qmp_stats_due(VmcgBackend *b)
 unsigned long vmcg_backend_qmp_issued(void)
 {
 	return nr_issued;
+}
+
+void vmcg_backend_qmp_set_query_while_moving(bool on)
+{
+	query_while_moving = on;
 }
 
 void vmcg_backend_qmp_balloon_due(VmcgBackend *b)

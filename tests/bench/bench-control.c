@@ -318,9 +318,45 @@ typedef enum Scenario {
 static const char *const scenario_names[_SC_COUNT] = { "mixed", "lowprot" };
 
 /* One guest as the model sees it; ->vm is what the daemon sees. */
+/*
+ * Connected fleets: a guest's balloon moves as QEMU reports it, by a
+ * BALLOON_CHANGE event the peer sends on that VM's connection (not a
+ * direct call that would cost the main loop nothing). The main thread
+ * queues (peer id, actual) and kicks the peer's eventfd; the peer knows
+ * each connection's id from a "bench-hello" command the VM sent once.
+ */
+typedef struct PeerEvent {
+	unsigned id;
+	uint64_t actual;
+} PeerEvent;
+
+static GMutex peer_ev_lock;
+static GArray *peer_ev_queue; /* PeerEvent, under peer_ev_lock */
+static int peer_ev_fd = -1;
+static unsigned peer_next_id = 1;
+
+static void peer_queue_event(unsigned id, uint64_t actual)
+{
+	PeerEvent e = { id, actual };
+
+	g_mutex_lock(&peer_ev_lock);
+	g_array_append_val(peer_ev_queue, e);
+	g_mutex_unlock(&peer_ev_lock);
+}
+
+static void peer_kick(void)
+{
+	uint64_t one = 1;
+
+	if (write(peer_ev_fd, &one, sizeof(one)) != sizeof(one))
+		die("cannot wake the QMP peer: %s", g_strerror(errno));
+}
+
 typedef struct SimGuest {
 	VmcgDvm *vm;
 	unsigned index;
+	unsigned peer_id;    /* connected: its connection's id at the peer */
+	uint64_t expect;     /* connected: the actual its last event reports, 0: none */
 	uint64_t used;	     /* bytes the guest cannot give back */
 	uint64_t cache_span; /* how far above ->used its page cache grows */
 	uint64_t resident;   /* bytes of guest RAM resident on the host */
@@ -334,7 +370,10 @@ typedef struct Fleet {
 	VmcgDaemon *d;
 	SimGuest *guests;
 	bool connected; /* QMP clients connected to the peer (part 5) */
-	unsigned ticks; /* run so far, warm-up included */
+	/* Connected: vmcgd before 0.3, query-balloon every tick while moving. */
+	bool query_while_moving;
+	uint64_t events; /* connected: BALLOON_CHANGE events over the measured ticks */
+	unsigned ticks;	 /* run so far, warm-up included */
 	unsigned measured;
 	double *tick_ns, *charge_ns, *drain_ns; /* per measured tick */
 	double *loop_ns, *loop_wall_ns;	  /* connected: main loop until replies, CPU and wall */
@@ -501,16 +540,25 @@ static void guest_new_working_set(SimGuest *g)
  * MiB free (free page reporting). What it uses is always resident, and
  * nothing the balloon holds is.
  */
-static void guest_step(SimGuest *g, unsigned tick)
+static void guest_step(SimGuest *g, unsigned tick, bool connected)
 {
 	VmcgDvm *vm = g->vm;
 	unsigned t = tick + g->index;
 	const uint64_t speed = 64 * MIB;
+	uint64_t actual = vm->actual;
 
 	if (vm->target && vm->actual > vm->target)
-		vmcg_dvm_backend_balloon(vm, vm->actual - MIN(vm->actual - vm->target, speed));
+		actual = vm->actual - MIN(vm->actual - vm->target, speed);
 	else if (vm->target && vm->actual < vm->target)
-		vmcg_dvm_backend_balloon(vm, vm->actual + MIN(vm->target - vm->actual, speed));
+		actual = vm->actual + MIN(vm->target - vm->actual, speed);
+	if (actual != vm->actual) {
+		if (connected) {
+			peer_queue_event(g->peer_id, actual);
+			g->expect = actual;
+		} else {
+			vmcg_dvm_backend_balloon(vm, actual);
+		}
+	}
 	if (t % 20 == 0)
 		guest_new_working_set(g);
 	if (t / 5 % 3 == 0)
@@ -518,7 +566,50 @@ static void guest_step(SimGuest *g, unsigned tick)
 	else if (t % 7 == 0 && g->resident > g->used + 16 * MIB)
 		g->resident -= 16 * MIB;
 	g->resident = MAX(g->resident, g->used);
-	g->resident = MIN(g->resident, vm->actual);
+	g->resident = MIN(g->resident, actual);
+}
+
+static int64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/*
+ * Connected: the events guest_step() queued, sent by the peer and handled
+ * by the main loop (every VM's actual is what its event said). Returns the
+ * main thread's CPU time for it, ns, and the number of events.
+ */
+static int64_t deliver_events(Fleet *f, unsigned *ret_events, int64_t *ret_wall)
+{
+	int64_t w0 = now_ns();
+
+	int64_t c0 = thread_cpu_ns(), deadline = now_ns() + 20 * (int64_t)1000000000;
+	unsigned events = 0;
+
+	for (unsigned i = 0; i < f->n; i++)
+		events += f->guests[i].expect != 0;
+	*ret_events = events;
+	*ret_wall = 0;
+	if (!events)
+		return 0;
+	peer_kick();
+	for (unsigned i = 0; i < f->n; i++) {
+		SimGuest *g = &f->guests[i];
+
+		while (g->expect && g->vm->actual != g->expect) {
+			if (now_ns() > deadline)
+				die("CORRECTNESS: vm%u: BALLOON_CHANGE to %" PRIu64
+				    " not seen (actual %" PRIu64 ")",
+				    i, g->expect, g->vm->actual);
+			g_main_context_iteration(NULL, TRUE);
+		}
+		g->expect = 0;
+	}
+	*ret_wall = now_ns() - w0;
+	return thread_cpu_ns() - c0;
 }
 
 /*
@@ -556,14 +647,6 @@ static int charge_update(SimGuest *g, uint64_t overhead)
 
 /* Commands the QMP peer (part 4, part 5) answered: written by its thread. */
 static gint peer_answered;
-
-static int64_t thread_cpu_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static void drain_main_loop(void)
 {
@@ -614,10 +697,17 @@ static void fleet_tick(Fleet *f, bool record)
 	unsigned long issued0;
 	gint answered0 = g_atomic_int_get(&peer_answered);
 
-	for (unsigned i = 0; i < f->n; i++) {
-		guest_step(&f->guests[i], f->ticks);
+	unsigned events = 0;
+	int64_t events_ns, events_wall;
+
+	if (f->connected)
+		vmcg_backend_qmp_set_query_while_moving(f->query_while_moving);
+	for (unsigned i = 0; i < f->n; i++)
+		guest_step(&f->guests[i], f->ticks, f->connected);
+	/* Timed apart, added to the loop below: the main loop's share. */
+	events_ns = deliver_events(f, &events, &events_wall);
+	for (unsigned i = 0; i < f->n; i++)
 		guest_stats(&f->guests[i], now);
-	}
 
 	t0 = now_ns();
 	for (unsigned i = 0; i < f->n; i++) {
@@ -676,8 +766,9 @@ static void fleet_tick(Fleet *f, bool record)
 	f->tick_ns[f->measured] = (double)(t3 - t2);
 	f->charge_ns[f->measured] = (double)(t1 - t0);
 	f->drain_ns[f->measured] = (double)(t5 - t4);
-	f->loop_ns[f->measured] = (double)(c1 - c0);
-	f->loop_wall_ns[f->measured] = (double)(t5 - t4);
+	f->loop_ns[f->measured] = (double)(c1 - c0 + events_ns);
+	f->events += events;
+	f->loop_wall_ns[f->measured] = (double)(t5 - t4 + events_wall);
 	f->over_limit += over;
 	f->cmds += cmds;
 	f->moved += moved;
@@ -691,12 +782,41 @@ static gboolean keep_waking(gpointer userdata)
 	return G_SOURCE_CONTINUE;
 }
 
+static void on_hello(VmcgQmp *q, json_object *ret, const GError *error, gpointer userdata)
+{
+	unsigned *done = userdata;
+
+	(void)q;
+	(void)ret;
+	if (error)
+		die("bench-hello: %s", error->message);
+	(*done)++;
+}
+
+/* Connected: each VM tells the peer its id, so that events reach it. */
+static void fleet_hello(Fleet *f)
+{
+	unsigned done = 0;
+
+	for (unsigned i = 0; i < f->n; i++) {
+		json_object *args = json_object_new_object();
+
+		f->guests[i].peer_id = peer_next_id++;
+		json_object_object_add(args, "vm", json_object_new_int64(f->guests[i].peer_id));
+		vmcg_qmp_execute(vmcg_backend_qmp_client(f->guests[i].vm->backend), "bench-hello",
+				 args, on_hello, &done);
+	}
+	while (done < f->n)
+		g_main_context_iteration(NULL, TRUE);
+}
+
 /*
  * Register @n VMs and make each look like a READY guest whose QMP answered
  * everything: RAM size, balloon at full size, a balloon device with stats
  * polling on, no pid (sample() then skips /proc).
  */
-static Fleet *fleet_new(Scenario sc, unsigned n, const Options *o, const char *peer_path)
+static Fleet *fleet_new(Scenario sc, unsigned n, const Options *o, const char *peer_path,
+			bool query_while_moving)
 {
 	Fleet *f = g_new0(Fleet, 1);
 	int64_t rss0 = proc_status_kib(0, "VmRSS"), heap0 = heap_in_use();
@@ -709,6 +829,7 @@ static Fleet *fleet_new(Scenario sc, unsigned n, const Options *o, const char *p
 	f->scenario = sc;
 	f->n = n;
 	f->connected = peer_path != NULL;
+	f->query_while_moving = query_while_moving;
 	f->d = vmcg_daemon_new(NULL, NULL);
 	f->guests = g_new0(SimGuest, n);
 	f->tick_ns = g_new0(double, o->ticks);
@@ -794,6 +915,8 @@ static Fleet *fleet_new(Scenario sc, unsigned n, const Options *o, const char *p
 			f->charge_errors++;
 		guest_stats(g, now);
 	}
+	if (peer_path)
+		fleet_hello(f);
 	for (unsigned t = 0; t < o->warmup; t++)
 		fleet_tick(f, false);
 	malloc_trim(0);
@@ -1098,6 +1221,7 @@ static void live_run(Fleet *f, pid_t child, bool threaded, unsigned ms, LiveResu
 		/* No sample yet, as after a daemon start: a full one first. */
 		vmcg_sampling_drop(vm->sampling);
 		vmcg_dvm_backend_ready(vm, child);
+		vmcg_dvm_backend_ram(vm, GUEST_RAM);
 		vmcg_dvm_backend_balloon(vm, GUEST_RAM);
 	}
 	drain_main_loop();
@@ -1759,7 +1883,7 @@ typedef struct QmpResult {
 	unsigned clients;
 	/* Per client per round (2 commands), main thread CPU time, ns. */
 	double issue_conn_ns, loop_conn_ns, issue_disc_ns, loop_disc_ns;
-	double iterations_conn;	 /* main-loop iterations until every reply was in */
+	double iterations_conn; /* main-loop iterations until every reply was in */
 	/*
 	 * The floor: the same two commands per client on plain sockets to the
 	 * same peer, written with write(2), replies read with epoll_wait(2) and
@@ -1781,6 +1905,7 @@ typedef struct Peer {
 	pthread_t thread;
 	GString **in; /* by fd */
 	unsigned nr_in;
+	GHashTable *fd_of_id; /* a VM's bench-hello id -> its connection's fd */
 } Peer;
 
 static const char peer_greeting[] = "{\"QMP\":{\"version\":{\"qemu\":{\"micro\":0,\"minor\":2,"
@@ -1809,6 +1934,14 @@ static void peer_input(Peer *p, int fd, int ep)
 		const char *id = strstr(line, "\"id\":\"");
 
 		*nl = '\0';
+		if (strstr(line, "\"execute\":\"bench-hello\"")) {
+			const char *vm = strstr(line, "\"vm\":");
+
+			if (vm)
+				g_hash_table_insert(p->fd_of_id,
+						    GUINT_TO_POINTER(strtoul(vm + 5, NULL, 10)),
+						    GINT_TO_POINTER(fd));
+		}
 		if (id && id < nl) {
 			id += 6;
 			g_string_append(reply, "{\"return\":{},\"id\":\"");
@@ -1824,6 +1957,35 @@ static void peer_input(Peer *p, int fd, int ep)
 	g_atomic_int_add(&peer_answered, (gint)answered);
 }
 
+/* What the main thread queued: one BALLOON_CHANGE each, as QEMU words it. */
+static void peer_send_events(Peer *p)
+{
+	g_autoptr(GArray) q = NULL;
+	uint64_t n;
+
+	if (read(peer_ev_fd, &n, sizeof(n)) != sizeof(n))
+		return;
+	g_mutex_lock(&peer_ev_lock);
+	q = peer_ev_queue;
+	peer_ev_queue = g_array_new(FALSE, FALSE, sizeof(PeerEvent));
+	g_mutex_unlock(&peer_ev_lock);
+	for (guint i = 0; i < q->len; i++) {
+		const PeerEvent *e = &g_array_index(q, PeerEvent, i);
+		gpointer fd;
+		char text[256];
+		int len;
+
+		if (!g_hash_table_lookup_extended(p->fd_of_id, GUINT_TO_POINTER(e->id), NULL, &fd))
+			continue;
+		len = snprintf(text, sizeof(text),
+			       "{\"timestamp\":{\"seconds\":1733400000,\"microseconds\":1},"
+			       "\"event\":\"BALLOON_CHANGE\",\"data\":{\"actual\":%" PRIu64
+			       "}}\r\n",
+			       e->actual);
+		(void)write_all(GPOINTER_TO_INT(fd), text, (size_t)len);
+	}
+}
+
 static void *peer_main(void *arg)
 {
 	Peer *p = arg;
@@ -1834,6 +1996,8 @@ static void *peer_main(void *arg)
 	epoll_ctl(ep, EPOLL_CTL_ADD, p->lfd, &ev);
 	ev.data.fd = p->stop_fd;
 	epoll_ctl(ep, EPOLL_CTL_ADD, p->stop_fd, &ev);
+	ev.data.fd = peer_ev_fd;
+	epoll_ctl(ep, EPOLL_CTL_ADD, peer_ev_fd, &ev);
 	for (;;) {
 		int n = epoll_wait(ep, evs, G_N_ELEMENTS(evs), -1);
 
@@ -1842,6 +2006,10 @@ static void *peer_main(void *arg)
 
 			if (fd == p->stop_fd)
 				goto out;
+			if (fd == peer_ev_fd) {
+				peer_send_events(p);
+				continue;
+			}
 			if (fd != p->lfd) {
 				peer_input(p, fd, ep);
 				continue;
@@ -1880,6 +2048,11 @@ static bool peer_start(Peer *p, const char *path)
 	strcpy(sa.sun_path, path);
 	p->nr_in = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? (unsigned)MIN(rl.rlim_cur, 1 << 20) : 1024;
 	p->in = g_new0(GString *, p->nr_in);
+	p->fd_of_id = g_hash_table_new(g_direct_hash, g_direct_equal);
+	if (peer_ev_fd < 0) {
+		peer_ev_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		peer_ev_queue = g_array_new(FALSE, FALSE, sizeof(PeerEvent));
+	}
 	p->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	p->stop_fd = eventfd(0, EFD_CLOEXEC);
 	if (p->lfd < 0 || p->stop_fd < 0 || bind(p->lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
@@ -1898,6 +2071,7 @@ static void peer_stop(Peer *p)
 	close(p->lfd);
 	close(p->stop_fd);
 	g_free(p->in);
+	g_hash_table_destroy(p->fd_of_id);
 }
 
 typedef struct Batch {
@@ -2148,7 +2322,8 @@ static void qmp_run(const Options *o, unsigned n, QmpResult *res)
 
 typedef struct Results {
 	Fleet *fleets[_SC_COUNT][MAX_SIZES];
-	Fleet *qfleets[MAX_SIZES]; /* mixed, QMP connected to the peer */
+	Fleet *qfleets[MAX_SIZES];     /* mixed, QMP connected to the peer */
+	Fleet *qfleets_old[MAX_SIZES]; /* the same, asking query-balloon while moving */
 	/* [LIVE_THREAD], [LIVE_TICK]: connected fleet; [LIVE_THREAD_DISC]: disconnected one */
 	LiveResult live[MAX_SIZES][3];
 	Peer peer;	/* answers the connected fleets */
@@ -2161,6 +2336,14 @@ typedef struct Results {
 	double wake_ns[N_WAKE];
 	double wall_s;
 } Results;
+
+/* Scenario @sc's fleet @i; then the connected ones, vmcgd now and before. */
+static Fleet *fleet_at(const Results *r, int sc, unsigned i)
+{
+	if (sc < _SC_COUNT)
+		return r->fleets[sc][i];
+	return sc == _SC_COUNT ? r->qfleets[i] : r->qfleets_old[i];
+}
 
 static double per_vm(const Fleet *f)
 {
@@ -2284,9 +2467,9 @@ static void print_qmp(const Results *r)
 {
 	fprintf(out, "\nQMP traffic of one tick, alone: per VM a query-balloon and a qom-get, main "
 		     "thread CPU time per VM, us\n");
-	fprintf(out, "%5s  %16s %16s %10s  %9s %9s %6s  %16s %16s  %9s\n", "VMs",
-		"connected issue", "connected loop", "iterations", "raw issue", "raw loop", "ratio",
-		"disconn. issue", "disconn. loop", "KiB/conn");
+	fprintf(out, "%5s  %16s %16s %10s  %9s %9s %6s  %16s %16s  %9s\n", "VMs", "connected issue",
+		"connected loop", "iterations", "raw issue", "raw loop", "ratio", "disconn. issue",
+		"disconn. loop", "KiB/conn");
 	for (size_t i = 0; i < N_QMP; i++) {
 		const QmpResult *q = &r->qmp[i];
 
@@ -2302,13 +2485,14 @@ static void print_qmp(const Results *r)
 			(q->issue_conn_ns + q->loop_conn_ns) / (q->issue_raw_ns + q->loop_raw_ns),
 			q->issue_disc_ns / 1e3, q->loop_disc_ns / 1e3, q->heap_per_client / 1024.0);
 	}
-	fprintf(out, "  issue: in vmcg_qmp_execute(), i.e. in the tick; loop: the main loop until "
-		     "every callback ran (send, receive,\n  parse, callback; or the failure "
-		     "callbacks); iterations: main-loop iterations that took, with a peer that\n"
-		     "  answers at once; raw: the floor, the same commands on plain sockets "
-		     "(write(2); epoll_wait(2) and read(2) until\n  every reply is in), no GLib, "
-		     "no JSON; ratio: (connected issue + loop) / (raw issue + loop); KiB/conn: heap "
-		     "of one\n  connected client\n");
+	fprintf(out,
+		"  issue: in vmcg_qmp_execute(), i.e. in the tick; loop: the main loop until "
+		"every callback ran (send, receive,\n  parse, callback; or the failure "
+		"callbacks); iterations: main-loop iterations that took, with a peer that\n"
+		"  answers at once; raw: the floor, the same commands on plain sockets "
+		"(write(2); epoll_wait(2) and read(2) until\n  every reply is in), no GLib, "
+		"no JSON; ratio: (connected issue + loop) / (raw issue + loop); KiB/conn: heap "
+		"of one\n  connected client\n");
 	fprintf(out, "  one idle main-loop iteration with");
 	for (size_t i = 0; i < N_WAKE; i++)
 		fprintf(out, "%s %u pending deadlines: %.1f us", i ? "," : "", wake_timers[i],
@@ -2348,8 +2532,8 @@ static double raw_ns_per_cmd(const Results *r, unsigned n)
 	for (size_t i = 0; i < N_QMP; i++) {
 		const QmpResult *q = &r->qmp[i];
 
-		if (q->ran && (!best || abs((int)q->clients - (int)n) <
-						abs((int)best->clients - (int)n)))
+		if (q->ran &&
+		    (!best || abs((int)q->clients - (int)n) < abs((int)best->clients - (int)n)))
 			best = q;
 	}
 	return best ? (best->issue_raw_ns + best->loop_raw_ns) / 2 : 0.0;
@@ -2366,24 +2550,40 @@ static void print_connected(const Results *r)
 	fprintf(out, "\ncontrol loop with connected QMP (mixed; the peer answers at once): tick + "
 		     "charge as above,\n  then the main loop until every reply of the tick is "
 		     "handled (main thread CPU; wall beside it)\n");
-	fprintf(out, "  VMs    tick us  charge us   loop us  loop wall us  ns/VM disc.  "
-		     "ns/VM qmp  cmds/VM  floor ns/VM  vs floor\n");
-	for (unsigned i = 0; i < r->nr_sizes; i++) {
-		const Fleet *q = r->qfleets[i], *f = find_fleet(r, SC_MIXED, q ? q->n : 0);
+	fprintf(out, "  VMs  variant              tick us  charge us   loop us  loop wall us  "
+		     "ns/VM disc.  ns/VM qmp  vs now  cmds/VM  events/VM  floor ns/VM  vs floor\n");
+	for (unsigned i = 0; i < r->nr_sizes; i++)
+		for (int v = 0; v < 2; v++) {
+			const Fleet *q = v ? r->qfleets_old[i] : r->qfleets[i],
+				    *now = r->qfleets[i],
+				    *f = find_fleet(r, SC_MIXED, q ? q->n : 0);
+			double cmds, floor_ns;
 
-		if (!q)
-			continue;
-		double cmds = (double)q->cmds / q->measured / q->n;
-		double floor_ns = cmds * raw_ns_per_cmd(r, q->n);
-
-		fprintf(out, "%5u %10.1f %10.1f %9.1f %13.1f %12.0f %10.0f %8.2f %12.0f %9.2f\n",
-			q->n, q->tick_med / 1e3, q->charge_med / 1e3, q->loop_med / 1e3,
-			q->loop_wall_med / 1e3, f ? per_vm(f) : 0.0, per_vm_qmp(q), cmds, floor_ns,
-			floor_ns > 0 ? per_vm_qmp(q) / floor_ns : 0.0);
-	}
-	fprintf(out, "  floor ns/VM: cmds/VM x the raw cost of one command (QMP traffic table, "
-		     "raw issue + loop, per command):\n  what the kernel alone charges for this "
-		     "tick's traffic on this machine; vs floor: ns/VM qmp over it\n");
+			if (!q)
+				continue;
+			cmds = (double)q->cmds / q->measured / q->n;
+			/* An event costs a read: half a command's floor. */
+			floor_ns = (cmds + 0.5 * q->events / q->measured / q->n) *
+				   raw_ns_per_cmd(r, q->n);
+			fprintf(out,
+				"%5u  %-18s %9.1f %10.1f %9.1f %13.1f %12.0f %10.0f %7.2f %8.2f "
+				"%10.2f %12.0f %9.2f\n",
+				q->n, v ? "query while moving" : "events (vmcgd)",
+				q->tick_med / 1e3, q->charge_med / 1e3, q->loop_med / 1e3,
+				q->loop_wall_med / 1e3, f ? per_vm(f) : 0.0, per_vm_qmp(q),
+				per_vm_qmp(q) / per_vm_qmp(now), cmds,
+				(double)q->events / q->measured / q->n, floor_ns,
+				floor_ns > 0 ? per_vm_qmp(q) / floor_ns : 0.0);
+		}
+	fprintf(out,
+		"  variant: events (vmcgd): a balloon's size from BALLOON_CHANGE, query-balloon "
+		"only as a 10 s safety poll;\n  query while moving: vmcgd before, also a "
+		"query-balloon every tick while a balloon moves; both get the events a\n  "
+		"QEMU sends (events/VM, one per moving balloon per tick, handled in the loop); "
+		"vs now: ns/VM qmp over the events row\n  floor ns/VM: (cmds/VM + events/VM "
+		"/ 2) x the raw cost of one command (QMP traffic table, raw issue + loop,\n  "
+		"per command): what the kernel alone charges for this tick's traffic on this "
+		"machine; vs floor: ns/VM qmp over it\n");
 }
 
 static void print_live(const Results *r, const Options *o)
@@ -2860,7 +3060,7 @@ static bool run_fleets(const Options *o, Results *r)
 		if (sc == SC_LOWPROT && !o->lowprot)
 			continue;
 		for (unsigned i = 0; i < r->nr_sizes; i++)
-			r->fleets[sc][i] = fleet_new(sc, o->sizes[i], o, NULL);
+			r->fleets[sc][i] = fleet_new(sc, o->sizes[i], o, NULL, false);
 	}
 	if (o->qmp) {
 		r->peer_tmp = g_dir_make_tmp("bench-control-XXXXXX", NULL);
@@ -2876,13 +3076,15 @@ static bool run_fleets(const Options *o, Results *r)
 		peer_start(&r->peer, sock);
 		if (symlink(sock, link) < 0)
 			die("symlink %s: %s", link, g_strerror(errno));
-		for (unsigned i = 0; i < r->nr_sizes; i++)
-			r->qfleets[i] = fleet_new(SC_MIXED, o->sizes[i], o, link);
+		for (unsigned i = 0; i < r->nr_sizes; i++) {
+			r->qfleets[i] = fleet_new(SC_MIXED, o->sizes[i], o, link, false);
+			r->qfleets_old[i] = fleet_new(SC_MIXED, o->sizes[i], o, link, true);
+		}
 	}
 	for (unsigned done = 0; done < o->ticks; done += BLOCK_TICKS - 1)
-		for (int sc = 0; sc <= _SC_COUNT; sc++)
+		for (int sc = 0; sc <= _SC_COUNT + 1; sc++)
 			for (unsigned i = 0; i < r->nr_sizes; i++) {
-				Fleet *f = sc < _SC_COUNT ? r->fleets[sc][i] : r->qfleets[i];
+				Fleet *f = fleet_at(r, sc, i);
 
 				if (!f)
 					continue;
@@ -2890,9 +3092,9 @@ static bool run_fleets(const Options *o, Results *r)
 				for (unsigned t = 1; t < BLOCK_TICKS && f->measured < o->ticks; t++)
 					fleet_tick(f, true);
 			}
-	for (int sc = 0; sc <= _SC_COUNT; sc++)
+	for (int sc = 0; sc <= _SC_COUNT + 1; sc++)
 		for (unsigned i = 0; i < r->nr_sizes; i++) {
-			Fleet *f = sc < _SC_COUNT ? r->fleets[sc][i] : r->qfleets[i];
+			Fleet *f = fleet_at(r, sc, i);
 
 			if (f) {
 				ok &= fleet_check(f);
@@ -2938,8 +3140,10 @@ static bool run_fleets(const Options *o, Results *r)
 /* The connected fleets first: their peer goes with them. */
 static void free_fleets(Results *r)
 {
-	for (unsigned i = 0; i < r->nr_sizes; i++)
+	for (unsigned i = 0; i < r->nr_sizes; i++) {
 		g_clear_pointer(&r->qfleets[i], fleet_free);
+		g_clear_pointer(&r->qfleets_old[i], fleet_free);
+	}
 	drain_main_loop();
 	if (r->peer_tmp) {
 		peer_stop(&r->peer);
