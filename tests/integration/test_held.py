@@ -583,6 +583,513 @@ def _():
         assert d.running()
 
 
+# ---- event streams ----------------------------------------------------------
+
+@test("sse-subscribers")
+def _():
+    """
+    64 subscribers that never read (small receive buffers), then ~1 MB of
+    events each: every queue overflows at 256 KiB; vmcgd's RSS grows by
+    less than 64 MiB (64 x 256 KiB queued, plus buffers); the 65th
+    subscriber is refused 503 busy with Retry-After while the 64 are
+    open; the overflowed streams are closed and a new one is served.
+    """
+    with Daemon(config=HEAD, verbose=False) as d:
+        # The longest group path vmcgd takes and 128-byte names: big events.
+        path = ""
+        for i in range(16):
+            longer = path + "/" + ("g%02d" % i) * 21
+            if d.http("PUT", "/v1/groups" + longer, {}).status != 201:
+                break
+            path = longer
+        assert len(path) >= 64, path
+        rss0 = rss_kib(d.proc.pid)
+        subs = []
+        for _ in range(64):
+            s = socket.socket(socket.AF_UNIX)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.settimeout(5)
+            s.connect(d.socket)
+            s.sendall(b"GET /v1/events HTTP/1.1\r\nHost: x\r\n\r\n")
+            subs.append(s)
+        # Each subscriber's answer head, then never another read.
+        for s in subs:
+            head = s.recv(200)
+            assert head.startswith(b"HTTP/1.1 200"), head
+        r = http_request(d.socket, "GET", "/v1/events", timeout=5)
+        assert r.status == 503 and r.headers.get("Retry-After"), r
+        assert r.json()["error"]["code"] == "busy", r
+        qmp = str(d.tmpdir / "none.qmp")
+        hwm = 0
+        t0 = time.monotonic()
+        for i in range(400):
+            name = ("%03d" % i) * 42 + "xx"
+            d.post("/v1/vms", {"name": name, "qmp": qmp, "group": path})
+            d.delete("/v1/vms/" + name)
+            if i % 20 == 0:
+                hwm = max(hwm, rss_kib(d.proc.pid))
+        hwm = max(hwm, rss_kib(d.proc.pid))
+        tap.diag("800 events with a %d-byte group path in %.1f s; vmcgd RSS %d -> peak %d KiB"
+                 % (len(path), time.monotonic() - t0, rss0, hwm))
+        assert hwm - rss0 < 64 * 1024, "RSS grew %d KiB" % (hwm - rss0)
+        # Overflowed, not taken within 5 s: closed, so a new subscriber is served.
+        def served():
+            r = http_request(d.socket, "HEAD", "/v1/events", timeout=5)
+            return r.status == 200
+        wait_for(served, 20, what="a new subscriber served after the overflow")
+        for s in subs:
+            s.close()
+        assert d.running()
+
+
+# ---- hostile QMP peers ------------------------------------------------------
+
+# One hostile QMP peer per socket, by mode; stdin closing ends it.
+HOSTILE = r"""
+import json, os, socket, sys, threading
+mode, path = sys.argv[1], sys.argv[2]
+GREET = b'{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": ""}, "capabilities": ["oob"]}}\r\n'
+
+def send(c, b):
+    try:
+        c.sendall(b)
+        return True
+    except OSError:
+        return False
+
+def lines(c):
+    buf = b""
+    while True:
+        try:
+            d = c.recv(65536)
+        except OSError:
+            return
+        if not d:
+            return
+        buf += d
+        while b"\n" in buf:
+            ln, buf = buf.split(b"\n", 1)
+            try:
+                yield json.loads(ln)
+            except ValueError:
+                pass
+
+def reply(c, cmd, ret):
+    return send(c, json.dumps({"return": ret, "id": cmd.get("id")}).encode() + b"\r\n")
+
+def normal(c, cmd):
+    n = cmd.get("execute")
+    if n == "query-memdev":
+        return reply(c, cmd, [{"id": "pc.ram", "size": 16 << 20, "merge": True, "dump": True,
+                               "prealloc": False, "share": False, "reserve": True,
+                               "host-nodes": [], "policy": "default"}])
+    if n == "qom-list":
+        return reply(c, cmd, [])
+    if n == "query-balloon":
+        return reply(c, cmd, {"actual": 16 << 20})
+    return reply(c, cmd, {})
+
+def flood(c, size):
+    ev = json.dumps({"event": "BALLOON_CHANGE", "data": {"actual": 1 << 24, "pad": "x" * size},
+                     "timestamp": {"seconds": 1, "microseconds": 0}}).encode() + b"\r\n"
+    while send(c, ev):
+        pass
+
+def serve(c):
+    if mode == "silent":
+        threading.Event().wait()
+    if mode == "garbage":
+        send(c, os.urandom(1 << 20))
+        threading.Event().wait()
+    send(c, GREET)
+    caps = False
+    for cmd in lines(c):
+        if not caps:
+            caps = True
+            reply(c, cmd, {})
+            if mode in ("event-flood", "big-events"):
+                threading.Thread(target=flood, args=(c, 1 << 20 if mode == "big-events" else 10),
+                                 daemon=True).start()
+            continue
+        if mode == "never-answers":
+            continue
+        if mode == "huge-reply":
+            head = b'{"id": ' + json.dumps(cmd.get("id")).encode() + b', "return": "'
+            send(c, head)
+            chunk = b"x" * (1 << 20)
+            for _ in range(200):
+                if not send(c, chunk):
+                    return
+            send(c, b'"}\r\n')
+            continue
+        if mode == "close-mid-reply":
+            send(c, b'{"id": ' + json.dumps(cmd.get("id")).encode() + b', "return": {"act')
+            c.close()
+            return
+        if mode == "deep-nesting":
+            send(c, b'{"id": ' + json.dumps(cmd.get("id")).encode() + b', "return": ' +
+                 b"[" * 100000 + b"]" * 100000 + b"}\r\n")
+            continue
+        if mode == "big-int":
+            n = 10 ** 26
+            name = cmd.get("execute")
+            if name == "query-memdev":
+                send(c, ('{"id": %s, "return": [{"id": "pc.ram", "size": %d, "merge": true, '
+                         '"dump": true, "prealloc": false, "share": false, "reserve": true, '
+                         '"host-nodes": [], "policy": "default"}]}\r\n'
+                         % (json.dumps(cmd.get("id")), n)).encode())
+            elif name == "query-balloon":
+                send(c, ('{"id": %s, "return": {"actual": %d}}\r\n'
+                         % (json.dumps(cmd.get("id")), n)).encode())
+            else:
+                normal(c, cmd)
+            continue
+        normal(c, cmd)
+
+s = socket.socket(socket.AF_UNIX)
+s.bind(path)
+s.listen(8)
+def accept():
+    while True:
+        c, _ = s.accept()
+        threading.Thread(target=serve, args=(c,), daemon=True).start()
+threading.Thread(target=accept, daemon=True).start()
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+HOSTILE_MODES = ["silent", "garbage", "huge-reply", "event-flood", "big-events",
+                 "close-mid-reply", "never-answers", "deep-nesting", "big-int"]
+
+
+def start_qemu(qmp):
+    try:
+        qemu = qemu_binary()
+    except GuestUnavailable as e:
+        tap.require("VMCG_REQUIRE_QEMU", "no QEMU on this host: %s" % e)
+    p = subprocess.Popen([qemu, "-machine", "none", "-nodefaults", "-display", "none",
+                          "-qmp", "unix:%s,server=on,wait=off" % qmp],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    wait_for(lambda: os.path.exists(qmp), 20, what="QEMU's QMP socket")
+    return p
+
+
+@test("hostile-qmp-peers")
+def _():
+    """
+    vmcgd (250 ms interval)
+      good0..good2   real QEMU (-machine none): must stay "ready", sampled on time
+      silent, garbage (1 MiB), huge-reply (200 MiB), event-flood, big-events
+      (1 MiB each), close-mid-reply, never-answers, deep-nesting (100k),
+      big-int (10^26): Python peers, all at once for 15 s
+    expected: every GET answers, p99 under 200 ms; vmcgd's RSS grows by
+    less than 100 MiB; the good VMs' last sample never older than 3 s.
+    """
+    tmp = Path(tempfile.mkdtemp(prefix="vmcg-held-qmp-"))
+    procs = []
+    try:
+        good = []
+        for i in range(3):
+            q = str(tmp / ("good%d.qmp" % i))
+            procs.append(start_qemu(q))
+            good.append(("good%d" % i, q))
+        for mode in HOSTILE_MODES:
+            p = subprocess.Popen([sys.executable, "-c", HOSTILE, mode, str(tmp / (mode + ".qmp"))],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            procs.append(p)
+            assert p.stdout.readline().strip() == "ready", mode
+        with Daemon(config=HEAD, verbose=False) as d:
+            for name, q in good:
+                d.post("/v1/vms", {"name": name, "qmp": q})
+            wait_for(lambda: all(d.vm(n)["state"] == "ready" for n, _ in good), 20,
+                     what="the good VMs ready")
+            rss0 = rss_kib(d.proc.pid)
+            for mode in HOSTILE_MODES:
+                d.post("/v1/vms", {"name": mode, "qmp": str(tmp / (mode + ".qmp"))})
+            lat, problems = [], []
+            end = time.monotonic() + 15
+            while time.monotonic() < end:
+                t = time.monotonic()
+                r = http_request(d.socket, "GET", "/v1/vms", timeout=10)
+                lat.append(time.monotonic() - t)
+                assert r.status == 200, r
+                for v in r.json():
+                    if v["name"].startswith("good"):
+                        age = (v.get("charge") or {}).get("sample-age-usec")
+                        if v["state"] != "ready":
+                            problems.append("%s %s" % (v["name"], v["state"]))
+                        elif age is not None and age > 3_000_000:
+                            problems.append("%s sample %.1f s old" % (v["name"], age / 1e6))
+                time.sleep(0.05)
+            hwm = rss_kib(d.proc.pid, "VmHWM")
+            lat.sort()
+            p99 = lat[int(len(lat) * 0.99) - 1]
+            states = {v["name"]: v["state"] for v in d.get("/v1/vms")}
+            tap.diag("%d GETs: median %.1f ms, p99 %.1f ms, worst %.1f ms; RSS %d -> HWM %d KiB"
+                     % (len(lat), lat[len(lat) // 2] * 1e3, p99 * 1e3, lat[-1] * 1e3, rss0, hwm))
+            tap.diag("states: %s" % states)
+            assert not problems, problems[:10]
+            assert p99 < 0.2, "p99 %.1f ms" % (p99 * 1e3)
+            assert hwm - rss0 < 100 * 1024, "RSS grew %d KiB" % (hwm - rss0)
+            assert d.running()
+    finally:
+        for p in procs:
+            if p.stdin:
+                p.stdin.close()
+            if p.poll() is None:
+                p.kill()
+            p.wait(timeout=20)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---- the state file ---------------------------------------------------------
+
+def refused_start(tmp, state=None, config="", sock=None, hooks=None):
+    """vmcgd started on @tmp's files: (returncode, output)."""
+    cfg = tmp / "vmcgd.conf"
+    cfg.write_text(config) if isinstance(config, str) else cfg.write_bytes(config)
+    return vmcgd_run(["--config", str(cfg), "--state", str(state or tmp / "state.json"),
+                      "--socket", str(sock or tmp / "api.sock"),
+                      "--hooks-socket", str(hooks or tmp / "hooks.sock"), "--interval", "1s"])
+
+
+CORRUPT = [
+    ("empty", b""),
+    ("truncated", b'{"version":1,"groups":[{"path":"/a"'),
+    ("random bytes", bytes((i * 151 + 7) % 256 for i in range(4096))),
+    ("NUL bytes", b"\x00" * 4096),
+    ("version 2", b'{"version":2,"groups":[]}'),
+    ("an array", b"[]"),
+    ("group before its parent", b'{"version":1,"groups":[{"path":"/a/b"},{"path":"/a"}]}'),
+    ("a VM twice", b'{"version":1,"vms":[{"name":"x","qmp":"/q"},{"name":"x","qmp":"/r"}]}'),
+    ("100k deep", b'{"version":1,"groups":' + b"[" * 100000 + b"]" * 100000 + b"}"),
+    ("17 MiB", b'{"version":1}' + b" " * (17 << 20)),
+    ("a bad size", b'{"version":1,"groups":[{"path":"/a","memory.max":"lots"}]}'),
+]
+
+
+@test("corrupt-state")
+def _():
+    """Each corrupt state file: vmcgd does not start (exit non-zero, no API
+    socket left), says why naming the file or the state, and leaves the
+    file byte for byte as it was; a directory at the path, likewise."""
+    tmp = Path(tempfile.mkdtemp(prefix="vmcg-held-state-"))
+    try:
+        bad = []
+        for name, text in CORRUPT:
+            st = tmp / "state.json"
+            st.write_bytes(text)
+            before = digest(st)
+            rc, out = refused_start(tmp)
+            if rc == 0 or "state" not in out:
+                bad.append("%s: exit %s: %s" % (name, rc, out[-300:]))
+            if digest(st) != before:
+                bad.append("%s: the file changed" % name)
+            if (tmp / "api.sock").exists():
+                bad.append("%s: an API socket was left" % name)
+                (tmp / "api.sock").unlink()
+            st.unlink()
+        (tmp / "state.json").mkdir()
+        rc, out = refused_start(tmp)
+        if rc == 0 or "state.json" not in out:
+            bad.append("a directory: exit %s: %s" % (rc, out[-300:]))
+        assert not bad, "\n".join(bad)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@test("state-symlink")
+def _():
+    """
+    state.json -> a copy of /etc/passwd (not vmcgd's document): refused, the
+      target untouched (the real /etc/passwd is never risked here);
+    state.json -> a valid state elsewhere: vmcgd starts, and its saves
+      replace the link (rename), never write through it: the target keeps
+      its bytes.
+    """
+    tmp = Path(tempfile.mkdtemp(prefix="vmcg-held-link-"))
+    try:
+        target = tmp / "passwd"
+        shutil.copy("/etc/passwd", target)
+        before = digest(target)
+        st = tmp / "state.json"
+        st.symlink_to(target)
+        rc, out = refused_start(tmp)
+        assert rc != 0 and "state" in out, (rc, out[-300:])
+        assert digest(target) == before, "the target changed"
+        st.unlink()
+        other = tmp / "other.json"
+        other.write_text('{"version":1,"groups":[{"path":"/keep"}]}\n')
+        before = digest(other)
+        d = Daemon(config=HEAD, verbose=False)
+        os.symlink(other, d.state)
+        with d:
+            assert d.group("/keep")["path"] == "/keep"
+            d.put("/v1/groups/new", {"memory.max": "1G"})
+            assert digest(other) == before, "written through the link"
+            assert not os.path.islink(d.state)
+            wait_for(lambda: "/new" in Path(d.state).read_text(), 10, what="the state saved")
+            assert digest(other) == before, "written through the link"
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@test("sigterm-mid-burst")
+def _():
+    """4 writers create groups as fast as they can; SIGTERM after 1.5 s:
+    vmcgd exits 0, and after a restart every group whose PUT was answered
+    201 is there."""
+    with Daemon(config=HEAD, verbose=False) as d:
+        acked = [[] for _ in range(4)]
+        stop = threading.Event()
+
+        def writer(k):
+            i = 0
+            while not stop.is_set():
+                try:
+                    r = http_request(d.socket, "PUT", "/v1/groups/b%d-%d" % (k, i), {}, timeout=5)
+                except OSError:
+                    return
+                if r.status == 201:
+                    acked[k].append(i)
+                i += 1
+
+        threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(1.5)
+        d.proc.send_signal(signal.SIGTERM)
+        rc = d.proc.wait(20)
+        stop.set()
+        for t in threads:
+            t.join(10)
+        n = sum(len(a) for a in acked)
+        tap.diag("%d groups acknowledged before SIGTERM" % n)
+        assert rc == 0, rc
+        assert n > 0, "no PUT answered in 1.5 s"
+        d.stop()
+        d.start()
+        have = {c["path"] for c in d.get("/v1/groups")["children"]}
+        lost = ["/b%d-%d" % (k, i) for k in range(4) for i in acked[k]
+                if "/b%d-%d" % (k, i) not in have]
+        assert not lost, "%d of %d acknowledged groups lost: %s" % (len(lost), n, lost[:10])
+
+
+# ---- config and socket paths ------------------------------------------------
+
+# (config text, the line its error must name)
+BAD_CONFIGS = [
+    ("memory.max = 1G\n", 1),
+    ("[daemon]\njunk\n", 2),
+    ("[daemon\n", 1),
+    ("\n\n[]\n", 3),
+    ("[deamon]\n", 1),
+    ("[daemon]\ninterval = 1s\nintervall = 2s\n", 3),
+    ("[group /a]\nmemory.max = 4X\n", 2),
+    ("[group /a]\nmemory.mx = 1G\n", 2),
+    ("[vm web1]\nqmp = /a\n[vm web1]\nqmp = /b\n", 3),
+    ("[vm w]\nqmp = /q\ngroup = /tenants/acne\n", 3),
+    ("[group /a]\nmemory.max = 1G\nmemory.max = 2G\n", 3),
+    ("[daemon]\ninterval = -1s\n", 2),
+    ("[daemon]\nstats-interval = 1.5s\n", 2),
+    ("[group a]\n", 1),
+    ("[vm v]\nqmp = relative.qmp\n", 2),
+    ("[vm v]\nqmp = /q\noom-priority = 1001\n", 3),
+    ("[group /a]\noom-action = kill\n", 2),
+    ("[daemon]\n# fine\n[group /a]\nmemory.high = \xff\n", 4),
+]
+
+
+@test("bad-configs")
+def _():
+    tmp = Path(tempfile.mkdtemp(prefix="vmcg-held-conf-"))
+    try:
+        bad = []
+        for text, line in BAD_CONFIGS:
+            data = text.encode("latin-1")
+            rc, out = refused_start(tmp, config=data)
+            where = "%s:%d:" % (tmp / "vmcgd.conf", line)
+            if rc == 0 or where not in out:
+                bad.append("%r: exit %s, want %s in: %s" % (text, rc, where, out[-300:]))
+            if (tmp / "api.sock").exists():
+                bad.append("%r: an API socket was left" % text)
+                (tmp / "api.sock").unlink()
+            if (tmp / "state.json").exists():
+                bad.append("%r: a state file was written" % text)
+                (tmp / "state.json").unlink()
+        assert not bad, "\n".join(bad)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@test("socket-path")
+def _():
+    """
+    The API socket's path is         vmcgd
+      a symlink to a file            refuses to start; link and file as they were
+      a dangling symlink             refuses; nothing created at the target
+      a symlink to a live socket     refuses; that daemon keeps serving
+      a regular file                 refuses; the file as it was
+      a directory                    refuses
+      a stale socket                 takes it over and serves
+    and the hooks socket's path a symlink to a file: refuses, file as it was.
+    """
+    tmp = Path(tempfile.mkdtemp(prefix="vmcg-held-sock-"))
+    try:
+        bad = []
+        sock = tmp / "api.sock"
+        victim = tmp / "victim"
+        victim.write_text("precious\n")
+
+        def refused(what, **kw):
+            rc, out = refused_start(tmp, **kw)
+            if rc == 0:
+                bad.append("%s: started (exit 0): %s" % (what, out[-300:]))
+            if victim.read_text() != "precious\n":
+                bad.append("%s: the target changed" % what)
+                victim.write_text("precious\n")
+
+        sock.symlink_to(victim)
+        refused("symlink to a file")
+        if not sock.is_symlink():
+            bad.append("symlink to a file: the link was removed")
+        sock.unlink()
+        sock.symlink_to(tmp / "nothing")
+        refused("dangling symlink")
+        if os.path.lexists(tmp / "nothing"):
+            bad.append("dangling symlink: created its target")
+        sock.unlink()
+        with Daemon(config=HEAD, verbose=False) as other:
+            sock.symlink_to(other.socket)
+            refused("symlink to a live socket")
+            if other.get("/v1/groups/")["path"] != "/":
+                bad.append("symlink to a live socket: the other daemon stopped serving")
+            sock.unlink()
+        sock.write_text("precious\n")
+        refused("regular file")
+        if sock.read_text() != "precious\n":
+            bad.append("regular file: changed")
+        sock.unlink()
+        sock.mkdir()
+        refused("directory")
+        sock.rmdir()
+        hooks = tmp / "hooks.sock"
+        hooks.symlink_to(victim)
+        refused("hooks socket symlink", hooks=hooks)
+        hooks.unlink()
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(str(sock))
+        s.close()  # bound, never listening: stale
+        d = Daemon(config=HEAD, verbose=False, socket_path=sock)
+        with d:
+            if d.get("/v1/groups/")["path"] != "/":
+                bad.append("stale socket: not served")
+        assert not bad, "\n".join(bad)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def setup():
     vmcgd_binary()
 
