@@ -44,6 +44,8 @@ int vmcg_api_content_length(const char *const *values, size_t n, bool chunked, u
 	uint64_t len = 0;
 	bool over = false;
 
+	if (n == 0 && chunked)
+		return -ENOTSUP;
 	if (n == 0) {
 		*ret_len = 0;
 		return 0;

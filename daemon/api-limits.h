@@ -93,10 +93,17 @@ const char *vmcg_api_admit_str(VmcgApiAdmit a);
  * Transfer-Encoding beside it (a proxy and the server could frame such a
  * request differently). Leading and trailing blanks are allowed.
  *
+ * A body framed by Transfer-Encoding alone (chunked) is refused: libsoup
+ * 3.2 reads a chunk size with strtoul() and no check, so "zz", "-2" or
+ * 2^72 end the body or swallow the rest, and a malformed request could
+ * not be told from a well-formed one by what it delivers. Every body the
+ * API takes is small, and every client knows its length.
+ *
  * Returns 0; -EINVAL (400): several fields, not a number (sign, blanks
  * inside, empty), or together with Transfer-Encoding; -EFBIG (413): over
  * @limit, whatever its size (no overflow: 9223372036854775808 or forty
- * digits are just too large).
+ * digits are just too large); -ENOTSUP (411): Transfer-Encoding and no
+ * Content-Length.
  */
 int vmcg_api_content_length(const char *const *values, size_t n, bool chunked, uint64_t limit,
 			    uint64_t *ret_len);

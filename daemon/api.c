@@ -662,6 +662,14 @@ static bool check_framing(VmcgApi *api, SoupServerMessage *msg, SoupMessageHeade
 				    api->body_limit, &len);
 	if (r == 0)
 		return true;
+	if (r == -ENOTSUP) {
+		message = g_strdup("a request body must have a Content-Length: Transfer-Encoding "
+				   "(chunked) is not accepted");
+		g_info("api: %s %s: 411 length_required: %s", soup_server_message_get_method(msg),
+		       g_uri_get_path(soup_server_message_get_uri(msg)), message);
+		vmcg_api_msg_refuse_raw(msg, 411, "Length Required", "length_required", message);
+		return false;
+	}
 	if (r == -EFBIG && soup_message_headers_get_content_length(h) > 0) {
 		vmcg_api_reply_errorf(msg, SOUP_STATUS_REQUEST_ENTITY_TOO_LARGE, "too_large",
 				      "request body of %" G_GINT64_FORMAT
@@ -693,9 +701,9 @@ static bool check_framing(VmcgApi *api, SoupServerMessage *msg, SoupMessageHeade
  * without the body is, so that a refused request is not read (and a client
  * that sent "Expect: 100-continue" does not send it): the route, the
  * method, the peer's right to write and a declared length over the limit.
- * Then the body is collected here under the limit, so that a chunked one
- * that turns out too long costs no more than the limit (the rest is read
- * and dropped, then the request gets its 413).
+ * Then the body is collected here, never more than the limit (the rest
+ * would be read and dropped, then the request gets its 413): a defence,
+ * as check_framing() takes only a Content-Length within the limit.
  */
 static void early_decide(SoupServer *server, SoupServerMessage *msg, const char *path,
 			 GHashTable *query, gpointer userdata)

@@ -531,12 +531,36 @@ def add_reject_tests():
 add_reject_tests()
 
 
-@test('rejected, state unchanged: chunked body over the limit (413 too_large)')
+@test('rejected, state unchanged: a chunked body, even a good one (411 length_required)')
 def _():
     before = snapshot()
-    r = request('PUT', '/v1/groups/tenants', b' ' * 70000 + b'{}', chunked=True)
-    check_error(r, 413, 'too_large')
-    assert snapshot() == before
+    # Raw: vmcgd answers from the headers and closes, so a client still
+    # sending its body may see EPIPE; the answer is there to read.
+    for body in (b'2\r\n{}\r\n0\r\n\r\n', b'11170\r\n' + b' ' * 70000):
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(5)
+        s.connect(DAEMON.socket)
+        try:
+            s.sendall(b'PUT /v1/groups/tenants HTTP/1.1\r\nHost: localhost\r\n'
+                      b'Content-Type: application/json\r\n'
+                      b'Transfer-Encoding: chunked\r\n\r\n' + body)
+        except BrokenPipeError:
+            pass
+        answer = b''
+        while True:
+            try:
+                data = s.recv(65536)
+            except ConnectionResetError:
+                # The body vmcgd did not read: AF_UNIX reports it after
+                # the data queued before the close.
+                break
+            if not data:
+                break
+            answer += data
+        s.close()
+        assert answer.startswith(b'HTTP/1.1 411 '), answer[:200]
+        assert b'"length_required"' in answer, answer
+        assert snapshot() == before
 
 
 @test('rejected, state unchanged: a URL the HTTP layer cannot parse (bare 400)')

@@ -409,12 +409,14 @@ H = b"Host: localhost\r\n"
 # Each on its own connection, all at once: the slow ones (408 after 10 s)
 # run beside the others.
 HTTP = [
+    # A body needs a Content-Length (411): libsoup cannot be trusted to
+    # frame a chunked one (http-bad-chunk-size).
     ("chunked body", b"PUT /v1/groups/t HTTP/1.1\r\n" + H +
-     b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", {200}),
+     b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", {411}),
     ("chunk extension and trailer", b"PUT /v1/groups/t HTTP/1.1\r\n" + H +
-     b"Transfer-Encoding: chunked\r\n\r\n2;a=b\r\n{}\r\n0\r\nX-T: 1\r\n\r\n", {200}),
+     b"Transfer-Encoding: chunked\r\n\r\n2;a=b\r\n{}\r\n0\r\nX-T: 1\r\n\r\n", {411}),
     ("Transfer-Encoding gzip", b"PUT /v1/groups/t HTTP/1.1\r\n" + H +
-     b"Transfer-Encoding: gzip\r\n\r\n{}", {400, 501}),
+     b"Transfer-Encoding: gzip\r\n\r\n{}", {411, 501}),
     ("Content-Length beside chunked", b"PUT /v1/groups/cl HTTP/1.1\r\n" + H +
      b"Content-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", {400}),
     ("Content-Length beside identity, chunked", b"PUT /v1/groups/cl HTTP/1.1\r\n" + H +
@@ -491,9 +493,11 @@ def _():
 @test("http-bad-chunk-size")
 def _():
     """A chunked body whose chunk size is not hex (or is negative, or
-    overflows) cannot be parsed: a bare 400 and nothing created
-    (docs/api.md "Errors"). Found while writing these tests: libsoup reads
-    such a size as 0, the body as empty, and the PUT creates the group."""
+    overflows) is refused and creates nothing. Found while writing these
+    tests: libsoup 3.2 reads such a size with strtoul() (as 0: the body is
+    empty, and the PUT created the group). A malformed chunked body cannot
+    be told from a good one by what libsoup delivers, so vmcgd takes no
+    chunked body at all: 411 length_required, before the body is read."""
     with Daemon(config=HEAD, verbose=False) as d:
         before = snapshot(d)
         bad = []
@@ -502,7 +506,7 @@ def _():
                       b"Transfer-Encoding: chunked\r\n\r\n" + size + b"\r\n{}\r\n0\r\n\r\n",
                       timeout=15)
             st = status_of(ans)
-            if st != 400:
+            if st != 411 or b"length_required" not in ans:
                 bad.append("chunk size %s: %s: %r" % (name, st, ans[:120]))
             if snapshot(d) != before:
                 bad.append("chunk size %s: state changed" % name)
