@@ -700,6 +700,8 @@ static void on_saved(const GError *error, gpointer userdata)
 	if (error) {
 		soup_message_headers_remove(soup_server_message_get_response_headers(msg),
 					    "Location");
+		/* set_response() appends to a body that is there. */
+		soup_message_body_truncate(soup_server_message_get_response_body(msg));
 		vmcg_api_reply_errorf(msg, SOUP_STATUS_SERVICE_UNAVAILABLE, "not_saved",
 				      "the change could not be saved to the state file, and is "
 				      "undone: %s",
