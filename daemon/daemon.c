@@ -510,7 +510,6 @@ gboolean vmcg_daemon_group_put(VmcgDaemon *d, const char *path, const VmcgGroupS
 		vmcg_group_set_overhead_counted(g, s->overhead_in_max);
 
 	g_info("group %s %s", path, created ? "created" : "updated");
-	group_changed(d, before, path);
 	if (ret_created)
 		*ret_created = created;
 	/*
@@ -521,6 +520,8 @@ gboolean vmcg_daemon_group_put(VmcgDaemon *d, const char *path, const VmcgGroupS
 	 */
 	if (vmcg_group_current(g))
 		vmcg_daemon_kick(d);
+	/* Last: without a loop, a save that fails undoes the change here (g may go). */
+	group_changed(d, before, path);
 	return TRUE;
 }
 
@@ -667,7 +668,6 @@ gboolean vmcg_daemon_vm_add(VmcgDaemon *d, const char *name, const char *backend
 	g_queue_push_tail_link(&d->vms, &vm->link);
 	g_hash_table_insert(d->vm_names, (gpointer)vmcg_vm_name(evm), vm);
 	g_info("VM %s registered (%s %s) in %s", name, ops->name, address, vmcg_group_path(g));
-	vm_changed(d, before, name);
 	{
 		g_autoptr(json_object) data = vm_event_data(vm);
 
@@ -678,6 +678,8 @@ gboolean vmcg_daemon_vm_add(VmcgDaemon *d, const char *name, const char *backend
 		vmcg_daemon_emit(d, VMCG_EV_VM_ATTACHED, data);
 	}
 	vmcg_dvm_connect(vm);
+	/* Last: without a loop, a save that fails undoes the change here (vm may go). */
+	vm_changed(d, before, name);
 	return TRUE;
 }
 
@@ -744,8 +746,8 @@ gboolean vmcg_daemon_vm_remove(VmcgDaemon *d, const char *name, GError **error)
 	before = before_vm(d, name);
 	vmcg_dvm_free(vm);
 	g_info("VM %s forgotten", name);
-	vm_changed(d, before, name);
 	vmcg_daemon_emit(d, VMCG_EV_VM_DETACHED, data);
+	vm_changed(d, before, name);
 	return TRUE;
 }
 

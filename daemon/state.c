@@ -337,30 +337,45 @@ static bool int_overflows(const char *digits, size_t n, bool negative)
 	return n > ln || (n == ln && memcmp(digits, limit, n) > 0);
 }
 
-char *vmcg_state_mark_overflow(const char *text, gsize len, gsize *ret_len)
+static void splice_in(GString **out, const char *text, gsize *copied, gsize upto,
+		      const char *insert)
+{
+	if (!*out)
+		*out = g_string_new(NULL);
+	g_string_append_len(*out, text + *copied, (gssize)(upto - *copied));
+	g_string_append(*out, insert);
+	*copied = upto;
+}
+
+char *vmcg_state_mark_text(const char *text, gsize len, gsize *ret_len)
 {
 	GString *out = NULL;
 	gsize i = 0, copied = 0;
-	bool in_string = false;
 
 	while (i < len) {
 		char c = text[i];
 
-		if (in_string) {
-			if (c == '\\')
-				i++;
-			else if (c == '"')
-				in_string = false;
-			i++;
-			continue;
-		}
 		if (c == '"') {
-			in_string = true;
+			/* A string: where its \u0000 escapes are, and whether it is a key. */
+			gsize nuls[8], n = 0, j;
+
+			for (i++; i < len && text[i] != '"'; i++) {
+				if (text[i] != '\\')
+					continue;
+				if (len - i >= 6 && memcmp(text + i + 1, "u0000", 5) == 0 &&
+				    n < G_N_ELEMENTS(nuls))
+					nuls[n++] = i;
+				i++;
+			}
 			i++;
+			for (j = i; j < len && g_ascii_isspace(text[j]); j++)
+				;
+			for (gsize k = 0; j < len && text[j] == ':' && k < n; k++)
+				splice_in(&out, text, &copied, nuls[k], "\\");
 			continue;
 		}
 		if (c == '-' || g_ascii_isdigit(c)) {
-			gsize start = i, d0;
+			gsize d0;
 			bool negative = c == '-';
 
 			if (negative)
@@ -374,14 +389,8 @@ char *vmcg_state_mark_overflow(const char *text, gsize len, gsize *ret_len)
 					i++;
 				continue;
 			}
-			if (i > d0 && int_overflows(text + d0, i - d0, negative)) {
-				if (!out)
-					out = g_string_sized_new(len + 16);
-				g_string_append_len(out, text + copied, (gssize)(i - copied));
-				g_string_append(out, ".0");
-				copied = i;
-			}
-			(void)start;
+			if (i > d0 && int_overflows(text + d0, i - d0, negative))
+				splice_in(&out, text, &copied, i, ".0");
 			continue;
 		}
 		i++;
@@ -478,7 +487,7 @@ static json_object *parse_doc(const char *text, gsize len, GError **error)
 	json_object *root;
 	gsize mlen = 0;
 
-	marked = vmcg_state_mark_overflow(text, len, &mlen);
+	marked = vmcg_state_mark_text(text, len, &mlen);
 	if (marked) {
 		text = marked;
 		len = mlen;

@@ -90,18 +90,23 @@ gboolean vmcg_state_apply_text_gen(VmcgDaemon *d, const char *text, gsize len, u
  * vmcg_state_check_entry() - what the entry parsers cannot see: a string
  * member with a NUL in it (json-c's strings are C strings: "/a\u0000b"
  * would read as "/a") and an integer json-c could not hold (it saturates
- * 2^64 and beyond to 2^64 - 1, which reads as "max"; vmcg_state_apply_text()
- * turns such a literal into a non-integer first). @where names the entry
+ * 2^64 and beyond to 2^64 - 1, which a floor reads as "max";
+ * vmcg_state_mark_text() turns such a literal into a non-integer first). @where names the entry
  * in the error, e.g. "groups[3]".
  */
 gboolean vmcg_state_check_entry(json_object *entry, const char *where, GError **error);
 
 /*
- * vmcg_state_mark_overflow() - a copy of @text in which every integer
- * literal beyond [-2^63, 2^64 - 1] ends in ".0" (so json-c reads it as a
- * non-integer, which vmcg_state_check_entry() refuses), or NULL if there
- * is none. Strings are left alone.
+ * vmcg_state_mark_text() - a copy of @text that json-c reads without
+ * losing what the checks must see, or NULL if @text needs no change:
+ * every integer literal beyond [-2^63, 2^64 - 1] ends in ".0" (so it
+ * reads as a non-integer, which vmcg_state_check_entry() refuses), and a
+ * \u0000 in a member name becomes the six characters "\u0000" (json-c
+ * would cut the name there: {"path\u0000x": ...} would read as "path"),
+ * so the name is unknown and refused. Strings' contents are otherwise
+ * left alone; a key with more than 8 NULs keeps the rest (it is still
+ * unknown).
  */
-char *vmcg_state_mark_overflow(const char *text, gsize len, gsize *ret_len);
+char *vmcg_state_mark_text(const char *text, gsize len, gsize *ret_len);
 
 #endif
