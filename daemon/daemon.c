@@ -324,8 +324,14 @@ gboolean vmcg_daemon_flush(VmcgDaemon *d, GError **error)
 		} else {
 			d->save_failures++;
 			d->save_error = g_strdup(local->message);
-			g_warning("state: cannot save: %s; %u change%s undone and refused",
-				  local->message, d->changes->len, d->changes->len == 1 ? "" : "s");
+			if (d->changes->len)
+				g_warning("state: cannot save: %s; %u change%s undone and refused",
+					  local->message, d->changes->len,
+					  d->changes->len == 1 ? "" : "s");
+			else
+				g_warning("state: cannot save: %s; writes are refused until a save "
+					  "succeeds",
+					  local->message);
 			roll_back(d);
 		}
 		d->save_ok = ok;
