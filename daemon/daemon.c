@@ -312,6 +312,10 @@ gboolean vmcg_daemon_flush(VmcgDaemon *d, GError **error)
 		g_source_remove(d->save_id);
 		d->save_id = 0;
 	}
+	if (d->save_deadline_id) {
+		g_source_remove(d->save_deadline_id);
+		d->save_deadline_id = 0;
+	}
 	if (!d->sf.path)
 		return TRUE;
 	if (d->changes->len || d->compact_wanted) {
@@ -358,6 +362,22 @@ static gboolean on_save(gpointer userdata)
 	return G_SOURCE_REMOVE;
 }
 
+static gboolean on_save_deadline(gpointer userdata)
+{
+	VmcgDaemon *d = userdata;
+
+	d->save_deadline_id = 0;
+	vmcg_daemon_flush(d, NULL);
+	return G_SOURCE_REMOVE;
+}
+
+/*
+ * 100 ms: a loop that is never idle (readers that never stop coming) must
+ * not hold writes forever; a save that waited this long runs anyway. Not
+ * a delay in front of a save: an idle loop saves at once.
+ */
+#define SAVE_DEADLINE_MS 100
+
 /*
  * When the loop is idle: every request that is ready has been handled, so
  * one save (one fsync) covers all their changes; a lone change is saved
@@ -372,6 +392,8 @@ static void schedule_save(VmcgDaemon *d)
 	}
 	if (!d->save_id)
 		d->save_id = g_idle_add_full(G_PRIORITY_DEFAULT_IDLE, on_save, d, NULL);
+	if (!d->save_deadline_id)
+		d->save_deadline_id = g_timeout_add(SAVE_DEADLINE_MS, on_save_deadline, d);
 }
 
 void vmcg_daemon_save(VmcgDaemon *d)
