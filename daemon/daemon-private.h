@@ -21,9 +21,10 @@ struct VmcgDaemon {
 	gboolean loading; /* applying config/state, or rolling back: do not save */
 	/* persistence (daemon.c "persistence"; state.h) */
 	VmcgStateFile sf;
-	GPtrArray *changes;	   /* StateChange since the last save, oldest first */
+	GPtrArray *changes;	   /* StateChange not in a save yet, oldest first */
 	GQueue save_waiters;	   /* SaveWaiter: answered after the next save */
 	gboolean save_deferred;	   /* a loop runs: save when it is idle, not at once */
+	gboolean save_task;	   /* a save runs in a worker thread */
 	gboolean compact_wanted;   /* the next save writes a whole snapshot */
 	gboolean rolling_back;	   /* a VM goes back where it was even over max */
 	gboolean save_ok;	   /* the last save (TRUE before any) */

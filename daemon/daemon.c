@@ -260,13 +260,13 @@ static void vm_changed(VmcgDaemon *d, json_object *before, const char *name)
 	changed(d, before, before ? vmcg_state_vm_record(d, name) : NULL);
 }
 
-/* Undo every change since the last good save, newest first. */
-static void roll_back(VmcgDaemon *d)
+/* Undo @changes, newest first. */
+static void roll_back(VmcgDaemon *d, GPtrArray *changes)
 {
 	d->loading = TRUE;
 	d->rolling_back = TRUE;
-	for (guint i = d->changes->len; i-- > 0;) {
-		StateChange *c = g_ptr_array_index(d->changes, i);
+	for (guint i = changes->len; i-- > 0;) {
+		StateChange *c = g_ptr_array_index(changes, i);
 		g_autoptr(GError) error = NULL;
 
 		if (!vmcg_state_apply_record(d, c->before, &error))
@@ -279,34 +279,173 @@ static void roll_back(VmcgDaemon *d)
 	d->loading = FALSE;
 }
 
-static gboolean save(VmcgDaemon *d, GError **error)
-{
-	if (d->compact_wanted || d->sf.journal_fd < 0 ||
-	    d->sf.journal_bytes > MAX(d->sf.snapshot_bytes, JOURNAL_MIN_COMPACT_BYTES)) {
-		if (!vmcg_state_compact(d, &d->sf, error))
-			return FALSE;
-		d->compactions++;
-		d->compact_wanted = FALSE;
-		return TRUE;
-	}
-	g_autoptr(GString) text = g_string_sized_new(256 * d->changes->len);
-	for (guint i = 0; i < d->changes->len; i++) {
-		StateChange *c = g_ptr_array_index(d->changes, i);
+/*
+ * One save: what the main loop prepares (the text, from the daemon's
+ * state), what a worker thread writes and fsyncs (with its own copy of
+ * the files' record, so that nothing is shared while it runs), and the
+ * changes and waiters it answers for.
+ */
+typedef struct SaveJob {
+	VmcgStateFile sf; /* the thread's copy; paths borrowed from d->sf */
+	gboolean compact;
+	char *text;
+	gsize len;
+	GPtrArray *changes; /* StateChange */
+	GQueue waiters;	    /* SaveWaiter */
+} SaveJob;
 
-		g_string_append(text, json_object_to_json_string_ext(
-					      c->after, JSON_C_TO_STRING_PLAIN |
-								JSON_C_TO_STRING_NOSLASHESCAPE));
-		g_string_append_c(text, '\n');
+static void save_job_free(SaveJob *job)
+{
+	g_free(job->text);
+	g_ptr_array_unref(job->changes);
+	g_free(job);
+}
+
+/* Take every pending change and waiter into a save. Main loop. */
+static SaveJob *save_begin(VmcgDaemon *d)
+{
+	SaveJob *job = g_new0(SaveJob, 1);
+
+	job->sf = d->sf;
+	job->compact = d->compact_wanted || d->sf.journal_fd < 0 ||
+		       d->sf.journal_bytes > MAX(d->sf.snapshot_bytes, JOURNAL_MIN_COMPACT_BYTES);
+	job->changes = g_steal_pointer(&d->changes);
+	d->changes = g_ptr_array_new_with_free_func(state_change_free);
+	job->waiters = d->save_waiters;
+	g_queue_init(&d->save_waiters);
+	if (job->compact) {
+		job->text = vmcg_state_snapshot_text(d, d->sf.gen + 1, &job->len);
+	} else {
+		GString *text = g_string_sized_new(256 * job->changes->len);
+
+		for (guint i = 0; i < job->changes->len; i++) {
+			StateChange *c = g_ptr_array_index(job->changes, i);
+
+			g_string_append(text,
+					json_object_to_json_string_ext(
+						c->after, JSON_C_TO_STRING_PLAIN |
+								  JSON_C_TO_STRING_NOSLASHESCAPE));
+			g_string_append_c(text, '\n');
+		}
+		job->len = text->len;
+		job->text = g_string_free(text, FALSE);
 	}
-	return vmcg_state_journal_append(&d->sf, text->str, text->len, error);
+	return job;
+}
+
+/* Write and fsync. Any thread: touches only @job. */
+static gboolean save_run(SaveJob *job, GError **error)
+{
+	if (job->compact)
+		return vmcg_state_compact_write(&job->sf, job->text, job->len, error);
+	return vmcg_state_journal_append(&job->sf, job->text, job->len, error);
+}
+
+static void answer(GQueue *waiters, const GError *error)
+{
+	SaveWaiter *w;
+
+	while ((w = g_queue_pop_head(waiters))) {
+		w->fn(error, w->userdata);
+		g_free(w);
+	}
+}
+
+/*
+ * The save is done: take the files' record back, and answer. If it
+ * failed, its changes are undone, and so are those made while it ran
+ * (they were made on top of them), whose writes are refused too. Main
+ * loop.
+ */
+static void save_end(VmcgDaemon *d, SaveJob *job, gboolean ok, const GError *error)
+{
+	GQueue later = G_QUEUE_INIT;
+
+	d->sf.journal_fd = job->sf.journal_fd;
+	d->sf.gen = job->sf.gen;
+	d->sf.snapshot_bytes = job->sf.snapshot_bytes;
+	d->sf.journal_bytes = job->sf.journal_bytes;
+	d->saves++;
+	d->save_time_usec = g_get_real_time();
+	g_clear_pointer(&d->save_error, g_free);
+	d->save_ok = ok;
+	if (ok) {
+		d->save_ok_time_usec = d->save_time_usec;
+		if (job->compact) {
+			d->compactions++;
+			d->compact_wanted = FALSE;
+		}
+		answer(&job->waiters, NULL);
+		return;
+	}
+	d->save_failures++;
+	d->save_error = g_strdup(error->message);
+	if (job->changes->len + d->changes->len)
+		g_warning("state: cannot save: %s; %u change%s undone and refused", error->message,
+			  job->changes->len + d->changes->len,
+			  job->changes->len + d->changes->len == 1 ? "" : "s");
+	else
+		g_warning("state: cannot save: %s; writes are refused until a save succeeds",
+			  error->message);
+	roll_back(d, d->changes);
+	g_ptr_array_set_size(d->changes, 0);
+	roll_back(d, job->changes);
+	later = d->save_waiters;
+	g_queue_init(&d->save_waiters);
+	answer(&job->waiters, error);
+	answer(&later, error);
+}
+
+static void on_save_done(GObject *source, GAsyncResult *res, gpointer userdata)
+{
+	VmcgDaemon *d = userdata;
+	SaveJob *job = g_task_get_task_data(G_TASK(res));
+	g_autoptr(GError) error = NULL;
+	gboolean ok = g_task_propagate_boolean(G_TASK(res), &error);
+
+	(void)source;
+	d->save_task = FALSE;
+	save_end(d, job, ok, error);
+	/* What came in meanwhile goes into the next save. */
+	if (d->changes->len || !g_queue_is_empty(&d->save_waiters))
+		schedule_save(d);
+}
+
+static void save_thread(GTask *task, gpointer source, gpointer data, GCancellable *cancellable)
+{
+	GError *error = NULL;
+
+	(void)source;
+	(void)cancellable;
+	if (save_run(data, &error))
+		g_task_return_boolean(task, TRUE);
+	else
+		g_task_return_error(task, error);
+}
+
+static gboolean pending(VmcgDaemon *d)
+{
+	return d->changes->len || d->compact_wanted;
+}
+
+/* Start a save in a worker thread, unless one runs (its end starts the next). */
+static void save_async(VmcgDaemon *d)
+{
+	g_autoptr(GTask) task = NULL;
+
+	if (d->save_task || !pending(d))
+		return;
+	task = g_task_new(NULL, NULL, on_save_done, d);
+	g_task_set_task_data(task, save_begin(d), (GDestroyNotify)save_job_free);
+	d->save_task = TRUE;
+	g_task_run_in_thread(task, save_thread);
 }
 
 gboolean vmcg_daemon_flush(VmcgDaemon *d, GError **error)
 {
 	g_autoptr(GError) local = NULL;
-	GQueue waiters = G_QUEUE_INIT;
-	SaveWaiter *w;
-	gboolean ok = TRUE;
+	SaveJob *job;
+	gboolean ok;
 
 	if (d->save_id) {
 		g_source_remove(d->save_id);
@@ -316,38 +455,19 @@ gboolean vmcg_daemon_flush(VmcgDaemon *d, GError **error)
 		g_source_remove(d->save_deadline_id);
 		d->save_deadline_id = 0;
 	}
+	/* A save in a thread ends (and answers) on this loop. */
+	while (d->save_task)
+		g_main_context_iteration(NULL, TRUE);
 	if (!d->sf.path)
 		return TRUE;
-	if (d->changes->len || d->compact_wanted) {
-		ok = save(d, &local);
-		d->saves++;
-		d->save_time_usec = g_get_real_time();
-		g_clear_pointer(&d->save_error, g_free);
-		if (ok) {
-			d->save_ok_time_usec = d->save_time_usec;
-		} else {
-			d->save_failures++;
-			d->save_error = g_strdup(local->message);
-			if (d->changes->len)
-				g_warning("state: cannot save: %s; %u change%s undone and refused",
-					  local->message, d->changes->len,
-					  d->changes->len == 1 ? "" : "s");
-			else
-				g_warning("state: cannot save: %s; writes are refused until a save "
-					  "succeeds",
-					  local->message);
-			roll_back(d);
-		}
-		d->save_ok = ok;
-		g_ptr_array_set_size(d->changes, 0);
+	if (!pending(d)) {
+		answer(&d->save_waiters, NULL); /* none: waiters wait for a change */
+		return d->save_ok;
 	}
-	/* Waiters may make changes (and wait again): answer those of this save only. */
-	waiters = d->save_waiters;
-	g_queue_init(&d->save_waiters);
-	while ((w = g_queue_pop_head(&waiters))) {
-		w->fn(local, w->userdata);
-		g_free(w);
-	}
+	job = save_begin(d);
+	ok = save_run(job, &local);
+	save_end(d, job, ok, local);
+	save_job_free(job);
 	if (!ok)
 		g_propagate_error(error, g_steal_pointer(&local));
 	return ok;
@@ -358,7 +478,11 @@ static gboolean on_save(gpointer userdata)
 	VmcgDaemon *d = userdata;
 
 	d->save_id = 0;
-	vmcg_daemon_flush(d, NULL);
+	if (d->save_deadline_id) {
+		g_source_remove(d->save_deadline_id);
+		d->save_deadline_id = 0;
+	}
+	save_async(d);
 	return G_SOURCE_REMOVE;
 }
 
@@ -367,13 +491,17 @@ static gboolean on_save_deadline(gpointer userdata)
 	VmcgDaemon *d = userdata;
 
 	d->save_deadline_id = 0;
-	vmcg_daemon_flush(d, NULL);
+	if (d->save_id) {
+		g_source_remove(d->save_id);
+		d->save_id = 0;
+	}
+	save_async(d);
 	return G_SOURCE_REMOVE;
 }
 
 /*
  * 100 ms: a loop that is never idle (readers that never stop coming) must
- * not hold writes forever; a save that waited this long runs anyway. Not
+ * not hold writes forever; a save that waited this long starts anyway. Not
  * a delay in front of a save: an idle loop saves at once.
  */
 #define SAVE_DEADLINE_MS 100
@@ -381,15 +509,19 @@ static gboolean on_save_deadline(gpointer userdata)
 /*
  * When the loop is idle: every request that is ready has been handled, so
  * one save (one fsync) covers all their changes; a lone change is saved
- * at once, with no delay in front of it.
+ * at once, with no delay in front of it. The write and fsync run in a
+ * worker thread, so that the loop (ticks, QMP, hooks) never waits for the
+ * disk; changes made meanwhile go into the next save.
  */
 static void schedule_save(VmcgDaemon *d)
 {
 	if (!d->save_deferred) {
-		/* No loop yet (start-up, tests): save at once. */
+		/* No loop yet (start-up, tests): save at once, here. */
 		vmcg_daemon_flush(d, NULL);
 		return;
 	}
+	if (d->save_task)
+		return; /* on_save_done() schedules the next */
 	if (!d->save_id)
 		d->save_id = g_idle_add_full(G_PRIORITY_DEFAULT_IDLE, on_save, d, NULL);
 	if (!d->save_deadline_id)

@@ -265,14 +265,12 @@ void vmcg_state_file_clear(VmcgStateFile *sf)
 	*sf = (VmcgStateFile){ .journal_fd = -1 };
 }
 
-gboolean vmcg_state_compact(VmcgDaemon *d, VmcgStateFile *sf, GError **error)
+gboolean vmcg_state_compact_write(VmcgStateFile *sf, const char *text, gsize len, GError **error)
 {
 	g_autoptr(GError) local = NULL;
-	g_autofree char *text = NULL, *header = NULL;
-	gsize len;
+	g_autofree char *header = NULL;
 	int fd;
 
-	text = vmcg_state_snapshot_text(d, sf->gen + 1, &len);
 	if (!write_file(sf->path, text, len, NULL, error))
 		return FALSE;
 	/* Durable from here on: the old journal is of the old generation. */
@@ -291,6 +289,14 @@ gboolean vmcg_state_compact(VmcgDaemon *d, VmcgStateFile *sf, GError **error)
 	sf->journal_fd = fd;
 	sf->journal_bytes = strlen(header);
 	return TRUE;
+}
+
+gboolean vmcg_state_compact(VmcgDaemon *d, VmcgStateFile *sf, GError **error)
+{
+	gsize len;
+	g_autofree char *text = vmcg_state_snapshot_text(d, sf->gen + 1, &len);
+
+	return vmcg_state_compact_write(sf, text, len, error);
 }
 
 gboolean vmcg_state_journal_append(VmcgStateFile *sf, const char *text, gsize len, GError **error)

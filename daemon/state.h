@@ -53,6 +53,12 @@ gboolean vmcg_state_load(VmcgDaemon *d, const char *path, GError **error);
  * it leaves @sf->journal_fd at -1 (the next save compacts again).
  */
 gboolean vmcg_state_compact(VmcgDaemon *d, VmcgStateFile *sf, GError **error);
+/*
+ * ... in two steps: the text (vmcg_state_snapshot_text() of generation
+ * @sf->gen + 1, from the daemon: its loop), then the files, which touch
+ * nothing but @sf (any thread).
+ */
+gboolean vmcg_state_compact_write(VmcgStateFile *sf, const char *text, gsize len, GError **error);
 
 /*
  * vmcg_state_journal_append() - append @text (whole lines) and fsync. On

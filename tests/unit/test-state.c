@@ -363,7 +363,8 @@ static char *canon(const char *text)
 		json_object_array_sort(a, by_key);
 	if (json_object_object_get_ex(o, "vms", &a))
 		json_object_array_sort(a, by_key);
-	return g_strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	return g_strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+								  JSON_C_TO_STRING_NOSLASHESCAPE));
 }
 
 static char *canon_doc(VmcgDaemon *d)
@@ -530,6 +531,82 @@ static void test_rollback(void)
 	tmp_state_clear(&t);
 }
 
+typedef struct Answer {
+	int calls;
+	char *error;
+} Answer;
+
+static void on_answer(const GError *error, gpointer userdata)
+{
+	Answer *a = userdata;
+
+	a->calls++;
+	a->error = error ? g_strdup(error->message) : NULL;
+}
+
+/*
+ * With a loop (as vmcgd runs): saves go to a worker thread, and a change
+ * made while one runs goes into the next. If the running save fails,
+ * that change (made on top of the failed one) is undone and refused too.
+ *
+ *   put /x, wait        save 1 starts (thread) ... fails
+ *   put /y, wait        (pending)                 undone, refused
+ *   then, the way clear: put /z, wait: saved, answered without error
+ */
+static void test_async(void)
+{
+	VmcgGroupSettings s = { 0 };
+	g_autoptr(GError) error = NULL;
+	g_autofree char *before = NULL, *after = NULL, *tmp = NULL;
+	Answer ax = { 0 }, ay = { 0 }, az = { 0 };
+	TmpState t;
+	VmcgDaemon *d;
+
+	tmp_state_init(&t);
+	tmp = g_strdup_printf("%s.tmp.%d", t.path, (int)getpid());
+	d = mk_daemon(t.path);
+	before = canon_doc(d);
+	d->save_deferred = TRUE;
+	close(d->sf.journal_fd);
+	d->sf.journal_fd = open(t.journal, O_RDONLY | O_CLOEXEC);
+	g_assert_cmpint(g_mkdir(tmp, 0700), ==, 0);
+
+	g_assert_true(vmcg_daemon_group_put(d, "/x", &s, NULL, &error));
+	g_assert_true(vmcg_daemon_when_saved(d, on_answer, &ax));
+	while (!d->save_task)
+		g_main_context_iteration(NULL, FALSE);
+	g_assert_true(vmcg_daemon_group_put(d, "/y", &s, NULL, &error));
+	g_assert_true(vmcg_daemon_when_saved(d, on_answer, &ay));
+	while (!ax.calls || !ay.calls)
+		g_main_context_iteration(NULL, TRUE);
+	g_assert_cmpint(ax.calls, ==, 1);
+	g_assert_cmpint(ay.calls, ==, 1);
+	g_assert_nonnull(ax.error);
+	g_assert_nonnull(ay.error);
+	after = canon_doc(d);
+	g_assert_cmpstr(before, ==, after);
+	g_free(after);
+	after = canon_loaded(t.path);
+	g_assert_cmpstr(before, ==, after);
+
+	g_assert_cmpint(g_rmdir(tmp), ==, 0);
+	g_assert_true(vmcg_daemon_group_put(d, "/z", &s, NULL, &error));
+	g_assert_false(d->save_task); /* not before the loop is idle */
+	g_assert_true(vmcg_daemon_when_saved(d, on_answer, &az));
+	while (!az.calls)
+		g_main_context_iteration(NULL, TRUE);
+	g_assert_null(az.error);
+	g_assert_false(vmcg_daemon_when_saved(d, on_answer, &az)); /* nothing to wait for */
+	g_free(after);
+	after = canon_loaded(t.path);
+	g_assert_nonnull(strstr(after, "\"/z\""));
+	g_assert_null(strstr(after, "\"/x\""));
+	g_free(ax.error);
+	g_free(ay.error);
+	vmcg_daemon_free(d);
+	tmp_state_clear(&t);
+}
+
 /* The journal is folded into a new snapshot once it outgrows it (and 64 KiB). */
 static void test_compaction(void)
 {
@@ -572,5 +649,6 @@ int main(int argc, char **argv)
 	g_test_add_func("/state/journal", test_journal);
 	g_test_add_func("/state/rollback", test_rollback);
 	g_test_add_func("/state/compaction", test_compaction);
+	g_test_add_func("/state/async", test_async);
 	return g_test_run();
 }
