@@ -306,6 +306,45 @@ static void metrics_vms(VmcgApi *api, GString *out)
 	}
 }
 
+/* The state file's health (GET /v1/status has the same, and the error's text). */
+static void metrics_state(VmcgApi *api, GString *out)
+{
+	VmcgStateHealth h;
+
+	vmcg_daemon_state_health(api->d, &h);
+	if (!h.path)
+		return;
+	family(out, "vmcg_state_ok", "gauge",
+	       "1 if the last save of the state file succeeded (writes are acknowledged), 0 if "
+	       "it failed (writes are refused with 503).");
+	g_string_append_printf(out, "vmcg_state_ok %d\n", h.ok ? 1 : 0);
+	family(out, "vmcg_state_saves_total", "counter",
+	       "Saves of the state file (each one fsync).");
+	g_string_append_printf(out, "vmcg_state_saves_total %" G_GUINT64_FORMAT "\n", h.saves);
+	family(out, "vmcg_state_save_failures_total", "counter",
+	       "Saves that failed; their changes were undone and refused.");
+	g_string_append_printf(out, "vmcg_state_save_failures_total %" G_GUINT64_FORMAT "\n",
+			       h.failures);
+	family(out, "vmcg_state_compactions_total", "counter",
+	       "Whole snapshots written (start-up, and when the journal outgrew the snapshot).");
+	g_string_append_printf(out, "vmcg_state_compactions_total %" G_GUINT64_FORMAT "\n",
+			       h.compactions);
+	family(out, "vmcg_state_last_save_timestamp_seconds", "gauge",
+	       "When the last save was tried (0: never).");
+	g_string_append_printf(out, "vmcg_state_last_save_timestamp_seconds %.3f\n",
+			       h.last_save_usec / 1e6);
+	family(out, "vmcg_state_last_success_timestamp_seconds", "gauge",
+	       "When a save last succeeded (0: never).");
+	g_string_append_printf(out, "vmcg_state_last_success_timestamp_seconds %.3f\n",
+			       h.last_ok_usec / 1e6);
+	family(out, "vmcg_state_journal_bytes", "gauge", "The journal's size, fsynced.");
+	g_string_append_printf(out, "vmcg_state_journal_bytes %" G_GUINT64_FORMAT "\n",
+			       h.journal_bytes);
+	family(out, "vmcg_state_snapshot_bytes", "gauge", "The snapshot's size.");
+	g_string_append_printf(out, "vmcg_state_snapshot_bytes %" G_GUINT64_FORMAT "\n",
+			       h.snapshot_bytes);
+}
+
 void vmcg_api_handle_metrics(VmcgApi *api, SoupServerMessage *msg)
 {
 	GString *out = g_string_sized_new(16384);
@@ -320,6 +359,7 @@ void vmcg_api_handle_metrics(VmcgApi *api, SoupServerMessage *msg)
 	g_string_append_printf(out, "vmcg_api_event_subscribers %u\n", api->subs.length);
 	family(out, "vmcg_api_connections", "gauge", "Open API connections.");
 	g_string_append_printf(out, "vmcg_api_connections %u\n", vmcg_api_conn_count(api));
+	metrics_state(api, out);
 	metrics_groups(api, out);
 	metrics_vms(api, out);
 

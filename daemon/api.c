@@ -40,6 +40,7 @@ typedef enum Route {
 	ROUTE_VM,      /* /v1/vms/<name> */
 	ROUTE_EVENTS,  /* /v1/events */
 	ROUTE_METRICS, /* /metrics */
+	ROUTE_STATUS,  /* /v1/status */
 } Route;
 
 /* A request on_early() accepted: where it goes, and its body under the limit. */
@@ -301,6 +302,7 @@ static const struct {
 	[ROUTE_VM] = { M_GET | M_HEAD | M_PUT | M_DELETE, "GET, HEAD, PUT, DELETE" },
 	[ROUTE_EVENTS] = { M_GET | M_HEAD, "GET, HEAD" },
 	[ROUTE_METRICS] = { M_GET | M_HEAD, "GET, HEAD" },
+	[ROUTE_STATUS] = { M_GET | M_HEAD, "GET, HEAD" },
 };
 
 static unsigned method_bit(const char *method)
@@ -338,6 +340,10 @@ static guint route_match(const char *path, unsigned method, Route *ret, char **r
 	}
 	if (strcmp(path, "/v1/events") == 0) {
 		*ret = ROUTE_EVENTS;
+		return 0;
+	}
+	if (strcmp(path, "/v1/status") == 0) {
+		*ret = ROUTE_STATUS;
 		return 0;
 	}
 	if (strcmp(path, "/v1/vms") == 0) {
@@ -548,6 +554,41 @@ static void handle_vm_update(VmcgApi *api, SoupServerMessage *msg, const char *n
 	reply_vm(msg, vm, SOUP_STATUS_OK, pretty);
 }
 
+static json_object *time_json(int64_t usec)
+{
+	g_autoptr(GDateTime) sec = NULL, t = NULL;
+	g_autofree char *text = NULL;
+
+	if (!usec)
+		return NULL;
+	sec = g_date_time_new_from_unix_utc(usec / G_USEC_PER_SEC);
+	t = g_date_time_add(sec, usec % G_USEC_PER_SEC);
+	text = g_date_time_format_iso8601(t);
+	return json_object_new_string(text);
+}
+
+/* GET /v1/status: the state file's health (docs/api.md). */
+static json_object *status_to_json(VmcgApi *api)
+{
+	json_object *obj = json_object_new_object(), *st = json_object_new_object();
+	VmcgStateHealth h;
+
+	vmcg_daemon_state_health(api->d, &h);
+	json_object_object_add(st, "path", h.path ? json_object_new_string(h.path) : NULL);
+	json_object_object_add(st, "ok", json_object_new_boolean(h.ok));
+	json_object_object_add(st, "error", h.error ? json_object_new_string(h.error) : NULL);
+	json_object_object_add(st, "last-save", time_json(h.last_save_usec));
+	json_object_object_add(st, "last-success", time_json(h.last_ok_usec));
+	json_object_object_add(st, "saves", json_object_new_uint64(h.saves));
+	json_object_object_add(st, "failures", json_object_new_uint64(h.failures));
+	json_object_object_add(st, "compactions", json_object_new_uint64(h.compactions));
+	json_object_object_add(st, "snapshot-bytes", json_object_new_uint64(h.snapshot_bytes));
+	json_object_object_add(st, "journal-bytes", json_object_new_uint64(h.journal_bytes));
+	json_object_object_add(st, "pending", json_object_new_uint64(h.pending));
+	json_object_object_add(obj, "state", st);
+	return obj;
+}
+
 static void handle_route(VmcgApi *api, SoupServerMessage *msg, const Request *req)
 {
 	const char *arg = req->arg;
@@ -613,6 +654,59 @@ static void handle_route(VmcgApi *api, SoupServerMessage *msg, const Request *re
 	case ROUTE_METRICS:
 		vmcg_api_handle_metrics(api, msg);
 		return;
+	case ROUTE_STATUS:
+		obj = status_to_json(api);
+		reply_json(msg, SOUP_STATUS_OK, obj, pretty);
+		return;
+	}
+}
+
+/*
+ * Durable acknowledgement. A change is answered once the save that holds
+ * it is on disk (vmcg_daemon_when_saved()): the answer the handler made
+ * waits, paused, and goes out as it is; if the save failed, the change
+ * has been undone and the answer becomes a 503 that says why.
+ */
+static bool persists(const Request *req)
+{
+	switch (req->route) {
+	case ROUTE_GROUP:
+	case ROUTE_VM:
+		return req->method & (M_PUT | M_DELETE);
+	case ROUTE_VMS:
+		return req->method == M_POST;
+	default:
+		return false;
+	}
+}
+
+static void on_saved(const GError *error, gpointer userdata)
+{
+	SoupServerMessage *msg = userdata;
+
+	if (error) {
+		soup_message_headers_remove(soup_server_message_get_response_headers(msg),
+					    "Location");
+		/* set_response() appends to a body that is there. */
+		soup_message_body_truncate(soup_server_message_get_response_body(msg));
+		vmcg_api_reply_errorf(msg, SOUP_STATUS_SERVICE_UNAVAILABLE, "not_saved",
+				      "the change could not be saved to the state file, and is "
+				      "undone: %s",
+				      error->message);
+	}
+	soup_server_message_unpause(msg);
+	g_object_unref(msg);
+}
+
+static void answer_when_saved(VmcgApi *api, SoupServerMessage *msg, const Request *req)
+{
+	if (!persists(req) || !SOUP_STATUS_IS_SUCCESSFUL(soup_server_message_get_status(msg)))
+		return;
+	/* Paused before asking: a daemon without a loop calls back at once. */
+	soup_server_message_pause(msg);
+	if (!vmcg_daemon_when_saved(api->d, on_saved, g_object_ref(msg))) {
+		soup_server_message_unpause(msg);
+		g_object_unref(msg);
 	}
 }
 
@@ -794,6 +888,7 @@ static void on_request(SoupServer *server, SoupServerMessage *msg, const char *p
 		return;
 	}
 	handle_route(api, msg, req);
+	answer_when_saved(api, msg, req);
 }
 
 /* ---- connections (admission and deadlines: api-conn.c) ---- */
@@ -913,6 +1008,8 @@ void vmcg_api_free(VmcgApi *api)
 {
 	if (!api)
 		return;
+	/* Writes waiting for a save are answered while their server is there. */
+	vmcg_daemon_flush(api->d, NULL);
 	vmcg_api_events_close_all(api);
 	if (api->server) {
 		soup_server_disconnect(api->server);

@@ -11,13 +11,27 @@
 #include "charge.h"
 #include "hooks.h"
 #include "qmp.h"
+#include "state.h"
 
 #include "json-util.h"
 
 struct VmcgDaemon {
 	VmcgTree *tree;
 	char *state_path;
-	gboolean loading; /* applying config/state: do not save */
+	gboolean loading; /* applying config/state, or rolling back: do not save */
+	/* persistence (daemon.c "persistence"; state.h) */
+	VmcgStateFile sf;
+	GPtrArray *changes;	   /* StateChange not in a save yet, oldest first */
+	GQueue save_waiters;	   /* SaveWaiter: answered after the next save */
+	gboolean save_deferred;	   /* a loop runs: save when it is idle, not at once */
+	gboolean save_task;	   /* a save runs in a worker thread */
+	gboolean compact_wanted;   /* the next save writes a whole snapshot */
+	gboolean rolling_back;	   /* a VM goes back where it was even over max */
+	gboolean save_ok;	   /* the last save (TRUE before any) */
+	int64_t save_time_usec;	   /* wall clock of the last save, 0 if none */
+	int64_t save_ok_time_usec; /* ... of the last that succeeded */
+	char *save_error;	   /* why the last save failed */
+	uint64_t saves, save_failures, compactions;
 	VmcgPolicy policy;
 	GQueue vms;	      /* VmcgDvm, registration order */
 	GHashTable *vm_names; /* name -> VmcgDvm: O(1) lookup */
@@ -31,8 +45,9 @@ struct VmcgDaemon {
 	gboolean decide_pending;
 	guint decide_id;
 	uint64_t decide_dt;
-	GList *poll_next; /* the next VM to poll; vm.c steps over a VM it frees */
-	guint save_id;	  /* a state save is scheduled */
+	GList *poll_next;	/* the next VM to poll; vm.c steps over a VM it frees */
+	guint save_id;		/* a state save is scheduled (idle) */
+	guint save_deadline_id; /* ... and runs by then if the loop is never idle */
 	uint64_t interval_usec;
 	uint64_t last_tick_usec;
 	VmcgBackstop *backstop; /* NULL: no backstop */
@@ -96,6 +111,7 @@ struct VmcgDvm {
 };
 
 void vmcg_daemon_emit(VmcgDaemon *d, const char *type, json_object *data);
+/* Write the whole state at the next save (start-up: the config's tree too). */
 void vmcg_daemon_save(VmcgDaemon *d);
 /* Run the control loop soon (a knob changed). */
 void vmcg_daemon_kick(VmcgDaemon *d);

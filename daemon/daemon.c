@@ -14,7 +14,7 @@
 #include "state.h"
 #include "vmcg/oom.h"
 
-static void save_now(VmcgDaemon *d);
+static void state_change_free(gpointer p);
 
 static VmcgPolicy default_policy(void)
 {
@@ -52,6 +52,10 @@ VmcgDaemon *vmcg_daemon_new(const VmcgTreeOptions *opts, const char *state_path)
 	g_assert(r == 0); /* only -ENOMEM or a bad batch, which main.c validated */
 	vmcg_tree_set_event_fn(d->tree, on_engine_event, d);
 	d->state_path = g_strdup(state_path);
+	vmcg_state_file_init(&d->sf, state_path);
+	d->changes = g_ptr_array_new_with_free_func(state_change_free);
+	g_queue_init(&d->save_waiters);
+	d->save_ok = TRUE;
 	d->policy = default_policy();
 	g_queue_init(&d->vms);
 	d->vm_names = g_hash_table_new(g_str_hash, g_str_equal);
@@ -73,11 +77,8 @@ void vmcg_daemon_free(VmcgDaemon *d)
 	if (d->decide_id)
 		g_source_remove(d->decide_id);
 	vmcg_control_stop(d);
-	if (d->save_id) {
-		/* A pending change is written before exit. */
-		g_source_remove(d->save_id);
-		save_now(d);
-	}
+	/* A pending change is written (or, failing that, its waiters told) before exit. */
+	vmcg_daemon_flush(d, NULL);
 	/* Before the VMs: a connection uncharges its VM as it closes. */
 	vmcg_hooks_free(d->hooks);
 	d->hooks = NULL;
@@ -91,6 +92,9 @@ void vmcg_daemon_free(VmcgDaemon *d)
 	vmcg_backstop_free(d->backstop);
 	g_hash_table_destroy(d->subs);
 	g_free(d->state_path);
+	vmcg_state_file_clear(&d->sf);
+	g_ptr_array_unref(d->changes);
+	g_free(d->save_error);
 	g_free(d);
 }
 
@@ -180,14 +184,293 @@ void vmcg_daemon_emit(VmcgDaemon *d, const char *type, json_object *data)
 
 /* ---- persistence ---- */
 
-static void save_now(VmcgDaemon *d)
-{
-	g_autoptr(GError) error = NULL;
+/*
+ * A change not yet saved: the records (state.h) of the group or VM before
+ * and after it. "after" goes to the journal; "before", applied newest
+ * first, undoes it if the save fails.
+ */
+typedef struct StateChange {
+	json_object *before, *after;
+} StateChange;
 
-	if (!vmcg_state_save(d, d->state_path, &error))
-		g_warning("cannot save state to %s: %s (the change is in effect but will not "
-			  "survive a restart)",
-			  d->state_path, error->message);
+static void state_change_free(gpointer p)
+{
+	StateChange *c = p;
+
+	json_object_put(c->before);
+	json_object_put(c->after);
+	g_free(c);
+}
+
+typedef struct SaveWaiter {
+	VmcgDaemonSavedFn fn;
+	gpointer userdata;
+} SaveWaiter;
+
+/*
+ * 64 KiB: below this the journal is not compacted whatever the snapshot's
+ * size, so that a small state does not rewrite its snapshot every few
+ * changes. Above it, compaction when the journal is as large as the
+ * snapshot: writing the snapshot then costs no more than the journal
+ * writes it replaces, so each change is written O(1) times amortized.
+ */
+#define JOURNAL_MIN_COMPACT_BYTES (64 << 10)
+
+static bool recording(VmcgDaemon *d)
+{
+	return d->sf.path && !d->loading;
+}
+
+static json_object *before_group(VmcgDaemon *d, const char *path)
+{
+	return recording(d) ? vmcg_state_group_record(d, path) : NULL;
+}
+
+static json_object *before_vm(VmcgDaemon *d, const char *name)
+{
+	return recording(d) ? vmcg_state_vm_record(d, name) : NULL;
+}
+
+static void schedule_save(VmcgDaemon *d);
+
+/* The change is made: record it (taking @before) and have it saved. */
+static void changed(VmcgDaemon *d, json_object *before, json_object *after)
+{
+	StateChange *c;
+
+	if (!before || !recording(d)) {
+		json_object_put(before);
+		json_object_put(after);
+		return;
+	}
+	c = g_new(StateChange, 1);
+	c->before = before;
+	c->after = after;
+	g_ptr_array_add(d->changes, c);
+	schedule_save(d);
+}
+
+static void group_changed(VmcgDaemon *d, json_object *before, const char *path)
+{
+	changed(d, before, before ? vmcg_state_group_record(d, path) : NULL);
+}
+
+static void vm_changed(VmcgDaemon *d, json_object *before, const char *name)
+{
+	changed(d, before, before ? vmcg_state_vm_record(d, name) : NULL);
+}
+
+/* Undo @changes, newest first. */
+static void roll_back(VmcgDaemon *d, GPtrArray *changes)
+{
+	d->loading = TRUE;
+	d->rolling_back = TRUE;
+	for (guint i = changes->len; i-- > 0;) {
+		StateChange *c = g_ptr_array_index(changes, i);
+		g_autoptr(GError) error = NULL;
+
+		if (!vmcg_state_apply_record(d, c->before, &error))
+			g_critical(
+				"state: cannot undo a change that was not saved: %s (%s)",
+				error->message,
+				json_object_to_json_string_ext(c->before, JSON_C_TO_STRING_PLAIN));
+	}
+	d->rolling_back = FALSE;
+	d->loading = FALSE;
+}
+
+/*
+ * One save: what the main loop prepares (the text, from the daemon's
+ * state), what a worker thread writes and fsyncs (with its own copy of
+ * the files' record, so that nothing is shared while it runs), and the
+ * changes and waiters it answers for.
+ */
+typedef struct SaveJob {
+	VmcgStateFile sf; /* the thread's copy; paths borrowed from d->sf */
+	gboolean compact;
+	char *text;
+	gsize len;
+	GPtrArray *changes; /* StateChange */
+	GQueue waiters;	    /* SaveWaiter */
+} SaveJob;
+
+static void save_job_free(SaveJob *job)
+{
+	g_free(job->text);
+	g_ptr_array_unref(job->changes);
+	g_free(job);
+}
+
+/* Take every pending change and waiter into a save. Main loop. */
+static SaveJob *save_begin(VmcgDaemon *d)
+{
+	SaveJob *job = g_new0(SaveJob, 1);
+
+	job->sf = d->sf;
+	job->compact = d->compact_wanted || d->sf.journal_fd < 0 ||
+		       d->sf.journal_bytes > MAX(d->sf.snapshot_bytes, JOURNAL_MIN_COMPACT_BYTES);
+	job->changes = g_steal_pointer(&d->changes);
+	d->changes = g_ptr_array_new_with_free_func(state_change_free);
+	job->waiters = d->save_waiters;
+	g_queue_init(&d->save_waiters);
+	if (job->compact) {
+		job->text = vmcg_state_snapshot_text(d, d->sf.gen + 1, &job->len);
+	} else {
+		GString *text = g_string_sized_new(256 * job->changes->len);
+
+		for (guint i = 0; i < job->changes->len; i++) {
+			StateChange *c = g_ptr_array_index(job->changes, i);
+
+			g_string_append(text,
+					json_object_to_json_string_ext(
+						c->after, JSON_C_TO_STRING_PLAIN |
+								  JSON_C_TO_STRING_NOSLASHESCAPE));
+			g_string_append_c(text, '\n');
+		}
+		job->len = text->len;
+		job->text = g_string_free(text, FALSE);
+	}
+	return job;
+}
+
+/* Write and fsync. Any thread: touches only @job. */
+static gboolean save_run(SaveJob *job, GError **error)
+{
+	if (job->compact)
+		return vmcg_state_compact_write(&job->sf, job->text, job->len, error);
+	return vmcg_state_journal_append(&job->sf, job->text, job->len, error);
+}
+
+static void answer(GQueue *waiters, const GError *error)
+{
+	SaveWaiter *w;
+
+	while ((w = g_queue_pop_head(waiters))) {
+		w->fn(error, w->userdata);
+		g_free(w);
+	}
+}
+
+/*
+ * The save is done: take the files' record back, and answer. If it
+ * failed, its changes are undone, and so are those made while it ran
+ * (they were made on top of them), whose writes are refused too. Main
+ * loop.
+ */
+static void save_end(VmcgDaemon *d, SaveJob *job, gboolean ok, const GError *error)
+{
+	GQueue later = G_QUEUE_INIT;
+
+	d->sf.journal_fd = job->sf.journal_fd;
+	d->sf.gen = job->sf.gen;
+	d->sf.snapshot_bytes = job->sf.snapshot_bytes;
+	d->sf.journal_bytes = job->sf.journal_bytes;
+	d->saves++;
+	d->save_time_usec = g_get_real_time();
+	g_clear_pointer(&d->save_error, g_free);
+	d->save_ok = ok;
+	if (ok) {
+		d->save_ok_time_usec = d->save_time_usec;
+		if (job->compact) {
+			d->compactions++;
+			d->compact_wanted = FALSE;
+		}
+		answer(&job->waiters, NULL);
+		return;
+	}
+	d->save_failures++;
+	d->save_error = g_strdup(error->message);
+	if (job->changes->len + d->changes->len)
+		g_warning("state: cannot save: %s; %u change%s undone and refused", error->message,
+			  job->changes->len + d->changes->len,
+			  job->changes->len + d->changes->len == 1 ? "" : "s");
+	else
+		g_warning("state: cannot save: %s; writes are refused until a save succeeds",
+			  error->message);
+	roll_back(d, d->changes);
+	g_ptr_array_set_size(d->changes, 0);
+	roll_back(d, job->changes);
+	later = d->save_waiters;
+	g_queue_init(&d->save_waiters);
+	answer(&job->waiters, error);
+	answer(&later, error);
+}
+
+static void on_save_done(GObject *source, GAsyncResult *res, gpointer userdata)
+{
+	VmcgDaemon *d = userdata;
+	SaveJob *job = g_task_get_task_data(G_TASK(res));
+	g_autoptr(GError) error = NULL;
+	gboolean ok = g_task_propagate_boolean(G_TASK(res), &error);
+
+	(void)source;
+	d->save_task = FALSE;
+	save_end(d, job, ok, error);
+	/* What came in meanwhile goes into the next save. */
+	if (d->changes->len || !g_queue_is_empty(&d->save_waiters))
+		schedule_save(d);
+}
+
+static void save_thread(GTask *task, gpointer source, gpointer data, GCancellable *cancellable)
+{
+	GError *error = NULL;
+
+	(void)source;
+	(void)cancellable;
+	if (save_run(data, &error))
+		g_task_return_boolean(task, TRUE);
+	else
+		g_task_return_error(task, error);
+}
+
+static gboolean pending(VmcgDaemon *d)
+{
+	return d->changes->len || d->compact_wanted;
+}
+
+/* Start a save in a worker thread, unless one runs (its end starts the next). */
+static void save_async(VmcgDaemon *d)
+{
+	g_autoptr(GTask) task = NULL;
+
+	if (d->save_task || !pending(d))
+		return;
+	task = g_task_new(NULL, NULL, on_save_done, d);
+	g_task_set_task_data(task, save_begin(d), (GDestroyNotify)save_job_free);
+	d->save_task = TRUE;
+	g_task_run_in_thread(task, save_thread);
+}
+
+gboolean vmcg_daemon_flush(VmcgDaemon *d, GError **error)
+{
+	g_autoptr(GError) local = NULL;
+	SaveJob *job;
+	gboolean ok;
+
+	if (d->save_id) {
+		g_source_remove(d->save_id);
+		d->save_id = 0;
+	}
+	if (d->save_deadline_id) {
+		g_source_remove(d->save_deadline_id);
+		d->save_deadline_id = 0;
+	}
+	/* A save in a thread ends (and answers) on this loop. */
+	while (d->save_task)
+		g_main_context_iteration(NULL, TRUE);
+	if (!d->sf.path)
+		return TRUE;
+	if (!pending(d)) {
+		answer(&d->save_waiters, NULL); /* none: waiters wait for a change */
+		return d->save_ok;
+	}
+	job = save_begin(d);
+	ok = save_run(job, &local);
+	save_end(d, job, ok, local);
+	save_job_free(job);
+	if (!ok)
+		g_propagate_error(error, g_steal_pointer(&local));
+	return ok;
 }
 
 static gboolean on_save(gpointer userdata)
@@ -195,29 +478,93 @@ static gboolean on_save(gpointer userdata)
 	VmcgDaemon *d = userdata;
 
 	d->save_id = 0;
-	save_now(d);
+	if (d->save_deadline_id) {
+		g_source_remove(d->save_deadline_id);
+		d->save_deadline_id = 0;
+	}
+	save_async(d);
+	return G_SOURCE_REMOVE;
+}
+
+static gboolean on_save_deadline(gpointer userdata)
+{
+	VmcgDaemon *d = userdata;
+
+	d->save_deadline_id = 0;
+	if (d->save_id) {
+		g_source_remove(d->save_id);
+		d->save_id = 0;
+	}
+	save_async(d);
 	return G_SOURCE_REMOVE;
 }
 
 /*
- * 100 ms: changes that come in a burst (a script registering a thousand
- * VMs) are written, and fsynced, once rather than once each; an API
- * caller is answered before the write, and a crash within those 100 ms
- * loses that burst (a clean exit writes it: vmcg_daemon_free()).
+ * 100 ms: a loop that is never idle (readers that never stop coming) must
+ * not hold writes forever; a save that waited this long starts anyway. Not
+ * a delay in front of a save: an idle loop saves at once.
  */
-#define SAVE_DELAY_MS 100
+#define SAVE_DEADLINE_MS 100
+
+/*
+ * When the loop is idle: every request that is ready has been handled, so
+ * one save (one fsync) covers all their changes; a lone change is saved
+ * at once, with no delay in front of it. The write and fsync run in a
+ * worker thread, so that the loop (ticks, QMP, hooks) never waits for the
+ * disk; changes made meanwhile go into the next save.
+ */
+static void schedule_save(VmcgDaemon *d)
+{
+	if (!d->save_deferred) {
+		/* No loop yet (start-up, tests): save at once, here. */
+		vmcg_daemon_flush(d, NULL);
+		return;
+	}
+	if (d->save_task)
+		return; /* on_save_done() schedules the next */
+	if (!d->save_id)
+		d->save_id = g_idle_add_full(G_PRIORITY_DEFAULT_IDLE, on_save, d, NULL);
+	if (!d->save_deadline_id)
+		d->save_deadline_id = g_timeout_add(SAVE_DEADLINE_MS, on_save_deadline, d);
+}
 
 void vmcg_daemon_save(VmcgDaemon *d)
 {
-	if (!d->state_path || d->loading)
+	if (!d->sf.path || d->loading)
 		return;
-	if (!d->tick_id) {
-		/* Not running a loop yet (start-up, tests): write at once. */
-		save_now(d);
-		return;
-	}
-	if (!d->save_id)
-		d->save_id = g_timeout_add(SAVE_DELAY_MS, on_save, d);
+	d->compact_wanted = TRUE;
+	schedule_save(d);
+}
+
+gboolean vmcg_daemon_when_saved(VmcgDaemon *d, VmcgDaemonSavedFn fn, gpointer userdata)
+{
+	SaveWaiter *w;
+
+	if (!d->sf.path || (!d->changes->len && !d->compact_wanted))
+		return FALSE;
+	w = g_new(SaveWaiter, 1);
+	w->fn = fn;
+	w->userdata = userdata;
+	g_queue_push_tail(&d->save_waiters, w);
+	schedule_save(d);
+	return TRUE;
+}
+
+void vmcg_daemon_state_health(VmcgDaemon *d, VmcgStateHealth *ret)
+{
+	*ret = (VmcgStateHealth){
+		.path = d->sf.path,
+		.ok = d->save_ok,
+		.last_save_usec = d->save_time_usec,
+		.last_ok_usec = d->save_ok_time_usec,
+		.error = d->save_error,
+		.saves = d->saves,
+		.failures = d->save_failures,
+		.compactions = d->compactions,
+		.snapshot_bytes = d->sf.snapshot_bytes,
+		.journal_bytes = d->sf.journal_bytes,
+		.pending = d->changes->len,
+	};
 }
 
 /* ---- groups ---- */
@@ -262,6 +609,7 @@ gboolean vmcg_daemon_group_put(VmcgDaemon *d, const char *path, const VmcgGroupS
 {
 	VmcgGroup *g = NULL;
 	gboolean created = FALSE;
+	json_object *before = NULL;
 	int r;
 
 	r = vmcg_path_validate(path);
@@ -285,15 +633,20 @@ gboolean vmcg_daemon_group_put(VmcgDaemon *d, const char *path, const VmcgGroupS
 	}
 
 	r = vmcg_group_lookup(d->tree, path, &g);
+	if (r == -ENOENT || r == 0)
+		before = before_group(d, path);
 	if (r == -ENOENT) {
 		r = vmcg_group_create(d->tree, path, &g);
 		if (r == -ENOENT) {
 			g_set_error(error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
 				    "cannot create %s: its parent group does not exist", path);
+			json_object_put(before);
 			return FALSE;
 		}
-		if (r < 0)
+		if (r < 0) {
+			json_object_put(before);
 			return set_path_error(path, r, error);
+		}
 		created = TRUE;
 		vmcg_group_set_userdata(g, g_new0(VmcgGroupState, 1));
 	} else if (r < 0) {
@@ -317,11 +670,18 @@ gboolean vmcg_daemon_group_put(VmcgDaemon *d, const char *path, const VmcgGroupS
 		vmcg_group_set_overhead_counted(g, s->overhead_in_max);
 
 	g_info("group %s %s", path, created ? "created" : "updated");
-	vmcg_daemon_save(d);
 	if (ret_created)
 		*ret_created = created;
-	/* A lowered limit is enforced at the next tick; do not wait a full interval. */
-	vmcg_daemon_kick(d);
+	/*
+	 * A lowered limit is enforced at the next tick; do not wait a full
+	 * interval. A group that holds nothing has nothing to enforce: a tick
+	 * walks the whole tree, and creating 100,000 groups must not walk it
+	 * 100,000 times.
+	 */
+	if (vmcg_group_current(g))
+		vmcg_daemon_kick(d);
+	/* Last: without a loop, a save that fails undoes the change here (g may go). */
+	group_changed(d, before, path);
 	return TRUE;
 }
 
@@ -329,6 +689,7 @@ gboolean vmcg_daemon_group_delete(VmcgDaemon *d, const char *path, GError **erro
 {
 	VmcgGroup *g;
 	VmcgGroupState *gs;
+	json_object *before;
 	int r;
 
 	r = vmcg_group_lookup(d->tree, path, &g);
@@ -348,12 +709,13 @@ gboolean vmcg_daemon_group_delete(VmcgDaemon *d, const char *path, GError **erro
 			    "%s has VMs: move or forget them first", path);
 		return FALSE;
 	}
+	before = before_group(d, path);
 	gs = vmcg_group_get_userdata(g);
 	r = vmcg_group_remove(g, 0);
 	g_assert(r == 0);
 	g_free(gs);
 	g_info("group %s removed", path);
-	vmcg_daemon_save(d);
+	group_changed(d, before, path);
 	return TRUE;
 }
 
@@ -429,6 +791,7 @@ gboolean vmcg_daemon_vm_add(VmcgDaemon *d, const char *name, const char *backend
 {
 	const VmcgBackendOps *ops = vmcg_backend_find(backend ? backend : "qmp");
 	VmcgGroup *g;
+	json_object *before;
 	VmcgVm *evm;
 	VmcgDvm *vm;
 	int r;
@@ -456,6 +819,7 @@ gboolean vmcg_daemon_vm_add(VmcgDaemon *d, const char *name, const char *backend
 		g_set_error(error, G_IO_ERROR, G_IO_ERROR_EXISTS, "a VM named %s exists", name);
 		return FALSE;
 	}
+	before = before_vm(d, name);
 	r = vmcg_vm_new(g, name, &evm);
 	g_assert(r == 0); /* validated */
 
@@ -464,7 +828,6 @@ gboolean vmcg_daemon_vm_add(VmcgDaemon *d, const char *name, const char *backend
 	g_queue_push_tail_link(&d->vms, &vm->link);
 	g_hash_table_insert(d->vm_names, (gpointer)vmcg_vm_name(evm), vm);
 	g_info("VM %s registered (%s %s) in %s", name, ops->name, address, vmcg_group_path(g));
-	vmcg_daemon_save(d);
 	{
 		g_autoptr(json_object) data = vm_event_data(vm);
 
@@ -475,6 +838,8 @@ gboolean vmcg_daemon_vm_add(VmcgDaemon *d, const char *name, const char *backend
 		vmcg_daemon_emit(d, VMCG_EV_VM_ATTACHED, data);
 	}
 	vmcg_dvm_connect(vm);
+	/* Last: without a loop, a save that fails undoes the change here (vm may go). */
+	vm_changed(d, before, name);
 	return TRUE;
 }
 
@@ -482,6 +847,7 @@ gboolean vmcg_daemon_vm_move(VmcgDaemon *d, const char *name, const char *group,
 {
 	VmcgDvm *vm = vmcg_daemon_vm_lookup(d, name);
 	VmcgGroup *g, *over = NULL;
+	json_object *before;
 	int r;
 
 	if (!vm) {
@@ -491,8 +857,11 @@ gboolean vmcg_daemon_vm_move(VmcgDaemon *d, const char *name, const char *group,
 	r = vmcg_group_lookup(d->tree, group, &g);
 	if (r < 0)
 		return set_path_error(group, r, error);
-	r = vmcg_vm_move(vm->vm, g, 0, &over);
+	before = before_vm(d, name);
+	/* Undoing an unsaved move: back where it was, which may be over max by now. */
+	r = vmcg_vm_move(vm->vm, g, d->rolling_back ? VMCG_MOVE_FORCE : 0, &over);
 	if (r == -ENOMEM) {
+		json_object_put(before);
 		g_set_error(error, G_IO_ERROR, G_IO_ERROR_NO_SPACE,
 			    "moving %s into %s would put %s over its memory.max", name, group,
 			    vmcg_group_path(over));
@@ -500,7 +869,7 @@ gboolean vmcg_daemon_vm_move(VmcgDaemon *d, const char *name, const char *group,
 	}
 	g_assert(r == 0);
 	g_info("VM %s moved to %s", name, group);
-	vmcg_daemon_save(d);
+	vm_changed(d, before, name);
 	vmcg_daemon_kick(d);
 	return TRUE;
 }
@@ -509,6 +878,7 @@ gboolean vmcg_daemon_vm_set(VmcgDaemon *d, const char *name, const VmcgVmSetting
 			    GError **error)
 {
 	VmcgDvm *vm = vmcg_daemon_vm_lookup(d, name);
+	json_object *before;
 
 	if (!vm) {
 		g_set_error(error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, "no VM named %s", name);
@@ -516,8 +886,9 @@ gboolean vmcg_daemon_vm_set(VmcgDaemon *d, const char *name, const VmcgVmSetting
 	}
 	if (!check_vm_settings(s, error))
 		return FALSE;
+	before = before_vm(d, name);
 	apply_vm_settings(vm, s);
-	vmcg_daemon_save(d);
+	vm_changed(d, before, name);
 	return TRUE;
 }
 
@@ -525,16 +896,18 @@ gboolean vmcg_daemon_vm_remove(VmcgDaemon *d, const char *name, GError **error)
 {
 	VmcgDvm *vm = vmcg_daemon_vm_lookup(d, name);
 	g_autoptr(json_object) data = NULL;
+	json_object *before;
 
 	if (!vm) {
 		g_set_error(error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, "no VM named %s", name);
 		return FALSE;
 	}
 	data = vm_event_data(vm);
+	before = before_vm(d, name);
 	vmcg_dvm_free(vm);
 	g_info("VM %s forgotten", name);
-	vmcg_daemon_save(d);
 	vmcg_daemon_emit(d, VMCG_EV_VM_DETACHED, data);
+	vm_changed(d, before, name);
 	return TRUE;
 }
 
@@ -563,6 +936,7 @@ static void on_samples_in(gpointer userdata)
 void vmcg_daemon_start(VmcgDaemon *d, uint64_t interval_usec)
 {
 	vmcg_sampling_set_drained_fn(on_samples_in, d);
+	d->save_deferred = TRUE;
 	d->interval_usec = interval_usec;
 	if (d->tick_id)
 		g_source_remove(d->tick_id);

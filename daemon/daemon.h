@@ -152,6 +152,40 @@ VmcgTree *vmcg_daemon_tree(VmcgDaemon *d);
 /** The daemon's monotonic clock, usec (g_get_monotonic_time()). */
 uint64_t vmcg_daemon_now_usec(VmcgDaemon *d);
 
+/* ---- persistence ---- */
+
+/* The state file's health, for the API (GET /v1/status) and metrics. */
+typedef struct VmcgStateHealth {
+	const char *path;	  /* NULL: no state (--no-state) */
+	bool ok;		  /* the last save succeeded (true before any) */
+	int64_t last_save_usec;	  /* wall clock of the last save, 0 if none */
+	int64_t last_ok_usec;	  /* ... of the last one that succeeded, 0 if none */
+	const char *error;	  /* why the last save failed, else NULL */
+	uint64_t saves, failures; /* since start */
+	uint64_t compactions;	  /* whole snapshots written since start */
+	uint64_t snapshot_bytes;  /* as last written or read */
+	uint64_t journal_bytes;	  /* appended since, fsynced */
+	uint64_t pending;	  /* changes not yet saved */
+} VmcgStateHealth;
+
+void vmcg_daemon_state_health(VmcgDaemon *d, VmcgStateHealth *ret);
+
+/*
+ * A write is acknowledged only once it is on disk: after a change, the API
+ * calls vmcg_daemon_when_saved(). If there are unsaved changes, @fn is
+ * called once, after the next save, with NULL if it succeeded, or with
+ * why it failed (then every change since the last good save has been
+ * undone: what the daemon holds is what the state file holds), and TRUE
+ * is returned; else (nothing to save, or no state file) FALSE, and @fn is
+ * not called. Saves run when the main loop is idle, one for all changes
+ * made until then (group commit).
+ */
+typedef void (*VmcgDaemonSavedFn)(const GError *error, gpointer userdata);
+gboolean vmcg_daemon_when_saved(VmcgDaemon *d, VmcgDaemonSavedFn fn, gpointer userdata);
+
+/* Save the pending changes now (exit, tests); what the waiters are told. */
+gboolean vmcg_daemon_flush(VmcgDaemon *d, GError **error);
+
 /* ---- groups ---- */
 
 /**

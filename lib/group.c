@@ -39,6 +39,18 @@ static char *path_join(const char *parent_path, const char *name)
 	return p;
 }
 
+/* FNV-1a, 64 bits: names are short and come from operators, not attackers. */
+static uint64_t name_hash(const char *name, size_t len)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	for (size_t i = 0; i < len; i++) {
+		h ^= (unsigned char)name[i];
+		h *= 0x100000001b3ull;
+	}
+	return h;
+}
+
 static VmcgGroup *group_alloc(VmcgTree *tree, VmcgGroup *parent, const char *name, size_t name_len)
 {
 	VmcgGroup *g = vmcg_zalloc_aligned(sizeof(*g));
@@ -46,6 +58,8 @@ static VmcgGroup *group_alloc(VmcgTree *tree, VmcgGroup *parent, const char *nam
 	if (!g)
 		return NULL;
 	g->name = strndup(name, name_len);
+	g->name_len = name_len;
+	g->name_hash = name_hash(name, name_len);
 	g->path = parent ? path_join(parent->path, g->name ? g->name : "") : strdup("/");
 	if (!g->name || !g->path) {
 		free(g->name);
@@ -65,6 +79,69 @@ static VmcgGroup *group_alloc(VmcgTree *tree, VmcgGroup *parent, const char *nam
 	vmcg_vmpressure_init(&g->vmpressure, parent ? &parent->vmpressure : NULL);
 	/* g->psi stays zero-filled: its clock starts at the first change (psi.h). */
 	return g;
+}
+
+/* ---- children by name ---- */
+
+static size_t bucket_of(const VmcgTree *tree, const VmcgGroup *parent, uint64_t hash)
+{
+	uint64_t h = hash ^ ((uint64_t)(uintptr_t)parent * 0x9e3779b97f4a7c15ull);
+
+	return (size_t)(h ^ (h >> 29)) & (tree->nr_buckets - 1);
+}
+
+/* Double the buckets; on -ENOMEM keep the old ones (chains grow, lookups stay right). */
+static void child_hash_grow(VmcgTree *tree)
+{
+	size_t n = tree->nr_buckets ? tree->nr_buckets * 2 : 64;
+	VmcgGroup **old = tree->buckets, **b = calloc(n, sizeof(*b));
+	size_t old_n = tree->nr_buckets;
+
+	if (!b)
+		return;
+	tree->buckets = b;
+	tree->nr_buckets = n;
+	for (size_t i = 0; i < old_n; i++) {
+		VmcgGroup *g = old[i], *next;
+
+		for (; g; g = next) {
+			size_t k = bucket_of(tree, g->parent, g->name_hash);
+
+			next = g->hash_next;
+			g->hash_next = b[k];
+			b[k] = g;
+		}
+	}
+	free(old);
+}
+
+static void child_hash_insert(VmcgTree *tree, VmcgGroup *g)
+{
+	size_t k;
+
+	if (tree->nr_groups >= tree->nr_buckets)
+		child_hash_grow(tree);
+	if (!tree->nr_buckets)
+		return; /* no memory for even the first table: find_child() walks */
+	k = bucket_of(tree, g->parent, g->name_hash);
+	g->hash_next = tree->buckets[k];
+	tree->buckets[k] = g;
+}
+
+static void child_hash_remove(VmcgTree *tree, VmcgGroup *g)
+{
+	VmcgGroup **pp;
+
+	if (!tree->nr_buckets)
+		return;
+	for (pp = &tree->buckets[bucket_of(tree, g->parent, g->name_hash)]; *pp;
+	     pp = &(*pp)->hash_next) {
+		if (*pp == g) {
+			*pp = g->hash_next;
+			g->hash_next = NULL;
+			return;
+		}
+	}
 }
 
 static void group_free(VmcgGroup *g)
@@ -136,6 +213,7 @@ void vmcg_tree_free(VmcgTree *tree)
 		group_free(g);
 		g = next;
 	}
+	free(tree->buckets);
 	free(tree);
 }
 
@@ -269,8 +347,18 @@ int vmcg_path_validate(const char *path)
 
 static VmcgGroup *find_child(const VmcgGroup *g, const char *name, size_t len)
 {
-	for (VmcgGroup *c = g->children; c; c = c->next_sibling)
-		if (strlen(c->name) == len && memcmp(c->name, name, len) == 0)
+	const VmcgTree *tree = g->tree;
+	uint64_t h = name_hash(name, len);
+
+	if (!tree->nr_buckets) {
+		for (VmcgGroup *c = g->children; c; c = c->next_sibling)
+			if (c->name_len == len && memcmp(c->name, name, len) == 0)
+				return c;
+		return NULL;
+	}
+	for (VmcgGroup *c = tree->buckets[bucket_of(tree, g, h)]; c; c = c->hash_next)
+		if (c->parent == g && c->name_hash == h && c->name_len == len &&
+		    memcmp(c->name, name, len) == 0)
 			return c;
 	return NULL;
 }
@@ -306,6 +394,8 @@ int vmcg_group_lookup(VmcgTree *tree, const char *path, VmcgGroup **ret)
 	return 0;
 }
 
+static void append_child(VmcgGroup *parent, VmcgGroup *g);
+
 int vmcg_group_create(VmcgTree *tree, const char *path, VmcgGroup **ret)
 {
 	struct lookup_state s = { .g = tree->root, .parent_only = true };
@@ -325,17 +415,7 @@ int vmcg_group_create(VmcgTree *tree, const char *path, VmcgGroup **ret)
 	if (!g)
 		return -ENOMEM;
 	/* Append: children are listed in creation order. */
-	if (!parent->children) {
-		parent->children = g;
-	} else {
-		VmcgGroup *c = parent->children;
-
-		while (c->next_sibling)
-			c = c->next_sibling;
-		c->next_sibling = g;
-		g->prev_sibling = c;
-	}
-	parent->nr_children++;
+	append_child(parent, g);
 	tree->nr_groups++;
 	if (ret)
 		*ret = g;
@@ -346,6 +426,9 @@ static void unlink_child(VmcgGroup *g)
 {
 	VmcgGroup *parent = g->parent;
 
+	child_hash_remove(g->tree, g);
+	if (parent->last_child == g)
+		parent->last_child = g->prev_sibling;
 	if (g->prev_sibling)
 		g->prev_sibling->next_sibling = g->next_sibling;
 	else
@@ -358,17 +441,18 @@ static void unlink_child(VmcgGroup *g)
 
 static void append_child(VmcgGroup *parent, VmcgGroup *g)
 {
-	VmcgGroup **pp = &parent->children, *prev = NULL;
+	VmcgGroup *prev = parent->last_child;
 
-	while (*pp) {
-		prev = *pp;
-		pp = &(*pp)->next_sibling;
-	}
-	*pp = g;
+	if (prev)
+		prev->next_sibling = g;
+	else
+		parent->children = g;
+	parent->last_child = g;
 	g->prev_sibling = prev;
 	g->next_sibling = NULL;
 	g->parent = parent;
 	parent->nr_children++;
+	child_hash_insert(g->tree, g);
 }
 
 /* VMs are kept in attach order: plans and listings come out in that order. */
@@ -514,7 +598,7 @@ int vmcg_group_move(VmcgGroup *group, VmcgGroup *new_parent, unsigned flags, Vmc
 		return -ELOOP;
 	if (new_parent == old_parent)
 		return 0;
-	if (find_child(new_parent, group->name, strlen(group->name)))
+	if (find_child(new_parent, group->name, group->name_len))
 		return -EEXIST;
 	for_each_descendant(pos, group)
 		if (pos->depth - group->depth > max_depth)

@@ -29,6 +29,14 @@ struct VmcgTree {
 	VmcgVm *vms_tail;
 	size_t nr_vms;
 	size_t nr_groups;
+	/*
+	 * Every group but the root, by (parent, name): finding a child is
+	 * O(1) however many siblings it has (group.c, child_hash_*()).
+	 * Chained through VmcgGroup.hash_next; a power of two of buckets,
+	 * doubled when groups outnumber them.
+	 */
+	VmcgGroup **buckets;
+	size_t nr_buckets;
 	/* Odd while a move or reparent is re-pointing counters. */
 	_Atomic unsigned seq;
 };
@@ -37,9 +45,13 @@ struct VmcgGroup {
 	VmcgCounter counter; /* first: cache-line aligned */
 	VmcgTree *tree;
 	VmcgGroup *parent;
-	VmcgGroup *children; /* first child */
+	VmcgGroup *children;   /* first child */
+	VmcgGroup *last_child; /* appending is O(1) */
 	VmcgGroup *next_sibling;
 	VmcgGroup *prev_sibling;
+	VmcgGroup *hash_next; /* in tree->buckets */
+	uint64_t name_hash;
+	size_t name_len;
 	size_t nr_children;
 	VmcgVm *vms; /* first VM in this group */
 	VmcgVm *vms_tail;

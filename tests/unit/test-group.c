@@ -5,6 +5,7 @@
  * stats, and the tree-level reclaim and OOM wrappers.
  */
 #include <errno.h>
+#include <stdio.h>
 
 #include "test-util.h"
 #include "test-tree.h"
@@ -502,6 +503,73 @@ static void test_knobs(void)
 	vmcg_tree_free(NULL);
 }
 
+/*
+ * Many siblings, and the same names under different parents: children are
+ * found by a hash of (parent, name), which removal, moves and the table's
+ * growth must keep exact; the child list keeps creation order (appended
+ * through its tail, which removal of the last child moves back).
+ *
+ *   /s0 ... /s2999, each /sI/x; /s0/x moved under /s1 as /s1/x/x ...
+ */
+static void test_many_siblings(void)
+{
+	enum {
+		N = 3000
+	};
+	VmcgTree *t;
+	VmcgGroup *g, *x0, *s1x, *last;
+	char path[64];
+	size_t i;
+
+	g_assert_cmpint(vmcg_tree_new(NULL, &t), ==, 0);
+	for (i = 0; i < N; i++) {
+		snprintf(path, sizeof(path), "/s%zu", i);
+		mk(t, path);
+		snprintf(path, sizeof(path), "/s%zu/x", i);
+		mk(t, path);
+	}
+	g_assert_cmpuint(vmcg_tree_nr_groups(t), ==, 2 * N + 1);
+	for (i = 0; i < N; i++) {
+		snprintf(path, sizeof(path), "/s%zu/x", i);
+		g_assert_cmpint(vmcg_group_lookup(t, path, &g), ==, 0);
+		g_assert_cmpstr(vmcg_group_path(g), ==, path);
+	}
+	g_assert_cmpint(vmcg_group_lookup(t, "/s3000", &g), ==, -ENOENT);
+	g_assert_cmpint(vmcg_group_lookup(t, "/s1/y", &g), ==, -ENOENT);
+	g_assert_cmpint(vmcg_group_create(t, "/s7", NULL), ==, -EEXIST);
+
+	/* Creation order, through the tail. */
+	i = 0;
+	for (g = vmcg_group_first_child(vmcg_tree_root(t)); g; g = vmcg_group_next_sibling(g)) {
+		snprintf(path, sizeof(path), "s%zu", i++);
+		g_assert_cmpstr(vmcg_group_name(g), ==, path);
+	}
+	g_assert_cmpuint(i, ==, N);
+
+	/* Remove the last child: the next one appended comes after the new last. */
+	g_assert_cmpint(vmcg_group_lookup(t, "/s2999/x", &g), ==, 0);
+	g_assert_cmpint(vmcg_group_remove(g, 0), ==, 0);
+	g_assert_cmpint(vmcg_group_lookup(t, "/s2999", &g), ==, 0);
+	g_assert_cmpint(vmcg_group_remove(g, 0), ==, 0);
+	g_assert_cmpint(vmcg_group_lookup(t, "/s2999", &g), ==, -ENOENT);
+	last = mk(t, "/new");
+	g_assert_cmpint(vmcg_group_lookup(t, "/s2998", &g), ==, 0);
+	g_assert_true(vmcg_group_next_sibling(g) == last);
+
+	/* A move re-files the group under its new parent. */
+	g_assert_cmpint(vmcg_group_lookup(t, "/s0/x", &x0), ==, 0);
+	g_assert_cmpint(vmcg_group_lookup(t, "/s1/x", &s1x), ==, 0);
+	g_assert_cmpint(vmcg_group_move(x0, s1x, 0, NULL), ==, 0);
+	g_assert_cmpint(vmcg_group_lookup(t, "/s0/x", &g), ==, -ENOENT);
+	g_assert_cmpint(vmcg_group_lookup(t, "/s1/x/x", &g), ==, 0);
+	g_assert_true(g == x0);
+	g_assert_cmpint(vmcg_group_lookup(t, "/s1/x", &g), ==, 0);
+	g_assert_true(g == s1x);
+	g_assert_cmpint(vmcg_group_create(t, "/s0/x", &g), ==, 0);
+	g_assert_true(g != x0);
+	vmcg_tree_free(t);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -509,6 +577,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/group/create-lookup", test_create_lookup);
 	g_test_add_func("/group/iteration-order", test_iteration_order);
 	g_test_add_func("/group/remove", test_remove);
+	g_test_add_func("/group/many-siblings", test_many_siblings);
 	g_test_add_func("/group/move", test_group_move);
 	g_test_add_func("/group/move-too-deep", test_move_too_deep);
 	g_test_add_func("/group/psi-hierarchy", test_psi_hierarchy);
