@@ -34,11 +34,12 @@ gpointer vmcg_api_cursor_resume(const VmcgApiCursor *c, const VmcgApiWalkOps *op
 	return ops->after_gone(ctx, c->ahead[c->n_ahead - 1]);
 }
 
-void vmcg_api_cursor_save(VmcgApiCursor *c, const VmcgApiWalkOps *ops, gpointer ctx,
-			  gpointer item)
+void vmcg_api_cursor_save(VmcgApiCursor *c, const VmcgApiWalkOps *ops, gpointer ctx, gpointer item)
 {
 	gpointer next = item;
 
+	if (!item)
+		return; /* nothing written since the last save: it still holds */
 	vmcg_api_cursor_clear(c);
 	c->started = true;
 	c->last = g_strdup(ops->key(ctx, item));

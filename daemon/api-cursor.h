@@ -82,9 +82,9 @@ gpointer vmcg_api_cursor_resume(const VmcgApiCursor *c, const VmcgApiWalkOps *op
  * vmcg_api_cursor_save() - @item was the last item written: remember it
  *
  * Keeps its key and those of up to VMCG_API_CURSOR_AHEAD items after it.
- * Call at the end of a chunk, while @item is valid.
+ * Call at the end of a chunk, while @item is valid. A NULL @item (none
+ * written in this chunk) leaves @c as it is.
  */
-void vmcg_api_cursor_save(VmcgApiCursor *c, const VmcgApiWalkOps *ops, gpointer ctx,
-			  gpointer item);
+void vmcg_api_cursor_save(VmcgApiCursor *c, const VmcgApiWalkOps *ops, gpointer ctx, gpointer item);
 
 #endif

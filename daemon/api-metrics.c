@@ -214,7 +214,7 @@ static void vm_gauge(GString *out, const VmcgDvmInfo *i, const Section *sec)
 	case VM_RAM:
 	case VM_BALLOON_TARGET:
 	case VM_BALLOON_ACTUAL: {
-		uint64_t v = vm_gauges[sec->arg].value == VM_RAM ? i->ram
+		uint64_t v = vm_gauges[sec->arg].value == VM_RAM	      ? i->ram
 			     : vm_gauges[sec->arg].value == VM_BALLOON_TARGET ? i->balloon_target
 									      : i->balloon_actual;
 
@@ -285,10 +285,14 @@ static void vm_guest_memory(GString *out, const VmcgDvmInfo *i, const Section *s
 	}
 }
 
-#define GROUP_GAUGE(k) \
-	{ NULL, "gauge", NULL, group_gauge, NULL, k }
-#define VM_GAUGE(k) \
-	{ NULL, "gauge", NULL, NULL, vm_gauge, k }
+#define GROUP_GAUGE(k)                                    \
+	{                                                 \
+		NULL, "gauge", NULL, group_gauge, NULL, k \
+	}
+#define VM_GAUGE(k)                                    \
+	{                                              \
+		NULL, "gauge", NULL, NULL, vm_gauge, k \
+	}
 
 /* The families in the order of the text; names and helps of the gauges come from their tables. */
 static const Section sections[] = {
@@ -387,7 +391,8 @@ static bool section_items(Metrics *m, GString *out, gsize want, const Section *s
 	} else {
 		ops = &vmcg_api_vm_walk_ops;
 		ctx = m->api->d;
-		item = vmcg_api_cursor_resume(&m->cursor, ops, ctx, vmcg_daemon_vm_first(m->api->d));
+		item = vmcg_api_cursor_resume(&m->cursor, ops, ctx,
+					      vmcg_daemon_vm_first(m->api->d));
 	}
 	for (; item && out->len < want; item = ops->next(ctx, item)) {
 		if (sec->group) {

@@ -243,7 +243,8 @@ json_object *vmcg_api_vm_to_json(VmcgDvm *vm)
  * (json_object.c, 0.16): with PRETTY | SPACED, a member or element at
  * level L is on its own line indented by 2 L spaces; an array at level L
  * is "[", then "\n" + indent(L + 1) + element, joined by ",", then "\n"
- * if it had any, indent(L) and "]"; an object ends "\n" + indent(L) +
+ * (after "[" itself if there is no element), indent(L) and "]"; an
+ * object ends "\n" + indent(L) +
  * "}". Printed alone, an object is at level 0: at level L, every line
  * after its first gets 2 L more spaces. PLAIN has no blanks at all.
  * test-api-render.c checks the splice against json-c on trees.
@@ -279,12 +280,15 @@ static void element_begin(GString *out, bool pretty, bool first, unsigned level)
 	}
 }
 
-/* After the last element of an array at @level. */
-static void array_end(GString *out, bool pretty, bool had_elements, unsigned level)
+/*
+ * After the last element of an array at @level. Pretty, the newline is
+ * the one after the last element, or for an empty array the one json-c
+ * writes after "[" (nothing else stands between them).
+ */
+static void array_end(GString *out, bool pretty, unsigned level)
 {
 	if (pretty) {
-		if (had_elements)
-			g_string_append_c(out, '\n');
+		g_string_append_c(out, '\n');
 		indent(out, level);
 	}
 	g_string_append_c(out, ']');
@@ -304,7 +308,7 @@ typedef struct GroupsJson {
 	unsigned root_depth; /* of root_path, "/" being 0 */
 	bool pretty;
 	VmcgApiCursor cursor;
-	unsigned open;			      /* group objects open: their depths are 0 .. open - 1 */
+	unsigned open; /* group objects open: their depths are 0 .. open - 1 */
 	bool had_child[GROUPS_DEPTH_MAX + 1]; /* of each open group */
 } GroupsJson;
 
@@ -324,7 +328,7 @@ static void groups_close_one(GroupsJson *j, GString *out)
 {
 	unsigned level = 2 * (j->open - 1);
 
-	array_end(out, j->pretty, j->had_child[j->open - 1], level + 1);
+	array_end(out, j->pretty, level + 1);
 	if (j->pretty) {
 		g_string_append_c(out, '\n');
 		indent(out, level);
@@ -340,7 +344,8 @@ static void groups_open(GroupsJson *j, GString *out, VmcgGroup *g, unsigned dept
 	const char *text, *bracket;
 
 	json_object_object_add(obj, "children", json_object_new_array());
-	text = json_object_to_json_string_ext(obj, j->pretty ? JSON_FLAGS_PRETTY : JSON_FLAGS_PLAIN);
+	text = json_object_to_json_string_ext(obj,
+					      j->pretty ? JSON_FLAGS_PRETTY : JSON_FLAGS_PLAIN);
 	/* "children" is the last member, and empty: its '[' is the text's last. */
 	bracket = strrchr(text, '[');
 	if (depth > 0) {
@@ -440,7 +445,7 @@ static bool vms_fill(VmcgApiProducer *p, GString *out, gsize want)
 		vmcg_api_cursor_save(&v->cursor, &vmcg_api_vm_walk_ops, d, last);
 		return false;
 	}
-	array_end(out, v->pretty, v->had_element, 0);
+	array_end(out, v->pretty, 0);
 	g_string_append_c(out, '\n');
 	return true;
 }

@@ -574,9 +574,9 @@ static void handle_route(VmcgApi *api, SoupServerMessage *msg, const Request *re
 				reply_gerror(msg, error);
 		} else if ((g = lookup_group(api, msg, arg))) {
 			if (query_has(msg, "recursive")) {
-				vmcg_api_reply_stream(
-					msg, "application/json", method == M_HEAD,
-					vmcg_api_groups_producer_new(api, vmcg_group_path(g), pretty));
+				vmcg_api_reply_stream(msg, "application/json", method == M_HEAD,
+						      vmcg_api_groups_producer_new(
+							      api, vmcg_group_path(g), pretty));
 				return;
 			}
 			obj = vmcg_api_group_to_json(api, g, false);
