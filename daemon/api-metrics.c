@@ -61,110 +61,108 @@ static const GroupGauge group_gauges[] = {
 	  true },
 };
 
-static VmcgGroup *next_group(VmcgGroup *g, VmcgGroup *root)
+/* ---- group families: one call writes one group's samples ---- */
+
+typedef struct Section Section;
+typedef void (*GroupFn)(VmcgApi *api, GString *out, VmcgGroup *g, const Section *sec);
+typedef void (*VmFn)(GString *out, const VmcgDvmInfo *i, const Section *sec);
+
+/*
+ * One metric family: its header, then a sample or a few for each group
+ * (group != NULL) or each VM (vm != NULL), in walk order; or, for the
+ * first, the daemon-wide gauges (neither).
+ */
+struct Section {
+	const char *name;
+	const char *type;
+	const char *help;
+	GroupFn group;
+	VmFn vm;
+	int arg;
+};
+
+static void group_gauge(VmcgApi *api, GString *out, VmcgGroup *g, const Section *sec)
 {
-	return vmcg_group_next_descendant(g, root);
+	const GroupGauge *m = &group_gauges[sec->arg];
+	uint64_t pages = m->pages(g);
+
+	(void)api;
+	sample_begin(out, m->name, "group", vmcg_group_path(g));
+	if (m->limit && pages >= VMCG_PAGES_MAX)
+		g_string_append(out, "} +Inf\n");
+	else
+		sample_end_u64(out, pages * VMCG_PAGE_SIZE);
 }
 
-static void metrics_groups(VmcgApi *api, GString *out)
+static void group_events(VmcgApi *api, GString *out, VmcgGroup *g, const Section *sec)
 {
-	static const char *const states[_VMCG_PSI_STATE_COUNT] = { "some", "full" };
+	(void)api;
+	for (int e = 0; e < _VMCG_EVENT_COUNT; e++) {
+		sample_begin(out, sec->name, "group", vmcg_group_path(g));
+		g_string_append_printf(out, ",event=\"%s\"", vmcg_event_to_string(e));
+		sample_end_u64(out, vmcg_group_events(g, e, sec->arg));
+	}
+}
+
+static void group_stat(VmcgApi *api, GString *out, VmcgGroup *g, const Section *sec)
+{
+	(void)api;
+	for (int s = 0; s < _VMCG_STAT_COUNT; s++) {
+		sample_begin(out, sec->name, "group", vmcg_group_path(g));
+		g_string_append_printf(out, ",item=\"%s\"", vmcg_stat_to_string(s));
+		sample_end_u64(out, vmcg_group_stat(g, s) * VMCG_PAGE_SIZE);
+	}
+}
+
+static const char *const psi_states[_VMCG_PSI_STATE_COUNT] = { "some", "full" };
+
+static void group_stall(VmcgApi *api, GString *out, VmcgGroup *g, const Section *sec)
+{
+	(void)api;
+	for (int s = 0; s < _VMCG_PSI_STATE_COUNT; s++) {
+		uint32_t avg[3];
+		uint64_t total;
+
+		vmcg_psi_read(vmcg_group_psi(g), s, avg, &total);
+		sample_begin(out, sec->name, "group", vmcg_group_path(g));
+		g_string_append_printf(out, ",kind=\"%s\"} %" G_GUINT64_FORMAT ".%06u\n",
+				       psi_states[s], total / G_USEC_PER_SEC,
+				       (unsigned)(total % G_USEC_PER_SEC));
+	}
+}
+
+static void group_ratio(VmcgApi *api, GString *out, VmcgGroup *g, const Section *sec)
+{
 	static const char *const windows[3] = { "10", "60", "300" };
-	VmcgGroup *root = vmcg_tree_root(vmcg_daemon_tree(api->d));
-	VmcgGroup *g;
 
-	for (size_t i = 0; i < G_N_ELEMENTS(group_gauges); i++) {
-		const GroupGauge *m = &group_gauges[i];
+	(void)api;
+	for (int s = 0; s < _VMCG_PSI_STATE_COUNT; s++) {
+		uint32_t avg[3];
+		uint64_t total;
 
-		family(out, m->name, "gauge", m->help);
-		for (g = root; g; g = next_group(g, root)) {
-			uint64_t pages = m->pages(g);
-
-			sample_begin(out, m->name, "group", vmcg_group_path(g));
-			if (m->limit && pages >= VMCG_PAGES_MAX)
-				g_string_append(out, "} +Inf\n");
-			else
-				sample_end_u64(out, pages * VMCG_PAGE_SIZE);
+		vmcg_psi_read(vmcg_group_psi(g), s, avg, &total);
+		for (int w = 0; w < 3; w++) {
+			sample_begin(out, sec->name, "group", vmcg_group_path(g));
+			g_string_append_printf(out, ",kind=\"%s\",window=\"%s\"} %u.%04u\n",
+					       psi_states[s], windows[w], avg[w] / 10000,
+					       avg[w] % 10000);
 		}
 	}
+}
 
-	for (int local = 0; local < 2; local++) {
-		const char *name = local ? "vmcg_group_memory_events_local_total"
-					 : "vmcg_group_memory_events_total";
+static void group_vmpressure(VmcgApi *api, GString *out, VmcgGroup *g, const Section *sec)
+{
+	VmcgVmpressureLevel level = vmcg_api_group_vmpressure(api, g);
 
-		family(out, name, "counter",
-		       local ? "Memory events in the group itself (memory.events.local)."
-			     : "Memory events in the group and below (memory.events).");
-		for (g = root; g; g = next_group(g, root)) {
-			for (int e = 0; e < _VMCG_EVENT_COUNT; e++) {
-				sample_begin(out, name, "group", vmcg_group_path(g));
-				g_string_append_printf(out, ",event=\"%s\"",
-						       vmcg_event_to_string(e));
-				sample_end_u64(out, vmcg_group_events(g, e, local));
-			}
-		}
-	}
+	sample_begin(out, sec->name, "group", vmcg_group_path(g));
+	sample_end_u64(out, (uint64_t)(level - VMCG_VMPRESSURE_NONE));
+}
 
-	family(out, "vmcg_group_memory_stat_bytes", "gauge",
-	       "memory.stat items of the group's subtree.");
-	for (g = root; g; g = next_group(g, root)) {
-		for (int s = 0; s < _VMCG_STAT_COUNT; s++) {
-			sample_begin(out, "vmcg_group_memory_stat_bytes", "group",
-				     vmcg_group_path(g));
-			g_string_append_printf(out, ",item=\"%s\"", vmcg_stat_to_string(s));
-			sample_end_u64(out, vmcg_group_stat(g, s) * VMCG_PAGE_SIZE);
-		}
-	}
-
-	family(out, "vmcg_group_memory_pressure_stall_seconds_total", "counter",
-	       "Time some or all vCPUs of the group were stalled on memory (memory.pressure).");
-	for (g = root; g; g = next_group(g, root)) {
-		for (int s = 0; s < _VMCG_PSI_STATE_COUNT; s++) {
-			uint32_t avg[3];
-			uint64_t total;
-
-			vmcg_psi_read(vmcg_group_psi(g), s, avg, &total);
-			sample_begin(out, "vmcg_group_memory_pressure_stall_seconds_total", "group",
-				     vmcg_group_path(g));
-			g_string_append_printf(out, ",kind=\"%s\"} %" G_GUINT64_FORMAT ".%06u\n",
-					       states[s], total / G_USEC_PER_SEC,
-					       (unsigned)(total % G_USEC_PER_SEC));
-		}
-	}
-
-	family(out, "vmcg_group_memory_pressure_ratio", "gauge",
-	       "Share of time stalled, averaged over 10, 60 and 300 s (memory.pressure avg).");
-	for (g = root; g; g = next_group(g, root)) {
-		for (int s = 0; s < _VMCG_PSI_STATE_COUNT; s++) {
-			uint32_t avg[3];
-			uint64_t total;
-
-			vmcg_psi_read(vmcg_group_psi(g), s, avg, &total);
-			for (int w = 0; w < 3; w++) {
-				sample_begin(out, "vmcg_group_memory_pressure_ratio", "group",
-					     vmcg_group_path(g));
-				g_string_append_printf(out, ",kind=\"%s\",window=\"%s\"} %u.%04u\n",
-						       states[s], windows[w], avg[w] / 10000,
-						       avg[w] % 10000);
-			}
-		}
-	}
-
-	family(out, "vmcg_group_vmpressure_level", "gauge",
-	       "vmpressure level: 0 none, 1 low, 2 medium, 3 critical.");
-	for (g = root; g; g = next_group(g, root)) {
-		VmcgVmpressureLevel level;
-
-		level = vmcg_api_group_vmpressure(api, g);
-		sample_begin(out, "vmcg_group_vmpressure_level", "group", vmcg_group_path(g));
-		sample_end_u64(out, (uint64_t)(level - VMCG_VMPRESSURE_NONE));
-	}
-
-	family(out, "vmcg_group_vms", "gauge", "VMs attached to the group itself.");
-	for (g = root; g; g = next_group(g, root)) {
-		sample_begin(out, "vmcg_group_vms", "group", vmcg_group_path(g));
-		sample_end_u64(out, vmcg_group_nr_vms(g));
-	}
+static void group_nr_vms(VmcgApi *api, GString *out, VmcgGroup *g, const Section *sec)
+{
+	(void)api;
+	sample_begin(out, sec->name, "group", vmcg_group_path(g));
+	sample_end_u64(out, vmcg_group_nr_vms(g));
 }
 
 static void vm_sample(GString *out, const char *name, const VmcgDvmInfo *i)
@@ -206,103 +204,64 @@ static const struct {
 	  VM_STATS_AGE },
 };
 
-static void metrics_vms(VmcgApi *api, GString *out)
+static void vm_gauge(GString *out, const VmcgDvmInfo *i, const Section *sec)
+{
+	switch (vm_gauges[sec->arg].value) {
+	case VM_CURRENT:
+		vm_sample(out, sec->name, i);
+		sample_end_u64(out, i->current);
+		break;
+	case VM_RAM:
+	case VM_BALLOON_TARGET:
+	case VM_BALLOON_ACTUAL: {
+		uint64_t v = vm_gauges[sec->arg].value == VM_RAM	      ? i->ram
+			     : vm_gauges[sec->arg].value == VM_BALLOON_TARGET ? i->balloon_target
+									      : i->balloon_actual;
+
+		if (v) { /* 0 is "not known": no sample rather than a false 0 */
+			vm_sample(out, sec->name, i);
+			sample_end_u64(out, v);
+		}
+		break;
+	}
+	case VM_RESIDENT:
+		vm_sample(out, sec->name, i);
+		sample_end_u64(out, i->resident);
+		break;
+	case VM_OVERHEAD:
+		vm_sample(out, sec->name, i);
+		sample_end_u64(out, i->overhead);
+		break;
+	case VM_FLOOR:
+		vm_sample(out, sec->name, i);
+		if (i->floor == VMCG_BYTES_MAX)
+			g_string_append(out, "} +Inf\n");
+		else
+			sample_end_u64(out, i->floor);
+		break;
+	case VM_OOM_PRIORITY:
+		vm_sample(out, sec->name, i);
+		g_string_append_printf(out, "} %d\n", (int)i->oom_priority);
+		break;
+	case VM_STATS_AGE:
+		if (i->has_stats && i->stats_age_usec >= 0) {
+			vm_sample(out, sec->name, i);
+			g_string_append_printf(out, "} %" G_GINT64_FORMAT ".%06u\n",
+					       i->stats_age_usec / G_USEC_PER_SEC,
+					       (unsigned)(i->stats_age_usec % G_USEC_PER_SEC));
+		}
+		break;
+	}
+}
+
+static void vm_state(GString *out, const VmcgDvmInfo *i, const Section *sec)
 {
 	static const char *const vm_states[] = { "connecting", "ready", "paused", "gone" };
-	VmcgDvm *vm;
-	VmcgDvmInfo i;
 
-	for (size_t k = 0; k < G_N_ELEMENTS(vm_gauges); k++) {
-		family(out, vm_gauges[k].name, "gauge", vm_gauges[k].help);
-		for (vm = vmcg_daemon_vm_first(api->d); vm; vm = vmcg_daemon_vm_next(vm)) {
-			vmcg_dvm_info(vm, &i);
-			switch (vm_gauges[k].value) {
-			case VM_CURRENT:
-				vm_sample(out, vm_gauges[k].name, &i);
-				sample_end_u64(out, i.current);
-				break;
-			case VM_RAM:
-			case VM_BALLOON_TARGET:
-			case VM_BALLOON_ACTUAL: {
-				uint64_t v = vm_gauges[k].value == VM_RAM ? i.ram
-					     : vm_gauges[k].value == VM_BALLOON_TARGET
-						     ? i.balloon_target
-						     : i.balloon_actual;
-
-				if (v) { /* 0 is "not known": no sample rather than a false 0 */
-					vm_sample(out, vm_gauges[k].name, &i);
-					sample_end_u64(out, v);
-				}
-				break;
-			}
-			case VM_RESIDENT:
-				vm_sample(out, vm_gauges[k].name, &i);
-				sample_end_u64(out, i.resident);
-				break;
-			case VM_OVERHEAD:
-				vm_sample(out, vm_gauges[k].name, &i);
-				sample_end_u64(out, i.overhead);
-				break;
-			case VM_FLOOR:
-				vm_sample(out, vm_gauges[k].name, &i);
-				if (i.floor == VMCG_BYTES_MAX)
-					g_string_append(out, "} +Inf\n");
-				else
-					sample_end_u64(out, i.floor);
-				break;
-			case VM_OOM_PRIORITY:
-				vm_sample(out, vm_gauges[k].name, &i);
-				g_string_append_printf(out, "} %d\n", (int)i.oom_priority);
-				break;
-			case VM_STATS_AGE:
-				if (i.has_stats && i.stats_age_usec >= 0) {
-					vm_sample(out, vm_gauges[k].name, &i);
-					g_string_append_printf(
-						out, "} %" G_GINT64_FORMAT ".%06u\n",
-						i.stats_age_usec / G_USEC_PER_SEC,
-						(unsigned)(i.stats_age_usec % G_USEC_PER_SEC));
-				}
-				break;
-			}
-		}
-	}
-
-	family(out, "vmcg_vm_state", "gauge", "1 for the VM's current state.");
-	for (vm = vmcg_daemon_vm_first(api->d); vm; vm = vmcg_daemon_vm_next(vm)) {
-		vmcg_dvm_info(vm, &i);
-		for (size_t s = 0; s < G_N_ELEMENTS(vm_states); s++) {
-			vm_sample(out, "vmcg_vm_state", &i);
-			g_string_append_printf(out, ",state=\"%s\"", vm_states[s]);
-			sample_end_u64(out, i.state && strcmp(i.state, vm_states[s]) == 0);
-		}
-	}
-
-	family(out, "vmcg_vm_charge_unknown", "gauge",
-	       "1 while the VM's charge is unknown (its memory cannot be measured).");
-	for (vm = vmcg_daemon_vm_first(api->d); vm; vm = vmcg_daemon_vm_next(vm)) {
-		vmcg_dvm_info(vm, &i);
-		vm_sample(out, "vmcg_vm_charge_unknown", &i);
-		sample_end_u64(out, i.charge_state && strcmp(i.charge_state, "unknown") == 0);
-	}
-
-	family(out, "vmcg_vm_guest_memory_bytes", "gauge",
-	       "The guest's own memory statistics (hints, never trusted for safety).");
-	for (vm = vmcg_daemon_vm_first(api->d); vm; vm = vmcg_daemon_vm_next(vm)) {
-		const char *kinds[] = { "total", "free", "available", "cache" };
-		uint64_t v[4];
-
-		vmcg_dvm_info(vm, &i);
-		if (!i.has_stats)
-			continue;
-		v[0] = i.stat_total;
-		v[1] = i.stat_free;
-		v[2] = i.stat_available;
-		v[3] = i.stat_cache;
-		for (int k = 0; k < 4; k++) {
-			vm_sample(out, "vmcg_vm_guest_memory_bytes", &i);
-			g_string_append_printf(out, ",kind=\"%s\"", kinds[k]);
-			sample_end_u64(out, v[k]);
-		}
+	for (size_t s = 0; s < G_N_ELEMENTS(vm_states); s++) {
+		vm_sample(out, sec->name, i);
+		g_string_append_printf(out, ",state=\"%s\"", vm_states[s]);
+		sample_end_u64(out, i->state && strcmp(i->state, vm_states[s]) == 0);
 	}
 }
 
@@ -345,26 +304,191 @@ static void metrics_state(VmcgApi *api, GString *out)
 			       h.snapshot_bytes);
 }
 
-void vmcg_api_handle_metrics(VmcgApi *api, SoupServerMessage *msg)
+static void vm_charge_unknown(GString *out, const VmcgDvmInfo *i, const Section *sec)
 {
-	GString *out = g_string_sized_new(16384);
+	vm_sample(out, sec->name, i);
+	sample_end_u64(out, i->charge_state && strcmp(i->charge_state, "unknown") == 0);
+}
+
+static void vm_guest_memory(GString *out, const VmcgDvmInfo *i, const Section *sec)
+{
+	static const char *const kinds[] = { "total", "free", "available", "cache" };
+	uint64_t v[4] = { i->stat_total, i->stat_free, i->stat_available, i->stat_cache };
+
+	if (!i->has_stats)
+		return;
+	for (int k = 0; k < 4; k++) {
+		vm_sample(out, sec->name, i);
+		g_string_append_printf(out, ",kind=\"%s\"", kinds[k]);
+		sample_end_u64(out, v[k]);
+	}
+}
+
+#define GROUP_GAUGE(k)                                    \
+	{                                                 \
+		NULL, "gauge", NULL, group_gauge, NULL, k \
+	}
+#define VM_GAUGE(k)                                    \
+	{                                              \
+		NULL, "gauge", NULL, NULL, vm_gauge, k \
+	}
+
+/* The families in the order of the text; names and helps of the gauges come from their tables. */
+static const Section sections[] = {
+	{ NULL, NULL, NULL, NULL, NULL, 0 }, /* vmcg_groups, vmcg_vms, ... */
+	GROUP_GAUGE(0),
+	GROUP_GAUGE(1),
+	GROUP_GAUGE(2),
+	GROUP_GAUGE(3),
+	GROUP_GAUGE(4),
+	GROUP_GAUGE(5),
+	{ "vmcg_group_memory_events_total", "counter",
+	  "Memory events in the group and below (memory.events).", group_events, NULL, false },
+	{ "vmcg_group_memory_events_local_total", "counter",
+	  "Memory events in the group itself (memory.events.local).", group_events, NULL, true },
+	{ "vmcg_group_memory_stat_bytes", "gauge", "memory.stat items of the group's subtree.",
+	  group_stat, NULL, 0 },
+	{ "vmcg_group_memory_pressure_stall_seconds_total", "counter",
+	  "Time some or all vCPUs of the group were stalled on memory (memory.pressure).",
+	  group_stall, NULL, 0 },
+	{ "vmcg_group_memory_pressure_ratio", "gauge",
+	  "Share of time stalled, averaged over 10, 60 and 300 s (memory.pressure avg).",
+	  group_ratio, NULL, 0 },
+	{ "vmcg_group_vmpressure_level", "gauge",
+	  "vmpressure level: 0 none, 1 low, 2 medium, 3 critical.", group_vmpressure, NULL, 0 },
+	{ "vmcg_group_vms", "gauge", "VMs attached to the group itself.", group_nr_vms, NULL, 0 },
+	VM_GAUGE(0),
+	VM_GAUGE(1),
+	VM_GAUGE(2),
+	VM_GAUGE(3),
+	VM_GAUGE(4),
+	VM_GAUGE(5),
+	VM_GAUGE(6),
+	VM_GAUGE(7),
+	VM_GAUGE(8),
+	{ "vmcg_vm_state", "gauge", "1 for the VM's current state.", NULL, vm_state, 0 },
+	{ "vmcg_vm_charge_unknown", "gauge",
+	  "1 while the VM's charge is unknown (its memory cannot be measured).", NULL,
+	  vm_charge_unknown, 0 },
+	{ "vmcg_vm_guest_memory_bytes", "gauge",
+	  "The guest's own memory statistics (hints, never trusted for safety).", NULL,
+	  vm_guest_memory, 0 },
+};
+
+G_STATIC_ASSERT(G_N_ELEMENTS(vm_gauges) == 9);
+G_STATIC_ASSERT(G_N_ELEMENTS(group_gauges) == 6);
+
+/* ---- the answer, a chunk at a time ---- */
+
+typedef struct Metrics {
+	VmcgApiProducer base;
+	VmcgApi *api;
+	size_t section;	  /* in sections[] */
+	bool header_done; /* the section's family header is written */
+	VmcgApiCursor cursor;
+} Metrics;
+
+static void section_header(Metrics *m, GString *out, const Section *sec)
+{
+	VmcgApi *api = m->api;
 	VmcgTree *tree = vmcg_daemon_tree(api->d);
-	gsize len;
 
-	family(out, "vmcg_groups", "gauge", "Groups in the tree, the root included.");
-	g_string_append_printf(out, "vmcg_groups %zu\n", vmcg_tree_nr_groups(tree));
-	family(out, "vmcg_vms", "gauge", "VMs the daemon manages.");
-	g_string_append_printf(out, "vmcg_vms %zu\n", vmcg_tree_nr_vms(tree));
-	family(out, "vmcg_api_event_subscribers", "gauge", "Open event streams.");
-	g_string_append_printf(out, "vmcg_api_event_subscribers %u\n", api->subs.length);
-	family(out, "vmcg_api_connections", "gauge", "Open API connections.");
-	g_string_append_printf(out, "vmcg_api_connections %u\n", vmcg_api_conn_count(api));
-	metrics_state(api, out);
-	metrics_groups(api, out);
-	metrics_vms(api, out);
+	if (!sec->group && !sec->vm) {
+		family(out, "vmcg_groups", "gauge", "Groups in the tree, the root included.");
+		g_string_append_printf(out, "vmcg_groups %zu\n", vmcg_tree_nr_groups(tree));
+		family(out, "vmcg_vms", "gauge", "VMs the daemon manages.");
+		g_string_append_printf(out, "vmcg_vms %zu\n", vmcg_tree_nr_vms(tree));
+		family(out, "vmcg_api_event_subscribers", "gauge", "Open event streams.");
+		g_string_append_printf(out, "vmcg_api_event_subscribers %u\n", api->subs.length);
+		family(out, "vmcg_api_connections", "gauge", "Open API connections.");
+		g_string_append_printf(out, "vmcg_api_connections %u\n", vmcg_api_conn_count(api));
+		metrics_state(api, out);
+	} else if (sec->group && !sec->name) {
+		family(out, group_gauges[sec->arg].name, sec->type, group_gauges[sec->arg].help);
+	} else if (sec->vm && !sec->name) {
+		family(out, vm_gauges[sec->arg].name, sec->type, vm_gauges[sec->arg].help);
+	} else {
+		family(out, sec->name, sec->type, sec->help);
+	}
+}
 
-	len = out->len;
-	soup_server_message_set_status(msg, SOUP_STATUS_OK, NULL);
-	soup_server_message_set_response(msg, "text/plain; version=0.0.4; charset=utf-8",
-					 SOUP_MEMORY_TAKE, g_string_free(out, FALSE), len);
+/* The section's items from the cursor on, until @out holds @want bytes; true at its end. */
+static bool section_items(Metrics *m, GString *out, gsize want, const Section *sec)
+{
+	Section named = *sec;
+	VmcgApiGroupWalk walk;
+	const VmcgApiWalkOps *ops;
+	gpointer ctx, item, last = NULL;
+	VmcgDvmInfo info;
+
+	if (!named.name)
+		named.name = sec->group ? group_gauges[sec->arg].name : vm_gauges[sec->arg].name;
+	if (sec->group) {
+		vmcg_api_group_walk_init(&walk, vmcg_daemon_tree(m->api->d), "/");
+		ops = &vmcg_api_group_walk_ops;
+		ctx = &walk;
+		item = vmcg_api_cursor_resume(&m->cursor, ops, ctx, walk.root);
+	} else {
+		ops = &vmcg_api_vm_walk_ops;
+		ctx = m->api->d;
+		item = vmcg_api_cursor_resume(&m->cursor, ops, ctx,
+					      vmcg_daemon_vm_first(m->api->d));
+	}
+	for (; item && out->len < want; item = ops->next(ctx, item)) {
+		if (sec->group) {
+			sec->group(m->api, out, item, &named);
+		} else {
+			vmcg_dvm_info(item, &info);
+			sec->vm(out, &info, &named);
+		}
+		last = item;
+	}
+	if (!item)
+		return true;
+	vmcg_api_cursor_save(&m->cursor, ops, ctx, last);
+	return false;
+}
+
+static bool metrics_fill(VmcgApiProducer *p, GString *out, gsize want)
+{
+	Metrics *m = (Metrics *)p;
+
+	while (out->len < want && m->section < G_N_ELEMENTS(sections)) {
+		const Section *sec = &sections[m->section];
+
+		if (!m->header_done) {
+			section_header(m, out, sec);
+			m->header_done = true;
+		}
+		if ((sec->group || sec->vm) && !section_items(m, out, want, sec))
+			break;
+		vmcg_api_cursor_clear(&m->cursor);
+		m->header_done = false;
+		m->section++;
+	}
+	return m->section == G_N_ELEMENTS(sections);
+}
+
+static void metrics_free(VmcgApiProducer *p)
+{
+	Metrics *m = (Metrics *)p;
+
+	vmcg_api_cursor_clear(&m->cursor);
+	g_free(m);
+}
+
+VmcgApiProducer *vmcg_api_metrics_producer_new(VmcgApi *api)
+{
+	Metrics *m = g_new0(Metrics, 1);
+
+	m->base.fill = metrics_fill;
+	m->base.free = metrics_free;
+	m->api = api;
+	return &m->base;
+}
+
+void vmcg_api_handle_metrics(VmcgApi *api, SoupServerMessage *msg, gboolean head)
+{
+	vmcg_api_reply_stream(msg, "text/plain; version=0.0.4; charset=utf-8", head,
+			      vmcg_api_metrics_producer_new(api));
 }

@@ -3,6 +3,8 @@
  * The API's read-outs: groups and VMs as JSON, named after the cgroup
  * files (docs/api.md). Sizes in bytes, limits "max" at VMCG_PAGES_MAX.
  */
+#include <string.h>
+
 #include "api-private.h"
 #include "vmcg/oom.h"
 #include "vmcg/size.h"
@@ -83,11 +85,11 @@ VmcgVmpressureLevel vmcg_api_group_vmpressure(VmcgApi *api, VmcgGroup *g)
 				     vmcg_daemon_policy(api->d)->vmpressure_hold_usec);
 }
 
-json_object *vmcg_api_group_to_json(VmcgApi *api, VmcgGroup *g, bool nested)
+/* Every member of @g's GET form but "children", which comes last. */
+static json_object *group_fields(VmcgApi *api, VmcgGroup *g)
 {
 	json_object *obj = json_object_new_object();
 	json_object *vms = json_object_new_array();
-	json_object *children = json_object_new_array();
 
 	json_object_object_add(obj, "path", json_object_new_string(vmcg_group_path(g)));
 	json_object_object_add(obj, "memory.current", json_pages(vmcg_group_current(g)));
@@ -114,6 +116,14 @@ json_object *vmcg_api_group_to_json(VmcgApi *api, VmcgGroup *g, bool nested)
 	for (VmcgVm *vm = vmcg_group_first_vm(g); vm; vm = vmcg_vm_next_in_group(vm))
 		json_object_array_add(vms, json_object_new_string(vmcg_vm_name(vm)));
 	json_object_object_add(obj, "vms", vms);
+	return obj;
+}
+
+json_object *vmcg_api_group_to_json(VmcgApi *api, VmcgGroup *g, bool nested)
+{
+	json_object *obj = group_fields(api, g);
+	json_object *children = json_object_new_array();
+
 	for (VmcgGroup *c = vmcg_group_first_child(g); c; c = vmcg_group_next_sibling(c))
 		json_object_array_add(children,
 				      nested ? vmcg_api_group_to_json(api, c, true)
@@ -223,4 +233,238 @@ json_object *vmcg_api_vm_to_json(VmcgDvm *vm)
 	json_object_object_add(obj, "oom-priority", json_object_new_int(i.oom_priority));
 	json_object_object_add(obj, "hooks", i.hooked ? hooks_to_json(&i) : NULL);
 	return obj;
+}
+
+/* ---- streamed: JSON a chunk at a time ---- */
+
+/*
+ * A streamed JSON document is spliced from json-c's own text of each
+ * object, so that it is byte for byte what json-c prints for the whole
+ * (json_object.c, 0.16): with PRETTY | SPACED, a member or element at
+ * level L is on its own line indented by 2 L spaces; an array at level L
+ * is "[", then "\n" + indent(L + 1) + element, joined by ",", then "\n"
+ * (after "[" itself if there is no element), indent(L) and "]"; an
+ * object ends "\n" + indent(L) +
+ * "}". Printed alone, an object is at level 0: at level L, every line
+ * after its first gets 2 L more spaces. PLAIN has no blanks at all.
+ * test-api-render.c checks the splice against json-c on trees.
+ */
+#define JSON_FLAGS_PLAIN (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+#define JSON_FLAGS_PRETTY \
+	(JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE)
+
+static void indent(GString *out, unsigned level)
+{
+	for (unsigned i = 0; i < level; i++)
+		g_string_append(out, "  ");
+}
+
+/* @text, printed at level 0, as printed at @level. */
+static void append_at_level(GString *out, const char *text, size_t len, unsigned level)
+{
+	for (size_t i = 0; i < len; i++) {
+		g_string_append_c(out, text[i]);
+		if (text[i] == '\n')
+			indent(out, level);
+	}
+}
+
+/* Before an element of an array at @level (pretty): its separator and indent. */
+static void element_begin(GString *out, bool pretty, bool first, unsigned level)
+{
+	if (!first)
+		g_string_append_c(out, ',');
+	if (pretty) {
+		g_string_append_c(out, '\n');
+		indent(out, level + 1);
+	}
+}
+
+/*
+ * After the last element of an array at @level. Pretty, the newline is
+ * the one after the last element, or for an empty array the one json-c
+ * writes after "[" (nothing else stands between them).
+ */
+static void array_end(GString *out, bool pretty, unsigned level)
+{
+	if (pretty) {
+		g_string_append_c(out, '\n');
+		indent(out, level);
+	}
+	g_string_append_c(out, ']');
+}
+
+/*
+ * Group objects nest two levels per tree level (object, its "children"
+ * array), so a group d levels below the answer's root is at level 2 d.
+ * The deepest: VMCG group paths have at most 16 levels below "/".
+ */
+#define GROUPS_DEPTH_MAX 17
+
+typedef struct GroupsJson {
+	VmcgApiProducer base;
+	VmcgApi *api;
+	char *root_path;
+	unsigned root_depth; /* of root_path, "/" being 0 */
+	bool pretty;
+	VmcgApiCursor cursor;
+	unsigned open; /* group objects open: their depths are 0 .. open - 1 */
+	bool had_child[GROUPS_DEPTH_MAX + 1]; /* of each open group */
+} GroupsJson;
+
+static unsigned path_depth(const char *path)
+{
+	unsigned n = 0;
+
+	if (strcmp(path, "/") == 0)
+		return 0;
+	for (const char *p = path; *p; p++)
+		n += *p == '/';
+	return n;
+}
+
+/* Close the innermost open group: its "children" array, then itself. */
+static void groups_close_one(GroupsJson *j, GString *out)
+{
+	unsigned level = 2 * (j->open - 1);
+
+	array_end(out, j->pretty, level + 1);
+	if (j->pretty) {
+		g_string_append_c(out, '\n');
+		indent(out, level);
+	}
+	g_string_append_c(out, '}');
+	j->open--;
+}
+
+/* Write @g, @depth below the root, up to its "children" array, left open. */
+static void groups_open(GroupsJson *j, GString *out, VmcgGroup *g, unsigned depth)
+{
+	g_autoptr(json_object) obj = group_fields(j->api, g);
+	const char *text, *bracket;
+
+	json_object_object_add(obj, "children", json_object_new_array());
+	text = json_object_to_json_string_ext(obj,
+					      j->pretty ? JSON_FLAGS_PRETTY : JSON_FLAGS_PLAIN);
+	/* "children" is the last member, and empty: its '[' is the text's last. */
+	bracket = strrchr(text, '[');
+	if (depth > 0) {
+		element_begin(out, j->pretty, !j->had_child[depth - 1], 2 * (depth - 1) + 1);
+		j->had_child[depth - 1] = true;
+	}
+	append_at_level(out, text, (size_t)(bracket - text) + 1, 2 * depth);
+	j->had_child[depth] = false;
+	j->open = depth + 1;
+}
+
+static bool groups_fill(VmcgApiProducer *p, GString *out, gsize want)
+{
+	GroupsJson *j = (GroupsJson *)p;
+	VmcgApiGroupWalk walk;
+	gpointer item = NULL, last = NULL;
+
+	if (vmcg_api_group_walk_init(&walk, vmcg_daemon_tree(j->api->d), j->root_path))
+		item = vmcg_api_cursor_resume(&j->cursor, &vmcg_api_group_walk_ops, &walk,
+					      walk.root);
+	/* else the root is gone, and so is its subtree: close what is open. */
+	for (; item && out->len < want; item = vmcg_group_next_descendant(item, walk.root)) {
+		unsigned depth = path_depth(vmcg_group_path(item)) - j->root_depth;
+
+		/* Its parent is open (api-cursor.h): close what is below it. */
+		if (depth > j->open || depth > GROUPS_DEPTH_MAX)
+			continue; /* cannot happen: never a dangling '{' */
+		while (j->open > depth)
+			groups_close_one(j, out);
+		groups_open(j, out, item, depth);
+		last = item;
+	}
+	if (item) {
+		vmcg_api_cursor_save(&j->cursor, &vmcg_api_group_walk_ops, &walk, last);
+		return false;
+	}
+	while (j->open > 0)
+		groups_close_one(j, out);
+	g_string_append_c(out, '\n');
+	return true;
+}
+
+static void groups_free(VmcgApiProducer *p)
+{
+	GroupsJson *j = (GroupsJson *)p;
+
+	vmcg_api_cursor_clear(&j->cursor);
+	g_free(j->root_path);
+	g_free(j);
+}
+
+VmcgApiProducer *vmcg_api_groups_producer_new(VmcgApi *api, const char *path, bool pretty)
+{
+	GroupsJson *j = g_new0(GroupsJson, 1);
+
+	j->base.fill = groups_fill;
+	j->base.free = groups_free;
+	j->api = api;
+	j->root_path = g_strdup(path);
+	j->root_depth = path_depth(path);
+	j->pretty = pretty;
+	return &j->base;
+}
+
+typedef struct VmsJson {
+	VmcgApiProducer base;
+	VmcgApi *api;
+	bool pretty;
+	bool opened;
+	bool had_element;
+	VmcgApiCursor cursor;
+} VmsJson;
+
+static bool vms_fill(VmcgApiProducer *p, GString *out, gsize want)
+{
+	VmsJson *v = (VmsJson *)p;
+	VmcgDaemon *d = v->api->d;
+	gpointer item, last = NULL;
+
+	if (!v->opened) {
+		g_string_append_c(out, '[');
+		v->opened = true;
+	}
+	item = vmcg_api_cursor_resume(&v->cursor, &vmcg_api_vm_walk_ops, d,
+				      vmcg_daemon_vm_first(d));
+	for (; item && out->len < want; item = vmcg_daemon_vm_next(item)) {
+		g_autoptr(json_object) obj = vmcg_api_vm_to_json(item);
+		const char *text = json_object_to_json_string_ext(
+			obj, v->pretty ? JSON_FLAGS_PRETTY : JSON_FLAGS_PLAIN);
+
+		element_begin(out, v->pretty, !v->had_element, 0);
+		v->had_element = true;
+		append_at_level(out, text, strlen(text), 1);
+		last = item;
+	}
+	if (item) {
+		vmcg_api_cursor_save(&v->cursor, &vmcg_api_vm_walk_ops, d, last);
+		return false;
+	}
+	array_end(out, v->pretty, 0);
+	g_string_append_c(out, '\n');
+	return true;
+}
+
+static void vms_free(VmcgApiProducer *p)
+{
+	VmsJson *v = (VmsJson *)p;
+
+	vmcg_api_cursor_clear(&v->cursor);
+	g_free(v);
+}
+
+VmcgApiProducer *vmcg_api_vms_producer_new(VmcgApi *api, bool pretty)
+{
+	VmsJson *v = g_new0(VmsJson, 1);
+
+	v->base.fill = vms_fill;
+	v->base.free = vms_free;
+	v->api = api;
+	v->pretty = pretty;
+	return &v->base;
 }

@@ -601,8 +601,9 @@ static void handle_route(VmcgApi *api, SoupServerMessage *msg, const Request *re
 
 	switch (req->route) {
 	case ROUTE_GROUPS:
-		obj = vmcg_api_group_to_json(api, vmcg_tree_root(vmcg_daemon_tree(api->d)), true);
-		reply_json(msg, SOUP_STATUS_OK, obj, pretty);
+		/* The whole tree: streamed, a chunk at a time (api-stream.c). */
+		vmcg_api_reply_stream(msg, "application/json", method == M_HEAD,
+				      vmcg_api_groups_producer_new(api, "/", pretty));
 		return;
 	case ROUTE_GROUP:
 		if (method == M_PUT) {
@@ -613,7 +614,13 @@ static void handle_route(VmcgApi *api, SoupServerMessage *msg, const Request *re
 			else
 				reply_gerror(msg, error);
 		} else if ((g = lookup_group(api, msg, arg))) {
-			obj = vmcg_api_group_to_json(api, g, query_has(msg, "recursive"));
+			if (query_has(msg, "recursive")) {
+				vmcg_api_reply_stream(msg, "application/json", method == M_HEAD,
+						      vmcg_api_groups_producer_new(
+							      api, vmcg_group_path(g), pretty));
+				return;
+			}
+			obj = vmcg_api_group_to_json(api, g, false);
 			reply_json(msg, SOUP_STATUS_OK, obj, pretty);
 		}
 		return;
@@ -625,10 +632,8 @@ static void handle_route(VmcgApi *api, SoupServerMessage *msg, const Request *re
 			handle_vm_add(api, msg, req, pretty);
 			return;
 		}
-		obj = json_object_new_array();
-		for (vm = vmcg_daemon_vm_first(api->d); vm; vm = vmcg_daemon_vm_next(vm))
-			json_object_array_add(obj, vmcg_api_vm_to_json(vm));
-		reply_json(msg, SOUP_STATUS_OK, obj, pretty);
+		vmcg_api_reply_stream(msg, "application/json", method == M_HEAD,
+				      vmcg_api_vms_producer_new(api, pretty));
 		return;
 	case ROUTE_VM:
 		if (method == M_PUT) {
@@ -652,7 +657,7 @@ static void handle_route(VmcgApi *api, SoupServerMessage *msg, const Request *re
 		vmcg_api_handle_events(api, msg, method == M_HEAD);
 		return;
 	case ROUTE_METRICS:
-		vmcg_api_handle_metrics(api, msg);
+		vmcg_api_handle_metrics(api, msg, method == M_HEAD);
 		return;
 	case ROUTE_STATUS:
 		obj = status_to_json(api);
