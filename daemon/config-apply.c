@@ -168,67 +168,15 @@ gboolean vmcg_config_seen_load(const char *path, GPtrArray **ret, GError **error
 	return TRUE;
 }
 
-static gboolean errno_error(GError **error, const char *what, const char *path)
-{
-	int e = errno;
-
-	g_set_error(error, G_IO_ERROR, g_io_error_from_errno(e), "%s %s: %s", what, path,
-		    g_strerror(e));
-	return FALSE;
-}
-
 gboolean vmcg_config_seen_save(const char *path, const GPtrArray *seen, GError **error)
 {
 	g_autoptr(json_object) root = vmcg_config_seen_to_json(seen);
-	g_autofree char *dir = g_path_get_dirname(path);
-	g_autofree char *tmp = g_strdup_printf("%s.tmp.%d", path, (int)getpid());
 	g_autofree char *text =
 		g_strconcat(json_object_to_json_string_ext(
 				    root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE),
 			    "\n", NULL);
-	gsize len = strlen(text), off = 0;
-	int fd, dfd;
 
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return errno_error(error, "create", tmp);
-	while (off < len) {
-		ssize_t w = write(fd, text + off, len - off);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0) {
-			errno_error(error, "write", tmp);
-			goto fail;
-		}
-		off += (gsize)w;
-	}
-	if (fsync(fd) < 0) {
-		errno_error(error, "fsync", tmp);
-		goto fail;
-	}
-	close(fd);
-	fd = -1;
-	if (rename(tmp, path) < 0) {
-		errno_error(error, "rename to", path);
-		goto fail;
-	}
-	/* The rename must survive a crash too. */
-	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0 || fsync(dfd) < 0) {
-		errno_error(error, "fsync", dir);
-		if (dfd >= 0)
-			close(dfd);
-		return FALSE;
-	}
-	close(dfd);
-	return TRUE;
-
-fail:
-	if (fd >= 0)
-		close(fd);
-	unlink(tmp);
-	return FALSE;
+	return vmcg_state_write_file(path, text, strlen(text), NULL, error);
 }
 
 /* ---- the tree's view ---- */

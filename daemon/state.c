@@ -208,12 +208,7 @@ static void fsync_dir(const char *path)
 	}
 }
 
-/*
- * Write @path atomically: a temporary file, fsync, rename, fsync of the
- * directory. On failure @path is as it was and no temporary file is left.
- * With @ret_fd, the file stays open (for appending: O_APPEND is set).
- */
-static gboolean write_file(const char *path, const char *text, gsize len, int *ret_fd,
+gboolean vmcg_state_write_file(const char *path, const char *text, gsize len, int *ret_fd,
 			   GError **error)
 {
 	g_autofree char *dir = g_path_get_dirname(path);
@@ -244,7 +239,7 @@ gboolean vmcg_state_save(VmcgDaemon *d, const char *path, GError **error)
 	gsize len;
 	g_autofree char *text = vmcg_state_snapshot_text(d, 0, &len);
 
-	return write_file(path, text, len, NULL, error);
+	return vmcg_state_write_file(path, text, len, NULL, error);
 }
 
 void vmcg_state_file_init(VmcgStateFile *sf, const char *path)
@@ -271,7 +266,7 @@ gboolean vmcg_state_compact_write(VmcgStateFile *sf, const char *text, gsize len
 	g_autofree char *header = NULL;
 	int fd;
 
-	if (!write_file(sf->path, text, len, NULL, error))
+	if (!vmcg_state_write_file(sf->path, text, len, NULL, error))
 		return FALSE;
 	/* Durable from here on: the old journal is of the old generation. */
 	sf->gen++;
@@ -281,7 +276,7 @@ gboolean vmcg_state_compact_write(VmcgStateFile *sf, const char *text, gsize len
 	sf->journal_fd = -1;
 	sf->journal_bytes = 0;
 	header = g_strdup_printf("{\"journal\":%" G_GUINT64_FORMAT "}\n", sf->gen);
-	if (!write_file(sf->journal_path, header, strlen(header), &fd, &local)) {
+	if (!vmcg_state_write_file(sf->journal_path, header, strlen(header), &fd, &local)) {
 		g_warning("state: %s (the next change writes the whole state again)",
 			  local->message);
 		return TRUE;

@@ -79,6 +79,17 @@ json_object *vmcg_state_group_record(VmcgDaemon *d, const char *path);
 json_object *vmcg_state_vm_record(VmcgDaemon *d, const char *name);
 gboolean vmcg_state_apply_record(VmcgDaemon *d, json_object *rec, GError **error);
 
+/**
+ * vmcg_state_write_file() - write @path atomically: a temporary file,
+ * fsync, rename, fsync of the directory (made if missing). On failure
+ * @path is as it was and no temporary file is left. With @ret_fd, the
+ * file stays open (for appending: O_APPEND is set). For every file vmcgd
+ * keeps beside its state (the snapshot, the journal's header, the
+ * config's record).
+ */
+gboolean vmcg_state_write_file(const char *path, const char *text, gsize len, int *ret_fd,
+			       GError **error);
+
 /* A full rewrite at @path (generation 0), for the benchmark's comparison. */
 gboolean vmcg_state_save(VmcgDaemon *d, const char *path, GError **error);
 
