@@ -209,7 +209,7 @@ static void fsync_dir(const char *path)
 }
 
 gboolean vmcg_state_write_file(const char *path, const char *text, gsize len, int *ret_fd,
-			   GError **error)
+			       GError **error)
 {
 	g_autofree char *dir = g_path_get_dirname(path);
 	g_autofree char *tmp = g_strdup_printf("%s.tmp.%d", path, (int)getpid());
