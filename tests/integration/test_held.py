@@ -868,7 +868,7 @@ CORRUPT = [
     ("group before its parent", b'{"version":1,"groups":[{"path":"/a/b"},{"path":"/a"}]}'),
     ("a VM twice", b'{"version":1,"vms":[{"name":"x","qmp":"/q"},{"name":"x","qmp":"/r"}]}'),
     ("100k deep", b'{"version":1,"groups":' + b"[" * 100000 + b"]" * 100000 + b"}"),
-    ("17 MiB", b'{"version":1}' + b" " * (17 << 20)),
+    ("over 64 MiB (state.c: STATE_MAX_BYTES)", b'{"version":1}' + b" " * (65 << 20)),
     ("a bad size", b'{"version":1,"groups":[{"path":"/a","memory.max":"lots"}]}'),
 ]
 
