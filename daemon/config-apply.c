@@ -400,7 +400,13 @@ void vmcg_config_apply(VmcgDaemon *d, const VmcgConfig *config, GPtrArray **seen
 	if (d->state_path) {
 		g_autoptr(GError) error = NULL;
 
-		saved = vmcg_state_save(d, d->state_path, &error);
+		/*
+		 * Through the state file (a new snapshot, the journal started
+		 * over), as every save: health, generation and waiters stay
+		 * right. Synchronous: the state is on disk before the record.
+		 */
+		vmcg_daemon_save(d);
+		saved = vmcg_daemon_flush(d, &error);
 		if (!saved)
 			g_warning("cannot save state to %s: %s (the config is in effect but the "
 				  "record of it is not updated)",

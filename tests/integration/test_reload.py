@@ -14,6 +14,9 @@ The real vmcgd, its real API, real signals; no guest, no root needed.
     SIGHUP:   file edited, kill -HUP               -> applied, same pid
               file broken at line 4, kill -HUP     -> old config kept, the log
                                                       names file:4
+    PUT, SIGHUP, PUTs, SIGKILL, restart            -> every acknowledged PUT is
+                                                      there (the reload's save
+                                                      goes through the journal)
     SIGUSR1, SIGUSR2, SIGALRM right after a PUT    -> still running; the PUT
                                                       survives a clean restart
     soft RLIMIT_NOFILE below the hard limit        -> raised to the hard limit
@@ -168,6 +171,29 @@ def test_ignored_signals():
             assert max_of(d, "/s%d" % i) == (300 + i) * MiB
 
 
+def test_reload_then_sigkill():
+    # A reload saves the state (the config's changes) before its record. It
+    # once did so beside the journal, with a snapshot the journal's
+    # generation no longer matched: writes acknowledged after the reload
+    # were in the journal, and the next start threw the journal away.
+    with Daemon(config=HEAD + "[group /t]\nmemory.max = 1G\n") as d:
+        d.put("/v1/groups/before", {"memory.max": "100M"})
+        d.config = HEAD + "[group /t]\nmemory.max = 2G\n"  # what start() writes too
+        conf_path(d).write_text(d.config)
+        os.kill(d.proc.pid, signal.SIGHUP)
+        wait_for(lambda: max_of(d, "/t") == 2 * GiB, 10, what="the reload applied")
+        for i in range(5):
+            d.put("/v1/groups/after%d" % i, {"memory.max": "%dM" % (200 + i)})
+        d.stop(sig=signal.SIGKILL)
+        d.start()
+        assert max_of(d, "/t") == 2 * GiB
+        assert max_of(d, "/before") == 100 * MiB
+        for i in range(5):
+            assert has_group(d, "/after%d" % i), \
+                "/after%d, acknowledged after the reload, is gone after a restart" % i
+            assert max_of(d, "/after%d" % i) == (200 + i) * MiB
+
+
 def test_nofile_limit():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or hard <= 256:
@@ -208,6 +234,7 @@ TESTS = [
     ("restart-precedence", test_restart_precedence),
     ("sighup-reload", test_sighup_reload),
     ("ignored-signals", test_ignored_signals),
+    ("reload-then-sigkill", test_reload_then_sigkill),
     ("nofile-limit", test_nofile_limit),
     ("garbage-record", test_garbage_record),
 ]
