@@ -49,7 +49,8 @@ typedef struct QmpBackend {
 	gboolean in_stats;
 	int64_t balloon_asked_usec;
 	int64_t stats_asked_usec;
-	char *balloon_path; /* QOM path of the balloon device */
+	char *balloon_path;	 /* QOM path of the balloon device */
+	json_object *stats_args; /* qom-get's arguments for its guest-stats, made once */
 	gboolean stats_enabled;
 	gboolean has_stats;
 	int64_t stats_guest_ts;	   /* guest's last-update, to spot stale stats */
@@ -64,6 +65,14 @@ static bool query_while_moving;
 static QmpBackend *qb(VmcgBackend *b)
 {
 	return (QmpBackend *)b;
+}
+
+/* The balloon's QOM path (@path taken; NULL: none), and what is made from it. */
+static void set_balloon_path(QmpBackend *q, char *path)
+{
+	g_free(q->balloon_path);
+	q->balloon_path = path;
+	g_clear_pointer(&q->stats_args, json_object_put);
 }
 
 static const char *name_of(const QmpBackend *q)
@@ -202,7 +211,7 @@ static void on_balloon_path(VmcgQmp *qmp, json_object *ret, const GError *error,
 	(void)qmp;
 	if (error || q->balloon_path || !vmcg_qmp_parse_balloon_child(ret, &path, &perr))
 		return;
-	q->balloon_path = g_steal_pointer(&path);
+	set_balloon_path(q, g_steal_pointer(&path));
 	/* stats-interval = 0: the operator does not want the guest polled. */
 	if (!interval) {
 		g_info("VM %s: balloon at %s, guest statistics off", name_of(q), q->balloon_path);
@@ -298,7 +307,7 @@ static void on_qmp_state(VmcgQmp *qmp, VmcgQmpState state, const GError *error, 
 			(int64_t)vmcg_daemon_now_usec(vmcg_dvm_daemon(q->vm)) -
 			g_random_int_range(0, (gint32)(BALLOON_SAFETY_POLL_USEC / 1000)) * 1000;
 		q->stats_asked_usec = 0;
-		g_clear_pointer(&q->balloon_path, g_free);
+		set_balloon_path(q, NULL);
 		find_balloon(q, "/machine/peripheral");
 		find_balloon(q, "/machine/peripheral-anon");
 	} else if (state == VMCG_QMP_STATE_DISCONNECTED) {
@@ -394,10 +403,13 @@ static void qmp_poll(VmcgBackend *b, uint64_t now)
 		vmcg_qmp_execute(q->qmp, "query-balloon", NULL, on_balloon, q);
 	}
 	if (q->stats_enabled && interval && !q->in_stats && stats_due(q, now, interval)) {
-		json_object *args = json_object_new_object();
-
-		json_object_object_add(args, "path", json_object_new_string(q->balloon_path));
-		json_object_object_add(args, "property", json_object_new_string("guest-stats"));
+		if (!q->stats_args) {
+			q->stats_args = json_object_new_object();
+			json_object_object_add(q->stats_args, "path",
+					       json_object_new_string(q->balloon_path));
+			json_object_object_add(q->stats_args, "property",
+					       json_object_new_string("guest-stats"));
+		}
 		/* After the first, a random phase: VMs adopted together ask apart. */
 		q->stats_asked_usec =
 			q->stats_asked_usec
@@ -407,7 +419,7 @@ static void qmp_poll(VmcgBackend *b, uint64_t now)
 						  1000;
 		q->in_stats = TRUE;
 		nr_issued++;
-		vmcg_qmp_execute(q->qmp, "qom-get", args, on_stats, q);
+		vmcg_qmp_execute(q->qmp, "qom-get", json_object_get(q->stats_args), on_stats, q);
 	}
 }
 
@@ -468,7 +480,7 @@ static void qmp_free(VmcgBackend *b)
 	/* Pending commands fail with CANCELLED: their callbacks see a live q. */
 	vmcg_qmp_free(q->qmp);
 	g_free(q->path);
-	g_free(q->balloon_path);
+	set_balloon_path(q, NULL);
 	g_free(q);
 }
 
@@ -514,8 +526,7 @@ void vmcg_backend_qmp_fake_ready(VmcgBackend *b, uint64_t ram_bytes, const char 
 	vmcg_dvm_backend_ready(q->vm, 0);
 	q->ram_size = ram_bytes;
 	vmcg_dvm_backend_ram(q->vm, ram_bytes);
-	g_free(q->balloon_path);
-	q->balloon_path = g_strdup(balloon_path);
+	set_balloon_path(q, g_strdup(balloon_path));
 	q->stats_enabled = TRUE;
 	q->balloon_asked_usec = (int64_t)vmcg_daemon_now_usec(vmcg_dvm_daemon(q->vm));
 }

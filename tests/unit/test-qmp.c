@@ -25,6 +25,7 @@
 #include <glib/gstdio.h>
 
 #include "qmp.h"
+#include "qmp-message.h"
 
 #include "qmp-real.h"
 
@@ -1764,10 +1765,49 @@ static void test_client_reconnect_no_reset_at_ready(void)
 	states_clear(&st);
 }
 
+/*
+ * The wire is written out by hand (qmp-message.c): the same bytes as
+ * json-c prints for the object, whatever the command, arguments and id.
+ */
+static void test_command_wire(void)
+{
+	static const struct {
+		const char *command, *args, *id;
+	} rows[] = {
+		{ "query-balloon", NULL, "vmcg-1" },
+		{ "qom-get",
+		  "{\"path\":\"/machine/peripheral/balloon0\",\"property\":\"guest-stats\"}",
+		  "vmcg-18446744073709551615" },
+		{ "balloon", "{\"value\":536870912}", "vmcg-7" },
+		{ "qom-set", "{\"path\":\"/a b\\\\c\\\"d\",\"value\":\"\\u00e9\\n\"}", "x" },
+		{ "odd \"command\"/\\", "{}", "id with spaces/" },
+		{ "", NULL, "" },
+		{ "caf\xc3\xa9", "[]", "\x01" },
+	};
+
+	for (size_t i = 0; i < G_N_ELEMENTS(rows); i++) {
+		g_autoptr(json_object) args =
+			rows[i].args ? json_tokener_parse(rows[i].args) : NULL;
+		g_autoptr(json_object) root = json_object_new_object();
+		g_autofree char *want = NULL, *got = NULL;
+
+		g_assert_true(!rows[i].args || args);
+		json_object_object_add(root, "execute", json_object_new_string(rows[i].command));
+		if (args)
+			json_object_object_add(root, "arguments", json_object_get(args));
+		json_object_object_add(root, "id", json_object_new_string(rows[i].id));
+		want = g_strconcat(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN),
+				   "\r\n", NULL);
+		got = vmcg_qmp_command_wire(rows[i].command, args, rows[i].id);
+		g_assert_cmpstr(got, ==, want);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
 
+	g_test_add_func("/qmp/command-wire", test_command_wire);
 	g_test_add_func("/qmp/parse/greeting", test_parse_greeting);
 	g_test_add_func("/qmp/parse/return", test_parse_return);
 	g_test_add_func("/qmp/parse/error", test_parse_error);
