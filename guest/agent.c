@@ -570,6 +570,19 @@ static void log_drops(Agent *a, uint64_t now, bool force)
 	a->next_drop_log_ms = now + DROP_LOG_MS;
 }
 
+/* SIGUSR1: every counter, at once (docs/guest-agent.md). */
+static void log_stats(Agent *a)
+{
+	logmsg("stats: host %s, hello %s, level %s seq %" PRIu64 ", messages %" PRIu64
+	       ", dropped: oversized %" PRIu64 " malformed %" PRIu64 " unknown-type %" PRIu64
+	       " before-hello %" PRIu64 ", reports %" PRIu64 ", sends dropped %" PRIu64
+	       ", subscribers %u (dropped %" PRIu64 ", refused %" PRIu64 ")",
+	       a->host_connected ? "connected" : "disconnected", a->host_hello ? "yes" : "no",
+	       vmcg_agent_level_name(a->level), a->seq, a->messages, a->drop_oversized,
+	       a->drop_malformed, a->drop_unknown, a->drop_before_hello, a->report_seq,
+	       a->send_dropped, a->nsubs, a->subs_dropped, a->subs_refused);
+}
+
 static void handle_line(void *opaque, const char *line, size_t len)
 {
 	Agent *a = opaque;
@@ -725,6 +738,7 @@ static int run_agent(Agent *a)
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGCHLD);
 	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGUSR1);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	a->sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
@@ -799,6 +813,8 @@ static int run_agent(Agent *a)
 			while (read(a->sigfd, &si, sizeof(si)) == sizeof(si)) {
 				if (si.ssi_signo == SIGCHLD)
 					reap_children(a);
+				else if (si.ssi_signo == SIGUSR1)
+					log_stats(a);
 				else if (si.ssi_signo == SIGHUP)
 					logmsg("SIGHUP ignored: restart the agent to reread %s",
 					       a->config_path);
