@@ -57,6 +57,12 @@
  * spin. 4 answers per second is more than any honest reconnect needs.
  */
 #define HELLO_ANSWERS_PER_SEC 4
+/*
+ * Level changes are logged, at most 10 per 10 s: a host that flips the
+ * level thousands of times must not fill the guest's /run with our log.
+ */
+#define LEVEL_LOG_BURST 10
+#define LEVEL_LOG_WINDOW_MS 10000
 /* After SIGTERM an exec'd action gets this long before SIGKILL. */
 #define EXEC_KILL_GRACE_MS 2000
 
@@ -105,6 +111,7 @@ typedef struct Agent {
 	pid_t exec_pid;
 	uint64_t exec_deadline_ms;
 	bool exec_termed;
+	uint64_t exec_skipped;
 
 	/* counters, docs/guest-agent.md */
 	uint64_t drop_oversized, drop_malformed, drop_unknown, drop_before_hello;
@@ -112,6 +119,9 @@ typedef struct Agent {
 	uint64_t next_drop_log_ms;
 	uint64_t send_dropped, subs_dropped, subs_refused;
 	uint64_t messages;
+	uint64_t level_log_window_ms;
+	unsigned level_logged;
+	uint64_t level_unlogged;
 } Agent;
 
 static void logmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -319,8 +329,10 @@ static void run_actions(Agent *a, VmcgAgentLevel level)
 		pid_t pid;
 
 		if (a->exec_pid > 0) {
-			logmsg("%s: %s not run: the previous one (pid %d) still runs", name,
-			       act->exec, (int)a->exec_pid);
+			if (a->exec_skipped++ % 100 == 0)
+				logmsg("%s: %s not run: the previous one (pid %d) still runs "
+				       "(%" PRIu64 " skipped)",
+				       name, act->exec, (int)a->exec_pid, a->exec_skipped);
 			return;
 		}
 		pid = fork();
@@ -653,13 +665,22 @@ static void handle_line(void *opaque, const char *line, size_t len)
 		a->reclaim_bytes = m.reclaim_bytes;
 		a->reclaim_within_ms = m.reclaim_within_ms;
 		publish(a);
-		if (old != m.level) {
+		if (old != m.level && now >= a->level_log_window_ms + LEVEL_LOG_WINDOW_MS) {
+			if (a->level_unlogged)
+				logmsg("%" PRIu64 " level changes not logged", a->level_unlogged);
+			a->level_log_window_ms = now;
+			a->level_logged = 0;
+			a->level_unlogged = 0;
+		}
+		if (old != m.level && a->level_logged++ >= LEVEL_LOG_BURST)
+			a->level_unlogged++;
+		else if (old != m.level)
 			logmsg("level %s -> %s (seq %" PRIu64 ", reclaim %" PRIu64
 			       " bytes within %" PRIu64 " ms)",
 			       vmcg_agent_level_name(old), vmcg_agent_level_name(m.level), m.seq,
 			       m.reclaim_bytes, m.reclaim_within_ms);
+		if (old != m.level)
 			run_actions(a, m.level);
-		}
 	}
 }
 
