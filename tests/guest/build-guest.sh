@@ -5,7 +5,8 @@
 #   OUT/vmlinux             the same, uncompressed, for QEMU's PVH boot
 #   OUT/initramfs.cpio.gz   busybox-static, tests/guest/init as /init, the
 #                           virtio modules the guest needs (dependencies from
-#                           modules.dep), and tests/guest/memhog.c built static
+#                           modules.dep), tests/guest/memhog.c built static,
+#                           and guest/ (vmcg-guest-agent) built static
 #   OUT/disk.ext2           a 256 MiB ext2 image holding one 240 MiB file of
 #                           random data, `data`, that guests mount read-only
 #                           at /mnt/disk to fill their page cache from
@@ -103,6 +104,15 @@ if [ "$(gcc -print-file-name=libc.a)" = libc.a ]; then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libc6-dev >&2 ||
 		unavailable "apt-get install libc6-dev failed"
 fi
+if [ "$(gcc -print-file-name=libjson-c.a)" = libjson-c.a ]; then
+	# The static vmcg-guest-agent links json-c's archive.
+	[ "${VMCG_SKIP_DEPS:-0}" = 1 ] && unavailable "libjson-c.a is missing (package libjson-c-dev)"
+	[ "$(id -u)" = 0 ] || unavailable "libjson-c.a is missing: apt-get install libjson-c-dev (as root)"
+	apt_update_once
+	say "installing libjson-c-dev (libjson-c.a, for the static vmcg-guest-agent)"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libjson-c-dev >&2 ||
+		unavailable "apt-get install libjson-c-dev failed"
+fi
 # The guest runs under QEMU; install Debian's unless another one is named.
 if [ -z "${VMCG_QEMU:-}" ]; then
 	need qemu-system-x86_64 qemu-system-x86
@@ -153,7 +163,12 @@ fi
 # linux-image-6.1.0-56-amd64 -> 6.1.0-56-amd64, the name of its modules dir.
 kver=${kpkg#linux-image-}
 
-inputs_hash=$(cat "$here/build-guest.sh" "$here/init" "$here/memhog.c" | sha256sum | cut -d' ' -f1)
+# The agent's sources, and the version meson.build gives it.
+agent_src="$repo/guest/agent.c $repo/guest/agent-proto.c $repo/guest/agent-proto.h"
+agent_version=$(sed -n "s/^ *version: *'\([^']*\)'.*/\1/p" "$repo/meson.build" | head -n 1)
+# shellcheck disable=SC2086 # agent_src is a list of paths without blanks
+inputs_hash=$({ cat "$here/build-guest.sh" "$here/init" "$here/memhog.c" $agent_src; echo "$agent_version"; } |
+	sha256sum | cut -d' ' -f1)
 stamp="kernel=$kpkg $kver_pkg
 busybox=busybox-static $bb_ver
 gcc=$(gcc -dumpfullversion 2>/dev/null || gcc -dumpversion)
@@ -312,6 +327,14 @@ fi
 say "building memhog (static)"
 gcc -static -O2 -Wall -Wextra -Wmissing-prototypes -Wstrict-prototypes -Wformat=2 \
 	-o "$cache/memhog" "$here/memhog.c"
+# Compiled here rather than taken from a meson build dir, so the guest never
+# carries a stale agent: its sources are in the stamp above.
+say "building vmcg-guest-agent (static)"
+# shellcheck disable=SC2086
+gcc -static -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wmissing-prototypes -Wstrict-prototypes \
+	-Wformat=2 -DVMCG_VERSION="\"$agent_version\"" -I"$repo/guest" \
+	-o "$cache/vmcg-guest-agent" "$repo/guest/agent.c" "$repo/guest/agent-proto.c" -ljson-c
+strip "$cache/vmcg-guest-agent" 2>/dev/null || true
 
 say "assembling initramfs"
 stage=$(mktemp -d "$out/stage.XXXXXX")
@@ -326,6 +349,7 @@ done
 cp "$here/init" "$stage/init"
 chmod 755 "$stage/init"
 cp "$cache/memhog" "$stage/bin/memhog"
+cp "$cache/vmcg-guest-agent" "$stage/bin/vmcg-guest-agent"
 : >"$stage/lib/modules/load-order"
 for m in $load_order; do
 	mkdir -p "$stage/lib/modules/$kver/$(dirname "$m")"

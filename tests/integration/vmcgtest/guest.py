@@ -67,6 +67,7 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 BUILD_SCRIPT = REPO_ROOT / "tests" / "guest" / "build-guest.sh"
 
 SHELL_PORT_NAME = "org.vmcg.test.shell"
+PRESSURE_PORT_NAME = "org.vmcg.pressure.0"  # docs/guest-channel.md
 SHELL_READY = b"VMCG-SHELL-READY\n"
 GUEST_READY = b"VMCG-GUEST-READY"
 GUEST_FAILED = b"VMCG-GUEST-FAILED"
@@ -461,10 +462,16 @@ class Guest:
     "pvh" (QEMU loads the uncompressed vmlinux through its PVH entry) or
     "bzimage" (vmlinuz through SeaBIOS, decompressing itself), default
     $VMCG_GUEST_BOOT, else pvh when the image has a vmlinux.
+    pressure_channel adds the pressure port (docs/guest-channel.md), a
+    virtserialport named org.vmcg.pressure.0 whose host side is a unix
+    socket QEMU listens on, .pressure_socket (connect to it as vmcgd does,
+    or give it to vmcgd as the VM's channel); the guest's init then starts
+    vmcg-guest-agent.
     """
 
     def __init__(self, mem_mib=512, smp=1, accel=None, machine="q35", disk=True,
-                 name="guest", append="", extra_args=(), image=None, boot=None, qemu=None):
+                 name="guest", append="", extra_args=(), image=None, boot=None, qemu=None,
+                 pressure_channel=False):
         self.qemu = qemu  # None: qemu_binary()
         self.mem_mib = mem_mib
         self.smp = smp
@@ -474,6 +481,7 @@ class Guest:
         self.name = name
         self.append = append
         self.extra_args = list(extra_args)
+        self.pressure_channel = pressure_channel
         self.image = image
         self.boot = boot
         self.tmpdir = None
@@ -514,6 +522,18 @@ class Guest:
     def _path(self, name):
         return Path(self.tmpdir) / name
 
+    @property
+    def pressure_socket(self):
+        """Host side of the pressure port (a path), or None without one.
+
+        Valid once start() made the directory; QEMU listens there (one
+        client at a time; a second connection waits until the first
+        closes).
+        """
+        if not self.pressure_channel or not self.tmpdir:
+            return None
+        return str(self._path("pressure.sock"))
+
     def qemu_args(self):
         """The QEMU command line (valid after start() has set the paths)."""
         img = self.image
@@ -539,6 +559,11 @@ class Guest:
             "-device", "virtserialport,bus=vser0.0,chardev=shell0,name=" + SHELL_PORT_NAME,
             "-qmp", "unix:%s,server=on,wait=off" % _chardev_path(self._path("qmp.sock")),
         ]
+        if self.pressure_channel:
+            args += ["-chardev", "socket,id=vmcgpress0,path=%s,server=on,wait=off"
+                     % _chardev_path(self.pressure_socket),
+                     "-device", "virtserialport,bus=vser0.0,chardev=vmcgpress0,name="
+                     + PRESSURE_PORT_NAME]
         if self.disk:
             args += ["-drive", "file=%s,format=raw,if=none,id=disk0,readonly=on"
                      % _chardev_path(img.disk),
