@@ -36,6 +36,9 @@ typedef struct VmcgPolicy {
 	uint64_t oom_deadline_usec;    /* over max this long without progress: OOM */
 	uint64_t vmpressure_hold_usec; /* a vmpressure level is shown this long */
 	uint64_t min_guest;	       /* never balloon a guest below this */
+	/* The guest pressure channel (docs/guest-channel.md). */
+	uint64_t channel_report_interval_usec; /* the report rate asked of guests */
+	uint32_t guest_stall_pct;	       /* psi some avg10 at or above: stalled */
 } VmcgPolicy;
 
 /*
