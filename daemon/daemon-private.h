@@ -69,6 +69,10 @@ typedef struct VmcgGroupState {
 	uint64_t stall_some; /* usec in this tick some hooked vCPU under it waited */
 	uint64_t stall_full; /* ... and every VM under it had one waiting */
 	uint32_t nr_vms, nr_stalled;
+	/* this tick: the highest vmpressure level of the group and its ancestors */
+	VmcgVmpressureLevel chain_level;
+	/* this tick: pages given back to stalled guests first (deflation), not yet in usage */
+	uint64_t promised_pages;
 } VmcgGroupState;
 
 /*
