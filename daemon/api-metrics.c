@@ -324,6 +324,35 @@ static void vm_guest_memory(GString *out, const VmcgDvmInfo *i, const Section *s
 	}
 }
 
+/* The guest pressure channel: only VMs that have one get samples. */
+static void vm_channel_connected(GString *out, const VmcgDvmInfo *i, const Section *sec)
+{
+	if (!i->channel_path)
+		return;
+	vm_sample(out, sec->name, i);
+	sample_end_u64(out, strcmp(i->channel_state, "connected") == 0);
+}
+
+static void vm_channel_dropped(GString *out, const VmcgDvmInfo *i, const Section *sec)
+{
+	if (!i->channel_path)
+		return;
+	vm_sample(out, sec->name, i);
+	sample_end_u64(out, i->channel_dropped);
+}
+
+static void vm_guest_psi(GString *out, const VmcgDvmInfo *i, const Section *sec)
+{
+	if (!i->has_report || !i->report_has_psi)
+		return;
+	vm_sample(out, sec->name, i);
+	g_string_append_printf(out, ",kind=\"some\"} %u.%02u\n", i->report_some_avg10_centi / 100,
+			       i->report_some_avg10_centi % 100);
+	vm_sample(out, sec->name, i);
+	g_string_append_printf(out, ",kind=\"full\"} %u.%02u\n", i->report_full_avg10_centi / 100,
+			       i->report_full_avg10_centi % 100);
+}
+
 #define GROUP_GAUGE(k)                                    \
 	{                                                 \
 		NULL, "gauge", NULL, group_gauge, NULL, k \
@@ -373,6 +402,15 @@ static const Section sections[] = {
 	{ "vmcg_vm_guest_memory_bytes", "gauge",
 	  "The guest's own memory statistics (hints, never trusted for safety).", NULL,
 	  vm_guest_memory, 0 },
+	{ "vmcg_vm_channel_connected", "gauge",
+	  "1 while the VM's pressure channel is up (both hellos), 0 else; VMs with a channel.",
+	  NULL, vm_channel_connected, 0 },
+	{ "vmcg_vm_channel_dropped_total", "counter",
+	  "Messages from the guest's pressure channel dropped (malformed, too fast, muted, ...).",
+	  NULL, vm_channel_dropped, 0 },
+	{ "vmcg_vm_guest_psi_avg10_percent", "gauge",
+	  "The guest's own memory PSI avg10 (percent), from its last channel report.", NULL,
+	  vm_guest_psi, 0 },
 };
 
 G_STATIC_ASSERT(G_N_ELEMENTS(vm_gauges) == 9);

@@ -234,6 +234,7 @@ static const Field vm_add_fields[] = {
 	{ VMCG_SETTING_VM_FLOOR, NULL, false, VR(settings.has_floor), VR(settings.floor) },
 	{ VMCG_SETTING_VM_OOM_PRIORITY, NULL, false, VR(settings.has_oom_priority),
 	  VR(settings.oom_priority) },
+	{ VMCG_SETTING_VM_CHANNEL, NULL, false, VR(settings.has_channel), VR(settings.channel) },
 };
 
 static const Field vm_update_fields[] = {
@@ -241,6 +242,7 @@ static const Field vm_update_fields[] = {
 	{ VMCG_SETTING_VM_FLOOR, NULL, false, VR(settings.has_floor), VR(settings.floor) },
 	{ VMCG_SETTING_VM_OOM_PRIORITY, NULL, false, VR(settings.has_oom_priority),
 	  VR(settings.oom_priority) },
+	{ VMCG_SETTING_VM_CHANNEL, NULL, false, VR(settings.has_channel), VR(settings.channel) },
 };
 #undef VR
 
@@ -389,6 +391,7 @@ void vmcg_api_vm_request_clear(VmcgApiVmRequest *req)
 	g_clear_pointer(&req->address, g_free);
 	g_clear_pointer(&req->qmp, g_free);
 	g_clear_pointer(&req->group, g_free);
+	g_free(req->settings.channel);
 	memset(&req->settings, 0, sizeof(req->settings));
 }
 

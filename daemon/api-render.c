@@ -139,6 +139,59 @@ static json_object *json_known(uint64_t bytes)
 }
 
 /* Hook mode: the credit slots, in bytes (pages x 4 KiB) where they are memory. */
+/* avg10 in hundredths of a percent, as a JSON number with two decimals. */
+static json_object *centi_json(uint32_t centi)
+{
+	char text[16];
+
+	g_snprintf(text, sizeof(text), "%u.%02u", centi / 100, centi % 100);
+	return json_object_new_double_s(centi / 100.0, text);
+}
+
+/* The guest pressure channel (docs/guest-channel.md, "State"). */
+static json_object *channel_to_json(const VmcgDvmInfo *i)
+{
+	json_object *o = json_object_new_object(), *r = NULL, *psi;
+
+	json_object_object_add(o, "path", json_object_new_string(i->channel_path));
+	json_object_object_add(o, "state", json_object_new_string(i->channel_state));
+	json_object_object_add(o, "version",
+			       i->channel_version ? json_object_new_int64(i->channel_version)
+						  : NULL);
+	json_object_object_add(o, "agent",
+			       i->channel_agent ? json_object_new_string(i->channel_agent) : NULL);
+	json_object_object_add(o, "dropped", json_object_new_uint64(i->channel_dropped));
+	if (i->has_report) {
+		r = json_object_new_object();
+		psi = NULL;
+		if (i->report_has_psi) {
+			psi = json_object_new_object();
+			json_object_object_add(psi, "some-avg10",
+					       centi_json(i->report_some_avg10_centi));
+			json_object_object_add(psi, "full-avg10",
+					       centi_json(i->report_full_avg10_centi));
+			json_object_object_add(psi, "some-total-usec",
+					       json_object_new_uint64(i->report_some_total_usec));
+			json_object_object_add(psi, "full-total-usec",
+					       json_object_new_uint64(i->report_full_total_usec));
+		}
+		json_object_object_add(r, "psi", psi);
+		json_object_object_add(r, "available",
+				       i->report_has_available
+					       ? json_object_new_uint64(i->report_available)
+					       : NULL);
+		json_object_object_add(r, "file",
+				       i->report_has_file ? json_object_new_uint64(i->report_file)
+							  : NULL);
+		json_object_object_add(r, "anon",
+				       i->report_has_anon ? json_object_new_uint64(i->report_anon)
+							  : NULL);
+		json_object_object_add(r, "age-usec", json_object_new_int64(i->report_age_usec));
+	}
+	json_object_object_add(o, "report", r);
+	return o;
+}
+
 static json_object *hooks_to_json(const VmcgDvmInfo *i)
 {
 	json_object *h = json_object_new_object();
@@ -232,6 +285,7 @@ json_object *vmcg_api_vm_to_json(VmcgDvm *vm)
 							 : json_object_new_uint64(i.floor));
 	json_object_object_add(obj, "oom-priority", json_object_new_int(i.oom_priority));
 	json_object_object_add(obj, "hooks", i.hooked ? hooks_to_json(&i) : NULL);
+	json_object_object_add(obj, "channel", i.channel_path ? channel_to_json(&i) : NULL);
 	return obj;
 }
 

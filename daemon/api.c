@@ -534,7 +534,7 @@ static void handle_vm_update(VmcgApi *api, SoupServerMessage *msg, const char *n
 		reply_gerror(msg, error);
 		return;
 	}
-	if ((vr.settings.has_floor || vr.settings.has_oom_priority) &&
+	if ((vr.settings.has_floor || vr.settings.has_oom_priority || vr.settings.has_channel) &&
 	    !vmcg_daemon_vm_set(api->d, name, &vr.settings, &error)) {
 		g_autoptr(GError) back_error = NULL;
 

@@ -220,6 +220,7 @@ GPtrArray *vmcg_config_snapshot(VmcgDaemon *d)
 							? g_strdup("max")
 							: g_strdup_printf("%" PRIu64, i.floor);
 		o->values[VMCG_MERGE_V_OOM_PRIORITY] = g_strdup_printf("%d", i.oom_priority);
+		o->values[VMCG_MERGE_V_CHANNEL] = g_strdup(i.channel_path ? i.channel_path : "");
 		g_ptr_array_add(list, o);
 	}
 	return list;
@@ -265,6 +266,9 @@ static void vm_settings(const VmcgMergeObject *o, unsigned keys, VmcgVmSettings 
 	if (keys & 1u << VMCG_MERGE_V_OOM_PRIORITY)
 		s->has_oom_priority = true,
 		s->oom_priority = (int32_t)strtol(o->values[VMCG_MERGE_V_OOM_PRIORITY], NULL, 10);
+	/* Borrowed from @o: the daemon copies it. */
+	if (keys & 1u << VMCG_MERGE_V_CHANNEL && o->values[VMCG_MERGE_V_CHANNEL])
+		s->has_channel = true, s->channel = o->values[VMCG_MERGE_V_CHANNEL];
 }
 
 /* mkdir -p: undeclared ancestors get the defaults. */

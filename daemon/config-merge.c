@@ -25,6 +25,7 @@ static const char *const vm_keys[VMCG_MERGE_V_NKEYS] = {
 	[VMCG_MERGE_V_GROUP] = "group",
 	[VMCG_MERGE_V_FLOOR] = "floor",
 	[VMCG_MERGE_V_OOM_PRIORITY] = "oom-priority",
+	[VMCG_MERGE_V_CHANNEL] = "channel",
 };
 
 unsigned vmcg_merge_nkeys(VmcgMergeKind kind)
@@ -124,6 +125,7 @@ GPtrArray *vmcg_merge_from_config(const VmcgConfig *c)
 				? g_strdup("max")
 				: g_strdup_printf("%" PRIu64, cv->floor_bytes);
 		o->values[VMCG_MERGE_V_OOM_PRIORITY] = g_strdup_printf("%d", cv->oom_priority);
+		o->values[VMCG_MERGE_V_CHANNEL] = g_strdup(cv->channel ? cv->channel : "");
 		g_ptr_array_add(list, o);
 	}
 	return list;

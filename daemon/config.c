@@ -142,6 +142,8 @@ static const KeyDesc daemon_keys[] = {
 	D(STATS_INTERVAL, stats_interval_usec),
 	D(STATS_MAX_AGE, stats_max_age_usec),
 	D(VMPRESSURE_HOLD, vmpressure_hold_usec),
+	D(CHANNEL_REPORT_INTERVAL, channel_report_interval_usec),
+	D(GUEST_STALL, guest_stall_pct),
 };
 #undef D
 
@@ -168,6 +170,7 @@ static const KeyDesc group_keys[] = {
 static const KeyDesc vm_keys[] = {
 	V(VM_BACKEND, backend),	 V(VM_QMP, address),	   V(VM_ADDRESS, address),
 	V(VM_GROUP, group_path), V(VM_FLOOR, floor_bytes), V(VM_OOM_PRIORITY, oom_priority),
+	V(VM_CHANNEL, channel),
 };
 #undef V
 
@@ -212,6 +215,7 @@ static void vm_clear(VmcgConfigVm *vm)
 	g_free(vm->backend);
 	g_free(vm->address);
 	g_free(vm->group_path);
+	g_free(vm->channel);
 }
 
 /* Store @v, of @k's type, into its field of @base (strings are moved). */

@@ -83,6 +83,7 @@ typedef struct VmcgConfigVm {
 	char *group_path; /* "/" or declared (see vmcg_config_load_data()) */
 	uint64_t floor_bytes; /* VMCG_SIZE_MAX: never balloon this VM */
 	int32_t oom_priority; /* VMCG_OOM_PRIORITY_MIN..MAX */
+	char *channel;	      /* the pressure channel's socket; NULL or "": none */
 } VmcgConfigVm;
 
 typedef struct VmcgConfig {
@@ -101,6 +102,8 @@ typedef struct VmcgConfig {
 	uint64_t stats_interval_usec; /* 0: do not poll */
 	uint64_t stats_max_age_usec;
 	uint64_t vmpressure_hold_usec;
+	uint64_t channel_report_interval_usec;
+	int32_t guest_stall_pct;
 
 	/* [group PATH] sections, in file order (a child may come before its parent). */
 	VmcgConfigGroup *groups;

@@ -68,11 +68,47 @@ static VmcgPolicyVm policy_vm(const VmcgDvm *vm)
 		.stats_available_bytes = vm->st_available,
 		.stats_resident_bytes = vm->stats_resident,
 		.stats_actual_bytes = vm->stats_actual,
+		.has_report = vm->has_report,
+		.report_usec = (uint64_t)vm->report_usec,
+		.report_has_available = vm->report.has_available,
+		.report_available_bytes = vm->report.available,
+		.report_resident_bytes = vm->report_resident,
+		.report_actual_bytes = vm->report_actual,
+		.report_has_psi = vm->report.has_psi,
+		.report_some_avg10_centi = vm->report.some_avg10_centi,
 	};
 }
 
+static bool stalled(const VmcgDvm *vm, uint64_t now)
+{
+	VmcgPolicyVm pv;
+
+	if (!vm->has_report)
+		return false;
+	pv = policy_vm(vm);
+	return vmcg_policy_guest_stalled(&vm->d->policy, &pv, now);
+}
+
+/*
+ * The VM's level and reclaim hint to its guest (docs/guest-channel.md,
+ * "pressure"): the chain's level as this tick computed it, and what the
+ * planner takes from it, at most reclaim_step a tick: by then the balloon
+ * has taken it anyway. The channel sends only what changed.
+ */
+static void push_pressure(VmcgDvm *vm)
+{
+	const VmcgPolicy *p = &vm->d->policy;
+	uint64_t bytes = vm->want_take * PAGE, ticks;
+
+	if (!vm->channel)
+		return;
+	ticks = p->reclaim_step ? (bytes + p->reclaim_step - 1) / p->reclaim_step : 1;
+	vmcg_dvm_channel_pressure(vm, gstate(vmcg_vm_group(vm->vm))->chain_level, bytes,
+				  ticks * vm->d->interval_usec / 1000);
+}
+
 /* The planner's take for @vm, or deflation, applied (vmcg_policy_balloon_target()). */
-static void act(VmcgDvm *vm, uint64_t now)
+static void act(VmcgDvm *vm, uint64_t now, bool is_stalled)
 {
 	/* Its group and every ancestor: at most VMCG_DEPTH_MAX below "/". */
 	VmcgPolicyAncestor anc[VMCG_DEPTH_MAX + 1];
@@ -82,13 +118,20 @@ static void act(VmcgDvm *vm, uint64_t now)
 
 	for (VmcgGroup *g = vmcg_vm_group(vm->vm); g && n < G_N_ELEMENTS(anc);
 	     g = vmcg_group_parent(g)) {
-		anc[n].usage_pages = vmcg_group_current(g);
+		anc[n].usage_pages = vmcg_group_current(g) + gstate(g)->promised_pages;
 		anc[n].limit_pages = MIN(vmcg_group_high(g), vmcg_group_max(g));
 		n++;
 	}
 	t = vmcg_policy_balloon_target(&vm->d->policy, &pv, now, anc, n);
 	if (t.action != VMCG_POLICY_HOLD)
 		vmcg_dvm_set_target(vm, t.target_bytes);
+	/*
+	 * A stalled guest gets room first (it is acted on before the others):
+	 * what it was given counts against the room of the VMs after it.
+	 */
+	if (is_stalled && t.action == VMCG_POLICY_DEFLATE && t.target_bytes > t.from_bytes)
+		for (VmcgGroup *g = vmcg_vm_group(vm->vm); g; g = vmcg_group_parent(g))
+			gstate(g)->promised_pages += pages_of(t.target_bytes - t.from_bytes);
 }
 
 static void plan_group(VmcgDaemon *d, VmcgGroup *g, uint64_t excess)
@@ -97,14 +140,35 @@ static void plan_group(VmcgDaemon *d, VmcgGroup *g, uint64_t excess)
 	VmcgReclaimSummary sum;
 	size_t n;
 
-	(void)d;
+	g_autofree VmcgPolicyShare *shares = NULL;
+	uint64_t now = vmcg_daemon_now_usec(d);
+	bool any_stalled = false;
+
 	if (vmcg_group_plan_reclaim(g, excess, &items, &n, &sum) < 0)
 		return;
+	/*
+	 * A guest that reported a stall is spared when its siblings in this
+	 * plan can give its share above their own protection; else it gives
+	 * as if it had not reported (vmcg_policy_spare_stalled()).
+	 */
+	shares = g_new0(VmcgPolicyShare, n);
+	for (size_t i = 0; i < n; i++) {
+		VmcgDvm *vm = vmcg_vm_get_userdata(items[i].vm);
+		uint64_t cur = vmcg_vm_current(items[i].vm);
+		uint64_t prot = MAX(vmcg_vm_emin(items[i].vm), vmcg_vm_elow(items[i].vm));
+
+		shares[i].take_pages = items[i].take_pages;
+		shares[i].reclaimable_pages = cur > prot ? cur - prot : 0;
+		shares[i].stalled = vm && stalled(vm, now);
+		any_stalled |= shares[i].stalled;
+	}
+	if (any_stalled && vmcg_policy_spare_stalled(shares, n))
+		g_debug("group %s: stalled guests spared this round", vmcg_group_path(g));
 	for (size_t i = 0; i < n; i++) {
 		VmcgDvm *vm = vmcg_vm_get_userdata(items[i].vm);
 
 		if (vm)
-			vm->want_take = MAX(vm->want_take, items[i].take_pages);
+			vm->want_take = MAX(vm->want_take, shares[i].take_pages);
 	}
 	gstate(g)->asked_pages = sum.planned_pages;
 	gstate(g)->asked_at_usage = vmcg_group_current(g);
@@ -384,9 +448,17 @@ static void decide(VmcgDaemon *d)
 		d->decide_id = 0;
 	}
 	for (g = root; g; g = vmcg_group_next_descendant(g, root)) {
+		VmcgGroupState *gs = gstate(g);
+		VmcgGroup *parent = vmcg_group_parent(g);
 		uint64_t excess;
 
 		account_vmpressure(d, g, now);
+		/* Top down: the parent's chain is done (the guest channel's level). */
+		gs->chain_level = vmcg_vmpressure_level(vmcg_group_vmpressure(g), now,
+							d->policy.vmpressure_hold_usec);
+		if (parent)
+			gs->chain_level = MAX(gs->chain_level, gstate(parent)->chain_level);
+		gs->promised_pages = 0;
 		account_psi(g, now, dt);
 		excess = vmcg_policy_group_excess(vmcg_group_current(g), gstate(g)->held_pages,
 						  vmcg_group_high(g), vmcg_group_max(g));
@@ -399,8 +471,20 @@ static void decide(VmcgDaemon *d)
 	for (g = root; g; g = vmcg_group_next_descendant(g, root))
 		check_oom(d, g, now);
 
-	for (GList *l = d->vms.head; l; l = l->next)
-		act(l->data, now);
+	/* Stalled guests first: they get memory back before the others (docs/guest-channel.md). */
+	for (GList *l = d->vms.head; l; l = l->next) {
+		VmcgDvm *vm = l->data;
+
+		if (stalled(vm, now))
+			act(vm, now, true);
+	}
+	for (GList *l = d->vms.head; l; l = l->next) {
+		VmcgDvm *vm = l->data;
+
+		if (!stalled(vm, now))
+			act(vm, now, false);
+		push_pressure(vm);
+	}
 	start_polls(d);
 }
 

@@ -8,6 +8,7 @@
 #include "daemon.h"
 #include "backend.h"
 #include "backstop.h"
+#include "channel.h"
 #include "charge.h"
 #include "hooks.h"
 #include "qmp.h"
@@ -68,6 +69,10 @@ typedef struct VmcgGroupState {
 	uint64_t stall_some; /* usec in this tick some hooked vCPU under it waited */
 	uint64_t stall_full; /* ... and every VM under it had one waiting */
 	uint32_t nr_vms, nr_stalled;
+	/* this tick: the highest vmpressure level of the group and its ancestors */
+	VmcgVmpressureLevel chain_level;
+	/* this tick: pages given back to stalled guests first (deflation), not yet in usage */
+	uint64_t promised_pages;
 } VmcgGroupState;
 
 /*
@@ -101,6 +106,14 @@ struct VmcgDvm {
 	uint64_t st_total, st_free, st_available, st_cache;
 	uint64_t stats_resident; /* resident when the stats arrived */
 	uint64_t stats_actual;	 /* guest size when the stats arrived */
+	/* the guest pressure channel: its connection, and the last report it accepted */
+	VmcgChannel *channel;
+	gboolean connected; /* vmcg_dvm_connect() ran: a new channel connects at once */
+	gboolean has_report;
+	int64_t report_usec; /* when it arrived (our clock) */
+	VmcgChannelReport report;
+	uint64_t report_resident; /* resident when it arrived */
+	uint64_t report_actual;	  /* guest size when it arrived */
 	/* control loop */
 	uint64_t want_take;	  /* pages the planner asks this tick */
 	uint64_t tick_stall_usec; /* hook mode: a vCPU waited this long last tick */
@@ -130,6 +143,11 @@ void vmcg_control_stop(VmcgDaemon *d);
 VmcgDvm *vmcg_dvm_new(VmcgDaemon *d, VmcgVm *evm, const VmcgBackendOps *ops, const char *address);
 void vmcg_dvm_free(VmcgDvm *vm);
 void vmcg_dvm_connect(VmcgDvm *vm);
+/* The guest pressure channel at @path (NULL: none); connects if the VM has. */
+void vmcg_dvm_set_channel(VmcgDvm *vm, const char *path);
+/* The control loop's push of the VM's level and reclaim hint, if it has a channel. */
+void vmcg_dvm_channel_pressure(VmcgDvm *vm, VmcgVmpressureLevel level, uint64_t reclaim_bytes,
+			       uint64_t reclaim_within_ms);
 /*
  * Once per tick: the charge source's sample, then the balloon's progress
  * check (vmcg_dvm_poll()); the backend's poll (its QMP queries) comes from

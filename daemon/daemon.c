@@ -773,6 +773,8 @@ static void apply_vm_settings(VmcgDvm *vm, const VmcgVmSettings *s)
 		vm->floor = s->floor == VMCG_BYTES_MAX ? UINT64_MAX : s->floor;
 	if (s->has_oom_priority)
 		vmcg_vm_set_oom_priority(vm->vm, s->oom_priority);
+	if (s->has_channel)
+		vmcg_dvm_set_channel(vm, s->channel && *s->channel ? s->channel : NULL);
 }
 
 static json_object *vm_event_data(VmcgDvm *vm)

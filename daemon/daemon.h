@@ -39,6 +39,9 @@ typedef struct VmcgVmSettings {
 	uint64_t floor; /* bytes */
 	bool has_oom_priority;
 	int32_t oom_priority;
+	/* The guest pressure channel's socket path, "" for none; owned by whoever fills it. */
+	bool has_channel;
+	char *channel;
 } VmcgVmSettings;
 
 typedef enum VmcgDvmState {
@@ -97,6 +100,19 @@ typedef struct VmcgDvmInfo {
 	unsigned charge_failures;    /* reads failed in a row */
 	bool charge_worst_case;	     /* unknown: charged its whole RAM */
 	int64_t sample_age_usec;     /* last successful read, -1: none */
+	/* the guest pressure channel (docs/guest-channel.md); NULL: none */
+	const char *channel_path;
+	const char *channel_state; /* "connected", "disconnected", "muted" */
+	int64_t channel_version;   /* the guest's hello, 0: none yet */
+	const char *channel_agent; /* the guest's hello, NULL: none yet */
+	uint64_t channel_dropped;
+	bool has_report;
+	int64_t report_age_usec;
+	bool report_has_psi;
+	uint32_t report_some_avg10_centi, report_full_avg10_centi;
+	uint64_t report_some_total_usec, report_full_total_usec;
+	bool report_has_available, report_has_file, report_has_anon;
+	uint64_t report_available, report_file, report_anon;
 } VmcgDvmInfo;
 
 /* Event types of the API's event stream. */
@@ -111,6 +127,10 @@ typedef struct VmcgDvmInfo {
 /* a sampled VM's charge became unknown (its reads fail), and known again */
 #define VMCG_EV_CHARGE_UNKNOWN "charge_unknown"
 #define VMCG_EV_CHARGE_KNOWN "charge_known"
+/* the guest pressure channel: up (both hellos), down, the guest muted */
+#define VMCG_EV_CHANNEL_CONNECTED "channel_connected"
+#define VMCG_EV_CHANNEL_DISCONNECTED "channel_disconnected"
+#define VMCG_EV_CHANNEL_MUTED "channel_muted"
 /* and the memory events: "low", "high", "max", "oom", "oom_kill" */
 
 /* @data is borrowed for the call. */

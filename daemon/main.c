@@ -68,6 +68,8 @@ static void policy_from_config(const VmcgConfig *c, VmcgPolicy *p)
 	p->stats_interval_usec = c->stats_interval_usec;
 	p->stats_max_age_usec = c->stats_max_age_usec;
 	p->vmpressure_hold_usec = c->vmpressure_hold_usec;
+	p->channel_report_interval_usec = c->channel_report_interval_usec;
+	p->guest_stall_pct = (uint32_t)c->guest_stall_pct;
 }
 
 /* The config as -c, or the default path, says: at start and on every SIGHUP. */

@@ -30,13 +30,96 @@ static uint64_t current_target(const VmcgPolicyVm *vm)
 	return vm->target_bytes ? vm->target_bytes : vm->actual_bytes;
 }
 
+bool vmcg_policy_report_fresh(const VmcgPolicy *p, const VmcgPolicyVm *vm, uint64_t now_usec)
+{
+	return vm->has_report && now_usec >= vm->report_usec &&
+	       now_usec - vm->report_usec <
+		       VMCG_POLICY_REPORT_FRESH * p->channel_report_interval_usec;
+}
+
+bool vmcg_policy_guest_stalled(const VmcgPolicy *p, const VmcgPolicyVm *vm, uint64_t now_usec)
+{
+	return p->guest_stall_pct && vmcg_policy_report_fresh(p, vm, now_usec) &&
+	       vm->report_has_psi && vm->report_some_avg10_centi >= p->guest_stall_pct * 100;
+}
+
+uint64_t vmcg_policy_spare_stalled(VmcgPolicyShare *s, size_t n)
+{
+	uint64_t room = 0, moved = 0, left;
+
+	for (size_t i = 0; i < n; i++) {
+		s[i].spared = false;
+		if (!s[i].stalled && s[i].reclaimable_pages > s[i].take_pages)
+			room += s[i].reclaimable_pages - s[i].take_pages;
+	}
+	/* Smallest shares first: spare as many stalled VMs as the room allows. */
+	for (;;) {
+		size_t best = SIZE_MAX;
+
+		for (size_t i = 0; i < n; i++)
+			if (s[i].stalled && !s[i].spared && s[i].take_pages &&
+			    s[i].take_pages <= room - moved &&
+			    (best == SIZE_MAX || s[i].take_pages < s[best].take_pages))
+				best = i;
+		if (best == SIZE_MAX)
+			break;
+		moved += s[best].take_pages;
+		s[best].take_pages = 0;
+		s[best].spared = true;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (s[i].stalled && !s[i].take_pages)
+			s[i].spared = true; /* nothing asked of it: nothing to spare */
+	if (!moved)
+		return 0;
+	/* Spread over the others by what each can still give; the rounding goes to the last. */
+	left = moved;
+	for (size_t i = 0; i < n; i++) {
+		uint64_t can, give;
+
+		if (s[i].stalled || s[i].reclaimable_pages <= s[i].take_pages)
+			continue;
+		can = s[i].reclaimable_pages - s[i].take_pages;
+		/* can * moved / room, without overflow for page counts below 2^40 */
+		give = (uint64_t)((unsigned __int128)can * moved / room);
+		give = min_u64(give, left);
+		s[i].take_pages += give;
+		left -= give;
+	}
+	for (size_t i = 0; left && i < n; i++) {
+		uint64_t can, give;
+
+		if (s[i].stalled || s[i].reclaimable_pages <= s[i].take_pages)
+			continue;
+		can = s[i].reclaimable_pages - s[i].take_pages;
+		give = min_u64(can, left);
+		s[i].take_pages += give;
+		left -= give;
+	}
+	return moved;
+}
+
 uint64_t vmcg_policy_guest_floor(const VmcgPolicy *p, const VmcgPolicyVm *vm, uint64_t now_usec)
 {
 	uint64_t floor = max_u64(vm->floor_bytes, p->min_guest);
 	uint64_t cur = current_target(vm);
 	uint64_t used, grown;
 
-	if (!vm->has_stats || now_usec - vm->stats_usec > p->stats_max_age_usec) {
+	if (vmcg_policy_report_fresh(p, vm, now_usec) && vm->report_has_available) {
+		/*
+		 * The guest's own report, younger than the balloon's statistics
+		 * can be: the same reckoning (size then minus MemAvailable,
+		 * plus whatever became resident since).
+		 */
+		uint64_t size =
+			vm->report_actual_bytes ? vm->report_actual_bytes : vm->ram_size_bytes;
+
+		used = size > vm->report_available_bytes ? size - vm->report_available_bytes : 0;
+		grown = vm->resident_bytes > vm->report_resident_bytes
+				? vm->resident_bytes - vm->report_resident_bytes
+				: 0;
+		floor = max_u64(floor, used + grown + p->guest_margin);
+	} else if (!vm->has_stats || now_usec - vm->stats_usec > p->stats_max_age_usec) {
 		/*
 		 * Stale or missing: no further inflation, and room for what
 		 * is resident now, which is the least the guest is using.
@@ -111,7 +194,8 @@ VmcgPolicyTarget vmcg_policy_balloon_target(const VmcgPolicy *p, const VmcgPolic
 	 * balloon where it is until the guest's stats arrive, so that a
 	 * restart moves nothing, rather than acting on the stale-stats rule.
 	 */
-	if (!vm->has_stats && now_usec - vm->adopted_usec < p->stats_max_age_usec)
+	if (!vm->has_stats && !vmcg_policy_report_fresh(p, vm, now_usec) &&
+	    now_usec - vm->adopted_usec < p->stats_max_age_usec)
 		return hold;
 	floor = vmcg_policy_guest_floor(p, vm, now_usec);
 	if (cur < floor) {

@@ -36,6 +36,9 @@ typedef struct VmcgPolicy {
 	uint64_t oom_deadline_usec;    /* over max this long without progress: OOM */
 	uint64_t vmpressure_hold_usec; /* a vmpressure level is shown this long */
 	uint64_t min_guest;	       /* never balloon a guest below this */
+	/* The guest pressure channel (docs/guest-channel.md). */
+	uint64_t channel_report_interval_usec; /* the report rate asked of guests */
+	uint32_t guest_stall_pct;	       /* psi some avg10 at or above: stalled */
 } VmcgPolicy;
 
 /*
@@ -58,7 +61,56 @@ typedef struct VmcgPolicyVm {
 	uint64_t stats_available_bytes; /* stat-available-memory */
 	uint64_t stats_resident_bytes;	/* resident_bytes when they arrived */
 	uint64_t stats_actual_bytes;	/* actual_bytes when they arrived */
+	/*
+	 * The guest's own report on its pressure channel, if has_report
+	 * (docs/guest-channel.md): fresh for VMCG_POLICY_REPORT_FRESH report
+	 * intervals (p->channel_report_interval_usec), it replaces the
+	 * balloon's statistics in the floor.
+	 */
+	bool has_report;
+	uint64_t report_usec;		 /* when it arrived */
+	bool report_has_available;	 /* the guest gave MemAvailable */
+	uint64_t report_available_bytes; /* MemAvailable */
+	uint64_t report_resident_bytes;	 /* resident_bytes when it arrived */
+	uint64_t report_actual_bytes;	 /* actual_bytes when it arrived */
+	bool report_has_psi;
+	uint32_t report_some_avg10_centi; /* PSI some avg10, hundredths of a percent */
 } VmcgPolicyVm;
+
+/* A report is fresh for 3 report intervals (docs/guest-channel.md, "Effect"). */
+#define VMCG_POLICY_REPORT_FRESH 3
+
+/** vmcg_policy_report_fresh() - @vm has a report younger than 3 report intervals. */
+bool vmcg_policy_report_fresh(const VmcgPolicy *p, const VmcgPolicyVm *vm, uint64_t now_usec);
+
+/**
+ * vmcg_policy_guest_stalled() - a fresh report with PSI some avg10 at or
+ * above p->guest_stall_pct (0 disables the rule): the guest is waiting for
+ * memory, so it is spared from reclaim when its siblings can make up for it
+ * (vmcg_policy_spare_stalled()) and gets memory back first.
+ */
+bool vmcg_policy_guest_stalled(const VmcgPolicy *p, const VmcgPolicyVm *vm, uint64_t now_usec);
+
+/* One VM of a group's reclaim plan, for vmcg_policy_spare_stalled(). Pages. */
+typedef struct VmcgPolicyShare {
+	uint64_t take_pages;	    /* the planner's share; rewritten */
+	uint64_t reclaimable_pages; /* usage above its effective protection: the most it may give */
+	bool stalled;		    /* vmcg_policy_guest_stalled() */
+	bool spared;		    /* out: the stalled VM gives nothing this round */
+} VmcgPolicyShare;
+
+/**
+ * vmcg_policy_spare_stalled() - move the shares of stalled VMs onto the
+ * others of the same plan, each at most to its reclaimable pages (so no
+ * sibling is reclaimed below its protection, and the stalled VM keeps only
+ * what it had: it gains nothing). A stalled VM is spared whole or not at
+ * all, the smallest shares first: one whose share does not fit in what the
+ * others can still give is reclaimed as if it had not reported. The moved
+ * pages go to the others in proportion to what each can still give.
+ *
+ * Returns the pages moved; @s is updated in place (take_pages, spared).
+ */
+uint64_t vmcg_policy_spare_stalled(VmcgPolicyShare *s, size_t n);
 
 /* Why a balloon target moves (or does not). */
 typedef enum VmcgPolicyAction {

@@ -101,6 +101,21 @@ static const VmcgSetting table[_VMCG_SETTING_COUNT] = {
 	 */
 	[VMCG_SETTING_VMPRESSURE_HOLD] = { S(VMPRESSURE_HOLD, "vmpressure-hold", DAEMON, DURATION),
 					   .hi = USEC_PER_HOUR, .default_text = "10s" },
+	/*
+	 * How often guests report on their pressure channel: 1 s, the host's
+	 * own tick; 100 ms to 60 s, the bounds of docs/guest-channel.md.
+	 */
+	[VMCG_SETTING_CHANNEL_REPORT_INTERVAL] = { S(CHANNEL_REPORT_INTERVAL,
+						     "channel-report-interval", DAEMON, DURATION),
+						   .lo = USEC_PER_SEC / 10, .hi = 60 * USEC_PER_SEC,
+						   .default_text = "1s" },
+	/*
+	 * 20%: a guest whose memory PSI some avg10 is this high spends a fifth
+	 * of its time waiting for memory; it is not ballooned further
+	 * (docs/guest-channel.md, "Effect"). 0 to 100, percent.
+	 */
+	[VMCG_SETTING_GUEST_STALL] = { S(GUEST_STALL, "guest-stall", DAEMON, INTEGER), .lo = 0,
+				       .hi = 100, .default_text = "20", .help = "a percentage" },
 
 	/* ---- groups: the cgroup v2 defaults ---- */
 	[VMCG_SETTING_MEMORY_MIN] = { S(MEMORY_MIN, "memory.min", GROUP, SIZE),
@@ -136,6 +151,9 @@ static const VmcgSetting table[_VMCG_SETTING_COUNT] = {
 	[VMCG_SETTING_VM_OOM_PRIORITY] = { S(VM_OOM_PRIORITY, "oom-priority", VM, INTEGER),
 					   .lo = VMCG_OOM_PRIORITY_MIN, .hi = VMCG_OOM_PRIORITY_MAX,
 					   .default_text = "0" },
+	[VMCG_SETTING_VM_CHANNEL] = { S(VM_CHANNEL, "channel", VM, SOCKET_PATH),
+				      .flags = VMCG_SETTING_EMPTY_OK,
+				      .help = "the path of the VM's pressure channel socket" },
 
 	/* ---- request parameters ---- */
 	[VMCG_SETTING_RECLAIM_BYTES] = { S(RECLAIM_BYTES, "bytes", REQUEST, SIZE), .hi = SIZE_HI },
@@ -546,4 +564,7 @@ void vmcg_settings_policy_defaults(VmcgPolicy *p)
 	p->stats_interval_usec = vmcg_setting_default_u64(VMCG_SETTING_STATS_INTERVAL);
 	p->stats_max_age_usec = vmcg_setting_default_u64(VMCG_SETTING_STATS_MAX_AGE);
 	p->vmpressure_hold_usec = vmcg_setting_default_u64(VMCG_SETTING_VMPRESSURE_HOLD);
+	p->channel_report_interval_usec =
+		vmcg_setting_default_u64(VMCG_SETTING_CHANNEL_REPORT_INTERVAL);
+	p->guest_stall_pct = 20; /* the default of guest-stall */
 }

@@ -75,6 +75,8 @@ typedef enum VmcgSettingId {
 	VMCG_SETTING_STATS_INTERVAL,
 	VMCG_SETTING_STATS_MAX_AGE,
 	VMCG_SETTING_VMPRESSURE_HOLD,
+	VMCG_SETTING_CHANNEL_REPORT_INTERVAL,
+	VMCG_SETTING_GUEST_STALL,
 	/* groups */
 	VMCG_SETTING_MEMORY_MIN,
 	VMCG_SETTING_MEMORY_LOW,
@@ -91,6 +93,7 @@ typedef enum VmcgSettingId {
 	VMCG_SETTING_VM_GROUP,
 	VMCG_SETTING_VM_FLOOR,
 	VMCG_SETTING_VM_OOM_PRIORITY,
+	VMCG_SETTING_VM_CHANNEL, /* the guest pressure channel's socket; "" none */
 	/* request parameters */
 	VMCG_SETTING_RECLAIM_BYTES,
 	_VMCG_SETTING_COUNT,
@@ -160,7 +163,7 @@ uint64_t vmcg_setting_default_u64(VmcgSettingId id);
 /**
  * vmcg_settings_policy_defaults() - the members of @p that are settings
  * (reclaim-step, hysteresis, stats-interval, stats-max-age,
- * vmpressure-hold) at their defaults; the others are left as they are.
+ * vmpressure-hold, channel-report-interval, guest-stall) at their defaults; the others are left as they are.
  */
 void vmcg_settings_policy_defaults(VmcgPolicy *p);
 

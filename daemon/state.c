@@ -120,6 +120,8 @@ static json_object *vm_entry(VmcgDvm *vm)
 			       i.floor == VMCG_BYTES_MAX ? json_object_new_string("max")
 							 : json_object_new_uint64(i.floor));
 	json_object_object_add(o, "oom-priority", json_object_new_int(i.oom_priority));
+	if (i.channel_path)
+		json_object_object_add(o, "channel", json_object_new_string(i.channel_path));
 	return o;
 }
 

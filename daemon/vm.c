@@ -75,6 +75,8 @@ void vmcg_dvm_free(VmcgDvm *vm)
 		vmcg_hooks_conn_close(vm->hooks);
 	vm->ops->free(vm->backend);
 	vm->backend = NULL;
+	vmcg_channel_free(vm->channel);
+	vm->channel = NULL;
 	/* Forgotten, maybe still running: back to the hierarchy's root. */
 	vmcg_dvm_backstop_release(vm);
 	vmcg_sampling_drop(vm->sampling);
@@ -89,7 +91,77 @@ void vmcg_dvm_free(VmcgDvm *vm)
 
 void vmcg_dvm_connect(VmcgDvm *vm)
 {
+	vm->connected = TRUE;
 	vm->ops->connect(vm->backend);
+	if (vm->channel)
+		vmcg_channel_start(vm->channel);
+}
+
+/* ---- the guest pressure channel (channel.h) ---- */
+
+static uint32_t channel_interval_ms(const VmcgDvm *vm)
+{
+	return (uint32_t)(vm->d->policy.channel_report_interval_usec / 1000);
+}
+
+void vmcg_dvm_set_channel(VmcgDvm *vm, const char *path)
+{
+	if (vm->channel && path && strcmp(vmcg_channel_path(vm->channel), path) == 0)
+		return;
+	if (vm->channel) {
+		g_info("VM %s: channel %s closed", vmcg_dvm_name(vm),
+		       vmcg_channel_path(vm->channel));
+		vmcg_channel_free(vm->channel);
+		vm->channel = NULL;
+	}
+	vm->has_report = FALSE;
+	if (!path)
+		return;
+	vm->channel = vmcg_channel_new(vm, path, channel_interval_ms(vm));
+	if (vm->connected)
+		vmcg_channel_start(vm->channel);
+}
+
+void vmcg_dvm_channel_pressure(VmcgDvm *vm, VmcgVmpressureLevel level, uint64_t reclaim_bytes,
+			       uint64_t reclaim_within_ms)
+{
+	if (!vm->channel)
+		return;
+	/* The rate follows the setting (a reload may change it): a config message then. */
+	vmcg_channel_set_interval(vm->channel, channel_interval_ms(vm));
+	vmcg_channel_set_pressure(vm->channel, level, vmcg_group_path(vmcg_vm_group(vm->vm)),
+				  reclaim_bytes, reclaim_within_ms);
+}
+
+void vmcg_dvm_channel_report(VmcgDvm *vm, const VmcgChannelReport *r)
+{
+	vm->report = *r;
+	vm->report_usec = (int64_t)vmcg_daemon_now_usec(vm->d);
+	vm->report_resident = vmcg_dvm_resident(vm);
+	vm->report_actual = vm->actual;
+	vm->has_report = TRUE;
+}
+
+void vmcg_dvm_channel_state(VmcgDvm *vm, VmcgChannelState state, const char *why)
+{
+	static const char *const events[] = {
+		[VMCG_CHANNEL_DISCONNECTED] = VMCG_EV_CHANNEL_DISCONNECTED,
+		[VMCG_CHANNEL_CONNECTED] = VMCG_EV_CHANNEL_CONNECTED,
+		[VMCG_CHANNEL_STATE_MUTED] = VMCG_EV_CHANNEL_MUTED,
+	};
+	g_autoptr(json_object) data = json_object_new_object();
+
+	if (state == VMCG_CHANNEL_CONNECTED)
+		g_info("VM %s: channel %s up", vmcg_dvm_name(vm), vmcg_channel_path(vm->channel));
+	/* Its reports stop with it: the policy goes back to the balloon's statistics. */
+	if (state == VMCG_CHANNEL_DISCONNECTED)
+		vm->has_report = FALSE;
+	json_object_object_add(data, "vm", json_object_new_string(vmcg_dvm_name(vm)));
+	json_object_object_add(data, "channel",
+			       json_object_new_string(vmcg_channel_path(vm->channel)));
+	if (why)
+		json_object_object_add(data, "reason", json_object_new_string(why));
+	vmcg_daemon_emit(vm->d, events[state], data);
 }
 
 /* ---- reports from the backend ---- */
@@ -381,6 +453,33 @@ void vmcg_dvm_info(VmcgDvm *vm, VmcgDvmInfo *ret)
 		.charge_worst_case = c.worst_case,
 		.sample_age_usec = c.sample_age_usec,
 	};
+	if (vm->channel) {
+		VmcgChannelInfo ci;
+
+		vmcg_channel_info(vm->channel, &ci);
+		ret->channel_path = vmcg_channel_path(vm->channel);
+		ret->channel_state = vmcg_channel_state_to_string(ci.state);
+		ret->channel_version = ci.version;
+		ret->channel_agent = ci.agent;
+		ret->channel_dropped = ci.dropped;
+	}
+	if (vm->channel && vm->has_report) {
+		const VmcgChannelReport *r = &vm->report;
+
+		ret->has_report = true;
+		ret->report_age_usec = now - vm->report_usec;
+		ret->report_has_psi = r->has_psi;
+		ret->report_some_avg10_centi = r->some_avg10_centi;
+		ret->report_full_avg10_centi = r->full_avg10_centi;
+		ret->report_some_total_usec = r->some_total_usec;
+		ret->report_full_total_usec = r->full_total_usec;
+		ret->report_has_available = r->has_available;
+		ret->report_has_file = r->has_file;
+		ret->report_has_anon = r->has_anon;
+		ret->report_available = r->available;
+		ret->report_file = r->file;
+		ret->report_anon = r->anon;
+	}
 	if (vm->hooks) {
 		vmcg_hooks_conn_info(vm->hooks, &ret->hooks);
 		ret->mode = "hooks";

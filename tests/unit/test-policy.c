@@ -728,6 +728,131 @@ static void test_psi_stall(void)
 	}
 }
 
+/*
+ * A lying or stalled guest can only hurt itself (docs/guest-channel.md,
+ * "Effect"). One plan, pages; "R" is what a VM may give (usage above its
+ * protection). A stalled VM's share moves to the others while they have
+ * room, whole or not at all, smallest first.
+ *
+ *   plan: A takes 100 (stalled), B takes 100 of R 400, C takes 100 of R 200
+ *   -> A spared; B +75, C +25 (by what each can still give, 300 : 100)
+ */
+static void test_spare_stalled(void)
+{
+	static const struct {
+		const char *name;
+		size_t n;
+		struct {
+			uint64_t take, reclaimable;
+			bool stalled;
+		} in[3];
+		uint64_t want_take[3];
+		bool want_spared[3];
+		uint64_t want_moved;
+	} rows[] = {
+		{ "none stalled",
+		  2,
+		  { { 100, 400, false }, { 100, 200, false } },
+		  { 100, 100 },
+		  { false, false },
+		  0 },
+		{ "spared, split by room",
+		  3,
+		  { { 100, 400, true }, { 100, 400, false }, { 100, 200, false } },
+		  { 0, 175, 125 },
+		  { true, false, false },
+		  100 },
+		{ "siblings at protection: reclaimed as if it had not reported",
+		  2,
+		  { { 100, 400, true }, { 100, 100, false } },
+		  { 100, 100 },
+		  { false, false },
+		  0 },
+		{ "siblings short by a page: not spared at all",
+		  2,
+		  { { 100, 400, true }, { 100, 199, false } },
+		  { 100, 100 },
+		  { false, false },
+		  0 },
+		{ "two stalled, room for the smaller only",
+		  3,
+		  { { 150, 400, true }, { 50, 400, true }, { 100, 200, false } },
+		  { 150, 0, 150 },
+		  { false, true, false },
+		  50 },
+		{ "all stalled: nobody to take it",
+		  2,
+		  { { 100, 400, true }, { 100, 400, true } },
+		  { 100, 100 },
+		  { false, false },
+		  0 },
+		{ "stalled with nothing asked",
+		  2,
+		  { { 0, 400, true }, { 100, 400, false } },
+		  { 0, 100 },
+		  { true, false },
+		  0 },
+	};
+
+	for (size_t r = 0; r < G_N_ELEMENTS(rows); r++) {
+		VmcgPolicyShare s[3] = { 0 };
+		uint64_t moved;
+
+		for (size_t i = 0; i < rows[r].n; i++)
+			s[i] = (VmcgPolicyShare){ .take_pages = rows[r].in[i].take,
+						  .reclaimable_pages = rows[r].in[i].reclaimable,
+						  .stalled = rows[r].in[i].stalled };
+		moved = vmcg_policy_spare_stalled(s, rows[r].n);
+		if (moved != rows[r].want_moved)
+			g_error("%s: moved %" G_GUINT64_FORMAT, rows[r].name, moved);
+		for (size_t i = 0; i < rows[r].n; i++) {
+			if (s[i].take_pages != rows[r].want_take[i] ||
+			    s[i].spared != rows[r].want_spared[i])
+				g_error("%s: VM %zu takes %" G_GUINT64_FORMAT " spared %d",
+					rows[r].name, i, s[i].take_pages, s[i].spared);
+			/* Nobody is asked for more than it may give, unless the planner did. */
+			if (!s[i].stalled && rows[r].in[i].take <= rows[r].in[i].reclaimable)
+				g_assert_cmpuint(s[i].take_pages, <=, s[i].reclaimable_pages);
+		}
+	}
+}
+
+/* A fresh report (younger than 3 intervals of 1 s) replaces stale balloon stats in the floor. */
+static void test_report_floor(void)
+{
+	VmcgPolicy p = P;
+	VmcgPolicyVm vm = {
+		.ready = true,
+		.ram_size_bytes = MIB(1024),
+		.actual_bytes = MIB(1024),
+		.resident_bytes = MIB(600),
+		.has_report = true,
+		.report_usec = NOW - SEC(2),
+		.report_has_available = true,
+		.report_available_bytes = MIB(700),
+		.report_resident_bytes = MIB(580),
+		.report_actual_bytes = MIB(1024),
+		.report_has_psi = true,
+		.report_some_avg10_centi = 2500,
+	};
+
+	p.channel_report_interval_usec = SEC(1);
+	p.guest_stall_pct = 20;
+	/* used 1024 - 700 = 324, grown 20, margin 32: 376; stats missing would say >= 1024. */
+	g_assert_cmpuint(vmcg_policy_guest_floor(&p, &vm, NOW), ==, MIB(376));
+	g_assert_true(vmcg_policy_guest_stalled(&p, &vm, NOW));
+	/* 3 intervals old: stale, back to the conservative floor. */
+	g_assert_false(vmcg_policy_report_fresh(&p, &vm, NOW + SEC(1)));
+	g_assert_cmpuint(vmcg_policy_guest_floor(&p, &vm, NOW + SEC(1)), ==, MIB(1024));
+	g_assert_false(vmcg_policy_guest_stalled(&p, &vm, NOW + SEC(1)));
+	/* Below the threshold, or the rule off. */
+	vm.report_some_avg10_centi = 1999;
+	g_assert_false(vmcg_policy_guest_stalled(&p, &vm, NOW));
+	vm.report_some_avg10_centi = 10000;
+	p.guest_stall_pct = 0;
+	g_assert_false(vmcg_policy_guest_stalled(&p, &vm, NOW));
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -741,6 +866,8 @@ int main(int argc, char **argv)
 	g_test_add_func("/policy/oom-check", test_oom_check);
 	g_test_add_func("/policy/vmpressure-reclaimed", test_vmpressure_reclaimed);
 	g_test_add_func("/policy/psi-stall", test_psi_stall);
+	g_test_add_func("/policy/spare-stalled", test_spare_stalled);
+	g_test_add_func("/policy/report-floor", test_report_floor);
 
 	return g_test_run();
 }
