@@ -58,6 +58,7 @@ struct VmcgChannel {
 	VmcgChannelState state;
 	GByteArray *out; /* at most one message; composed only when empty */
 	bool need_hello, need_config, need_pressure;
+	bool hello_sent; /* ours went out since the guest's last hello */
 	uint64_t seq;
 
 	/* What to push: the latest the control loop gave. */
@@ -169,6 +170,7 @@ static bool compose(VmcgChannel *ch)
 	if (ch->need_hello) {
 		ch->need_hello = false;
 		ch->need_config = false; /* the hello carries the rate */
+		ch->hello_sent = true;
 		msg = vmcg_channel_build_hello(vmcg_dvm_name(ch->vm), ch->interval_ms);
 	} else if (ch->bad_version) {
 		return false; /* a guest of another major version gets only hello */
@@ -246,6 +248,15 @@ static void drop(VmcgChannel *ch, VmcgChannelDrop why, const char *err, uint64_t
 
 static void on_hello(VmcgChannel *ch, const VmcgChannelMsg *m)
 {
+	/*
+	 * A hello is answered with ours only if ours has not gone out since
+	 * the guest's last one (docs/guest-channel.md): a restarted agent
+	 * learns we are here, and two sides that each answer the other's
+	 * answer never start.
+	 */
+	bool answer = !ch->hello_sent;
+
+	ch->hello_sent = false;
 	ch->version = m->version;
 	g_strlcpy(ch->agent, m->agent, sizeof(ch->agent));
 	if (m->version != VMCG_CHANNEL_VERSION) {
@@ -254,20 +265,16 @@ static void on_hello(VmcgChannel *ch, const VmcgChannelMsg *m)
 			     m->version, VMCG_CHANNEL_VERSION);
 		ch->bad_version = true;
 		ch->guest_hello = false;
-		ch->need_hello = true;
+		ch->need_hello |= answer;
 		set_state(ch, VMCG_CHANNEL_DISCONNECTED, "version");
 		return;
 	}
-	/*
-	 * Answer every hello with ours and the level: an agent that restarted
-	 * learns both at once. No loop: the agent answers ours only after a
-	 * silence (the contract), and a guest that says hello in a loop meets
-	 * the flood rule.
-	 */
+	/* The level after every hello of the guest's: a restarted agent learns it at once. */
 	ch->bad_version = false;
 	ch->guest_hello = true;
 	ch->has_last = false; /* a new agent: its totals start again */
-	ch->need_hello = ch->need_pressure = true;
+	ch->need_hello |= answer;
+	ch->need_pressure = true;
 	set_state(ch, VMCG_CHANNEL_CONNECTED, NULL);
 	ch->reconnect_last_ms = 0;
 	vmcg_qmp_log_limit_reset(&ch->log_limit);
@@ -402,7 +409,7 @@ static void connect_now(VmcgChannel *ch)
 	ch->fd = fd;
 	vmcg_channel_lines_reset(&ch->lines);
 	memset(&ch->rate, 0, sizeof(ch->rate));
-	ch->guest_hello = ch->bad_version = ch->has_last = false;
+	ch->guest_hello = ch->bad_version = ch->has_last = ch->hello_sent = false;
 	ch->seq = 0;
 	ch->need_hello = ch->need_pressure = true;
 	ch->need_config = false;

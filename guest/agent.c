@@ -52,9 +52,10 @@
 /* Drops are logged at most once per 10 s, as one summary line. */
 #define DROP_LOG_MS 10000
 /*
- * A host that answers every hello with a hello would make us ping-pong; the
- * protocol does not do that, but a broken host must not make the agent
- * spin. 4 answers per second is more than any honest reconnect needs.
+ * A host hello is answered only if ours has not gone out since the host's
+ * last one (docs/guest-channel.md), so two honest sides never ping-pong;
+ * a broken host must not make the agent spin either: at most 4 answers a
+ * second, more than any honest reconnect needs.
  */
 #define HELLO_ANSWERS_PER_SEC 4
 /*
@@ -91,6 +92,7 @@ typedef struct Agent {
 	char port_path[VMCG_AGENT_PATH_MAX];
 	bool host_connected;   /* the port does not report POLLHUP */
 	bool host_hello;       /* seen the host's hello on this connection */
+	bool hello_sent;       /* ours went out since the host's last hello */
 	bool version_mismatch; /* its major version is not ours */
 	bool said_waiting;     /* logged "waiting for the port" once */
 	uint64_t next_port_ms; /* next look for the port or the host */
@@ -465,8 +467,10 @@ static void send_hello(Agent *a)
 	char buf[128];
 	int n = vmcg_agent_format_hello(buf, sizeof(buf), "vmcg-guest-agent " VMCG_VERSION);
 
-	if (n > 0)
+	if (n > 0) {
 		port_send(a, buf, (size_t)n);
+		a->hello_sent = true;
+	}
 }
 
 static void send_report(Agent *a)
@@ -505,6 +509,7 @@ static void host_connected(Agent *a)
 {
 	a->host_connected = true;
 	a->host_hello = false;
+	a->hello_sent = false;
 	a->version_mismatch = false;
 	a->report_seq = 0;
 	vmcg_agent_lines_init(&a->lines);
@@ -620,6 +625,9 @@ static void handle_line(void *opaque, const char *line, size_t len)
 	}
 	a->messages++;
 	if (m.type == VMCG_AGENT_MSG_HELLO) {
+		bool answer = !a->hello_sent;
+
+		a->hello_sent = false;
 		if (m.version != VMCG_AGENT_PROTO_VERSION) {
 			if (!a->version_mismatch)
 				logmsg("host %s speaks version %" PRId64 ", we speak %d: only "
@@ -640,7 +648,7 @@ static void handle_line(void *opaque, const char *line, size_t len)
 			a->hello_window_ms = now;
 			a->hello_answers = 0;
 		}
-		if (a->hello_answers++ < HELLO_ANSWERS_PER_SEC)
+		if (answer && a->hello_answers++ < HELLO_ANSWERS_PER_SEC)
 			send_hello(a);
 		return;
 	}

@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 os.environ.setdefault("VMCGD", str(ROOT / "build" / "daemon" / "vmcgd"))
-os.environ.setdefault("VMCG_GUEST_DIR", str(ROOT / "build" / "guest"))
+os.environ.setdefault("VMCG_GUEST_DIR", str(ROOT / "build" / "test-guest"))
 
 from vmcgtest import Guest, wait_for  # noqa: E402
 from vmcgtest.daemon import Daemon  # noqa: E402

@@ -13,7 +13,8 @@
 #   OUT/manifest            key=value facts the harness prints and checks
 #
 # Usage: tests/guest/build-guest.sh [OUT]
-#   OUT defaults to $VMCG_GUEST_DIR, else build/guest under the repository.
+#   OUT defaults to $VMCG_GUEST_DIR, else build/test-guest under the repository
+#   (build/guest is meson's output for guest/, the agent).
 #
 # Idempotent: OUT/stamp holds the package versions and the hashes of every
 # input; when it matches, nothing is done. Downloaded .debs and the unpacked
@@ -36,7 +37,7 @@ set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-out=${1:-${VMCG_GUEST_DIR:-$repo/build/guest}}
+out=${1:-${VMCG_GUEST_DIR:-$repo/build/test-guest}}
 
 # The virtio drivers the test guest uses, and ext4 (which mounts ext2, with
 # CONFIG_EXT4_USE_FOR_EXT2) for the data disk; everything they need comes

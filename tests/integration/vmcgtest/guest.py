@@ -27,7 +27,7 @@ longer than about 80 characters makes the sockets' paths too long.
 
 Environment:
   VMCG_QEMU              QEMU binary (default: qemu-system-x86_64 on PATH)
-  VMCG_GUEST_DIR         where build-guest.sh puts the guest (build/guest)
+  VMCG_GUEST_DIR         where build-guest.sh puts the guest (build/test-guest)
   VMCG_ACCEL             kvm or tcg: skip the probe and use this
   VMCG_KVM_PROBE_TIMEOUT seconds the KVM probe waits for the guest's first
                          console output (default 6)
@@ -208,7 +208,7 @@ def ensure_guest_built(guest_dir=None):
     (the script's exit 77: no package archive, no root to install build
     tools, ...), GuestError if the script failed otherwise (a bug).
     """
-    directory = Path(guest_dir or os.environ.get("VMCG_GUEST_DIR") or REPO_ROOT / "build" / "guest")
+    directory = Path(guest_dir or os.environ.get("VMCG_GUEST_DIR") or REPO_ROOT / "build" / "test-guest")
     key = str(directory.resolve()) if directory.exists() else str(directory)
     with _images_lock:
         if key in _images:
