@@ -343,14 +343,14 @@ static void vm_channel_dropped(GString *out, const VmcgDvmInfo *i, const Section
 
 static void vm_guest_psi(GString *out, const VmcgDvmInfo *i, const Section *sec)
 {
-	if (!i->has_report || !i->report_has_psi)
+	if (!i->has_report || !i->report.has_psi)
 		return;
 	vm_sample(out, sec->name, i);
-	g_string_append_printf(out, ",kind=\"some\"} %u.%02u\n", i->report_some_avg10_centi / 100,
-			       i->report_some_avg10_centi % 100);
+	g_string_append_printf(out, ",kind=\"some\"} %u.%02u\n", i->report.some_avg10_centi / 100,
+			       i->report.some_avg10_centi % 100);
 	vm_sample(out, sec->name, i);
-	g_string_append_printf(out, ",kind=\"full\"} %u.%02u\n", i->report_full_avg10_centi / 100,
-			       i->report_full_avg10_centi % 100);
+	g_string_append_printf(out, ",kind=\"full\"} %u.%02u\n", i->report.full_avg10_centi / 100,
+			       i->report.full_avg10_centi % 100);
 }
 
 #define GROUP_GAUGE(k)                                    \

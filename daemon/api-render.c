@@ -164,27 +164,27 @@ static json_object *channel_to_json(const VmcgDvmInfo *i)
 	if (i->has_report) {
 		r = json_object_new_object();
 		psi = NULL;
-		if (i->report_has_psi) {
+		if (i->report.has_psi) {
 			psi = json_object_new_object();
 			json_object_object_add(psi, "some-avg10",
-					       centi_json(i->report_some_avg10_centi));
+					       centi_json(i->report.some_avg10_centi));
 			json_object_object_add(psi, "full-avg10",
-					       centi_json(i->report_full_avg10_centi));
+					       centi_json(i->report.full_avg10_centi));
 			json_object_object_add(psi, "some-total-usec",
-					       json_object_new_uint64(i->report_some_total_usec));
+					       json_object_new_uint64(i->report.some_total_usec));
 			json_object_object_add(psi, "full-total-usec",
-					       json_object_new_uint64(i->report_full_total_usec));
+					       json_object_new_uint64(i->report.full_total_usec));
 		}
 		json_object_object_add(r, "psi", psi);
 		json_object_object_add(r, "available",
-				       i->report_has_available
-					       ? json_object_new_uint64(i->report_available)
+				       i->report.has_available
+					       ? json_object_new_uint64(i->report.available)
 					       : NULL);
 		json_object_object_add(r, "file",
-				       i->report_has_file ? json_object_new_uint64(i->report_file)
+				       i->report.has_file ? json_object_new_uint64(i->report.file)
 							  : NULL);
 		json_object_object_add(r, "anon",
-				       i->report_has_anon ? json_object_new_uint64(i->report_anon)
+				       i->report.has_anon ? json_object_new_uint64(i->report.anon)
 							  : NULL);
 		json_object_object_add(r, "age-usec", json_object_new_int64(i->report_age_usec));
 	}

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "vmcg/group.h"
+#include "channel-proto.h"
 #include "policy.h"
 
 typedef struct VmcgDaemon VmcgDaemon;
@@ -108,11 +109,7 @@ typedef struct VmcgDvmInfo {
 	uint64_t channel_dropped;
 	bool has_report;
 	int64_t report_age_usec;
-	bool report_has_psi;
-	uint32_t report_some_avg10_centi, report_full_avg10_centi;
-	uint64_t report_some_total_usec, report_full_total_usec;
-	bool report_has_available, report_has_file, report_has_anon;
-	uint64_t report_available, report_file, report_anon;
+	VmcgChannelReport report; /* the guest's last, if has_report */
 } VmcgDvmInfo;
 
 /* Event types of the API's event stream. */

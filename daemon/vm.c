@@ -464,21 +464,9 @@ void vmcg_dvm_info(VmcgDvm *vm, VmcgDvmInfo *ret)
 		ret->channel_dropped = ci.dropped;
 	}
 	if (vm->channel && vm->has_report) {
-		const VmcgChannelReport *r = &vm->report;
-
 		ret->has_report = true;
 		ret->report_age_usec = now - vm->report_usec;
-		ret->report_has_psi = r->has_psi;
-		ret->report_some_avg10_centi = r->some_avg10_centi;
-		ret->report_full_avg10_centi = r->full_avg10_centi;
-		ret->report_some_total_usec = r->some_total_usec;
-		ret->report_full_total_usec = r->full_total_usec;
-		ret->report_has_available = r->has_available;
-		ret->report_has_file = r->has_file;
-		ret->report_has_anon = r->has_anon;
-		ret->report_available = r->available;
-		ret->report_file = r->file;
-		ret->report_anon = r->anon;
+		ret->report = vm->report;
 	}
 	if (vm->hooks) {
 		vmcg_hooks_conn_info(vm->hooks, &ret->hooks);
