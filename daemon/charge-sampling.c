@@ -387,20 +387,21 @@ static void update_state(VmcgSampling *s, uint64_t now)
 {
 	VmcgChargeState st = s->charging ? vmcg_sampling_charge_state(s->ok_usec, s->failures, now)
 					 : VMCG_CHARGE_KNOWN;
-	uint64_t pages;
+	uint64_t pages, grace;
 
 	set_state(s, st, s->charging ? "measured" : "hooks", now);
 	if (st != VMCG_CHARGE_UNKNOWN || !s->charging)
 		return;
+	grace = s->vm->d->policy.unknown_charge_grace_usec;
 	pages = vmcg_sampling_unknown_charge(pages_of(s->charged), s->ram_pages,
-					     now - s->unknown_usec);
+					     now - s->unknown_usec, grace);
 	if (pages == pages_of(s->charged))
 		return;
 	if (!s->worst_case)
 		g_warning(
 			"VM %s: charge unknown for %d s: charged its whole RAM (%" G_GUINT64_FORMAT
 			" MiB) until a read succeeds",
-			name_of(s), (int)(VMCG_CHARGE_UNKNOWN_GRACE_USEC / G_USEC_PER_SEC),
+			name_of(s), (int)(grace / G_USEC_PER_SEC),
 			pages * PAGE >> 20);
 	s->worst_case = TRUE;
 	charge_to(s, pages);
@@ -449,9 +450,9 @@ VmcgChargeState vmcg_sampling_charge_state(uint64_t ok_usec, unsigned failures, 
 }
 
 uint64_t vmcg_sampling_unknown_charge(uint64_t charged_pages, uint64_t ram_pages,
-				      uint64_t unknown_usec)
+				      uint64_t unknown_usec, uint64_t grace_usec)
 {
-	if (unknown_usec < VMCG_CHARGE_UNKNOWN_GRACE_USEC)
+	if (unknown_usec < grace_usec)
 		return charged_pages;
 	return MAX(charged_pages, ram_pages);
 }

@@ -139,13 +139,6 @@ typedef enum {
 #define VMCG_SAMPLE_BACKOFF_MAX_USEC (30 * G_USEC_PER_SEC)
 /* Twice the backoff cap: a VM measured at all is measured within it. */
 #define VMCG_SAMPLE_STALE_USEC (60 * G_USEC_PER_SEC)
-/*
- * How long an unknown charge stays at the last known one before the VM is
- * charged its whole RAM: 10 s rides out a transient failure (a QEMU
- * exiting, whose QMP EOF comes within the tick) without an OOM action, and
- * bounds how long a VM whose reads fail can grow unseen.
- */
-#define VMCG_CHARGE_UNKNOWN_GRACE_USEC (10 * G_USEC_PER_SEC)
 
 const char *vmcg_charge_state_to_string(VmcgChargeState state);
 
@@ -162,14 +155,17 @@ VmcgChargeState vmcg_sampling_charge_state(uint64_t ok_usec, unsigned failures, 
 /**
  * vmcg_sampling_unknown_charge() - what a VM whose charge is unknown is
  * charged, in pages: @charged_pages (the last known charge) for
- * VMCG_CHARGE_UNKNOWN_GRACE_USEC, then at least @ram_pages, its whole RAM,
+ * @grace_usec (unknown-charge-grace, 10 s by default: rides out a transient
+ * failure, a QEMU exiting whose QMP EOF comes within the tick, without an
+ * OOM action, and bounds how long a VM whose reads fail can grow unseen),
+ * then at least @ram_pages, its whole RAM,
  * the most guest RAM it can have resident. Never less than the last known
  * charge: making its own reads fail (e.g. a QEMU that unmaps, renames or
  * hides its RAM) must never let a VM escape its limits; the worst case is
  * charged, and its group's limits act on it (reclaim, then the OOM action).
  */
 uint64_t vmcg_sampling_unknown_charge(uint64_t charged_pages, uint64_t ram_pages,
-				      uint64_t unknown_usec);
+				      uint64_t unknown_usec, uint64_t grace_usec);
 
 typedef struct VmcgChargeInfo {
 	VmcgChargeState state;

@@ -142,6 +142,7 @@ static const KeyDesc daemon_keys[] = {
 	D(STATS_INTERVAL, stats_interval_usec),
 	D(STATS_MAX_AGE, stats_max_age_usec),
 	D(VMPRESSURE_HOLD, vmpressure_hold_usec),
+	D(UNKNOWN_CHARGE_GRACE, unknown_charge_grace_usec),
 	D(CHANNEL_REPORT_INTERVAL, channel_report_interval_usec),
 	D(GUEST_STALL, guest_stall_pct),
 };
@@ -197,7 +198,7 @@ static const struct {
 };
 
 /* The most keys of any section: per-section bookkeeping arrays are this long. */
-#define KEYS_MAX 16
+#define KEYS_MAX 24
 G_STATIC_ASSERT(G_N_ELEMENTS(daemon_keys) <= KEYS_MAX);
 G_STATIC_ASSERT(G_N_ELEMENTS(group_keys) <= KEYS_MAX);
 G_STATIC_ASSERT(G_N_ELEMENTS(vm_keys) <= KEYS_MAX);

@@ -102,6 +102,7 @@ typedef struct VmcgConfig {
 	uint64_t stats_interval_usec; /* 0: do not poll */
 	uint64_t stats_max_age_usec;
 	uint64_t vmpressure_hold_usec;
+	uint64_t unknown_charge_grace_usec;
 	uint64_t channel_report_interval_usec;
 	int32_t guest_stall_pct;
 

@@ -70,6 +70,7 @@ static void policy_from_config(const VmcgConfig *c, VmcgPolicy *p)
 	p->vmpressure_hold_usec = c->vmpressure_hold_usec;
 	p->channel_report_interval_usec = c->channel_report_interval_usec;
 	p->guest_stall_pct = (uint32_t)c->guest_stall_pct;
+	p->unknown_charge_grace_usec = c->unknown_charge_grace_usec;
 }
 
 /* The config as -c, or the default path, says: at start and on every SIGHUP. */

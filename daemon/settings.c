@@ -116,6 +116,16 @@ static const VmcgSetting table[_VMCG_SETTING_COUNT] = {
 	 */
 	[VMCG_SETTING_GUEST_STALL] = { S(GUEST_STALL, "guest-stall", DAEMON, INTEGER), .lo = 0,
 				       .hi = 100, .default_text = "20", .help = "a percentage" },
+	/*
+	 * 10 s: a VM whose memory cannot be measured keeps its last charge
+	 * this long, then is charged its whole RAM (charge.h): long enough to
+	 * ride out a QEMU that is exiting, short enough that a VM cannot grow
+	 * unseen for long. Up to a day, for hosts that know why their reads
+	 * fail; 0: at once.
+	 */
+	[VMCG_SETTING_UNKNOWN_CHARGE_GRACE] = { S(UNKNOWN_CHARGE_GRACE, "unknown-charge-grace",
+						  DAEMON, DURATION),
+						.hi = 24 * USEC_PER_HOUR, .default_text = "10s" },
 
 	/* ---- groups: the cgroup v2 defaults ---- */
 	[VMCG_SETTING_MEMORY_MIN] = { S(MEMORY_MIN, "memory.min", GROUP, SIZE),
@@ -567,4 +577,5 @@ void vmcg_settings_policy_defaults(VmcgPolicy *p)
 	p->channel_report_interval_usec =
 		vmcg_setting_default_u64(VMCG_SETTING_CHANNEL_REPORT_INTERVAL);
 	p->guest_stall_pct = 20; /* the default of guest-stall */
+	p->unknown_charge_grace_usec = vmcg_setting_default_u64(VMCG_SETTING_UNKNOWN_CHARGE_GRACE);
 }

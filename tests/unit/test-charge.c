@@ -216,7 +216,7 @@ static void test_charge_state_table(void)
 /* An unknown charge: the last known one for the grace, then the whole RAM, never less. */
 static void test_unknown_charge_table(void)
 {
-	const uint64_t G = VMCG_CHARGE_UNKNOWN_GRACE_USEC;
+	const uint64_t G = 10 * G_USEC_PER_SEC;
 	static const struct {
 		uint64_t charged, ram, unknown_usec_of_grace_pct, want;
 	} t[] = {
@@ -230,7 +230,7 @@ static void test_unknown_charge_table(void)
 	for (size_t i = 0; i < G_N_ELEMENTS(t); i++)
 		g_assert_cmpuint(
 			vmcg_sampling_unknown_charge(t[i].charged, t[i].ram,
-						     G * t[i].unknown_usec_of_grace_pct / 100),
+						     G * t[i].unknown_usec_of_grace_pct / 100, G),
 			==, t[i].want);
 }
 

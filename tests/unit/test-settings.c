@@ -382,6 +382,7 @@ static void test_policy_defaults(void)
 	g_assert_cmpuint(p.stats_interval_usec, ==, c->stats_interval_usec);
 	g_assert_cmpuint(p.stats_max_age_usec, ==, c->stats_max_age_usec);
 	g_assert_cmpuint(p.vmpressure_hold_usec, ==, c->vmpressure_hold_usec);
+	g_assert_cmpuint(p.unknown_charge_grace_usec, ==, c->unknown_charge_grace_usec);
 	g_assert_cmpuint(p.guest_margin, ==, 7); /* not a setting: untouched */
 }
 
