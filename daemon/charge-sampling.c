@@ -401,8 +401,7 @@ static void update_state(VmcgSampling *s, uint64_t now)
 		g_warning(
 			"VM %s: charge unknown for %d s: charged its whole RAM (%" G_GUINT64_FORMAT
 			" MiB) until a read succeeds",
-			name_of(s), (int)(grace / G_USEC_PER_SEC),
-			pages * PAGE >> 20);
+			name_of(s), (int)(grace / G_USEC_PER_SEC), pages * PAGE >> 20);
 	s->worst_case = TRUE;
 	charge_to(s, pages);
 }
