@@ -933,7 +933,11 @@ def _():
             d.put("/v1/groups/new", {"memory.max": "1G"})
             assert digest(other) == before, "written through the link"
             assert not os.path.islink(d.state)
-            wait_for(lambda: "/new" in Path(d.state).read_text(), 10, what="the state saved")
+            # Acknowledged, so on disk: in the snapshot or its journal.
+            journal = Path(d.state + ".journal")
+            assert "/new" in Path(d.state).read_text() + (
+                journal.read_text() if journal.exists() else ""), "the PUT is not on disk"
+            assert not journal.is_symlink()
             assert digest(other) == before, "written through the link"
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
