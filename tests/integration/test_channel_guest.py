@@ -39,11 +39,17 @@ Tests, in order, on one vmcgd and the same two guests:
 - hostile_guest_muted_others_fine: b's agent stopped, the guest shell writes
   junk, an oversized line and a flood straight into the port: dropped,
   counted, muted (`channel_muted`), while a's reports and level pushes keep
-  flowing and the control loop and the API go on.
+  flowing and the control loop and the API go on; b's agent is started
+  again while b is still muted (its hello is dropped);
+- muted_guest_recovers: when the mute runs out (30 s) vmcgd says hello
+  and the level again, so that agent hears the host and reports again
+  (it waited for ever before: found here, fixed in daemon/channel.c).
 
-STALL (guest-stall, percent) is 10 by default, below the default 20:
-under TCG a thrashing guest's `some avg10` was measured at 30-95 % but
-takes a while to get there; $VMCG_GUEST_STALL overrides it.
+STALL (guest-stall, percent) is 10 here, not the default 20: under TCG
+the thrashing guest's real `some avg10` reaches 15-17 % within about
+10 s (memhog in all but ~100 MiB of what it has, plus the 240 MiB data
+file read in a loop), and the idle sibling stays under 1 %;
+$VMCG_GUEST_STALL overrides it.
 """
 
 import json
