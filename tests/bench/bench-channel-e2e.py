@@ -272,6 +272,15 @@ def memory(nvms):
 
 
 def main():
+    import atexit
+    import shutil
+    real_mkdtemp = tempfile.mkdtemp
+
+    def mkdtemp(**kw):  # every directory made here goes at exit
+        d = real_mkdtemp(**kw)
+        atexit.register(shutil.rmtree, d, True)
+        return d
+    tempfile.mkdtemp = mkdtemp
     ap = argparse.ArgumentParser()
     ap.add_argument("what", nargs="*", default=["latency", "memory"])
     ap.add_argument("--rounds", type=int, default=40)
