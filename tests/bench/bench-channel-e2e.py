@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import selectors
+import shutil
 import socket
 import statistics
 import sys
@@ -44,6 +45,14 @@ from vmcgtest import wait_for  # noqa: E402
 from vmcgtest.daemon import Daemon, MiB  # noqa: E402
 
 
+def tmpdir(prefix):
+    """A temporary directory removed when this process exits."""
+    import atexit
+    d = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, d, True)
+    return d
+
+
 def pct(xs, p):
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(round(p / 100.0 * (len(xs) - 1))))]
@@ -54,7 +63,7 @@ def pct(xs, p):
 def latency(rounds):
     import test_channel_guest as t
     conf = t.CONF.replace("vmpressure-hold = 3s", "vmpressure-hold = 0")
-    tmp = tempfile.mkdtemp(prefix="vmcg-bench-ch-")
+    tmp = tmpdir("vmcg-bench-ch-")
     with Daemon(config=conf) as d:
         t.D = d
         ev = t.Events(d.socket)
@@ -237,7 +246,7 @@ def settle_rss(pid, seconds=6):
 
 
 def memory(nvms):
-    tmp = Path(tempfile.mkdtemp(prefix="vmcg-bench-chm-"))
+    tmp = Path(tmpdir("vmcg-bench-chm-"))
     fakes = Fakes()
     conf = "[daemon]\ninterval = 1s\nstats-interval = 0\nwrite-group =\n"
     with Daemon(config=conf) as d:
@@ -272,15 +281,6 @@ def memory(nvms):
 
 
 def main():
-    import atexit
-    import shutil
-    real_mkdtemp = tempfile.mkdtemp
-
-    def mkdtemp(**kw):  # every directory made here goes at exit
-        d = real_mkdtemp(**kw)
-        atexit.register(shutil.rmtree, d, True)
-        return d
-    tempfile.mkdtemp = mkdtemp
     ap = argparse.ArgumentParser()
     ap.add_argument("what", nargs="*", default=["latency", "memory"])
     ap.add_argument("--rounds", type=int, default=40)
