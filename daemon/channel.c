@@ -43,6 +43,7 @@ struct VmcgChannel {
 	uint32_t interval_ms;
 	int fd; /* -1: not connected */
 	GSource *in_source, *out_source, *reconnect_source;
+	GSource *unmute_source; /* when a mute runs out: hello and the level again */
 	guint reconnect_last_ms;
 	VmcgQmpLogLimit log_limit;
 
@@ -122,6 +123,49 @@ static void set_state(VmcgChannel *ch, VmcgChannelState s, const char *why)
 	vmcg_dvm_channel_state(ch->vm, s, why);
 }
 
+static void flush(VmcgChannel *ch);
+
+/*
+ * A mute ran out. The guest may have said hello while muted (its agent
+ * restarted; the hello was dropped unread) and then wait for ours before it
+ * reports or takes a level, so say hello and send the level again: an agent
+ * that has been there all along answers it only if its own hello has not
+ * gone out since our last (docs/guest-channel.md), so this cannot ping-pong.
+ */
+static gboolean on_unmute(gpointer userdata)
+{
+	VmcgChannel *ch = userdata;
+	uint64_t now = now_usec();
+
+	g_source_unref(ch->unmute_source);
+	ch->unmute_source = NULL;
+	if (ch->fd < 0)
+		return G_SOURCE_REMOVE;
+	if (vmcg_channel_rate_muted(&ch->rate, now)) {
+		ch->unmute_source = g_timeout_source_new(
+			(guint)((ch->rate.muted_until_usec - now) / 1000 + 1));
+		g_source_set_callback(ch->unmute_source, on_unmute, ch, NULL);
+		g_source_attach(ch->unmute_source, NULL);
+		return G_SOURCE_REMOVE;
+	}
+	if (ch->state == VMCG_CHANNEL_STATE_MUTED)
+		set_state(ch, ch->guest_hello ? VMCG_CHANNEL_CONNECTED : VMCG_CHANNEL_DISCONNECTED,
+			  NULL);
+	ch->need_hello = ch->need_pressure = true;
+	flush(ch);
+	return G_SOURCE_REMOVE;
+}
+
+/* The guest is muted from now on; on_unmute() when that runs out. */
+static void set_muted(VmcgChannel *ch, const char *why)
+{
+	set_state(ch, VMCG_CHANNEL_STATE_MUTED, why);
+	source_clear(&ch->unmute_source);
+	ch->unmute_source = g_timeout_source_new(VMCG_CHANNEL_MUTE_USEC / 1000 + 1);
+	g_source_set_callback(ch->unmute_source, on_unmute, ch, NULL);
+	g_source_attach(ch->unmute_source, NULL);
+}
+
 static void connect_now(VmcgChannel *ch);
 
 static gboolean on_reconnect(gpointer userdata)
@@ -151,6 +195,7 @@ static void disconnect(VmcgChannel *ch, const char *why)
 
 	source_clear(&ch->in_source);
 	source_clear(&ch->out_source);
+	source_clear(&ch->unmute_source);
 	if (ch->fd >= 0)
 		close(ch->fd);
 	ch->fd = -1;
@@ -242,7 +287,7 @@ static void drop(VmcgChannel *ch, VmcgChannelDrop why, const char *err, uint64_t
 	    vmcg_channel_rate_malformed(&ch->rate, now) == VMCG_CHANNEL_MUTED_NOW) {
 		warn(ch, "%d malformed messages in a minute: muted for %d s", VMCG_CHANNEL_BAD_MSGS,
 		     (int)(VMCG_CHANNEL_MUTE_USEC / G_USEC_PER_SEC));
-		set_state(ch, VMCG_CHANNEL_STATE_MUTED, "malformed");
+		set_muted(ch, "malformed");
 	}
 }
 
@@ -294,7 +339,7 @@ static void on_line(VmcgChannel *ch, VmcgChannelLine kind, const char *line, siz
 	if (v == VMCG_CHANNEL_MUTED_NOW) {
 		warn(ch, "more than %d messages in a second: muted for %d s",
 		     VMCG_CHANNEL_FLOOD_MSGS, (int)(VMCG_CHANNEL_MUTE_USEC / G_USEC_PER_SEC));
-		set_state(ch, VMCG_CHANNEL_STATE_MUTED, "flood");
+		set_muted(ch, "flood");
 	}
 	if (v != VMCG_CHANNEL_PASS) {
 		drop(ch, VMCG_CHANNEL_DROP_MUTED, NULL, now);
@@ -409,6 +454,7 @@ static void connect_now(VmcgChannel *ch)
 	ch->fd = fd;
 	vmcg_channel_lines_reset(&ch->lines);
 	memset(&ch->rate, 0, sizeof(ch->rate));
+	source_clear(&ch->unmute_source);
 	ch->guest_hello = ch->bad_version = ch->has_last = ch->hello_sent = false;
 	ch->seq = 0;
 	ch->need_hello = ch->need_pressure = true;
@@ -440,6 +486,7 @@ void vmcg_channel_free(VmcgChannel *ch)
 	source_clear(&ch->in_source);
 	source_clear(&ch->out_source);
 	source_clear(&ch->reconnect_source);
+	source_clear(&ch->unmute_source);
 	if (ch->fd >= 0)
 		close(ch->fd);
 	g_byte_array_unref(ch->out);

@@ -27,7 +27,8 @@ RAM; touching part of it puts the group over memory.high.
   VM's channel and the API keep answering at once;
 - silent: a channel peer that accepts and never reads nor writes: the
   channel stays "disconnected", nothing else waits on it;
-- reconnect: the chardev goes away and comes back: vmcgd says hello again.
+- reconnect: the chardev goes away and comes back: vmcgd says hello again;
+- unmute: when a mute runs out vmcgd says hello and the level again.
 
 Python 3 standard library only. Prints TAP.
 """
@@ -393,6 +394,25 @@ def channel_setting_put_and_persisted():
     text = ''.join(p.read_text(errors='replace') for p in D.tmpdir.glob('state*')
                    if p.is_file())
     assert '"channel"' in text and path in text, (state, text[-500:])
+
+
+@test
+def unmute_says_hello_again():
+    """When the mute runs out vmcgd says hello and sends the level: a guest
+    whose hello was dropped while muted (its agent restarted) learns the
+    host is there (found end to end by test_channel_guest.py)."""
+    ch = GUESTS['press']
+    with ch.cond:
+        del ch.lines[:]
+    h = ch.expect(lambda m: m.get('type') == 'hello', timeout=40.0, what='hello when the mute ends')
+    assert h['vm'] == 'press', h
+    ch.expect(lambda m: m.get('type') == 'pressure', what='the level after it')
+    wait_until(lambda: D.vm('press')['channel']['state'] != 'muted', what='not muted')
+    # The guest answers as a restarted agent would; its reports count again.
+    hello(ch)
+    ch.send(report(1, some=5.0, total=500000))
+    wait_until(lambda: (D.vm('press')['channel']['report'] or {}).get('psi', {}).get('some-avg10') == 5.0,
+               what='a report after the mute')
 
 
 def setup():
