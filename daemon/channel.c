@@ -142,8 +142,8 @@ static gboolean on_unmute(gpointer userdata)
 	if (ch->fd < 0)
 		return G_SOURCE_REMOVE;
 	if (vmcg_channel_rate_muted(&ch->rate, now)) {
-		ch->unmute_source = g_timeout_source_new(
-			(guint)((ch->rate.muted_until_usec - now) / 1000 + 1));
+		ch->unmute_source =
+			g_timeout_source_new((guint)((ch->rate.muted_until_usec - now) / 1000 + 1));
 		g_source_set_callback(ch->unmute_source, on_unmute, ch, NULL);
 		g_source_attach(ch->unmute_source, NULL);
 		return G_SOURCE_REMOVE;

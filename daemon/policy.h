@@ -38,7 +38,7 @@ typedef struct VmcgPolicy {
 	uint64_t min_guest;	       /* never balloon a guest below this */
 	/* The guest pressure channel (docs/guest-channel.md). */
 	uint64_t channel_report_interval_usec; /* the report rate asked of guests */
-	uint64_t unknown_charge_grace_usec; /* unknown-charge-grace (charge.h) */
+	uint64_t unknown_charge_grace_usec;    /* unknown-charge-grace (charge.h) */
 	uint32_t guest_stall_pct;	       /* psi some avg10 at or above: stalled */
 } VmcgPolicy;
 
