@@ -507,11 +507,15 @@ static gboolean on_save_deadline(gpointer userdata)
 #define SAVE_DEADLINE_MS 100
 
 /*
- * When the loop is idle: every request that is ready has been handled, so
- * one save (one fsync) covers all their changes; a lone change is saved
- * at once, with no delay in front of it. The write and fsync run in a
- * worker thread, so that the loop (ticks, QMP, hooks) never waits for the
- * disk; changes made meanwhile go into the next save.
+ * At the next main-loop iteration: every request that was ready in this
+ * one has been handled, so one save (one fsync) covers all their changes;
+ * a lone change is saved at once, with no delay in front of it. At the
+ * default priority, not the idle one: with many VMs the loop nearly always
+ * has QMP or channel traffic ready, and an idle-priority save would wait
+ * for the 100 ms deadline; while one save runs, the changes that come in
+ * wait for it and go together into the next (one fsync for them all). The write and
+ * fsync run in a worker thread, so that the loop (ticks, QMP, hooks)
+ * never waits for the disk; changes made meanwhile go into the next save.
  */
 static void schedule_save(VmcgDaemon *d)
 {
@@ -523,7 +527,7 @@ static void schedule_save(VmcgDaemon *d)
 	if (d->save_task)
 		return; /* on_save_done() schedules the next */
 	if (!d->save_id)
-		d->save_id = g_idle_add_full(G_PRIORITY_DEFAULT_IDLE, on_save, d, NULL);
+		d->save_id = g_idle_add_full(G_PRIORITY_DEFAULT, on_save, d, NULL);
 	if (!d->save_deadline_id)
 		d->save_deadline_id = g_timeout_add(SAVE_DEADLINE_MS, on_save_deadline, d);
 }
