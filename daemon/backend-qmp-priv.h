@@ -30,9 +30,9 @@ void vmcg_backend_qmp_stats_due(VmcgBackend *b);
 void vmcg_backend_qmp_balloon_due(VmcgBackend *b);
 
 /**
- * vmcgd before 0.3 asked query-balloon every tick while a balloon moved;
- * now it relies on BALLOON_CHANGE (backend-qmp.c). On: the old way, for
- * the benchmark's side-by-side figures.
+ * vmcgd asks query-balloon every tick while a balloon moves (on, the
+ * default; backend-qmp.c says why); off: BALLOON_CHANGE and the 10 s
+ * safety poll only, the benchmark's alternative.
  */
 void vmcg_backend_qmp_set_query_while_moving(bool on);
 

@@ -2323,7 +2323,7 @@ static void qmp_run(const Options *o, unsigned n, QmpResult *res)
 typedef struct Results {
 	Fleet *fleets[_SC_COUNT][MAX_SIZES];
 	Fleet *qfleets[MAX_SIZES];     /* mixed, QMP connected to the peer */
-	Fleet *qfleets_old[MAX_SIZES]; /* the same, asking query-balloon while moving */
+	Fleet *qfleets_old[MAX_SIZES]; /* the same, BALLOON_CHANGE only (the alternative) */
 	/* [LIVE_THREAD], [LIVE_TICK]: connected fleet; [LIVE_THREAD_DISC]: disconnected one */
 	LiveResult live[MAX_SIZES][3];
 	Peer peer;	/* answers the connected fleets */
@@ -2337,7 +2337,7 @@ typedef struct Results {
 	double wall_s;
 } Results;
 
-/* Scenario @sc's fleet @i; then the connected ones, vmcgd now and before. */
+/* Scenario @sc's fleet @i; then the connected ones, vmcgd's way and the alternative. */
 static Fleet *fleet_at(const Results *r, int sc, unsigned i)
 {
 	if (sc < _SC_COUNT)
@@ -2568,19 +2568,19 @@ static void print_connected(const Results *r)
 			fprintf(out,
 				"%5u  %-18s %9.1f %10.1f %9.1f %13.1f %12.0f %10.0f %7.2f %8.2f "
 				"%10.2f %12.0f %9.2f\n",
-				q->n, v ? "query while moving" : "events (vmcgd)",
-				q->tick_med / 1e3, q->charge_med / 1e3, q->loop_med / 1e3,
-				q->loop_wall_med / 1e3, f ? per_vm(f) : 0.0, per_vm_qmp(q),
-				per_vm_qmp(q) / per_vm_qmp(now), cmds,
-				(double)q->events / q->measured / q->n, floor_ns,
+				q->n, v ? "events only" : "query while moving", q->tick_med / 1e3,
+				q->charge_med / 1e3, q->loop_med / 1e3, q->loop_wall_med / 1e3,
+				f ? per_vm(f) : 0.0, per_vm_qmp(q), per_vm_qmp(q) / per_vm_qmp(now),
+				cmds, (double)q->events / q->measured / q->n, floor_ns,
 				floor_ns > 0 ? per_vm_qmp(q) / floor_ns : 0.0);
 		}
 	fprintf(out,
-		"  variant: events (vmcgd): a balloon's size from BALLOON_CHANGE, query-balloon "
-		"only as a 10 s safety poll;\n  query while moving: vmcgd before, also a "
-		"query-balloon every tick while a balloon moves; both get the events a\n  "
-		"QEMU sends (events/VM, one per moving balloon per tick, handled in the loop); "
-		"vs now: ns/VM qmp over the events row\n  floor ns/VM: (cmds/VM + events/VM "
+		"  variant: query while moving (vmcgd): a query-balloon every tick while a "
+		"balloon moves, and the 10 s safety poll;\n  events only: the balloon's size "
+		"from BALLOON_CHANGE alone (the alternative; backend-qmp.c says why not yet);\n  "
+		"both get the events a QEMU sends (events/VM, one per moving balloon per tick, "
+		"handled in the loop); vs now: ns/VM qmp\n  over vmcgd's row\n  floor ns/VM: "
+		"(cmds/VM + events/VM "
 		"/ 2) x the raw cost of one command (QMP traffic table, raw issue + loop,\n  "
 		"per command): what the kernel alone charges for this tick's traffic on this "
 		"machine; vs floor: ns/VM qmp over it\n");
@@ -3077,8 +3077,8 @@ static bool run_fleets(const Options *o, Results *r)
 		if (symlink(sock, link) < 0)
 			die("symlink %s: %s", link, g_strerror(errno));
 		for (unsigned i = 0; i < r->nr_sizes; i++) {
-			r->qfleets[i] = fleet_new(SC_MIXED, o->sizes[i], o, link, false);
-			r->qfleets_old[i] = fleet_new(SC_MIXED, o->sizes[i], o, link, true);
+			r->qfleets[i] = fleet_new(SC_MIXED, o->sizes[i], o, link, true);
+			r->qfleets_old[i] = fleet_new(SC_MIXED, o->sizes[i], o, link, false);
 		}
 	}
 	for (unsigned done = 0; done < o->ticks; done += BLOCK_TICKS - 1)
