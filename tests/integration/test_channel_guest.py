@@ -52,7 +52,6 @@ file read in a loop), and the idle sibling stays under 1 %;
 $VMCG_GUEST_STALL overrides it.
 """
 
-import json
 import os
 import re
 import shutil
@@ -66,7 +65,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from vmcgtest import Guest, GuestUnavailable, ensure_guest_built, qemu_binary, tap, wait_for  # noqa: E402
-from vmcgtest.daemon import ApiError, Daemon, MiB, UnixHTTPConnection, vmcgd_binary  # noqa: E402
+from vmcgtest.daemon import Daemon, MiB, vmcgd_binary  # noqa: E402
 from vmcgtest.guest import _chardev_path  # noqa: E402
 
 GUEST_MIB = 384
@@ -90,7 +89,6 @@ guest-stall = %d
 """ % (REPORT_MS, STALL)
 
 D = None
-EV = None
 G = {}       # name -> VmGuest
 ECHO = {}    # name -> Echo
 TMP = None
@@ -99,47 +97,6 @@ MUTE = {}
 
 def diag(msg):
     tap.diag(msg)
-
-
-class Events:
-    """The daemon's SSE stream, each event stamped with the host's clock on arrival."""
-
-    def __init__(self, sock):
-        self.items = []
-        self.lock = threading.Lock()
-        self.conn = UnixHTTPConnection(sock, timeout=None)
-        self.conn.request("GET", "/v1/events")
-        resp = self.conn.getresponse()
-        assert resp.status == 200, resp.status
-        threading.Thread(target=self._read, args=(resp,), daemon=True).start()
-
-    def _read(self, resp):
-        etype = None
-        try:
-            for raw in resp:
-                line = raw.decode("utf-8", "replace").rstrip("\n")
-                if line.startswith("event:"):
-                    etype = line[6:].strip()
-                elif line.startswith("data:") and etype:
-                    try:
-                        data = json.loads(line[5:].strip())
-                    except ValueError:
-                        data = line[5:].strip()
-                    with self.lock:
-                        self.items.append((time.monotonic(), etype, data))
-                    etype = None
-        except (OSError, ValueError, AttributeError):
-            pass
-
-    def since(self, t0, etype):
-        with self.lock:
-            return [(t, d) for t, e, d in self.items if t >= t0 and e == etype]
-
-    def close(self):
-        try:
-            self.conn.close()
-        except OSError:
-            pass
 
 
 class Echo:
@@ -265,7 +222,7 @@ def test_level_reaches_guest_subscriber():
     D.put("/v1/groups/g", {"memory.high": "200M"})
 
     def raised():
-        ev = [(t, d) for t, d in EV.since(t0, "vmpressure")
+        ev = [(t, d) for t, d in D.events_since(t0, "vmpressure")
               if d.get("group") == "/g" and level_idx(d["level"]) >= 2]
         return ev and ev[0]
     t_raise, ev = wait_for(raised, 120, interval=0.1, what="/g medium or critical (event)")
@@ -481,7 +438,7 @@ def test_hostile_guest_muted_others_fine():
     wait_for(lambda: channel("b")["dropped"] >= d0 + 4, 20, what="junk counted")
     b.shell("yes '{\"junk\":1}' | head -n 300 >%s" % PORT)
     wait_for(lambda: channel("b")["state"] == "muted", 20, what="b muted")
-    wait_for(lambda: any(d.get("vm") == "b" for _, d in EV.since(t0, "channel_muted")), 10,
+    wait_for(lambda: any(d.get("vm") == "b" for _, d in D.events_since(t0, "channel_muted")), 10,
              what="channel_muted event")
     dropped = wait_for(lambda: (lambda n: n >= d0 + 304 and n)(channel("b")["dropped"]), 20,
                        what="every junk line counted")
@@ -528,7 +485,7 @@ def test_muted_guest_recovers():
 # -- setup -------------------------------------------------------------------
 
 def setup():
-    global D, EV, TMP
+    global D, TMP
     try:
         ensure_guest_built()
         qemu_binary()
@@ -537,7 +494,7 @@ def setup():
     vmcgd_binary()
     D = Daemon(config=CONF)
     D.__enter__()
-    EV = Events(D.socket)
+    D.follow_events()
     TMP = tempfile.mkdtemp(prefix="vmcg-chg-")
     D.put("/v1/groups/g", {})
     for n in ("a", "b"):
@@ -567,8 +524,6 @@ def cleanup():
         except Exception as e:  # noqa: BLE001 - a dead guest has no log to show
             diag("%s: no agent log (%s)" % (n, e))
         g.stop()
-    if EV:
-        EV.close()
     if TMP:
         shutil.rmtree(TMP, ignore_errors=True)
     if D is not None:

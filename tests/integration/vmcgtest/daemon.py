@@ -17,6 +17,7 @@ import socket
 import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from .guest import REPO_ROOT, GuestError, _child_setup, wait_for
@@ -301,7 +302,8 @@ class Daemon:
     # -- events ----------------------------------------------------------------
 
     def follow_events(self):
-        """Collects the SSE stream into self.events from a background thread."""
+        """Collects the SSE stream into self.events, (type, data, arrival time on
+        this host's monotonic clock) each, from a background thread."""
         conn = UnixHTTPConnection(self.socket, timeout=None)
         conn.request("GET", "/v1/events")
         resp = conn.getresponse()
@@ -322,7 +324,7 @@ class Daemon:
                         except ValueError:
                             data = line[5:].strip()
                         with self._events_lock:
-                            self.events.append((etype, data))
+                            self.events.append((etype, data, time.monotonic()))
                         etype = None
             except (OSError, ValueError, AttributeError):
                 pass
@@ -331,5 +333,10 @@ class Daemon:
 
     def events_of(self, etype):
         with self._events_lock:
-            return [d for t, d in self.events if t == etype]
+            return [d for e, d, _ in self.events if e == etype]
+
+    def events_since(self, t0, etype):
+        """[(arrival time, data)] of the @etype events that arrived at or after @t0."""
+        with self._events_lock:
+            return [(t, d) for e, d, t in self.events if t >= t0 and e == etype]
 
