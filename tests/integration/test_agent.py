@@ -33,7 +33,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from vmcgtest import Guest, GuestUnavailable, ensure_guest_built, qemu_binary, tap, wait_for  # noqa: E402
+from vmcgtest import Guest, connect_unix, ensure_guest_built, GuestUnavailable, qemu_binary, tap, wait_for  # noqa: E402
 from vmcgtest.guest import _chardev_path  # noqa: E402
 
 ECHO_PORT = "org.vmcg.test.echo"
@@ -51,17 +51,7 @@ class Host:
     """The host side of the pressure channel: NDJSON over QEMU's socket."""
 
     def __init__(self, path, timeout=30.0):
-        deadline = time.monotonic() + timeout
-        while True:
-            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                self.sock.connect(path)
-                break
-            except (FileNotFoundError, ConnectionRefusedError):
-                self.sock.close()
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        self.sock = connect_unix(path, timeout)
         self.buf = b""
 
     def send(self, obj_or_bytes):

@@ -64,7 +64,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from vmcgtest import Guest, GuestUnavailable, ensure_guest_built, qemu_binary, tap, wait_for  # noqa: E402
+from vmcgtest import Guest, connect_unix, ensure_guest_built, GuestUnavailable, qemu_binary, tap, wait_for  # noqa: E402
 from vmcgtest.daemon import Daemon, MiB, vmcgd_binary  # noqa: E402
 from vmcgtest.guest import _chardev_path  # noqa: E402
 
@@ -104,17 +104,7 @@ class Echo:
     `--watch --wait` subscriber prints, with the host's arrival time."""
 
     def __init__(self, path):
-        deadline = time.monotonic() + 30
-        while True:
-            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                self.sock.connect(path)
-                break
-            except (FileNotFoundError, ConnectionRefusedError):
-                self.sock.close()
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        self.sock = connect_unix(path, 30)
         self.lines = []  # (t, level, seq, text)
         self.lock = threading.Lock()
         threading.Thread(target=self._read, daemon=True).start()

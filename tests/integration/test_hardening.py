@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from vmcgtest import GuestUnavailable, qemu_binary, tap, wait_for  # noqa
+from vmcgtest import start_qemu_machine_none, tap, wait_for  # noqa
 from vmcgtest.daemon import Daemon, vmcgd_binary  # noqa
 
 NOBODY = 65534
@@ -52,19 +52,6 @@ s.listen(8)
 print(os.getpid(), flush=True)
 sys.stdin.read()
 """
-
-
-def start_qemu(qmp):
-    try:
-        qemu = qemu_binary()
-    except GuestUnavailable as e:
-        tap.require("VMCG_REQUIRE_QEMU", "no QEMU on this host: %s" % e)
-    p = subprocess.Popen([qemu, "-machine", "none", "-nodefaults", "-display", "none",
-                          "-qmp", "unix:%s,server=on,wait=off" % qmp],
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
-    wait_for(lambda: os.path.exists(qmp), 20, what="QEMU's QMP socket")
-    return p
 
 
 def stop(p):
@@ -101,7 +88,7 @@ def test_qemu_spoof():
         os.chmod(tmp, 0o755)
         os.chmod(qdir, 0o755)
         qmp = str(qdir / "vm.qmp")
-        qemu = start_qemu(qmp)
+        qemu = start_qemu_machine_none(qmp)
         with Daemon(config="[daemon]\nwrite-group =\n") as d:
             d.post("/v1/vms", {"name": "victim", "qmp": qmp})
             wait_for(lambda: d.vm("victim")["state"] == "ready", 20, what="victim adopted")
@@ -142,7 +129,7 @@ def test_space_in_path():
     qemu = None
     try:
         qmp = str(tmp / "my vm.qmp")
-        qemu = start_qemu(qmp)
+        qemu = start_qemu_machine_none(qmp)
         with Daemon(config="[daemon]\nwrite-group =\n") as d:
             d.post("/v1/vms", {"name": "spaced", "qmp": qmp})
             wait_for(lambda: d.vm("spaced")["state"] == "ready", 20, what="adopted")

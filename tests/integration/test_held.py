@@ -51,7 +51,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from vmcgtest import GuestUnavailable, qemu_binary, tap, wait_for  # noqa: E402
+from vmcgtest import start_qemu_machine_none, tap, wait_for  # noqa: E402
 from vmcgtest.daemon import Daemon, http_request, vmcgd_binary  # noqa: E402
 
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -766,19 +766,6 @@ HOSTILE_MODES = ["silent", "garbage", "huge-reply", "event-flood", "big-events",
                  "close-mid-reply", "never-answers", "deep-nesting", "big-int"]
 
 
-def start_qemu(qmp):
-    try:
-        qemu = qemu_binary()
-    except GuestUnavailable as e:
-        tap.require("VMCG_REQUIRE_QEMU", "no QEMU on this host: %s" % e)
-    p = subprocess.Popen([qemu, "-machine", "none", "-nodefaults", "-display", "none",
-                          "-qmp", "unix:%s,server=on,wait=off" % qmp],
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
-    wait_for(lambda: os.path.exists(qmp), 20, what="QEMU's QMP socket")
-    return p
-
-
 @test("hostile-qmp-peers")
 def _():
     """
@@ -796,7 +783,7 @@ def _():
         good = []
         for i in range(3):
             q = str(tmp / ("good%d.qmp" % i))
-            procs.append(start_qemu(q))
+            procs.append(start_qemu_machine_none(q))
             good.append(("good%d" % i, q))
         for mode in HOSTILE_MODES:
             p = subprocess.Popen([sys.executable, "-c", HOSTILE, mode, str(tmp / (mode + ".qmp"))],

@@ -14,7 +14,9 @@ from .guest import (
     ensure_guest_built,
     kvm_usable,
     probe_accel,
+    connect_unix,
     qemu_binary,
+    start_qemu_machine_none,
     wait_for,
 )
 from . import tap  # noqa: E402 - the TAP runner every test file uses
@@ -30,7 +32,9 @@ __all__ = [
     "ensure_guest_built",
     "kvm_usable",
     "probe_accel",
+    "connect_unix",
     "qemu_binary",
+    "start_qemu_machine_none",
     "tap",
     "wait_for",
 ]

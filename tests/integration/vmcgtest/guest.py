@@ -199,6 +199,40 @@ _images = {}
 _images_lock = threading.Lock()
 
 
+def start_qemu_machine_none(qmp):
+    """A real QEMU with no machine (-machine none): a real QMP peer at @qmp,
+    cheap to run. Returns the Popen; stop it with kill() and wait(). A host
+    without QEMU skips, or fails where $VMCG_REQUIRE_QEMU=1."""
+    from . import tap  # late: tap imports nothing of ours, guest.py is imported first
+
+    try:
+        qemu = qemu_binary()
+    except GuestUnavailable as e:
+        tap.require("VMCG_REQUIRE_QEMU", "no QEMU on this host: %s" % e)
+    p = subprocess.Popen([qemu, "-machine", "none", "-nodefaults", "-display", "none",
+                          "-qmp", "unix:%s,server=on,wait=off" % qmp],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    wait_for(lambda: os.path.exists(qmp), 20, what="QEMU's QMP socket")
+    return p
+
+
+def connect_unix(path, timeout=30.0):
+    """A stream socket connected to @path, retried while nothing listens
+    there yet (a QEMU chardev that is still starting) for @timeout s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(path)
+            return sock
+        except (FileNotFoundError, ConnectionRefusedError):
+            sock.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def ensure_guest_built(guest_dir=None):
     """Runs tests/guest/build-guest.sh (once per process and directory).
 
