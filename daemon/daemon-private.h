@@ -46,9 +46,8 @@ struct VmcgDaemon {
 	gboolean decide_pending;
 	guint decide_id;
 	uint64_t decide_dt;
-	GList *poll_next;	/* the next VM to poll; vm.c steps over a VM it frees */
-	guint save_id;		/* a state save is scheduled (idle) */
-	guint save_deadline_id; /* ... and runs by then if the loop is never idle */
+	GList *poll_next; /* the next VM to poll; vm.c steps over a VM it frees */
+	guint save_id;	  /* a state save is scheduled (next loop turn) */
 	uint64_t interval_usec;
 	uint64_t last_tick_usec;
 	VmcgBackstop *backstop; /* NULL: no backstop */

@@ -451,10 +451,6 @@ gboolean vmcg_daemon_flush(VmcgDaemon *d, GError **error)
 		g_source_remove(d->save_id);
 		d->save_id = 0;
 	}
-	if (d->save_deadline_id) {
-		g_source_remove(d->save_deadline_id);
-		d->save_deadline_id = 0;
-	}
 	/* A save in a thread ends (and answers) on this loop. */
 	while (d->save_task)
 		g_main_context_iteration(NULL, TRUE);
@@ -478,33 +474,9 @@ static gboolean on_save(gpointer userdata)
 	VmcgDaemon *d = userdata;
 
 	d->save_id = 0;
-	if (d->save_deadline_id) {
-		g_source_remove(d->save_deadline_id);
-		d->save_deadline_id = 0;
-	}
 	save_async(d);
 	return G_SOURCE_REMOVE;
 }
-
-static gboolean on_save_deadline(gpointer userdata)
-{
-	VmcgDaemon *d = userdata;
-
-	d->save_deadline_id = 0;
-	if (d->save_id) {
-		g_source_remove(d->save_id);
-		d->save_id = 0;
-	}
-	save_async(d);
-	return G_SOURCE_REMOVE;
-}
-
-/*
- * 100 ms: a loop that is never idle (readers that never stop coming) must
- * not hold writes forever; a save that waited this long starts anyway. Not
- * a delay in front of a save: an idle loop saves at once.
- */
-#define SAVE_DEADLINE_MS 100
 
 /*
  * At the next main-loop iteration: every request that was ready in this
@@ -512,7 +484,9 @@ static gboolean on_save_deadline(gpointer userdata)
  * a lone change is saved at once, with no delay in front of it. At the
  * default priority, not the idle one: with many VMs the loop nearly always
  * has QMP or channel traffic ready, and an idle-priority save would wait
- * for the 100 ms deadline; while one save runs, the changes that come in
+ * for a quiet moment that may not come (GLib dispatches every ready source
+ * of the highest ready priority each iteration, so a default-priority one
+ * is never starved by its peers); while one save runs, the changes that come in
  * wait for it and go together into the next (one fsync for them all). The write and
  * fsync run in a worker thread, so that the loop (ticks, QMP, hooks)
  * never waits for the disk; changes made meanwhile go into the next save.
@@ -528,8 +502,6 @@ static void schedule_save(VmcgDaemon *d)
 		return; /* on_save_done() schedules the next */
 	if (!d->save_id)
 		d->save_id = g_idle_add_full(G_PRIORITY_DEFAULT, on_save, d, NULL);
-	if (!d->save_deadline_id)
-		d->save_deadline_id = g_timeout_add(SAVE_DEADLINE_MS, on_save_deadline, d);
 }
 
 void vmcg_daemon_save(VmcgDaemon *d)
