@@ -257,6 +257,21 @@ json_object *vmcg_api_vm_to_json(VmcgDvm *vm)
 	json_object_object_add(obj, "address", json_object_new_string(i.address ?: ""));
 	/* The address again for the qmp backend, as before backends; null for others. */
 	json_object_object_add(obj, "qmp", i.qmp ? json_object_new_string(i.qmp) : NULL);
+	if (i.domain) {
+		json_object *meta = json_object_new_object(), *problems = json_object_new_array();
+
+		json_object_object_add(obj, "domain", json_object_new_string(i.domain));
+		json_object_object_add(obj, "uuid", json_object_new_string(i.uuid ?: ""));
+		for (guint k = 0; i.problems && k < i.problems->len; k++)
+			json_object_array_add(
+				problems, json_object_new_string(g_ptr_array_index(i.problems, k)));
+		json_object_object_add(meta, "valid",
+				       json_object_new_boolean(!i.problems || !i.problems->len));
+		json_object_object_add(meta, "problems", problems);
+		json_object_object_add(meta, "fallback",
+				       i.fallback ? json_object_new_string(i.fallback) : NULL);
+		json_object_object_add(obj, "metadata", meta);
+	}
 	json_object_object_add(obj, "mode", json_object_new_string(i.mode ?: "sampling"));
 	json_object_object_add(obj, "state", json_object_new_string(i.state ?: "connecting"));
 	json_object_object_add(obj, "pid", i.pid > 0 ? json_object_new_int64(i.pid) : NULL);
@@ -267,6 +282,12 @@ json_object *vmcg_api_vm_to_json(VmcgDvm *vm)
 	json_object_object_add(obj, "charge", charge_to_json(&i));
 	json_object_object_add(balloon, "target", json_known(i.balloon_target));
 	json_object_object_add(balloon, "actual", json_known(i.balloon_actual));
+	/* Whether vmcgd drives it, and if not why (libvirt: no device, VFIO, hugepages). */
+	json_object_object_add(balloon, "enforced", json_object_new_boolean(!i.no_balloon));
+	json_object_object_add(balloon, "reason",
+			       i.no_balloon ? json_object_new_string(i.no_balloon) : NULL);
+	json_object_object_add(balloon, "migrating", json_object_new_boolean(i.migrating));
+	json_object_object_add(balloon, "external", json_object_new_boolean(i.external_hold));
 	json_object_object_add(obj, "balloon", balloon);
 	if (i.has_stats) {
 		stats = json_object_new_object();

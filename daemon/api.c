@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "api-limits.h"
+#include "backend-libvirt.h"
 #include "api-private.h"
 #include "unixsock.h"
 #include "vmcg/size.h"
@@ -568,6 +569,25 @@ static json_object *time_json(int64_t usec)
 }
 
 /* GET /v1/status: the state file's health (docs/api.md). */
+/* The libvirt connection (docs/libvirt.md), null without one. */
+static json_object *libvirt_to_json(VmcgDaemon *d)
+{
+	json_object *lv;
+	VmcgLibvirtStatus s;
+
+	if (!vmcg_daemon_libvirt_status(d, &s))
+		return NULL;
+	lv = json_object_new_object();
+	json_object_object_add(lv, "uri", json_object_new_string(s.uri));
+	json_object_object_add(lv, "state", json_object_new_string(s.state));
+	json_object_object_add(lv, "error", s.error ? json_object_new_string(s.error) : NULL);
+	json_object_object_add(lv, "domains", json_object_new_uint64(s.domains));
+	json_object_object_add(lv, "connects", json_object_new_uint64(s.opens));
+	json_object_object_add(lv, "disconnects", json_object_new_uint64(s.closes));
+	json_object_object_add(lv, "pending", json_object_new_uint64(s.pending));
+	return lv;
+}
+
 static json_object *status_to_json(VmcgApi *api)
 {
 	json_object *obj = json_object_new_object(), *st = json_object_new_object();
@@ -586,6 +606,7 @@ static json_object *status_to_json(VmcgApi *api)
 	json_object_object_add(st, "journal-bytes", json_object_new_uint64(h.journal_bytes));
 	json_object_object_add(st, "pending", json_object_new_uint64(h.pending));
 	json_object_object_add(obj, "state", st);
+	json_object_object_add(obj, "libvirt", libvirt_to_json(api->d));
 	return obj;
 }
 

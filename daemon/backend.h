@@ -33,6 +33,13 @@ typedef struct VmcgBackend VmcgBackend;
 typedef struct VmcgBackendInfo {
 	const char *address;
 	const char *qmp; /* the QMP socket, if the backend has one; else NULL */
+	/* libvirt: the domain's name and UUID; NULL for other backends */
+	const char *domain;
+	const char *uuid;
+	const char *no_balloon;	   /* why its balloon is not driven; NULL if it is */
+	bool migrating;		   /* balloon targets frozen */
+	const GPtrArray *problems; /* char *: what is wrong with its metadata; NULL or empty */
+	const char *fallback;	   /* why its metadata's group was not used; NULL */
 } VmcgBackendInfo;
 
 typedef struct VmcgBackendOps {
@@ -60,8 +67,9 @@ typedef struct VmcgBackendOps {
 } VmcgBackendOps;
 
 extern const VmcgBackendOps vmcg_backend_qmp;
+extern const VmcgBackendOps vmcg_backend_libvirt;
 
-/** The backend called @name ("qmp"), or NULL. */
+/** The backend called @name ("qmp", "libvirt"), or NULL. */
 const VmcgBackendOps *vmcg_backend_find(const char *name);
 
 /* Guest statistics as a backend read them (bytes), already checked for sanity. */
@@ -92,12 +100,25 @@ void vmcg_dvm_backend_gone(VmcgDvm *vm, const char *why);
 void vmcg_dvm_backend_balloon(VmcgDvm *vm, uint64_t actual_bytes);
 /** Fresh guest statistics (a repeat of the last ones is not reported). */
 void vmcg_dvm_backend_stats(VmcgDvm *vm, const VmcgGuestStats *stats);
+/**
+ * The VM's balloon cannot be driven (@reason, static; NULL: it can again):
+ * it is still charged and measured, never ballooned, and the API says why.
+ */
+void vmcg_dvm_backend_no_balloon(VmcgDvm *vm, const char *reason);
+/**
+ * Someone else moved the balloon (vmcg_policy_balloon_external()): vmcgd
+ * forgets its own target and leaves the balloon where it is until the
+ * VM's group needs reclaim again.
+ */
+void vmcg_dvm_backend_balloon_external(VmcgDvm *vm);
 /** The VM stopped after pause(), or resumed (by anyone) after it. */
 void vmcg_dvm_backend_paused(VmcgDvm *vm);
 void vmcg_dvm_backend_resumed(VmcgDvm *vm);
 
 /* For backends: what they need to know of their VM. */
 const char *vmcg_dvm_name(const VmcgDvm *vm);
+/** The balloon target vmcgd set (guest size, bytes), 0: none since adoption. */
+uint64_t vmcg_dvm_balloon_target(const VmcgDvm *vm);
 /** The guest's RAM size in bytes, 0 until reported. */
 uint64_t vmcg_dvm_ram_bytes(const VmcgDvm *vm);
 VmcgDaemon *vmcg_dvm_daemon(const VmcgDvm *vm);

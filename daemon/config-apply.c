@@ -212,6 +212,9 @@ GPtrArray *vmcg_config_snapshot(VmcgDaemon *d)
 		VmcgMergeObject *o;
 
 		vmcg_dvm_info(vm, &i);
+		/* Adopted from libvirt: configured in its domain XML, never in this file. */
+		if (i.managed)
+			continue;
 		o = vmcg_merge_object_new(VMCG_MERGE_VM, i.name);
 		o->values[VMCG_MERGE_V_BACKEND] = g_strdup(i.backend);
 		o->values[VMCG_MERGE_V_ADDRESS] = g_strdup(i.address);

@@ -146,6 +146,11 @@ static const KeyDesc daemon_keys[] = {
 	D(CHANNEL_REPORT_INTERVAL, channel_report_interval_usec),
 	D(GUEST_STALL, guest_stall_pct),
 };
+
+static const KeyDesc libvirt_keys[] = {
+	D(LIBVIRT_URI, libvirt_uri),
+	D(LIBVIRT_GROUP, libvirt_default_group),
+};
 #undef D
 
 #define G(id_, field, knob_)                                                \
@@ -184,6 +189,7 @@ typedef enum SectionType {
 	SECTION_DAEMON,
 	SECTION_GROUP,
 	SECTION_VM,
+	SECTION_LIBVIRT,
 	_SECTION_COUNT,
 } SectionType;
 
@@ -195,6 +201,7 @@ static const struct {
 	[SECTION_DAEMON] = { "daemon", daemon_keys, G_N_ELEMENTS(daemon_keys) },
 	[SECTION_GROUP] = { "group", group_keys, G_N_ELEMENTS(group_keys) },
 	[SECTION_VM] = { "vm", vm_keys, G_N_ELEMENTS(vm_keys) },
+	[SECTION_LIBVIRT] = { "libvirt", libvirt_keys, G_N_ELEMENTS(libvirt_keys) },
 };
 
 /* The most keys of any section: per-section bookkeeping arrays are this long. */
@@ -256,6 +263,7 @@ VmcgConfig *vmcg_config_new_default(void)
 	VmcgConfig *c = g_new0(VmcgConfig, 1);
 
 	set_defaults(daemon_keys, G_N_ELEMENTS(daemon_keys), c);
+	set_defaults(libvirt_keys, G_N_ELEMENTS(libvirt_keys), c);
 	return c;
 }
 
@@ -267,6 +275,8 @@ void vmcg_config_free(VmcgConfig *c)
 	g_free(c->state_path);
 	g_free(c->hooks_socket_path);
 	g_free(c->write_group);
+	g_free(c->libvirt_uri);
+	g_free(c->libvirt_default_group);
 	for (size_t i = 0; i < c->n_groups; i++)
 		group_clear(&c->groups[i]);
 	g_free(c->groups);
@@ -607,12 +617,14 @@ static gboolean begin_section(Parser *p, unsigned line, const char *name, GError
 		hint = suggest(word, words, _SECTION_COUNT);
 
 		return fail(p, error, VMCG_CONFIG_ERROR_UNKNOWN_SECTION, line, NULL, NULL,
-			    "unknown section [%s]: %s is not daemon, group or vm%s", cut, qw, hint);
+			    "unknown section [%s]: %s is not daemon, group, vm or libvirt%s", cut,
+			    qw, hint);
 	}
-	if (type == SECTION_DAEMON && arg)
+	if ((type == SECTION_DAEMON || type == SECTION_LIBVIRT) && arg)
 		return fail(p, error, VMCG_CONFIG_ERROR_UNKNOWN_SECTION, line, NULL, NULL,
-			    "unknown section %s: [daemon] takes no name", quote_once(&q, name));
-	if (type != SECTION_DAEMON && (!arg || !*arg))
+			    "unknown section %s: [%s] takes no name", quote_once(&q, name),
+			    sections[type].word);
+	if (type != SECTION_DAEMON && type != SECTION_LIBVIRT && (!arg || !*arg))
 		return fail(p, error, VMCG_CONFIG_ERROR_SYNTAX, line, NULL, NULL,
 			    "section %s needs a %s: [%s %s]", quote_once(&q, name),
 			    type == SECTION_GROUP ? "group path" : "VM name", word,
@@ -628,6 +640,7 @@ static gboolean begin_section(Parser *p, unsigned line, const char *name, GError
 
 	switch (p->type) {
 	case SECTION_DAEMON:
+	case SECTION_LIBVIRT:
 		p->base = p->config;
 		break;
 

@@ -105,6 +105,9 @@ typedef struct VmcgConfig {
 	uint64_t unknown_charge_grace_usec;
 	uint64_t channel_report_interval_usec;
 	int32_t guest_stall_pct;
+	/* [libvirt] */
+	char *libvirt_uri;	     /* "" turns the libvirt backend off */
+	char *libvirt_default_group; /* a domain without usable metadata goes here */
 
 	/* [group PATH] sections, in file order (a child may come before its parent). */
 	VmcgConfigGroup *groups;

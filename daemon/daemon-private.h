@@ -7,6 +7,7 @@
 
 #include "daemon.h"
 #include "backend.h"
+#include "backend-libvirt.h"
 #include "backstop.h"
 #include "channel.h"
 #include "charge.h"
@@ -52,6 +53,7 @@ struct VmcgDaemon {
 	uint64_t last_tick_usec;
 	VmcgBackstop *backstop; /* NULL: no backstop */
 	VmcgHooks *hooks;	/* NULL: no hooks socket */
+	VmcgLibvirt *libvirt;	/* NULL: no libvirt backend */
 	uint64_t backstop_overhead;
 };
 
@@ -88,6 +90,8 @@ struct VmcgDvm {
 	VmcgSampling *sampling; /* always: measures; charges unless hooked */
 	VmcgHooksConn *hooks;	/* hook mode: charges come from here */
 	VmcgDvmState state;
+	/* Adopted by a backend that owns its life (libvirt): not in the state file, not the API's. */
+	gboolean managed;
 	pid_t pid;
 	uint64_t ram_size; /* bytes, as the backend reported it */
 	uint64_t floor;	   /* configured floor, bytes */
@@ -98,7 +102,9 @@ struct VmcgDvm {
 	int64_t progress_usec;	/* last time actual moved toward target */
 	uint64_t progress_actual;
 	gboolean stuck;
-	int64_t adopted_usec; /* when the backend became ready */
+	const char *no_balloon; /* why the backend cannot drive it (static), NULL: it can */
+	gboolean external_hold; /* someone else moved it: leave it until reclaim is needed */
+	int64_t adopted_usec;	/* when the backend became ready */
 	/* the guest's statistics: hints */
 	gboolean has_stats;
 	int64_t stats_usec; /* when they arrived (our clock) */

@@ -82,6 +82,9 @@ void vmcg_daemon_free(VmcgDaemon *d)
 	/* Before the VMs: a connection uncharges its VM as it closes. */
 	vmcg_hooks_free(d->hooks);
 	d->hooks = NULL;
+	/* Its VMs go with it; its worker finishes the call it is in. */
+	vmcg_libvirt_free(d->libvirt);
+	d->libvirt = NULL;
 	while (!g_queue_is_empty(&d->vms))
 		vmcg_dvm_free(g_queue_peek_head(&d->vms));
 	for (VmcgGroup *g = vmcg_tree_root(d->tree); g;
@@ -714,7 +717,25 @@ gboolean vmcg_daemon_group_reclaim(VmcgDaemon *d, const char *path, uint64_t byt
 
 VmcgDvm *vmcg_daemon_vm_lookup(VmcgDaemon *d, const char *name)
 {
-	return name ? g_hash_table_lookup(d->vm_names, name) : NULL;
+	VmcgDvm *vm = name ? g_hash_table_lookup(d->vm_names, name) : NULL;
+
+	/* A libvirt domain by its UUID too. */
+	if (!vm && name && d->libvirt)
+		vm = vmcg_libvirt_find(d->libvirt, name);
+	return vm;
+}
+
+/* The API's and the config's changes to a VM that its backend manages are refused. */
+static gboolean refuse_managed(VmcgDvm *vm, GError **error)
+{
+	if (!vm->managed)
+		return TRUE;
+	g_set_error(error, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED,
+		    "VM %s is a libvirt domain: its group and settings come from its domain XML "
+		    "(<metadata> in namespace urn:vmcg:domain:1; see docs/libvirt.md), and it "
+		    "leaves when the domain stops",
+		    vmcg_dvm_name(vm));
+	return FALSE;
 }
 
 VmcgDvm *vmcg_daemon_vm_first(VmcgDaemon *d)
@@ -832,6 +853,8 @@ gboolean vmcg_daemon_vm_move(VmcgDaemon *d, const char *name, const char *group,
 		g_set_error(error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, "no VM named %s", name);
 		return FALSE;
 	}
+	if (!refuse_managed(vm, error))
+		return FALSE;
 	r = vmcg_group_lookup(d->tree, group, &g);
 	if (r < 0)
 		return set_path_error(group, r, error);
@@ -862,7 +885,7 @@ gboolean vmcg_daemon_vm_set(VmcgDaemon *d, const char *name, const VmcgVmSetting
 		g_set_error(error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, "no VM named %s", name);
 		return FALSE;
 	}
-	if (!check_vm_settings(s, error))
+	if (!refuse_managed(vm, error) || !check_vm_settings(s, error))
 		return FALSE;
 	before = before_vm(d, name);
 	apply_vm_settings(vm, s);
@@ -880,12 +903,113 @@ gboolean vmcg_daemon_vm_remove(VmcgDaemon *d, const char *name, GError **error)
 		g_set_error(error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, "no VM named %s", name);
 		return FALSE;
 	}
+	if (!refuse_managed(vm, error))
+		return FALSE;
 	data = vm_event_data(vm);
 	before = before_vm(d, name);
 	vmcg_dvm_free(vm);
 	g_info("VM %s forgotten", name);
 	vmcg_daemon_emit(d, VMCG_EV_VM_DETACHED, data);
 	vm_changed(d, before, name);
+	return TRUE;
+}
+
+/* ---- VMs that their backend manages (libvirt) ---- */
+
+VmcgDvm *vmcg_daemon_vm_adopt(VmcgDaemon *d, const char *name, const VmcgBackendOps *ops,
+			      const char *address, const char *group, const VmcgVmSettings *s,
+			      GError **error)
+{
+	VmcgGroup *g;
+	VmcgVm *evm;
+	VmcgDvm *vm;
+	int r;
+
+	r = vmcg_vm_name_validate(name);
+	if (r < 0) {
+		g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+			    "invalid VM name: 1 to %d bytes, no control characters or '/'",
+			    VMCG_VM_NAME_MAX);
+		return NULL;
+	}
+	if (!ops->check_address(address, error) || !check_vm_settings(s, error))
+		return NULL;
+	r = vmcg_group_lookup(d->tree, group, &g);
+	if (r < 0) {
+		set_path_error(group, r, error);
+		return NULL;
+	}
+	if (g_hash_table_lookup(d->vm_names, name)) {
+		g_set_error(error, G_IO_ERROR, G_IO_ERROR_EXISTS, "a VM named %s exists", name);
+		return NULL;
+	}
+	r = vmcg_vm_new(g, name, &evm);
+	g_assert(r == 0); /* validated */
+	vm = vmcg_dvm_new(d, evm, ops, address);
+	vm->managed = TRUE;
+	apply_vm_settings(vm, s);
+	g_queue_push_tail_link(&d->vms, &vm->link);
+	g_hash_table_insert(d->vm_names, (gpointer)vmcg_vm_name(evm), vm);
+	g_info("VM %s adopted (%s %s) in %s", name, ops->name, address, vmcg_group_path(g));
+	{
+		g_autoptr(json_object) data = vm_event_data(vm);
+
+		json_object_object_add(data, "backend", json_object_new_string(ops->name));
+		json_object_object_add(data, "address", json_object_new_string(address));
+		vmcg_daemon_emit(d, VMCG_EV_VM_ATTACHED, data);
+	}
+	vmcg_dvm_connect(vm);
+	return vm;
+}
+
+gboolean vmcg_daemon_vm_managed_move(VmcgDaemon *d, VmcgDvm *vm, const char *group, GError **error)
+{
+	VmcgGroup *g, *over = NULL;
+	int r;
+
+	r = vmcg_group_lookup(d->tree, group, &g);
+	if (r < 0)
+		return set_path_error(group, r, error);
+	r = vmcg_vm_move(vm->vm, g, 0, &over);
+	if (r == -ENOMEM) {
+		g_set_error(error, G_IO_ERROR, G_IO_ERROR_NO_SPACE,
+			    "moving it into %s would put %s over its memory.max", group,
+			    vmcg_group_path(over));
+		return FALSE;
+	}
+	g_assert(r == 0);
+	vmcg_daemon_kick(d);
+	return TRUE;
+}
+
+void vmcg_daemon_vm_managed_set(VmcgDaemon *d, VmcgDvm *vm, const VmcgVmSettings *s)
+{
+	(void)d;
+	if (check_vm_settings(s, NULL))
+		apply_vm_settings(vm, s);
+}
+
+void vmcg_daemon_vm_forget(VmcgDaemon *d, VmcgDvm *vm)
+{
+	g_autoptr(json_object) data = vm_event_data(vm);
+
+	vmcg_dvm_free(vm);
+	vmcg_daemon_emit(d, VMCG_EV_VM_DETACHED, data);
+	vmcg_daemon_kick(d);
+}
+
+void vmcg_daemon_enable_libvirt(VmcgDaemon *d, const char *uri, const char *default_group)
+{
+	if (!uri || !*uri || d->libvirt)
+		return;
+	d->libvirt = vmcg_libvirt_new(d, uri, default_group);
+}
+
+gboolean vmcg_daemon_libvirt_status(VmcgDaemon *d, VmcgLibvirtStatus *ret)
+{
+	if (!d->libvirt)
+		return FALSE;
+	vmcg_libvirt_status(d->libvirt, ret);
 	return TRUE;
 }
 
@@ -919,6 +1043,8 @@ void vmcg_daemon_start(VmcgDaemon *d, uint64_t interval_usec)
 	if (d->tick_id)
 		g_source_remove(d->tick_id);
 	d->tick_id = g_timeout_add((guint)(interval_usec / 1000), on_tick, d);
+	if (d->libvirt)
+		vmcg_libvirt_start(d->libvirt);
 }
 
 void vmcg_daemon_kick(VmcgDaemon *d)

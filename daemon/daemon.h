@@ -19,6 +19,7 @@
 
 typedef struct VmcgDaemon VmcgDaemon;
 typedef struct VmcgDvm VmcgDvm;
+struct VmcgBackendOps;
 
 /* "max" in the daemon's byte-sized settings (as vmcg/size.h's VMCG_SIZE_MAX). */
 #define VMCG_BYTES_MAX UINT64_MAX
@@ -72,9 +73,17 @@ typedef struct VmcgHooksInfo {
 /* What the API shows of a VM. Sizes in bytes; ages in usec, or -1 if never. */
 typedef struct VmcgDvmInfo {
 	const char *name;
-	const char *backend; /* "qmp" */
-	const char *address; /* the backend's address of the VM */
-	const char *qmp;     /* the QMP socket (qmp backend), else NULL */
+	const char *backend;	/* "qmp" */
+	const char *address;	/* the backend's address of the VM */
+	const char *qmp;	/* the QMP socket (qmp backend), else NULL */
+	const char *domain;	/* libvirt: the domain's name, else NULL */
+	const char *uuid;	/* libvirt: the domain's UUID, else NULL */
+	bool managed;		/* adopted from its backend (libvirt), not registered */
+	const char *no_balloon; /* why the balloon is not driven, NULL if it is */
+	bool migrating;
+	bool external_hold;	   /* someone else moved the balloon; vmcgd leaves it */
+	const GPtrArray *problems; /* libvirt: the metadata's problems (char *), or NULL */
+	const char *fallback;	   /* libvirt: why the metadata's group was not used */
 	const char *group;
 	const char *mode;  /* "sampling" or "hooks" */
 	const char *state; /* "connecting", "ready", "paused", "gone" */
@@ -128,6 +137,10 @@ typedef struct VmcgDvmInfo {
 #define VMCG_EV_CHANNEL_CONNECTED "channel_connected"
 #define VMCG_EV_CHANNEL_DISCONNECTED "channel_disconnected"
 #define VMCG_EV_CHANNEL_MUTED "channel_muted"
+/* libvirt: a domain's vmcg metadata is invalid (or valid again) */
+#define VMCG_EV_LIBVIRT_METADATA "libvirt_metadata"
+/* someone else (virsh setmem) moved a balloon; vmcgd leaves it there while it can */
+#define VMCG_EV_BALLOON_EXTERNAL "balloon_external"
 /* and the memory events: "low", "high", "max", "oom", "oom_kill" */
 
 /* @data is borrowed for the call. */
@@ -247,6 +260,27 @@ gboolean vmcg_daemon_vm_move(VmcgDaemon *d, const char *name, const char *group,
 gboolean vmcg_daemon_vm_set(VmcgDaemon *d, const char *name, const VmcgVmSettings *s,
 			    GError **error);
 
+/**
+ * vmcg_daemon_vm_adopt() - a VM that a backend found running and manages
+ * itself (libvirt): as vmcg_daemon_vm_add(), but never saved (its backend
+ * re-reads it at start), refused to the API's changes, and moved, set and
+ * forgotten only by its backend (the _managed_ calls below).
+ */
+VmcgDvm *vmcg_daemon_vm_adopt(VmcgDaemon *d, const char *name, const struct VmcgBackendOps *ops,
+			      const char *address, const char *group, const VmcgVmSettings *s,
+			      GError **error);
+gboolean vmcg_daemon_vm_managed_move(VmcgDaemon *d, VmcgDvm *vm, const char *group, GError **error);
+void vmcg_daemon_vm_managed_set(VmcgDaemon *d, VmcgDvm *vm, const VmcgVmSettings *s);
+void vmcg_daemon_vm_forget(VmcgDaemon *d, VmcgDvm *vm);
+/**
+ * vmcg_daemon_enable_libvirt() - adopt the running domains of the
+ * libvirtd at @uri ("" or NULL: none) once the daemon starts; a domain
+ * without usable metadata goes to @default_group (docs/libvirt.md).
+ */
+void vmcg_daemon_enable_libvirt(VmcgDaemon *d, const char *uri, const char *default_group);
+/* The libvirt connection's health; FALSE if there is none (backend-libvirt.h). */
+struct VmcgLibvirtStatus;
+gboolean vmcg_daemon_libvirt_status(VmcgDaemon *d, struct VmcgLibvirtStatus *ret);
 /** Forget a VM: its charge leaves the tree, its balloon is left as it is. */
 gboolean vmcg_daemon_vm_remove(VmcgDaemon *d, const char *name, GError **error);
 

@@ -16,6 +16,7 @@
 #include "config-apply.h"
 #include "config.h"
 #include "daemon-private.h"
+#include "settings.h"
 #include "state.h"
 #include "vmcg/size.h"
 
@@ -24,6 +25,7 @@ static char *opt_socket;
 static char *opt_state;
 static char *opt_hooks_socket;
 static char *opt_interval;
+static char *opt_libvirt;
 static gboolean opt_check;
 static gboolean opt_print_default;
 static gboolean opt_verbose;
@@ -42,6 +44,10 @@ static const GOptionEntry entries[] = {
 	  "Hooks socket for hook-mode QEMUs (default: the config's, /run/vmcg/hooks.sock; "
 	  "empty: none)",
 	  "PATH" },
+	{ "libvirt", 0, 0, G_OPTION_ARG_STRING, &opt_libvirt,
+	  "libvirt connection URI whose running domains vmcgd adopts (default: the config's, "
+	  "qemu:///system; empty: none)",
+	  "URI" },
 	{ "no-state", 0, 0, G_OPTION_ARG_NONE, &opt_no_state,
 	  "Neither load nor save state (changes through the API do not survive a restart)", NULL },
 	{ "interval", 'i', 0, G_OPTION_ARG_STRING, &opt_interval,
@@ -354,6 +360,18 @@ int main(int argc, char **argv)
 			fprintf(stderr, "vmcgd: %s\n", error->message);
 			return 1;
 		}
+	}
+
+	{
+		const char *uri = opt_libvirt ? opt_libvirt : config->libvirt_uri;
+		g_auto(VmcgSettingValue) v = { 0 };
+
+		if (opt_libvirt && !vmcg_setting_parse_text(vmcg_setting(VMCG_SETTING_LIBVIRT_URI),
+							    opt_libvirt, &v, &error)) {
+			fprintf(stderr, "vmcgd: --libvirt: %s\n", error->message);
+			return 2;
+		}
+		vmcg_daemon_enable_libvirt(d, uri, config->libvirt_default_group);
 	}
 
 	loop = g_main_loop_new(NULL, FALSE);

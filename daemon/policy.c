@@ -372,3 +372,18 @@ VmcgPolicyStall vmcg_policy_psi_stall(const VmcgPolicyPsiInput *in)
 						   : 0));
 	return (VmcgPolicyStall){ some, full };
 }
+
+static uint64_t distance(uint64_t a, uint64_t b)
+{
+	return a > b ? a - b : b - a;
+}
+
+bool vmcg_policy_balloon_external(uint64_t ref_actual, uint64_t actual, uint64_t target,
+				  uint64_t slack)
+{
+	if (!ref_actual || !actual)
+		return false;
+	if (!target)
+		return distance(ref_actual, actual) > slack;
+	return distance(actual, target) > distance(ref_actual, target) + slack;
+}

@@ -281,4 +281,17 @@ typedef struct VmcgPolicyStall {
  */
 VmcgPolicyStall vmcg_policy_psi_stall(const VmcgPolicyPsiInput *in);
 
+/**
+ * vmcg_policy_balloon_external() - whether a balloon now at @actual (guest
+ * size, bytes) was moved by someone else. @ref_actual is the caller's
+ * reference: the size closest to @target seen since vmcgd set @target (or,
+ * with no target, @target 0, the size when vmcgd last looked). Someone
+ * else's: with no target, it moved more than @slack from the reference;
+ * with one, it is more than @slack further from the target than the
+ * reference was. Moving toward the target, or past it, is vmcgd's own. A
+ * reference or size of 0 (unknown): never.
+ */
+bool vmcg_policy_balloon_external(uint64_t ref_actual, uint64_t actual, uint64_t target,
+				  uint64_t slack);
+
 #endif

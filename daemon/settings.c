@@ -28,6 +28,9 @@
 /* What groupadd accepts. */
 #define UNIX_GROUP_MAX 32
 
+/* A libvirt URI: far more than any driver's (qemu+ssh://user@host/system?keyfile=...). */
+#define URI_MAX 1024
+
 /* Quoted values are cut at this many bytes. */
 #define QUOTE_MAX 64
 
@@ -167,6 +170,15 @@ static const VmcgSetting table[_VMCG_SETTING_COUNT] = {
 
 	/* ---- request parameters ---- */
 	[VMCG_SETTING_RECLAIM_BYTES] = { S(RECLAIM_BYTES, "bytes", REQUEST, SIZE), .hi = SIZE_HI },
+
+	/* ---- [libvirt] (docs/libvirt.md) ---- */
+	/* The host's own libvirtd; "" turns the libvirt backend off. */
+	[VMCG_SETTING_LIBVIRT_URI] = { S(LIBVIRT_URI, "uri", LIBVIRT, URI),
+				       .flags = VMCG_SETTING_EMPTY_OK,
+				       .default_text = "qemu:///system" },
+	/* Where a domain without (valid) vmcg metadata goes. */
+	[VMCG_SETTING_LIBVIRT_GROUP] = { S(LIBVIRT_GROUP, "default-group", LIBVIRT, GROUP_PATH),
+					 .default_text = "/" },
 };
 #undef S
 
@@ -217,6 +229,23 @@ static gboolean fail(GError **error, VmcgSettingError code, const char *fmt, ...
 	g_propagate_error(error, g_error_new_valist(VMCG_SETTING_ERROR, code, fmt, ap));
 	va_end(ap);
 	return FALSE;
+}
+
+/* A scheme (letters, digits, '+', '-', '.') then ':', then printable ASCII without blanks. */
+static bool uri_ok(const char *s)
+{
+	const char *p = s;
+
+	if (strlen(s) > URI_MAX || !g_ascii_isalpha(*p))
+		return false;
+	while (g_ascii_isalnum(*p) || *p == '+' || *p == '-' || *p == '.')
+		p++;
+	if (*p != ':')
+		return false;
+	for (; *p; p++)
+		if (*p <= ' ' || *p > '~')
+			return false;
+	return true;
 }
 
 static bool is_digit(char c)
@@ -444,7 +473,18 @@ gboolean vmcg_setting_parse_text(const VmcgSetting *s, const char *v, VmcgSettin
 	case VMCG_SETTING_BACKEND:
 		if (strcmp(v, "qmp") != 0)
 			return fail(error, VMCG_SETTING_ERROR_VALUE,
-				    "unknown backend %s: the only backend is qmp", q);
+				    "unknown backend %s: the only backend is qmp (libvirt "
+				    "domains are adopted from libvirt: see [libvirt])",
+				    q);
+		break;
+
+	case VMCG_SETTING_URI:
+		if (*v && !uri_ok(v))
+			return fail(error, VMCG_SETTING_ERROR_VALUE,
+				    "invalid libvirt URI %s: expected DRIVER:///PATH such as "
+				    "qemu:///system, printable ASCII without blanks, at most %d "
+				    "bytes (or nothing, for no libvirt)",
+				    q, URI_MAX);
 		break;
 	}
 
@@ -455,6 +495,7 @@ gboolean vmcg_setting_parse_text(const VmcgSetting *s, const char *v, VmcgSettin
 	case VMCG_SETTING_GROUP_PATH:
 	case VMCG_SETTING_VM_NAME:
 	case VMCG_SETTING_BACKEND:
+	case VMCG_SETTING_URI:
 		out.str = g_strdup(v);
 		break;
 	default:

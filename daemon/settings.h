@@ -35,6 +35,7 @@ typedef enum VmcgSettingScope {
 	VMCG_SETTING_GROUP,   /* [group PATH], PUT /v1/groups/PATH, state "groups" */
 	VMCG_SETTING_VM,      /* [vm NAME], POST /v1/vms, PUT /v1/vms/NAME, state "vms" */
 	VMCG_SETTING_REQUEST, /* a request parameter, never stored (reclaim "bytes") */
+	VMCG_SETTING_LIBVIRT, /* [libvirt]; not in the API */
 } VmcgSettingScope;
 
 typedef enum VmcgSettingType {
@@ -48,7 +49,8 @@ typedef enum VmcgSettingType {
 	VMCG_SETTING_OOM_ACTION,  /* action: notify | pause | destroy */
 	VMCG_SETTING_GROUP_PATH,  /* str: vmcg_path_validate() */
 	VMCG_SETTING_VM_NAME,	  /* str: vmcg_vm_name_validate() */
-	VMCG_SETTING_BACKEND,	  /* str: "qmp", the only backend so far */
+	VMCG_SETTING_BACKEND,	  /* str: "qmp", the only backend the API and config register */
+	VMCG_SETTING_URI,	  /* str: a libvirt connection URI, printable ASCII, no blanks */
 } VmcgSettingType;
 
 /* VmcgSetting.flags */
@@ -97,6 +99,9 @@ typedef enum VmcgSettingId {
 	VMCG_SETTING_VM_CHANNEL, /* the guest pressure channel's socket; "" none */
 	/* request parameters */
 	VMCG_SETTING_RECLAIM_BYTES,
+	/* [libvirt] */
+	VMCG_SETTING_LIBVIRT_URI,
+	VMCG_SETTING_LIBVIRT_GROUP,
 	_VMCG_SETTING_COUNT,
 } VmcgSettingId;
 

@@ -139,7 +139,8 @@ json_object *vmcg_state_to_json(VmcgDaemon *d)
 
 	vms = json_object_new_array();
 	for (VmcgDvm *vm = vmcg_daemon_vm_first(d); vm; vm = vmcg_daemon_vm_next(vm))
-		json_object_array_add(vms, vm_entry(vm));
+		if (!vm->managed) /* its backend's own configuration (libvirt's XML) */
+			json_object_array_add(vms, vm_entry(vm));
 	json_object_object_add(root, "vms", vms);
 	return root;
 }
@@ -172,8 +173,12 @@ char *vmcg_state_snapshot_text(VmcgDaemon *d, uint64_t gen, gsize *ret_len)
 		append_entry(out, group_entry(g), first);
 	g_string_append(out, "],\n\"vms\":[\n");
 	first = true;
-	for (VmcgDvm *vm = vmcg_daemon_vm_first(d); vm; vm = vmcg_daemon_vm_next(vm), first = false)
+	for (VmcgDvm *vm = vmcg_daemon_vm_first(d); vm; vm = vmcg_daemon_vm_next(vm)) {
+		if (vm->managed) /* its backend's own configuration (libvirt's XML) */
+			continue;
 		append_entry(out, vm_entry(vm), first);
+		first = false;
+	}
 	g_string_append(out, "]}\n");
 	*ret_len = out->len;
 	return g_string_free(out, FALSE);

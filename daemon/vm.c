@@ -27,6 +27,11 @@ const char *vmcg_dvm_name(const VmcgDvm *vm)
 	return vmcg_vm_name(vm->vm);
 }
 
+uint64_t vmcg_dvm_balloon_target(const VmcgDvm *vm)
+{
+	return vm->target;
+}
+
 uint64_t vmcg_dvm_ram_bytes(const VmcgDvm *vm)
 {
 	return vm->ram_size;
@@ -189,6 +194,28 @@ void vmcg_dvm_backend_ready(VmcgDvm *vm, pid_t pid)
 	vm->target_unsent = FALSE;
 	vm->actual = 0;
 	vm->stuck = FALSE;
+	vm->external_hold = FALSE;
+}
+
+void vmcg_dvm_backend_no_balloon(VmcgDvm *vm, const char *reason)
+{
+	vm->no_balloon = reason;
+	if (reason) {
+		vm->target = 0;
+		vm->target_unsent = FALSE;
+		vm->stuck = FALSE;
+	}
+}
+
+void vmcg_dvm_backend_balloon_external(VmcgDvm *vm)
+{
+	g_message("VM %s: its balloon was moved to %" G_GUINT64_FORMAT
+		  " MiB by someone else; left there until its group needs reclaim",
+		  vmcg_dvm_name(vm), vm->actual >> 20);
+	vm->target = 0;
+	vm->target_unsent = FALSE;
+	vm->stuck = FALSE;
+	vm->external_hold = TRUE;
 }
 
 void vmcg_dvm_backend_ram(VmcgDvm *vm, uint64_t ram_bytes)
@@ -270,6 +297,7 @@ void vmcg_dvm_set_target(VmcgDvm *vm, uint64_t bytes)
 	bytes &= ~(uint64_t)(PAGE - 1);
 	if (vm->ram_size)
 		bytes = MIN(bytes, vm->ram_size);
+	vm->external_hold = FALSE;
 	if (bytes == vm->target)
 		return;
 	g_debug("VM %s: balloon target %" G_GUINT64_FORMAT " MiB (actual %" G_GUINT64_FORMAT
@@ -293,7 +321,8 @@ void vmcg_dvm_send_target(VmcgDvm *vm)
 
 bool vmcg_dvm_balloon_moving(const VmcgDvm *vm)
 {
-	return vm->state == VMCG_DVM_READY && vm->target && vm->actual != vm->target && !vm->stuck;
+	return vm->state == VMCG_DVM_READY && vm->target && vm->actual != vm->target &&
+	       !vm->stuck && !vm->no_balloon;
 }
 
 static void balloon_stuck(VmcgDvm *vm, uint64_t now)
@@ -323,6 +352,8 @@ void vmcg_dvm_poll(VmcgDvm *vm, uint64_t now)
 		vm->vm, VMCG_STAT_BALLOONED,
 		vm->actual && vm->ram_size > vm->actual ? (vm->ram_size - vm->actual) / PAGE : 0);
 
+	if (vm->no_balloon)
+		return;
 	/* A balloon that does not follow its target: vmcg_policy_balloon_progress(). */
 	VmcgPolicyBalloon b = { (uint64_t)vm->progress_usec, vm->progress_actual, vm->stuck };
 
@@ -428,6 +459,14 @@ void vmcg_dvm_info(VmcgDvm *vm, VmcgDvmInfo *ret)
 		.backend = vm->ops->name,
 		.address = b.address,
 		.qmp = b.qmp,
+		.domain = b.domain,
+		.uuid = b.uuid,
+		.managed = vm->managed,
+		.no_balloon = vm->no_balloon,
+		.migrating = b.migrating,
+		.external_hold = vm->external_hold,
+		.problems = b.problems,
+		.fallback = b.fallback,
 		.group = vmcg_group_path(vmcg_vm_group(vm->vm)),
 		.mode = "sampling",
 		.state = state_names[vm->state],

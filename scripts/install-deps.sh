@@ -15,6 +15,9 @@ libjson-c-dev
 libsoup-3.0-dev
 libvirt-dev
 libvirt-glib-1.0-dev
+libvirt-daemon-system
+libvirt-daemon-driver-qemu
+libvirt-clients
 valgrind
 clang-format
 qemu-system-x86

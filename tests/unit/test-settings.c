@@ -73,6 +73,9 @@ static Verdict by_config(const VmcgSetting *s, const char *text)
 			doc = g_strdup_printf("[group /a]\n[vm v]\nqmp = /q\n%s = %s\n", s->name,
 					      text);
 		break;
+	case VMCG_SETTING_LIBVIRT:
+		doc = g_strdup_printf("[libvirt]\n%s = %s\n", s->name, text);
+		break;
 	case VMCG_SETTING_REQUEST:
 		g_assert_not_reached();
 	}
@@ -119,6 +122,7 @@ static Verdict by_api(const VmcgSetting *s, const char *json)
 		break;
 	}
 	case VMCG_SETTING_DAEMON:
+	case VMCG_SETTING_LIBVIRT:
 		g_assert_not_reached();
 	}
 	return verdict(ok, error);
@@ -273,6 +277,16 @@ static GArray *cases_of(const VmcgSetting *s)
 		add(cases, "qmp", false);
 		add(cases, "libvirt", false);
 		break;
+	case VMCG_SETTING_URI:
+		add(cases, "qemu:///system", false);
+		add(cases, "test:///default", false);
+		add(cases, "qemu+ssh://root@host/system?keyfile=/k", false);
+		add(cases, "", false);
+		add(cases, "qemu", false);
+		add(cases, "qemu:///sys tem", false);
+		add(cases, "1qemu:///system", false);
+		add(cases, ":///system", false);
+		break;
 	}
 	return cases;
 }
@@ -307,13 +321,13 @@ static void test_setting(gconstpointer data)
 
 		refused += !ok;
 		g_test_message("%s = %s: %s", s->name, c->text, ok ? "ok" : want);
-		if (s->scope == VMCG_SETTING_DAEMON || s->scope == VMCG_SETTING_GROUP ||
-		    s->scope == VMCG_SETTING_VM) {
+		if (s->scope != VMCG_SETTING_REQUEST) {
 			g_auto(Verdict) vc = by_config(s, c->text);
 
 			check("config", s, c->text, &vc, ok, want);
 		}
-		if (s->scope != VMCG_SETTING_DAEMON && c->json) {
+		if (s->scope != VMCG_SETTING_DAEMON && s->scope != VMCG_SETTING_LIBVIRT &&
+		    c->json) {
 			g_auto(Verdict) va = by_api(s, c->json);
 
 			check("api", s, c->json, &va, ok, want);
@@ -327,7 +341,7 @@ static void test_setting(gconstpointer data)
 	g_assert_cmpuint(refused, >, 0); /* every setting has cases it refuses */
 
 	/* A JSON member of the wrong type: the same TYPE error in the API and the state file. */
-	if (s->scope != VMCG_SETTING_DAEMON) {
+	if (s->scope != VMCG_SETTING_DAEMON && s->scope != VMCG_SETTING_LIBVIRT) {
 		g_autoptr(json_object) arr = json_object_new_array();
 		g_auto(VmcgSettingValue) v = { 0 };
 		g_autoptr(GError) error = NULL;
@@ -394,12 +408,14 @@ int main(int argc, char **argv)
 	g_test_add_func("/settings/policy-defaults", test_policy_defaults);
 	for (int id = 0; id < _VMCG_SETTING_COUNT; id++) {
 		const VmcgSetting *s = vmcg_setting((VmcgSettingId)id);
-		g_autofree char *path = g_strdup_printf("/settings/%s/%s",
-							s->scope == VMCG_SETTING_DAEMON	 ? "daemon"
-							: s->scope == VMCG_SETTING_GROUP ? "group"
-							: s->scope == VMCG_SETTING_VM	 ? "vm"
-										      : "request",
-							s->name);
+		g_autofree char *path =
+			g_strdup_printf("/settings/%s/%s",
+					s->scope == VMCG_SETTING_DAEMON	   ? "daemon"
+					: s->scope == VMCG_SETTING_GROUP   ? "group"
+					: s->scope == VMCG_SETTING_VM	   ? "vm"
+					: s->scope == VMCG_SETTING_LIBVIRT ? "libvirt"
+									   : "request",
+					s->name);
 
 		g_test_add_data_func(path, s, test_setting);
 	}

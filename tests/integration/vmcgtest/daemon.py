@@ -123,11 +123,14 @@ class Daemon:
     """
 
     def __init__(self, config="", interval="250ms", extra_args=(), tmpdir=None, socket_path=None,
-                 verbose=True):
+                 verbose=True, libvirt=""):
         self.config = config
         self.interval = interval
         self.extra_args = list(extra_args)
         self.verbose = verbose
+        # The libvirt URI (--libvirt): none unless a test asks, so that no
+        # other test adopts this host's libvirt domains.
+        self.libvirt = libvirt
         self.own_tmpdir = tmpdir is None
         self.tmpdir = Path(tmpdir or tempfile.mkdtemp(prefix="vmcgd-"))
         self.socket = str(socket_path or self.tmpdir / "vmcgd.sock")
@@ -164,6 +167,8 @@ class Daemon:
             args += ["--config", str(cfg)]
         args += ["--socket", self.socket, "--state", self.state, "--interval", self.interval,
                  "--hooks-socket", self.hooks_socket]
+        if self.libvirt is not None:
+            args += ["--libvirt", self.libvirt]
         if self.verbose:
             args.append("-v")
         return args + self.extra_args
