@@ -31,6 +31,12 @@
 /* A name or value quoted in a message is cut at this many bytes: one line, readable. */
 #define QUOTE_MAX 64
 
+/*
+ * GMarkup's messages quote the document (an entity name runs to the next
+ * ';'): they are made one line and cut at this many bytes.
+ */
+#define MESSAGE_MAX 512
+
 /* What an element is to us. Children of K_OTHER are K_OTHER, unlooked at. */
 typedef enum Kind {
 	K_OTHER = 0,
@@ -124,16 +130,16 @@ typedef struct Parser {
 /* ---- messages ---- */
 
 /*
- * @s (NUL-terminated, maybe not UTF-8) as one line of at most QUOTE_MAX
- * bytes of it: control characters, quotes, backslashes and bytes that are
- * not UTF-8 escaped, "..." when cut.
+ * @s (NUL-terminated, maybe not UTF-8) as one line of at most @max bytes of
+ * it: control characters and bytes that are not UTF-8 escaped, and with
+ * @quotes double quotes and backslashes; "..." when cut.
  */
-static char *cut(const char *s)
+static char *escape(const char *s, size_t max, bool quotes)
 {
 	GString *out = g_string_new(NULL);
 	const char *p = s;
 
-	while (*p && p - s < QUOTE_MAX) {
+	while (*p && (size_t)(p - s) < max) {
 		gunichar c = g_utf8_get_char_validated(p, -1);
 
 		if (c == (gunichar)-1 || c == (gunichar)-2) {
@@ -145,7 +151,7 @@ static char *cut(const char *s)
 			g_string_append(out, "\\n");
 		else if (c == '\t')
 			g_string_append(out, "\\t");
-		else if (c == '"' || c == '\\')
+		else if (quotes && (c == '"' || c == '\\'))
 			g_string_append_printf(out, "\\%c", (char)c);
 		else if (c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0))
 			g_string_append_printf(out, "\\u%04x", c);
@@ -156,6 +162,12 @@ static char *cut(const char *s)
 	if (*p)
 		g_string_append(out, "...");
 	return g_string_free(out, FALSE);
+}
+
+/* A name or value from the document, in a message. */
+static char *cut(const char *s)
+{
+	return escape(s, QUOTE_MAX, true);
 }
 
 static char *quote(const char *s)
@@ -973,7 +985,11 @@ gboolean vmcg_domain_xml_parse(const char *xml, size_t len, VmcgDomainXml *ret, 
 	parser_clear(p);
 	g_free(p);
 	if (!ok) {
+		char *line = escape(err->message, MESSAGE_MAX, false);
+
 		vmcg_domain_xml_clear(ret);
+		g_free(err->message);
+		err->message = line;
 		g_propagate_prefixed_error(error, g_steal_pointer(&err), "domain XML: ");
 		return FALSE;
 	}

@@ -276,6 +276,8 @@ static const Row rows[] = {
 	  "domain XML: " },
 	{ "mismatched", "<domain><name>t</memory></domain>", NULL, NULL, "domain XML: " },
 	{ "unknown entity", DOM("<title>&lol;</title>"), NULL, NULL, "domain XML: " },
+	{ "GMarkup's message made one line", DOM("<title>&\n;</title>"), NULL, NULL,
+	  "\\n" }, /* escaped */
 	{ "bad UTF-8", DOM("<title>\xc0\xaf</title>"), NULL, NULL, "domain XML: " },
 	{ "attribute without quotes", DOM("<devices><memballoon model=virtio/></devices>"), NULL,
 	  NULL, "domain XML: " },
