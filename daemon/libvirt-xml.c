@@ -351,7 +351,7 @@ static void start_root(Parser *p, Frame *f, const char *qname, Name n, const cha
 	}
 	f->kind = K_DOMAIN;
 	id = attr(an, av, "id");
-	/* libvirt's inactive XML has no id; older libvirt wrote id='-1'. */
+	/* Inactive XML has no id; -1 is libvirt's own "no id" (virDomainDef.id), read as absent. */
 	if (id && strcmp(id, "-1") != 0) {
 		guint64 v;
 
@@ -374,7 +374,7 @@ static void start_device(Parser *p, Frame *f, Name n, const char **an, const cha
 		if (!v || strcmp(v, "none") != 0)
 			p->has_balloon = true;
 	} else if (is_libvirt(n, "hostdev")) {
-		/* mode defaults to subsystem (libvirt's domaincommon.rng). */
+		/* Without a mode, libvirt reads subsystem (virDomainHostdevDefParseXML()). */
 		v = attr(an, av, "mode");
 		if ((!v || strcmp(v, "subsystem") == 0) &&
 		    g_strcmp0(attr(an, av, "type"), "pci") == 0)
