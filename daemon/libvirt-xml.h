@@ -123,7 +123,7 @@ typedef struct VmcgDomainXml {
 	 * The source path of the <devices><channel type='unix'> whose <target
 	 * type='virtio' name='org.vmcg.pressure.0'/>; NULL if there is none,
 	 * or if it has no path (inactive XML omits a path libvirt generates at
-	 * start).
+	 * start). The first such channel counts; its path is absolute.
 	 */
 	char *channel;
 	bool has_meta; /* a vmcg:vm element was found, without problems */
@@ -151,7 +151,8 @@ typedef struct VmcgDomainXml {
  *         byte, deeper than VMCG_DOMAIN_XML_DEPTH_MAX, a root that is not
  *         <domain> or a second root, a bad id, no <name>, no valid <uuid>,
  *         no valid <memory>, a bad <currentMemory> or <min_guarantee>, one
- *         of these twice, a text above VMCG_DOMAIN_XML_TEXT_MAX.
+ *         of these twice, a text above VMCG_DOMAIN_XML_TEXT_MAX, the
+ *         pressure channel's source path not absolute or longer than that.
  *
  * Problems in vmcg's metadata never fail the parse: see ->problems.
  * Returns TRUE on success.
