@@ -24,6 +24,8 @@ qemu-system-x86
 qemu-utils
 cpio
 util-linux
+systemd
+groff-base
 "
 
 missing=""
