@@ -191,20 +191,41 @@ def malformed_metadata_falls_back():
 @test("high_enforced_through_libvirt")
 def high_enforced_through_libvirt():
     d, a = daemon(), S["a"]
-    a.hog(96)  # the guest uses it: its balloon cannot take it back
     ram = 256 * MIB
-    cur = wait_vm(a, lambda v: v["memory.current"] > 100 * MIB, 30, "a's hog charged")
-    high = cur["memory.current"] - 48 * MIB
-    t0 = time.monotonic()
-    d.put("/v1/groups/other", {"memory.high": high})
-    wait_for(lambda: a.balloon_actual_bytes() <= ram - 32 * MIB, 60, interval=0.5,
-             what="a's balloon inflated through libvirt")
-    wait_for(lambda: d.group("/other")["memory.current"] <= high + 16 * MIB, 90, interval=0.5,
-             what="/other down to its high")
-    tap.diag("/other at high after %.1f s, balloon %d MiB"
-             % (time.monotonic() - t0, a.balloon_actual_bytes() // MIB))
-    a.unhog()
-    d.put("/v1/groups/other", {"memory.high": "max"})
+    a.hog(96)  # the guest uses it: its balloon cannot take that back
+    try:
+        settled = {"prev": 0}
+
+        def steady():
+            cur = d.group("/other")["memory.current"]
+            ok = cur > 100 * MIB and abs(cur - settled["prev"]) <= 4 * MIB
+            settled["prev"] = cur
+            return ok
+        wait_for(steady, 60, interval=2, what="a's usage steady with its hog")
+        before = settled["prev"]
+        high = before - 32 * MIB
+        t0 = time.monotonic()
+        d.put("/v1/groups/other", {"memory.high": high})
+        wait_for(lambda: a.balloon_actual_bytes() <= ram - 32 * MIB, 60, interval=0.5,
+                 what="a's balloon inflated through libvirt")
+
+        def progress():
+            cur = d.group("/other")["memory.current"]
+            tap.diag("t+%.0f s: /other %d MiB (was %d, high %d), balloon %d MiB" % (
+                time.monotonic() - t0, cur // MIB, before // MIB, high // MIB,
+                a.balloon_actual_bytes() // MIB))
+            # At high, or as far as the guest's own use lets its floor go.
+            return cur <= high + 8 * MIB or cur <= before - 24 * MIB
+        wait_for(progress, 60, interval=2, what="/other's usage brought down by the balloon")
+    finally:
+        d.put("/v1/groups/other", {"memory.high": "max"})
+        oom = [ln for ln in a.console_log().splitlines() if "Out of memory" in ln
+               or "oom-kill" in ln or "Killed process" in ln]
+        try:
+            a.unhog()
+        except Exception as e:  # noqa: B902 - reported with the guest's own view
+            raise AssertionError("the hog did not survive: %s\nguest console: %s"
+                                 % (e, "\n".join(oom) or "(no OOM kill)"))
     wait_for(lambda: a.balloon_actual_bytes() >= ram - 8 * MIB, 60, interval=0.5,
              what="a's balloon given back once /other has room")
 
