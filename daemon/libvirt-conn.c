@@ -246,8 +246,8 @@ bool vmcg_lv_cmdline_is_domain(const char *cmdline, size_t len, const char *name
 		size_t n = nul ? (size_t)(nul - p) : (size_t)(end - p);
 
 		if (after_name && n >= want->len && memcmp(p, want->str, want->len) == 0 &&
-		    (n == want->len || (p[want->len] == ',' &&
-					(n == want->len + 1 || p[want->len + 1] != ','))))
+		    (n == want->len ||
+		     (p[want->len] == ',' && (n == want->len + 1 || p[want->len + 1] != ','))))
 			return true;
 		after_name = n == 5 && memcmp(p, "-name", 5) == 0;
 		p += n + 1;
@@ -300,8 +300,7 @@ static void post_result(VmcgLvConn *c, VmcgLvResult *res, int64_t t0)
 	post(c, p);
 }
 
-static void on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int detail,
-			 void *opaque)
+static void on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int detail, void *opaque)
 {
 	Post *p = post_new(POST_LIFECYCLE, dom);
 
@@ -579,8 +578,8 @@ static void do_stats(VmcgLvConn *c, const Req *r)
 		s.has_usable = get_ull(recs[i], "balloon.usable", &s.usable);
 		s.has_unused = get_ull(recs[i], "balloon.unused", &s.unused);
 		s.has_caches = get_ull(recs[i], "balloon.disk_caches", &s.caches);
-		s.has_last_update = get_ull(recs[i], "balloon.last-update", &lu) &&
-				    lu <= (uint64_t)G_MAXINT64;
+		s.has_last_update =
+			get_ull(recs[i], "balloon.last-update", &lu) && lu <= (uint64_t)G_MAXINT64;
 		s.last_update = s.has_last_update ? (int64_t)lu : 0;
 		g_array_append_val(res->stats, s);
 	}
@@ -675,11 +674,11 @@ static gpointer worker(gpointer data)
 static void drop_event_loop_debug(const char *domain, GLogLevelFlags level, const char *message,
 				  gpointer userdata)
 {
-	static const char *const prefixes[] = { "Add handle ",	   "Update handle ",
-						"Remove handle ",  "Dispatch handler ",
-						"Add timeout ",	   "Update timeout ",
-						"Remove timeout ", "Dispatch timeout ",
-						"Update for missing handle " };
+	static const char *const prefixes[] = {
+		"Add handle ",	     "Update handle ",	  "Remove handle ",
+		"Dispatch handler ", "Add timeout ",	  "Update timeout ",
+		"Remove timeout ",   "Dispatch timeout ", "Update for missing handle "
+	};
 
 	for (size_t i = 0; i < G_N_ELEMENTS(prefixes); i++)
 		if (g_str_has_prefix(message, prefixes[i]))

@@ -84,10 +84,10 @@ typedef struct VmcgLvResult {
 	uint64_t arg;
 	char uuid[VMCG_LV_UUID_LEN];
 	VmcgLvError error;
-	GPtrArray *domains;  /* VmcgLvDomain */
+	GPtrArray *domains; /* VmcgLvDomain */
 	VmcgLvDomain *domain;
-	GArray *stats;	     /* VmcgLvStats */
-	uint64_t usec;	     /* time the worker spent on it */
+	GArray *stats; /* VmcgLvStats */
+	uint64_t usec; /* time the worker spent on it */
 } VmcgLvResult;
 
 /* Called on the main loop. Strings are borrowed for the call. */
