@@ -399,8 +399,8 @@ static void adopt(VmcgLibvirt *lv, const VmcgLvDomain *dom)
 	const char *name;
 
 	if (!vmcg_domain_xml_parse(dom->xml, strlen(dom->xml), &x, &error)) {
-		g_warning("libvirt domain %s (%s): cannot read its XML: %s; not managed",
-			  dom->name, dom->uuid, error->message);
+		g_warning("libvirt domain %s (%s): cannot read its XML: %s; not managed", dom->name,
+			  dom->uuid, error->message);
 		return;
 	}
 	vmcg_lv_plan(&x, lv->default_group, group_exists, lv->d, &plan);
@@ -426,11 +426,9 @@ static void adopt(VmcgLibvirt *lv, const VmcgLvDomain *dom)
 		vmcg_dvm_info(b->vm, &i);
 		if (strcmp(i.group, plan.group) != 0) {
 			if (vmcg_daemon_vm_managed_move(lv->d, b->vm, plan.group, &error))
-				g_message("VM %s moved to %s by its metadata", i.name,
-					  plan.group);
+				g_message("VM %s moved to %s by its metadata", i.name, plan.group);
 			else
-				g_warning("VM %s stays in %s: %s", i.name, i.group,
-					  error->message);
+				g_warning("VM %s stays in %s: %s", i.name, i.group, error->message);
 			g_clear_error(&error);
 		}
 		vmcg_daemon_vm_managed_set(lv->d, b->vm, &s);
@@ -539,9 +537,9 @@ static void balloon_seen(VmcgLibvirt *lv, LibvirtBackend *b, uint64_t kib)
 		b->ref_target = target;
 		b->ref_actual = b->actual ? b->actual : actual;
 	}
-	if (target && (actual > target ? actual - target : target - actual) <
-			      (b->ref_actual > target ? b->ref_actual - target
-						      : target - b->ref_actual))
+	if (target &&
+	    (actual > target ? actual - target : target - actual) <
+		    (b->ref_actual > target ? b->ref_actual - target : target - b->ref_actual))
 		b->ref_actual = actual;
 	if (actual != b->actual) {
 		b->actual = actual;
@@ -593,8 +591,10 @@ static void on_stats(VmcgLibvirt *lv, const VmcgLvResult *r)
 static void on_done(VmcgLibvirt *lv, const VmcgLvResult *r)
 {
 	static const char *const ops[] = {
-		[VMCG_LV_OP_SETMEM] = "set its balloon",  [VMCG_LV_OP_PERIOD] = "set its stats period",
-		[VMCG_LV_OP_SUSPEND] = "suspend it",	  [VMCG_LV_OP_RESUME] = "resume it",
+		[VMCG_LV_OP_SETMEM] = "set its balloon",
+		[VMCG_LV_OP_PERIOD] = "set its stats period",
+		[VMCG_LV_OP_SUSPEND] = "suspend it",
+		[VMCG_LV_OP_RESUME] = "resume it",
 		[VMCG_LV_OP_DESTROY] = "destroy it",
 	};
 	LibvirtBackend *b = find(lv, r->uuid);
@@ -696,10 +696,9 @@ static void on_lifecycle(const char *uuid, int event, int detail, gpointer userd
 		/* Destroyed, shut down, crashed, migrated away, saved: its charge leaves now. */
 		if (b)
 			forget(lv, b,
-			       detail == VIR_DOMAIN_EVENT_STOPPED_MIGRATED ? "migrated away"
-			       : detail == VIR_DOMAIN_EVENT_STOPPED_CRASHED
-				       ? "crashed"
-				       : "stopped");
+			       detail == VIR_DOMAIN_EVENT_STOPPED_MIGRATED  ? "migrated away"
+			       : detail == VIR_DOMAIN_EVENT_STOPPED_CRASHED ? "crashed"
+									    : "stopped");
 		break;
 	case VIR_DOMAIN_EVENT_SUSPENDED:
 		if (!b)
