@@ -35,7 +35,14 @@ Tests, in order, on one vmcgd:
   reconnects (GET /v1/status), re-reads everything, and a metadata
   change after it still moves a VM (the events were re-subscribed);
 - destroy_removes_charge: `virsh destroy` takes a's charge out of its
-  group at once (vm_detached).
+  group at once (vm_detached);
+- pressure_channel_from_xml: c has the org.vmcg.pressure.0 port as a
+  <channel type='unix'>: vmcgd finds its socket in the XML, connects,
+  gets the agent's reports, and the guest hears its group's level;
+- hooks_by_uuid: h runs the patched QEMU with the vmcg-hooks object put
+  on through <qemu:commandline>, naming the VM by its domain UUID: its
+  hooks connection attaches to the adopted domain (mode hooks, its pid
+  libvirt's), and leaves with it.
 """
 
 import json
@@ -46,7 +53,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from vmcgtest import tap, wait_for  # noqa: E402
+from test_hooks import hooks_qemu  # noqa: E402
+from vmcgtest import GuestUnavailable, tap, wait_for  # noqa: E402
 from vmcgtest.daemon import ApiError, Daemon, vmcgd_binary  # noqa: E402
 from vmcgtest.libvirt import (  # noqa: E402
     URI,
@@ -300,9 +308,12 @@ def destroy_removes_charge():
     assert d.group("/tenants/acme/web")["memory.current"] > 0
     t0 = time.monotonic()
     a.destroy()
-    wait_for(lambda: d.group("/tenants/acme/web")["memory.current"] == 0, 3, interval=0.05,
+    t1 = time.monotonic()
+    # libvirt's STOPPED event comes once it has torn the domain down.
+    wait_for(lambda: d.group("/tenants/acme/web")["memory.current"] == 0, 5, interval=0.05,
              what="a's charge gone")
-    tap.diag("charge gone %.2f s after virsh destroy" % (time.monotonic() - t0))
+    tap.diag("charge gone %.2f s after virsh destroy began, %.2f s after it returned"
+             % (time.monotonic() - t0, time.monotonic() - t1))
     try:
         vm_of(a)
         raise AssertionError("a still listed")
@@ -310,6 +321,55 @@ def destroy_removes_charge():
         assert e.status == 404, e
     det = [e for _, e in d.events_since(t0, "vm_detached") if e.get("vm") == a.domain]
     assert det, "no vm_detached event"
+    if "b" in S:
+        S["b"].stop()
+
+
+@test("pressure_channel_from_xml")
+def pressure_channel_from_xml():
+    d = daemon()
+    c = S["c"] = Domain("c", mem_mib=256, pressure_channel=True,
+                        metadata=metadata_xml(group="/other"))
+    c.start()
+    c.wait_ready()
+    vm = wait_vm(c, lambda v: (v["channel"] or {}).get("state") == "connected", 60,
+                 "c's pressure channel, found in its XML, connected")
+    assert vm["channel"]["path"] == c.pressure_socket, vm["channel"]
+    wait_vm(c, lambda v: v["channel"].get("report") is not None, 30,
+            "a report from c's agent")
+    # The level reaches the guest: /other over high, then relieved.
+    d.put("/v1/groups/other", {"memory.high": 16 * MIB})
+    try:
+        wait_for(lambda: c.shell("cat /run/vmcg/pressure 2>/dev/null; true").split()[:1]
+                 in (["medium"], ["critical"]), 20, interval=0.5,
+                 what="c's agent hears medium or critical")
+    finally:
+        d.put("/v1/groups/other", {"memory.high": "max"})
+    wait_for(lambda: c.shell("cat /run/vmcg/pressure 2>/dev/null; true").split()[:1]
+             == ["none"], 60, interval=0.5, what="c's agent hears none again")
+    c.stop()
+
+
+@test("hooks_by_uuid")
+def hooks_by_uuid():
+    d = daemon()
+    try:
+        qemu = hooks_qemu()
+    except GuestUnavailable as e:
+        tap.require("VMCG_REQUIRE_HOOKS", "no patched QEMU for hook mode: %s" % e)
+    h = S["h"] = Domain("h", mem_mib=256, qemu=qemu, hooks_socket=d.hooks_socket,
+                        metadata=metadata_xml(group="/other"))
+    t0 = time.monotonic()
+    h.start()
+    h.wait_ready()
+    vm = wait_vm(h, lambda v: v["mode"] == "hooks" and v["hooks"]["charged"] > 16 * MIB, 30,
+                 "h's hooks connection attached by its UUID")
+    assert vm["pid"] == h.proc.pid, vm
+    att = [e for _, e in d.events_since(t0, "hooks_attached") if e.get("vm") == h.domain]
+    assert att and att[-1]["pid"] == h.proc.pid, att
+    assert d.group("/other")["memory.current"] >= vm["hooks"]["charged"]
+    h.destroy()
+    wait_for(lambda: d.group("/other")["memory.current"] == 0, 5, what="h's charge gone")
 
 
 def setup():
@@ -322,7 +382,7 @@ def setup():
 
 
 def cleanup():
-    for k in ("a", "b"):
+    for k in ("a", "b", "c", "h"):
         if k in S:
             S[k].stop()
     if "d" in S:

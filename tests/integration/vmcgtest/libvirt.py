@@ -147,7 +147,7 @@ class Domain(Guest):
     """
 
     def __init__(self, name, mem_mib=256, metadata=None, balloon=True, stats_period=0,
-                 pressure_channel=False, disk=False, **kwargs):
+                 pressure_channel=False, disk=False, hooks_socket=None, **kwargs):
         super().__init__(mem_mib=mem_mib, name=name, disk=disk, machine="pc",
                          pressure_channel=pressure_channel, **kwargs)
         self.domain = "vmcgt-%s-%d" % (name, os.getpid())
@@ -155,6 +155,10 @@ class Domain(Guest):
         self.metadata = metadata
         self.balloon = balloon
         self.stats_period = stats_period
+        # Hook mode (docs/libvirt.md, "Hook mode"): the patched QEMU (qemu=),
+        # the vmcg-hooks object through <qemu:commandline>, naming the VM by
+        # its UUID, and QEMU run as root (a static DAC label) for userfaultfd.
+        self.hooks_socket = hooks_socket
 
     def domain_xml(self):
         img = self.image
@@ -183,7 +187,16 @@ class Domain(Guest):
             devices.append("<disk type='file' device='disk'><driver name='qemu' type='raw'/>"
                            "<source file='%s'/><target dev='vda' bus='virtio'/><readonly/>"
                            "</disk>" % escape(str(img.disk)))
-        return """<domain type='%(type)s'>
+        hooks = ""
+        if self.hooks_socket:
+            hooks = ("\n  <seclabel type='static' model='dac' relabel='no'><label>+0:+0</label>"
+                     "</seclabel>\n  <qemu:commandline>" + "".join(
+                         "<qemu:arg value='%s'/>" % escape(a) for a in (
+                             "-L", "/usr/share/qemu", "-L", "/usr/share/seabios", "-object",
+                             "vmcg-hooks,id=vmcg0,path=%s,vm=%s"
+                             % (self.hooks_socket.replace(",", ",,"), self.uuid)))
+                     + "</qemu:commandline>")
+        return """<domain type='%(type)s'%(qemu_ns)s>
   <name>%(name)s</name>
   <uuid>%(uuid)s</uuid>
   <memory unit='MiB'>%(mem)d</memory>
@@ -200,7 +213,7 @@ class Domain(Guest):
   <on_crash>destroy</on_crash>
   <devices>
     %(devices)s
-  </devices>%(metadata)s
+  </devices>%(metadata)s%(hooks)s
 </domain>
 """ % {
             "type": "kvm" if self.accel == "kvm" else "qemu",
@@ -214,6 +227,9 @@ class Domain(Guest):
             "devices": "\n    ".join(devices),
             "metadata": ("\n  <metadata>%s</metadata>" % self.metadata
                          if self.metadata is not None else ""),
+            "hooks": hooks,
+            "qemu_ns": (" xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'"
+                        if self.hooks_socket else ""),
         }
 
     def start(self):
