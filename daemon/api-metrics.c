@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "api-private.h"
+#include "backend-libvirt.h"
 #include "vmcg/size.h"
 
 /* A Prometheus label value: backslash, double quote and newline escaped. */
@@ -304,6 +305,30 @@ static void metrics_state(VmcgApi *api, GString *out)
 			       h.snapshot_bytes);
 }
 
+/* The libvirt connection (docs/libvirt.md); nothing without one. */
+static void metrics_libvirt(VmcgApi *api, GString *out)
+{
+	VmcgLibvirtStatus s;
+
+	if (!vmcg_daemon_libvirt_status(api->d, &s))
+		return;
+	family(out, "vmcg_libvirt_connected", "gauge",
+	       "1 while vmcgd is connected to libvirt ([libvirt] uri), else 0.");
+	g_string_append_printf(out, "vmcg_libvirt_connected %d\n",
+			       strcmp(s.state, "connected") == 0);
+	family(out, "vmcg_libvirt_domains", "gauge", "Running libvirt domains adopted.");
+	g_string_append_printf(out, "vmcg_libvirt_domains %u\n", s.domains);
+	family(out, "vmcg_libvirt_connects_total", "counter", "Connections to libvirt made.");
+	g_string_append_printf(out, "vmcg_libvirt_connects_total %" G_GUINT64_FORMAT "\n",
+			       s.opens);
+	family(out, "vmcg_libvirt_disconnects_total", "counter",
+	       "Connections to libvirt lost (libvirtd restarted or stopped answering).");
+	g_string_append_printf(out, "vmcg_libvirt_disconnects_total %" G_GUINT64_FORMAT "\n",
+			       s.closes);
+	family(out, "vmcg_libvirt_pending", "gauge", "Requests queued for libvirtd.");
+	g_string_append_printf(out, "vmcg_libvirt_pending %u\n", s.pending);
+}
+
 static void vm_charge_unknown(GString *out, const VmcgDvmInfo *i, const Section *sec)
 {
 	vm_sample(out, sec->name, i);
@@ -441,6 +466,7 @@ static void section_header(Metrics *m, GString *out, const Section *sec)
 		family(out, "vmcg_api_connections", "gauge", "Open API connections.");
 		g_string_append_printf(out, "vmcg_api_connections %u\n", vmcg_api_conn_count(api));
 		metrics_state(api, out);
+		metrics_libvirt(api, out);
 	} else if (sec->group && !sec->name) {
 		family(out, group_gauges[sec->arg].name, sec->type, group_gauges[sec->arg].help);
 	} else if (sec->vm && !sec->name) {

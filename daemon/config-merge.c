@@ -502,6 +502,9 @@ void vmcg_config_reload_daemon(const VmcgConfig *running, VmcgConfig *next,
 	restart_str("hooks-socket", &running->hooks_socket_path, &next->hooks_socket_path,
 		    ret_restart_keys);
 	restart_str("write-group", &running->write_group, &next->write_group, ret_restart_keys);
+	restart_str("[libvirt] uri", &running->libvirt_uri, &next->libvirt_uri, ret_restart_keys);
+	restart_str("[libvirt] default-group", &running->libvirt_default_group,
+		    &next->libvirt_default_group, ret_restart_keys);
 	RESTART_VAL("recursive-protection", recursive_protection);
 	RESTART_VAL("stock-batch", stock_batch);
 	RESTART_VAL("backstop", backstop);

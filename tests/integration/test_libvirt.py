@@ -144,6 +144,11 @@ def adopt_with_metadata():
     # Guest statistics come through libvirt (virDomainSetMemoryStatsPeriod).
     wait_vm(a, lambda v: v["stats"] is not None and v["stats"]["total"] > 0, 30,
             "guest statistics through libvirt")
+    metrics = d.http("GET", "/metrics").body.decode()
+    assert "vmcg_libvirt_connected 1\n" in metrics, metrics[-2000:]
+    assert "vmcg_libvirt_domains 1\n" in metrics, metrics[-2000:]
+    st = d.get("/v1/status")["libvirt"]
+    assert st["uri"] == URI and st["state"] == "connected" and st["domains"] == 1, st
     # Its configuration is its XML: the API's changes are refused.
     for method, body in (("DELETE", None), ("PUT", {"group": "/other"}),
                          ("PUT", {"floor": "1M"})):
