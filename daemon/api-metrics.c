@@ -319,8 +319,7 @@ static void metrics_libvirt(VmcgApi *api, GString *out)
 	family(out, "vmcg_libvirt_domains", "gauge", "Running libvirt domains adopted.");
 	g_string_append_printf(out, "vmcg_libvirt_domains %u\n", s.domains);
 	family(out, "vmcg_libvirt_connects_total", "counter", "Connections to libvirt made.");
-	g_string_append_printf(out, "vmcg_libvirt_connects_total %" G_GUINT64_FORMAT "\n",
-			       s.opens);
+	g_string_append_printf(out, "vmcg_libvirt_connects_total %" G_GUINT64_FORMAT "\n", s.opens);
 	family(out, "vmcg_libvirt_disconnects_total", "counter",
 	       "Connections to libvirt lost (libvirtd restarted or stopped answering).");
 	g_string_append_printf(out, "vmcg_libvirt_disconnects_total %" G_GUINT64_FORMAT "\n",
