@@ -678,6 +678,25 @@ static int cmd_vm(Ctl *c, const char *name)
 	print_kv("mode", get_str(vm, "mode") ?: "-");
 	print_kv("backend", get_str(vm, "backend") ?: "qmp");
 	print_kv("address", get_str(vm, "address") ?: get_str(vm, "qmp") ?: "-");
+	if (get_str(vm, "domain")) {
+		json_object *meta = NULL, *problems = NULL;
+
+		print_kv("domain", get_str(vm, "domain"));
+		print_kv("uuid", get_str(vm, "uuid") ?: "-");
+		json_object_object_get_ex(vm, "metadata", &meta);
+		if (meta)
+			json_object_object_get_ex(meta, "problems", &problems);
+		if (problems && json_object_is_type(problems, json_type_array) &&
+		    json_object_array_length(problems)) {
+			for (size_t k = 0; k < json_object_array_length(problems); k++)
+				print_kv(k ? "" : "metadata",
+					 json_object_get_string(
+						 json_object_array_get_idx(problems, k)));
+			print_kv("", get_str(meta, "fallback") ?: "");
+		} else {
+			print_kv("metadata", "valid");
+		}
+	}
 	print_kv("pid", get_str(vm, "pid") ?: "-");
 	print_size_kv(vm, "memory.current");
 	print_size_kv(vm, "ram");
@@ -691,6 +710,13 @@ static int cmd_vm(Ctl *c, const char *name)
 					size_str(balloon, "actual", a));
 
 		print_kv("balloon", s);
+		if (balloon && json_object_object_get(balloon, "enforced") &&
+		    !json_object_get_boolean(json_object_object_get(balloon, "enforced")))
+			print_kv("", get_str(balloon, "reason") ?: "not enforced");
+		else if (balloon &&
+			 json_object_get_boolean(json_object_object_get(balloon, "external")))
+			print_kv("", "moved by someone else: left there until its group needs "
+				     "reclaim");
 	}
 	json_object_object_get_ex(vm, "stats", &stats);
 	if (stats && json_object_is_type(stats, json_type_object)) {

@@ -47,6 +47,7 @@ Tests, in order, on one vmcgd:
 
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -88,6 +89,13 @@ def test(name):
         TESTS.append((name, fn))
         return fn
     return register
+
+
+def vmcgctl(d, *args):
+    p = subprocess.run([os.environ.get("VMCGCTL", "vmcgctl"), "-s", d.socket] + list(args),
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=30)
+    assert p.returncode == 0, (args, p.stdout)
+    return p.stdout
 
 
 def daemon():
@@ -160,10 +168,11 @@ def adopt_with_metadata():
     text = Path(d.state).read_text() + (
         Path(d.state + ".journal").read_text() if Path(d.state + ".journal").exists() else "")
     assert a.domain not in text and a.uuid not in text, text[:2000]
-    lines = [ln for ln in os.popen("%s -s %s vms" % (os.environ.get("VMCGCTL", "vmcgctl"),
-                                                      d.socket)).read().splitlines()
-             if a.domain in ln]
+    lines = [ln for ln in vmcgctl(d, "vms").splitlines() if a.domain in ln]
     assert lines and "/tenants/acme/web" in lines[0], lines
+    out = vmcgctl(d, "vm", a.uuid)  # by UUID
+    for want in ("libvirt", a.domain, a.uuid, "metadata             valid"):
+        assert want in out, (want, out)
 
 
 @test("live_metadata_moves")
@@ -194,6 +203,8 @@ def malformed_metadata_falls_back():
     ev = d.events_since(t0, "libvirt_metadata")[0][1]
     assert ev["domain"] == a.domain and ev["group"] == "/fallback", ev
     assert "12Q" in d.log_text(), "the problem is not in the log"
+    out = vmcgctl(d, "vm", a.domain)
+    assert "12Q" in out and "bogus" in out, out
     # Valid again: back where it says, and the API says so.
     a.set_metadata("<vm><group>/other</group></vm>")
     vm = wait_vm(a, lambda v: v["group"] == "/other" and v["metadata"]["valid"], 15,
