@@ -177,10 +177,20 @@ static gboolean post_run(gpointer p)
 	return G_SOURCE_REMOVE;
 }
 
+/*
+ * Always through an idle source on the main loop's context, never
+ * g_main_context_invoke(): that would run the callback in the worker
+ * thread whenever it could acquire the context.
+ */
 static void post(VmcgLvConn *c, Post *p)
 {
+	GSource *s = g_idle_source_new();
+
 	p->c = conn_ref(c);
-	g_main_context_invoke_full(c->ctx, G_PRIORITY_DEFAULT, post_run, p, post_free);
+	g_source_set_priority(s, G_PRIORITY_DEFAULT);
+	g_source_set_callback(s, post_run, p, post_free);
+	g_source_attach(s, c->ctx);
+	g_source_unref(s);
 }
 
 static Post *post_new(PostKind kind, virDomainPtr dom)
@@ -762,8 +772,9 @@ unsigned vmcg_lv_open(VmcgLvConn *c)
 
 	r->kind = REQ_OPEN;
 	r->gen = ++c->gen;
+	/* Not r->gen after the push: the worker may have freed r by then. */
 	push(c, r, FALSE);
-	return r->gen;
+	return c->gen;
 }
 
 static void push_uuid(VmcgLvConn *c, ReqKind kind, VmcgLvOp op, const char *uuid, uint64_t arg)
