@@ -18,6 +18,7 @@
 #include <libvirt/virterror.h>
 #include <string.h>
 
+#include "backend-libvirt-priv.h"
 #include "backend-libvirt.h"
 #include "daemon-private.h"
 #include "libvirt-adopt.h"
@@ -90,6 +91,15 @@ static LibvirtBackend *lb(VmcgBackend *b)
 }
 
 static void lv_open(VmcgLibvirt *lv);
+
+/* Results and statistics results handled (backend-libvirt-priv.h); main loop only. */
+static unsigned long results_seen, stats_seen;
+
+void vmcg_backend_libvirt_counts(unsigned long *ret_results, unsigned long *ret_stats)
+{
+	*ret_results = results_seen;
+	*ret_stats = stats_seen;
+}
 
 /* ---- reporting ---- */
 
@@ -645,6 +655,9 @@ static void on_result(const VmcgLvResult *r, gpointer userdata)
 	VmcgLibvirt *lv = userdata;
 	LibvirtBackend *b;
 
+	results_seen++;
+	if (r->kind == VMCG_LV_STATS)
+		stats_seen++;
 	/* A result of a connection since replaced: the new one reads everything again. */
 	if (r->gen != lv->gen) {
 		if (r->kind == VMCG_LV_STATS)

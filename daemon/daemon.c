@@ -68,14 +68,13 @@ void vmcg_daemon_free(VmcgDaemon *d)
 {
 	if (!d)
 		return;
+	/* Zeroed: forgetting the libvirt VMs below kicks, and a kick needs a tick_id. */
 	if (d->tick_id) {
 		vmcg_sampling_set_drained_fn(NULL, NULL);
-		g_source_remove(d->tick_id);
+		g_clear_handle_id(&d->tick_id, g_source_remove);
 	}
-	if (d->kick_id)
-		g_source_remove(d->kick_id);
-	if (d->decide_id)
-		g_source_remove(d->decide_id);
+	g_clear_handle_id(&d->kick_id, g_source_remove);
+	g_clear_handle_id(&d->decide_id, g_source_remove);
 	vmcg_control_stop(d);
 	/* A pending change is written (or, failing that, its waiters told) before exit. */
 	vmcg_daemon_flush(d, NULL);
