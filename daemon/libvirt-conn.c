@@ -52,6 +52,7 @@ struct VmcgLvConn {
 	gboolean exited;
 	/* worker only */
 	virConnectPtr conn;
+	struct CloseData *close_data; /* registered with conn, NULL: none */
 	unsigned conn_gen;
 	int cb_ids[_CB_COUNT];
 };
@@ -357,18 +358,11 @@ static void on_job(virConnectPtr conn, virDomainPtr dom, virTypedParameterPtr pa
 	post(opaque, post_new(POST_JOB_DONE, dom));
 }
 
+/* The close callback's opaque: the worker's own (c->close_data), freed in close_conn(). */
 typedef struct CloseData {
 	VmcgLvConn *c;
 	unsigned gen;
 } CloseData;
-
-static void close_data_free(void *p)
-{
-	CloseData *cd = p;
-
-	conn_unref(cd->c);
-	g_free(cd);
-}
 
 static void on_close(virConnectPtr conn, int reason, void *opaque)
 {
@@ -398,7 +392,13 @@ static void close_conn(VmcgLvConn *c)
 			(void)virConnectDomainEventDeregisterAny(c->conn, c->cb_ids[i]);
 		c->cb_ids[i] = -1;
 	}
-	(void)virConnectUnregisterCloseCallback(c->conn, on_close);
+	/*
+	 * Ours to free (no free callback given to libvirt: not every driver
+	 * calls it on unregistering), once libvirt can no longer call it.
+	 */
+	if (c->close_data)
+		(void)virConnectUnregisterCloseCallback(c->conn, on_close);
+	g_clear_pointer(&c->close_data, g_free);
 	virResetLastError();
 	virConnectClose(c->conn);
 	c->conn = NULL;
@@ -466,11 +466,12 @@ static void do_open(VmcgLvConn *c, const Req *r)
 	if (virConnectSetKeepAlive(c->conn, KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT) < 0)
 		virResetLastError();
 	cd = g_new0(CloseData, 1);
-	cd->c = conn_ref(c);
+	cd->c = c; /* the worker's reference covers it: closed before the worker exits */
 	cd->gen = r->gen;
-	if (virConnectRegisterCloseCallback(c->conn, on_close, cd, close_data_free) < 0) {
-		/* test:/// has no close callback: it cannot close. */
-		close_data_free(cd);
+	c->close_data = cd;
+	if (virConnectRegisterCloseCallback(c->conn, on_close, cd, NULL) < 0) {
+		/* A driver without a close callback (test:///) cannot close. */
+		g_clear_pointer(&c->close_data, g_free);
 		virResetLastError();
 	}
 	/* Subscribe first, then list: a domain that starts in between is not missed. */
