@@ -6,8 +6,8 @@
 #      hook mode with QEMU built from Debian's source with qemu-patches/,
 #   3. the unit suite again under valgrind memcheck,
 #   4. the unit and fuzz-corpus suites again under ASan + UBSan,
-#   5. a leak check: nothing this run started (vmcgd, QEMU, libvirtd,
-#      etcd, guest agents, shells) is still alive, and nothing is left in
+#   5. a leak check: nothing this run started (vmcgd, QEMU, etcd, guest
+#      agents, shells) is still alive, and nothing is left in
 #      its temporary directory (tests/integration/vmcgtest/leaks.py); it
 #      counts as one test case, "leak-check",
 # then print one line counting every test case of every phase:
@@ -19,6 +19,10 @@
 # are required: when the patched QEMU cannot be built they fail, saying
 # why (VMCG_REQUIRE_HOOKS=1); a test skips only where the host cannot run
 # it.
+#
+# libvirtd (and virtlogd) are the host's services: the libvirt tests start
+# them when they are not running (there is no systemd here), without the
+# run's tag, and leave them running, as a service would be.
 #
 # Environment: VMCG_SKIP_DEPS=1 skips the package check (for hosts where
 # you manage packages yourself); BUILD_ROOT sets where builds go (default:

@@ -63,6 +63,13 @@ def libvirtd_pids():
     return [int(p) for p in out.stdout.split()]
 
 
+def _service_env():
+    """libvirtd is the host's service, not a test's process: it does not carry
+    the run's tag (leaks.py) or its TMPDIR, and it outlives the run."""
+    return {k: v for k, v in os.environ.items()
+            if k not in ("VMCG_TEST_RUN", "TMPDIR") and not k.startswith("VMCG_")}
+
+
 def start_libvirtd(timeout=30):
     """Starts virtlogd and libvirtd as daemons (no systemd here) and waits for the socket."""
     for prog in ("virtlogd", "libvirtd"):
@@ -70,9 +77,9 @@ def start_libvirtd(timeout=30):
             raise GuestError("%s is not installed: run scripts/install-deps.sh "
                              "(libvirt-daemon-system)" % prog)
     if subprocess.run(["pgrep", "-x", "virtlogd"], stdout=subprocess.DEVNULL).returncode != 0:
-        subprocess.run(["virtlogd", "-d"], check=True)
+        subprocess.run(["virtlogd", "-d"], check=True, env=_service_env(), cwd="/")
     if not libvirtd_pids():
-        subprocess.run(["libvirtd", "-d"], check=True)
+        subprocess.run(["libvirtd", "-d"], check=True, env=_service_env(), cwd="/")
     wait_for(libvirtd_answers, timeout, interval=0.2, what="libvirtd answering on " + URI)
 
 
