@@ -132,10 +132,8 @@ static void report_problems(VmcgLibvirt *lv, LibvirtBackend *b, const VmcgDomain
 	for (guint i = 0; x->problems && i < x->problems->len; i++)
 		g_ptr_array_add(b->problems, g_strdup(g_ptr_array_index(x->problems, i)));
 	b->fallback = plan->fallback;
-	if (!key->len) {
+	if (!key->len)
 		g_message("VM %s: its vmcg metadata is valid again", vmcg_dvm_name(b->vm));
-		return;
-	}
 	for (guint i = 0; i < b->problems->len; i++)
 		g_warning("VM %s (libvirt domain %s): metadata: %s", vmcg_dvm_name(b->vm),
 			  b->domain, (const char *)g_ptr_array_index(b->problems, i));
@@ -201,6 +199,9 @@ static void take_domain(LibvirtBackend *b, const VmcgLvDomain *dom, const VmcgDo
 		/* Adopted as it is: a restarted vmcgd, or libvirtd, moves no balloon. */
 		vmcg_dvm_backend_ready(b->vm, b->pid);
 		b->has_stats = FALSE;
+		/* Ready forgets the balloon's size: the next one seen is reported. */
+		b->actual = 0;
+		b->ref_actual = b->ref_target = 0;
 	}
 	if (!b->pid)
 		g_debug("VM %s: no pid from libvirt's status for %s: no sampling",

@@ -282,6 +282,16 @@ int main(int argc, char **argv)
 		config->interval_usec = usec;
 	}
 
+	if (opt_libvirt) {
+		g_auto(VmcgSettingValue) v = { 0 };
+
+		if (!vmcg_setting_parse_text(vmcg_setting(VMCG_SETTING_LIBVIRT_URI), opt_libvirt,
+					     &v, &error)) {
+			fprintf(stderr, "vmcgd: --libvirt: %s\n", error->message);
+			return 2;
+		}
+	}
+
 	state_path = opt_no_state ? NULL : opt_state ? opt_state : config->state_path;
 	d = vmcg_daemon_new(
 		&(VmcgTreeOptions){ .recursive_protection = config->recursive_protection,
@@ -362,17 +372,8 @@ int main(int argc, char **argv)
 		}
 	}
 
-	{
-		const char *uri = opt_libvirt ? opt_libvirt : config->libvirt_uri;
-		g_auto(VmcgSettingValue) v = { 0 };
-
-		if (opt_libvirt && !vmcg_setting_parse_text(vmcg_setting(VMCG_SETTING_LIBVIRT_URI),
-							    opt_libvirt, &v, &error)) {
-			fprintf(stderr, "vmcgd: --libvirt: %s\n", error->message);
-			return 2;
-		}
-		vmcg_daemon_enable_libvirt(d, uri, config->libvirt_default_group);
-	}
+	vmcg_daemon_enable_libvirt(d, opt_libvirt ? opt_libvirt : config->libvirt_uri,
+				   config->libvirt_default_group);
 
 	loop = g_main_loop_new(NULL, FALSE);
 	g_unix_signal_add(SIGTERM, on_signal, loop);

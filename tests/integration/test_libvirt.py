@@ -39,6 +39,8 @@ Tests, in order, on one vmcgd:
 - pressure_channel_from_xml: c has the org.vmcg.pressure.0 port as a
   <channel type='unix'>: vmcgd finds its socket in the XML, connects,
   gets the agent's reports, and the guest hears its group's level;
+- no_libvirtd_logged_once: a vmcgd whose libvirt is not there logs it
+  once, retries with backoff, shows it in GET /v1/status, and serves on;
 - hooks_by_uuid: h runs the patched QEMU with the vmcg-hooks object put
   on through <qemu:commandline>, naming the VM by its domain UUID: its
   hooks connection attaches to the adopted domain (mode hooks, its pid
@@ -49,6 +51,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -205,11 +208,15 @@ def malformed_metadata_falls_back():
     assert "12Q" in d.log_text(), "the problem is not in the log"
     out = vmcgctl(d, "vm", a.domain)
     assert "12Q" in out and "bogus" in out, out
-    # Valid again: back where it says, and the API says so.
+    # Valid again: back where it says, and the API and an event say so.
+    t1 = time.monotonic()
     a.set_metadata("<vm><group>/other</group></vm>")
     vm = wait_vm(a, lambda v: v["group"] == "/other" and v["metadata"]["valid"], 15,
                  "a back in /other")
     assert vm["floor"] == 0, vm
+    wait_for(lambda: d.events_since(t1, "libvirt_metadata"), 5, what="the all-clear event")
+    ev = d.events_since(t1, "libvirt_metadata")[0][1]
+    assert ev["problems"] == [] and ev["group"] == "/other", ev
 
 
 @test("high_enforced_through_libvirt")
@@ -394,6 +401,33 @@ def hooks_by_uuid():
     h.destroy()
     wait_for(lambda: d.group("/other")["memory.current"] == 0, 5, what="h's charge gone")
 
+
+@test("no_libvirtd_logged_once")
+def no_libvirtd_logged_once():
+    # A libvirt URI whose socket is not there: a host without libvirtd.
+    uri = "qemu+unix:///system?socket=/nonexistent/libvirt-sock"
+    with Daemon(config="[daemon]\nwrite-group =\n", libvirt=uri) as d2:
+        wait_for(lambda: (d2.get("/v1/status")["libvirt"] or {}).get("error"), 10,
+                 what="the failed connect in the status")
+        time.sleep(4)  # 0.5 + 1 + 2 s of backoff: three more tries
+        st = d2.get("/v1/status")["libvirt"]
+        assert st["uri"] == uri and st["state"] in ("connecting", "disconnected"), st
+        assert st["connects"] == 0 and "nonexistent" in st["error"], st
+        log = d2.log_text()
+        warned = [ln for ln in log.splitlines() if "WARNING" in ln and "libvirt" in ln]
+        assert len(warned) == 1 and "retrying" in warned[0], warned
+        assert log.count("cannot connect") >= 3, "not retried"
+        assert d2.get("/v1/groups/")["path"] == "/"
+    # A bad URI is refused at start, with a clear message, before serving.
+    with tempfile.TemporaryDirectory() as tmp:
+        r = subprocess.run([os.environ.get("VMCGD", "vmcgd"), "--libvirt", "qemu system",
+                            "--no-state", "--socket", tmp + "/vmcgd.sock"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           timeout=30, env=dict(os.environ,
+                                                VMCG_CONFIG_DEFAULT_PATH=tmp + "/none.conf"))
+        assert r.returncode == 2, (r.returncode, r.stdout)
+        assert "--libvirt: invalid libvirt URI" in r.stdout, r.stdout
+        assert not os.path.exists(tmp + "/vmcgd.sock"), "served before checking --libvirt"
 
 def setup():
     vmcgd_binary()
