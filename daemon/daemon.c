@@ -783,13 +783,15 @@ static json_object *vm_event_data(VmcgDvm *vm)
 	return data;
 }
 
-gboolean vmcg_daemon_vm_add(VmcgDaemon *d, const char *name, const char *backend,
-			    const char *address, const char *group, const VmcgVmSettings *s,
-			    GError **error)
+/*
+ * Checks and makes a VM, and starts its backend. @managed: adopted by a
+ * backend that owns its life (libvirt): not saved, not the API's to change.
+ */
+static VmcgDvm *vm_create(VmcgDaemon *d, const char *name, const VmcgBackendOps *ops,
+			  const char *address, const char *group, const VmcgVmSettings *s,
+			  gboolean managed, GError **error)
 {
-	const VmcgBackendOps *ops = vmcg_backend_find(backend ? backend : "qmp");
 	VmcgGroup *g;
-	json_object *before;
 	VmcgVm *evm;
 	VmcgDvm *vm;
 	int r;
@@ -799,33 +801,29 @@ gboolean vmcg_daemon_vm_add(VmcgDaemon *d, const char *name, const char *backend
 		g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
 			    "invalid VM name: 1 to %d bytes, no control characters or '/'",
 			    VMCG_VM_NAME_MAX);
-		return FALSE;
+		return NULL;
 	}
-	if (!ops) {
-		g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
-			    "unknown backend \"%s\" (known: qmp)", backend);
-		return FALSE;
-	}
-	if (!ops->check_address(address, error))
-		return FALSE;
-	if (!check_vm_settings(s, error))
-		return FALSE;
+	if (!ops->check_address(address, error) || !check_vm_settings(s, error))
+		return NULL;
 	r = vmcg_group_lookup(d->tree, group ? group : "/", &g);
-	if (r < 0)
-		return set_path_error(group, r, error);
+	if (r < 0) {
+		set_path_error(group, r, error);
+		return NULL;
+	}
 	if (vmcg_daemon_vm_lookup(d, name)) {
 		g_set_error(error, G_IO_ERROR, G_IO_ERROR_EXISTS, "a VM named %s exists", name);
-		return FALSE;
+		return NULL;
 	}
-	before = before_vm(d, name);
 	r = vmcg_vm_new(g, name, &evm);
 	g_assert(r == 0); /* validated */
 
 	vm = vmcg_dvm_new(d, evm, ops, address);
+	vm->managed = managed;
 	apply_vm_settings(vm, s);
 	g_queue_push_tail_link(&d->vms, &vm->link);
 	g_hash_table_insert(d->vm_names, (gpointer)vmcg_vm_name(evm), vm);
-	g_info("VM %s registered (%s %s) in %s", name, ops->name, address, vmcg_group_path(g));
+	g_info("VM %s %s (%s %s) in %s", name, managed ? "adopted" : "registered", ops->name,
+	       address, vmcg_group_path(g));
 	{
 		g_autoptr(json_object) data = vm_event_data(vm);
 
@@ -836,6 +834,29 @@ gboolean vmcg_daemon_vm_add(VmcgDaemon *d, const char *name, const char *backend
 		vmcg_daemon_emit(d, VMCG_EV_VM_ATTACHED, data);
 	}
 	vmcg_dvm_connect(vm);
+	return vm;
+}
+
+gboolean vmcg_daemon_vm_add(VmcgDaemon *d, const char *name, const char *backend,
+			    const char *address, const char *group, const VmcgVmSettings *s,
+			    GError **error)
+{
+	const VmcgBackendOps *ops = vmcg_backend_find(backend ? backend : "qmp");
+	json_object *before;
+
+	/* libvirt's VMs are adopted from libvirt (vmcg_daemon_vm_adopt()), never registered. */
+	if (!ops || ops == &vmcg_backend_libvirt) {
+		g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+			    "unknown backend \"%s\" (known: qmp; libvirt domains are adopted "
+			    "from libvirt)",
+			    backend);
+		return FALSE;
+	}
+	before = before_vm(d, name);
+	if (!vm_create(d, name, ops, address, group, s, FALSE, error)) {
+		json_object_put(before);
+		return FALSE;
+	}
 	/* Last: without a loop, a save that fails undoes the change here (vm may go). */
 	vm_changed(d, before, name);
 	return TRUE;
@@ -919,46 +940,7 @@ VmcgDvm *vmcg_daemon_vm_adopt(VmcgDaemon *d, const char *name, const VmcgBackend
 			      const char *address, const char *group, const VmcgVmSettings *s,
 			      GError **error)
 {
-	VmcgGroup *g;
-	VmcgVm *evm;
-	VmcgDvm *vm;
-	int r;
-
-	r = vmcg_vm_name_validate(name);
-	if (r < 0) {
-		g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
-			    "invalid VM name: 1 to %d bytes, no control characters or '/'",
-			    VMCG_VM_NAME_MAX);
-		return NULL;
-	}
-	if (!ops->check_address(address, error) || !check_vm_settings(s, error))
-		return NULL;
-	r = vmcg_group_lookup(d->tree, group, &g);
-	if (r < 0) {
-		set_path_error(group, r, error);
-		return NULL;
-	}
-	if (g_hash_table_lookup(d->vm_names, name)) {
-		g_set_error(error, G_IO_ERROR, G_IO_ERROR_EXISTS, "a VM named %s exists", name);
-		return NULL;
-	}
-	r = vmcg_vm_new(g, name, &evm);
-	g_assert(r == 0); /* validated */
-	vm = vmcg_dvm_new(d, evm, ops, address);
-	vm->managed = TRUE;
-	apply_vm_settings(vm, s);
-	g_queue_push_tail_link(&d->vms, &vm->link);
-	g_hash_table_insert(d->vm_names, (gpointer)vmcg_vm_name(evm), vm);
-	g_info("VM %s adopted (%s %s) in %s", name, ops->name, address, vmcg_group_path(g));
-	{
-		g_autoptr(json_object) data = vm_event_data(vm);
-
-		json_object_object_add(data, "backend", json_object_new_string(ops->name));
-		json_object_object_add(data, "address", json_object_new_string(address));
-		vmcg_daemon_emit(d, VMCG_EV_VM_ATTACHED, data);
-	}
-	vmcg_dvm_connect(vm);
-	return vm;
+	return vm_create(d, name, ops, address, group, s, TRUE, error);
 }
 
 gboolean vmcg_daemon_vm_managed_move(VmcgDaemon *d, VmcgDvm *vm, const char *group, GError **error)
