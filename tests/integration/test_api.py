@@ -271,7 +271,11 @@ def _():
     assert vm['state'] in ('connecting', 'ready', 'paused', 'gone'), vm
     assert vm['mode'] in ('sampling', 'hooks'), vm
     assert isinstance(vm['memory.current'], int)
-    assert set(vm['balloon']) == {'target', 'actual'}
+    assert set(vm['balloon']) == {'target', 'actual', 'enforced', 'reason', 'migrating',
+                                  'external'}, vm['balloon']
+    # A qmp VM's balloon is driven, and it has none of libvirt's members.
+    assert vm['balloon']['enforced'] is True and vm['balloon']['reason'] is None
+    assert 'domain' not in vm and 'uuid' not in vm and 'metadata' not in vm, vm
     assert vm['stats'] is None or 'age-usec' in vm['stats']
     assert vm['pid'] is None or isinstance(vm['pid'], int)
     check_error(request('GET', '/v1/vms/nobody-here'), 404, 'not_found')

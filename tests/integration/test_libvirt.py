@@ -34,6 +34,10 @@ Tests, in order, on one vmcgd:
   started again, four times: the VMs keep their charges and balloons, vmcgd
   reconnects (GET /v1/status), re-reads everything, and a metadata
   change after it still moves a VM (the events were re-subscribed);
+- oom_pause_through_libvirt: b paused by `virsh suspend` stays ready and
+  charged; its group over max with nothing to reclaim, its OOM action
+  (pause) suspends it through libvirt (`virsh domstate`: paused), and it
+  is ready again once resumed;
 - destroy_removes_charge: `virsh destroy` takes a's charge out of its
   group at once (vm_detached);
 - pressure_channel_from_xml: c has the org.vmcg.pressure.0 port as a
@@ -226,7 +230,7 @@ def high_enforced_through_libvirt():
     # Pages the guest touched and freed are resident and free: what a
     # balloon takes back. (Without this the host holds only what the guest
     # uses, and its floor, not high, is where the balloon stops.)
-    a.hog(160)
+    a.hog(140)
     a.unhog()
     a.hog(64)  # the guest uses it: its balloon cannot take that back
     try:
@@ -330,6 +334,29 @@ def libvirtd_restart_keeps_charges():
     # Re-subscribed: a metadata change after the restart still moves it.
     a.set_metadata("<vm><group>/tenants/acme/web</group></vm>")
     wait_vm(a, lambda v: v["group"] == "/tenants/acme/web", 15, "a moved after the restart")
+
+
+@test("oom_pause_through_libvirt")
+def oom_pause_through_libvirt():
+    d, b = daemon(), S["b"]
+    # Paused by someone else (virsh suspend): still ready, charged, measured.
+    virsh("suspend", b.domain)
+    time.sleep(2)
+    vm = vm_of(b)
+    assert vm["state"] == "ready" and vm["memory.current"] > 16 * MIB, vm
+    virsh("resume", b.domain)
+    # Over max with nothing to reclaim (no balloon): the OOM action, through libvirt.
+    cur = vm["memory.current"]
+    d.put("/v1/groups/nob", {"oom-action": "pause", "memory.max": cur - 8 * MIB})
+    try:
+        wait_vm(b, lambda v: v["state"] == "paused", 30, "b paused by its OOM action")
+        assert virsh("domstate", b.domain).strip() == "paused"
+        ev = d.group("/nob")["memory.events"]
+        assert ev["oom"] >= 1 and ev["oom_kill"] >= 1, ev
+    finally:
+        d.put("/v1/groups/nob", {"memory.max": "max", "oom-action": "notify"})
+    virsh("resume", b.domain)
+    wait_vm(b, lambda v: v["state"] == "ready", 15, "b ready again once resumed")
 
 
 @test("destroy_removes_charge")

@@ -1080,6 +1080,8 @@ while [ $n -lt {limit} ]; do
 	usleep 50000
 	n=$((n + 1))
 done
+# Its line may have come between the two checks above: look once more.
+grep -q holding /run/hogs/{k}.out && r=0
 cat /run/hogs/{k}.out
 [ $r = 0 ]
 """.format(k=k, mib=mib, limit=limit)
