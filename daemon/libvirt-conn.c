@@ -308,6 +308,11 @@ static void post_result(VmcgLvConn *c, VmcgLvResult *res, int64_t t0)
 
 	res->usec = (uint64_t)(g_get_monotonic_time() - t0);
 	p->result = res;
+	/*
+	 * Done before it is posted: whoever handles the last result sees
+	 * nothing pending (each request but QUIT posts exactly one result).
+	 */
+	g_atomic_int_add(&c->pending, -1);
 	post(c, p);
 }
 
@@ -661,9 +666,10 @@ static gpointer worker(gpointer data)
 			break;
 		}
 		g_free(r);
-		g_atomic_int_add(&c->pending, -1);
-		if (kind == REQ_QUIT)
+		if (kind == REQ_QUIT) {
+			g_atomic_int_add(&c->pending, -1);
 			break;
+		}
 	}
 	close_conn(c);
 	g_mutex_lock(&c->lock);
