@@ -16,6 +16,15 @@
 /* 64 KiB: one read of a reply; most replies fit in one. */
 #define READ_CHUNK_BYTES 65536
 
+/*
+ * 50 ms, doubling to 400 ms: the pause after every endpoint failed in one
+ * round, before the next round. A cluster electing a leader answers "no
+ * leader" at once (see hasleader below); an election takes about one
+ * election timeout (etcd's default 1 s), so a few rounds fit in a request.
+ */
+#define BACKOFF_FIRST_MS 50
+#define BACKOFF_MAX_MS 400
+
 struct VmcgEtcd {
 	SoupSession *session;
 	GMainContext *context;
@@ -35,6 +44,8 @@ typedef struct {
 	GError *early_error; /* a builder's error, delivered from an idle */
 	bool repeatable;     /* safe to send again after an ambiguous failure */
 	unsigned endpoint, tries;
+	gint64 deadline_us; /* g_get_monotonic_time() when the request times out */
+	unsigned backoff_ms;
 	VmcgEtcdCallback cb;
 	gpointer userdata;
 	/* The attempt in flight. */
@@ -112,13 +123,25 @@ static bool not_sent(const GError *e)
 	       e->domain == G_RESOLVER_ERROR || e->domain == G_TLS_ERROR;
 }
 
+static gboolean backoff_cb(gpointer data)
+{
+	Req *req = data;
+
+	g_clear_pointer(&req->timer, g_source_unref);
+	attempt(req);
+	return G_SOURCE_REMOVE;
+}
+
 /*
  * This attempt failed with @error (a VMCG_ETCD_ERROR); @may_retry: the
- * failure allows the next endpoint. Takes @error.
+ * failure allows another attempt. The next endpoint is tried at once;
+ * after a round of all of them, after a pause; until the deadline. Takes
+ * @error.
  */
 static void attempt_failed(Req *req, GError *error, bool may_retry)
 {
 	VmcgEtcd *etcd = req->etcd;
+	gint64 left_us = req->deadline_us - g_get_monotonic_time();
 
 	attempt_clear(req);
 	if (!etcd) {
@@ -126,17 +149,25 @@ static void attempt_failed(Req *req, GError *error, bool may_retry)
 		req_free(req);
 		return;
 	}
-	if (may_retry && req->tries < etcd->n_endpoints) {
-		g_debug("etcd: %s: %s; trying the next endpoint", etcd->endpoints[req->endpoint],
-			error->message);
+	if (may_retry && left_us > 0) {
+		g_debug("etcd: %s", error->message);
 		g_error_free(error);
 		req->endpoint = (req->endpoint + 1) % etcd->n_endpoints;
-		attempt(req);
+		if (req->tries % etcd->n_endpoints) {
+			attempt(req);
+			return;
+		}
+		req->backoff_ms = req->backoff_ms ? MIN(req->backoff_ms * 2, BACKOFF_MAX_MS)
+						  : BACKOFF_FIRST_MS;
+		req->timer = g_timeout_source_new(
+			(guint)MIN((gint64)req->backoff_ms, left_us / 1000 + 1));
+		g_source_set_callback(req->timer, backoff_cb, req, NULL);
+		g_source_attach(req->timer, etcd->context);
 		return;
 	}
-	if (may_retry && etcd->n_endpoints > 1)
-		g_prefix_error(&error,
-			       "etcd: none of %u endpoints answered; last: ", etcd->n_endpoints);
+	if (may_retry)
+		g_prefix_error(&error, "etcd: no answer within %u ms from %u endpoint(s); last: ",
+			       etcd->timeout_ms, etcd->n_endpoints);
 	req_finish(req, NULL, error);
 	g_error_free(error);
 }
@@ -149,11 +180,12 @@ static void transport_failed(Req *req, GError *e)
 	bool retry;
 
 	if (req->timed_out) {
+		/* The request's deadline passed: no time for another attempt. */
 		error = g_error_new(VMCG_ETCD_ERROR, VMCG_ETCD_ERROR_TIMEOUT,
 				    "etcd: %s: no answer to %s within %u ms", url,
 				    vmcg_etcd_call_path(req->call),
 				    req->etcd ? req->etcd->timeout_ms : 0);
-		retry = req->repeatable;
+		retry = false;
 	} else {
 		error = g_error_new(VMCG_ETCD_ERROR, VMCG_ETCD_ERROR_UNAVAILABLE, "etcd: %s: %s",
 				    url, e->message);
@@ -253,14 +285,24 @@ static void attempt(Req *req)
 	g_autofree char *uri =
 		g_strconcat(etcd->endpoints[req->endpoint], vmcg_etcd_call_path(req->call), NULL);
 	g_autoptr(GBytes) body = g_bytes_new(req->body, strlen(req->body));
+	gint64 left_us = req->deadline_us - g_get_monotonic_time();
 
 	req->tries++;
 	req->msg = soup_message_new(SOUP_METHOD_POST, uri);
 	soup_message_set_request_body_from_bytes(req->msg, "application/json", body);
+	/*
+	 * gRPC metadata "hasleader" (grpc-gateway forwards Grpc-Metadata-*
+	 * headers): a member without a leader answers "etcdserver: no leader"
+	 * at once (verified on etcd 3.4.23) instead of holding the request
+	 * until its own timeout; nothing was proposed, so any request may go on
+	 * to the next endpoint.
+	 */
+	soup_message_headers_replace(soup_message_get_request_headers(req->msg),
+				     "Grpc-Metadata-hasleader", "true");
 	if (etcd->client_cert)
 		soup_message_set_tls_client_certificate(req->msg, etcd->client_cert);
 	req->cancel = g_cancellable_new();
-	req->timer = g_timeout_source_new(etcd->timeout_ms);
+	req->timer = g_timeout_source_new((guint)MAX(left_us / 1000, 1));
 	g_source_set_callback(req->timer, timeout_cb, req, NULL);
 	g_source_attach(req->timer, etcd->context);
 	soup_session_send_async(etcd->session, req->msg, G_PRIORITY_DEFAULT, req->cancel, sent_cb,
@@ -289,6 +331,7 @@ static void submit(VmcgEtcd *etcd, VmcgEtcdCall call, char *body, GError *build_
 	req->body = body;
 	req->repeatable = repeatable;
 	req->endpoint = etcd->current;
+	req->deadline_us = g_get_monotonic_time() + (gint64)etcd->timeout_ms * 1000;
 	req->cb = cb;
 	req->userdata = userdata;
 	req->link.data = req;
@@ -375,19 +418,20 @@ void vmcg_etcd_free(VmcgEtcd *etcd)
 
 	if (!etcd)
 		return;
-	/*
-	 * Each request's soup callback still runs (cancelled) and frees it;
-	 * the request holds its own ref on the session for that.
-	 */
+	/* A request in flight holds its own ref on the session for its callback. */
 	while ((req = g_queue_pop_head(&etcd->requests))) {
 		req->etcd = NULL;
-		if (req->timer) {
-			g_source_destroy(req->timer);
-			g_clear_pointer(&req->timer, g_source_unref);
+		if (req->msg) {
+			/* In soup's hands: its callback, cancelled, frees it. */
+			if (req->timer) {
+				g_source_destroy(req->timer);
+				g_clear_pointer(&req->timer, g_source_unref);
+			}
+			g_cancellable_cancel(req->cancel);
+		} else if (!req->early_error) {
+			req_free(req); /* pausing between rounds */
 		}
 		/* A request with an early error: its idle still runs and frees it. */
-		if (req->cancel)
-			g_cancellable_cancel(req->cancel);
 	}
 	g_clear_object(&etcd->session);
 	g_clear_object(&etcd->client_cert);

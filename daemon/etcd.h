@@ -15,23 +15,30 @@
  * transport failure is UNAVAILABLE, no answer in time TIMEOUT). vmcg_etcd_free() drops every request in
  * flight without calling its callback.
  *
- * Endpoints: the request goes to the endpoint that answered last; when it
+ * Endpoints: a request goes to the endpoint that answered last; when it
  * cannot be reached, or answers 5xx or gRPC Unavailable, the next one is
- * tried, each at most once per request. A request that etcd may already
- * have applied is not sent again: put, delete, txn and lease grant move
- * on only when the endpoint refused the connection (nothing was sent) or
- * answered an error etcd gives before a proposal ("etcdserver: no
- * leader", "leader changed", "not capable", "too many requests"); range,
- * status, keepalive and revoke (which are safe to repeat) move on after
- * any of these failures and after their own timeout. Otherwise the error
- * is the caller's: a put may have been applied, and only the caller knows
- * whether to retry (a txn compare on the revision it read makes that
- * safe).
+ * tried at once, and after a round of all of them, again after a pause
+ * (50 ms doubling to 400 ms), until the request's timeout. Every request
+ * asks for a member with a leader (gRPC metadata hasleader=true), so a
+ * member that lost its leader says "etcdserver: no leader" at once
+ * rather than holding the request.
  *
- * Timeouts: each attempt has the request timeout (default 2 s:
- * etcd's own request timeout is 5 s, but a member that does not answer in
- * 2 s has lost its leader or its disk, and the next endpoint is the
- * better bet).
+ * A request that etcd may already have applied is not sent again: put,
+ * delete, txn and lease grant move on only when the connection was
+ * refused (nothing was sent) or etcd answered an error it gives before
+ * any proposal ("etcdserver: no leader", "leader changed", "not
+ * capable", "too many requests"); range, status, keepalive and revoke
+ * (safe to repeat) move on after any of these failures. Otherwise the
+ * error is the caller's: a put may have been applied, and only the
+ * caller knows whether to retry (a txn comparing the revision it read is
+ * safe to retry). One such case: a put sent to a follower just after the
+ * leader died is forwarded to the dead leader and lost; the follower
+ * holds it until etcd's own request timeout, so the client reports
+ * TIMEOUT, not a silent retry.
+ *
+ * Timeout: the whole request, every attempt and pause included (default
+ * 2 s: etcd's own request timeout is 5 s, but vmcgd's quota loop would
+ * rather retry on its next tick than wait).
  *
  * No watch: a first version polls its prefix with vmcg_etcd_range() and
  * compares revisions. A watch (/v3/watch, a stream) is for later.
@@ -89,7 +96,7 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(VmcgEtcd, vmcg_etcd_free)
 /* Splits "a,b,c" (spaces around commas dropped); g_strfreev() it. */
 char **vmcg_etcd_split_endpoints(const char *list);
 
-/* Sets the per-attempt timeout of later requests (> 0 ms). */
+/* Sets the timeout of later requests (0: the default). */
 void vmcg_etcd_set_timeout(VmcgEtcd *etcd, unsigned timeout_ms);
 
 /* The index in @endpoints of the endpoint requests go to now. */
