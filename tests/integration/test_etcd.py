@@ -117,7 +117,7 @@ def test_round_trip():
         assert c.ok("del " + k)["deleted"] == "1"
         assert c.ok("get " + k)["count"] == "0"
         assert c.ok("del " + k)["deleted"] == "0"
-        # What the client refuses before sending: an empty key.
+        # What the client refuses before sending: a TTL of 0.
         assert c.cmd("grant 0").startswith("error INVALID"), "a TTL of 0 was sent"
 
 
