@@ -12,8 +12,9 @@
  * that was thread-default when vmcg_etcd_new() ran, never from inside the
  * call that started it: with the result (borrowed for the callback) and a
  * NULL error, or with a NULL result and the error (VMCG_ETCD_ERROR: a
- * transport failure is UNAVAILABLE, no answer in time TIMEOUT). vmcg_etcd_free() drops every request in
- * flight without calling its callback.
+ * transport failure is UNAVAILABLE, no answer in time TIMEOUT).
+ * vmcg_etcd_free() drops every request in flight without calling its
+ * callback.
  *
  * Endpoints: a request goes to the endpoint that answered last; when it
  * cannot be reached, or answers 5xx or gRPC Unavailable, the next one is
@@ -116,7 +117,8 @@ void vmcg_etcd_delete(VmcgEtcd *etcd, const char *key, bool prefix, VmcgEtcdCall
 
 /*
  * If every compare holds, runs @success, else @failure; r->succeeded says
- * which. The arrays and what they point to are copied.
+ * which. The arrays and what they point to are copied (the body is built
+ * before this returns).
  */
 void vmcg_etcd_txn(VmcgEtcd *etcd, const VmcgEtcdCompare *compares, size_t n_compares,
 		   const VmcgEtcdOp *success, size_t n_success, const VmcgEtcdOp *failure,
