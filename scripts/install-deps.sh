@@ -26,6 +26,7 @@ cpio
 util-linux
 systemd
 groff-base
+etcd-server
 "
 
 missing=""
