@@ -713,7 +713,7 @@ static json_object *compare_object(const VmcgEtcdCompare *c, GError **error)
 		return NULL;
 	}
 	o = json_object_new_object();
-	add_b64(o, "key", c->key, strlen(c->key));
+	add_key_range(o, c->key, c->prefix);
 	json_object_object_add(o, "target", json_object_new_string(targets[c->target]));
 	json_object_object_add(o, "result", json_object_new_string(results[c->result]));
 	if (c->target == VMCG_ETCD_TARGET_VALUE)

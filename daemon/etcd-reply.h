@@ -201,9 +201,17 @@ typedef enum {
 	VMCG_ETCD_CMP_NOT_EQUAL,
 } VmcgEtcdCmpResult;
 
-/* One txn compare: the key's @target, compared by @result to the value. */
+/*
+ * One txn compare: the key's @target, compared by @result to the value.
+ * With @prefix, over every key under the prefix @key (etcd's range_end):
+ * the compare holds when it holds for each of them, and trivially when
+ * there is none. "mod_revision < rev + 1" over a prefix is how a txn
+ * learns that no key under it was created or changed since a read at
+ * rev (docs/cluster.md, the range guard).
+ */
 typedef struct {
 	const char *key;
+	bool prefix;
 	VmcgEtcdTarget target;
 	VmcgEtcdCmpResult result;
 	int64_t number;

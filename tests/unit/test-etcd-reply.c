@@ -424,6 +424,12 @@ static void test_builders(void)
 		  .result = VMCG_ETCD_CMP_GREATER,
 		  .number = 1 },
 		{ .key = "new", .target = VMCG_ETCD_TARGET_LEASE, .number = 7 },
+		/* The range guard of docs/cluster.md: no key under "g/" changed since rev 41. */
+		{ .key = "g/",
+		  .prefix = true,
+		  .target = VMCG_ETCD_TARGET_MOD,
+		  .result = VMCG_ETCD_CMP_LESS,
+		  .number = 42 },
 	};
 	const VmcgEtcdOp success[] = {
 		{ .kind = VMCG_ETCD_OP_PUT,
@@ -458,7 +464,9 @@ static void test_builders(void)
 		"{\"key\":\"bmV3\",\"target\":\"VERSION\",\"result\":\"LESS\",\"version\":\"0\"},"
 		"{\"key\":\"bmV3\",\"target\":\"CREATE\",\"result\":\"GREATER\","
 		"\"create_revision\":\"1\"},"
-		"{\"key\":\"bmV3\",\"target\":\"LEASE\",\"result\":\"EQUAL\",\"lease\":\"7\"}],"
+		"{\"key\":\"bmV3\",\"target\":\"LEASE\",\"result\":\"EQUAL\",\"lease\":\"7\"},"
+		"{\"key\":\"Zy8=\",\"range_end\":\"ZzA=\",\"target\":\"MOD\",\"result\":\"LESS\","
+		"\"mod_revision\":\"42\"}],"
 		"\"success\":[{\"request_put\":{\"key\":\"Zm9v\",\"value\":\"cXV4\",\"lease\":"
 		"\"9\"}},"
 		"{\"request_delete_range\":{\"key\":\"Zg==\",\"range_end\":\"Zw==\"}}],"
