@@ -13,6 +13,9 @@
  *   phase 3  every host wants Q: Q/K each; the last R     2R rounds
  *            rounds are the steady window (writes per
  *            host per second)
+ *   phase 3b (--revoke-host H) H's lease is revoked       until back,
+ *            under it: its keepalive grants a new one,    at most TTL + 3 s
+ *            its agent puts the record again
  *   phase 4  (--stop-host H) host H stops its rounds and  (TTL + 3 s)
  *            its keepalive at the phase's start (or at
  *            tick --at-round); its grant must come back
@@ -20,7 +23,7 @@
  *
  *   cluster-check --endpoints E1,E2 [--hosts K] [--group /t] [--rounds R]
  *                 [--interval-ms 100] [--ttl 2] [--seed S]
- *                 [--stop-host H [--at-round N]]
+ *                 [--revoke-host H] [--stop-host H [--at-round N]]
  *
  * Prints "# ..." diagnostics, one "violation ..." line per broken
  * invariant and "figure NAME=VALUE" lines for the figures; exits 1 on any
@@ -58,6 +61,7 @@ static unsigned violations;
 static unsigned checks;
 static int stop_host = -1;
 static int at_round = -1;
+static int revoke_host = -1;
 static int64_t stopped_usec;
 static uint64_t last_sum;	 /* of the grants, at the last check */
 static bool stopped_key_present; /* the stopped host's key, at the last check */
@@ -97,6 +101,15 @@ static void on_check(const VmcgEtcdResult *r, const GError *error, gpointer data
 	}
 	last_sum = sum;
 	stopped_key_present = stopped_present;
+}
+
+static void on_revoke(const VmcgEtcdResult *r, const GError *error, gpointer data)
+{
+	(void)r;
+	outstanding--;
+	if (error)
+		printf("# revoke: %s\n", error->message);
+	*(bool *)data = !error;
 }
 
 static void check(void)
@@ -229,6 +242,8 @@ int main(int argc, char **argv)
 		{ "seed", 0, 0, G_OPTION_ARG_INT, &seed, "random order's seed", "S" },
 		{ "stop-host", 0, 0, G_OPTION_ARG_INT, &stop_host, "host to stop", "H" },
 		{ "at-round", 0, 0, G_OPTION_ARG_INT, &at_round, "tick to stop it at", "N" },
+		{ "revoke-host", 0, 0, G_OPTION_ARG_INT, &revoke_host, "host whose lease to revoke",
+		  "H" },
 		{ NULL, 0, 0, 0, NULL, NULL, NULL },
 	};
 	VmcgGrantParams params = {
@@ -345,6 +360,48 @@ int main(int argc, char **argv)
 	for (int i = 0; i < n_hosts; i++)
 		printf("# phase 3: %s holds %" PRIu64 " (fair %" PRIu64 ")\n", hosts[i].name,
 		       grant_of(i), quota / (uint64_t)n_hosts);
+
+	/*
+	 * Phase 3b (--revoke-host H): H's lease is revoked under it (as when
+	 * it expired during a partition): its record goes, its keepalive
+	 * hears NOT_FOUND and grants a new lease, and its agent must put the
+	 * record again under the new one.
+	 */
+	if (revoke_host >= 0) {
+		Host *h = &hosts[revoke_host];
+		unsigned gen = vmcg_cluster_lease_generation(h->lease);
+		int64_t rejoined_usec = -1;
+		bool revoked = false;
+
+		t0 = g_get_monotonic_time();
+		outstanding++;
+		vmcg_etcd_lease_revoke(checker, vmcg_cluster_lease_id(h->lease), on_revoke,
+				       &revoked);
+		run_until_idle();
+		if (!revoked) {
+			printf("violation the revoke of %s's lease failed\n", h->name);
+			violations++;
+		}
+		for (int end = t + (ttl_s * 1000 + 3000) / interval_ms;
+		     t < end && rejoined_usec < 0; t++) {
+			VmcgClusterAgentInfo info;
+
+			start = g_get_monotonic_time();
+			tick(rand, t);
+			vmcg_cluster_agent_info(h->agent, &info);
+			if (vmcg_cluster_lease_generation(h->lease) != gen && info.has_grant &&
+			    !info.last_error && info.grant_bytes > 0)
+				rejoined_usec = g_get_monotonic_time() - t0;
+			sleep_loop(start + interval_ms * 1000);
+		}
+		if (rejoined_usec < 0) {
+			printf("violation %s did not put its record again under a new lease\n",
+			       h->name);
+			violations++;
+		} else {
+			printf("figure rejoin_ms=%" PRId64 "\n", rejoined_usec / 1000);
+		}
+	}
 
 	/* Phase 4: a host dies; its grant comes back when its lease expires. */
 	if (stop_host >= 0) {

@@ -17,7 +17,9 @@ after every round:
               h1 stops                     (its lease expires: the others
                                             grow into its share)
 
-  k3-stop   K=3, host 1 stops its rounds and keepalive after phase 3:
+  k3-stop   K=3; after phase 3 host 2's lease is revoked under it: its
+            record is back under a new lease within TTL/3 + 1.5 s; then
+            host 1 stops its rounds and keepalive:
             no check ever sees sum(grants) > Q; the steady window writes
             nothing; host 1's key is gone and the others hold Q - 1 %
             within TTL (2 s) + 1.5 s
@@ -74,8 +76,12 @@ def run_check(*args):
 
 
 def test_k3_stop():
-    f = run_check("--hosts", "3", "--group", "/k3", "--stop-host", "1", "--seed", "1")
-    assert "regrown_ms" in f, f
+    f = run_check("--hosts", "3", "--group", "/k3", "--revoke-host", "2", "--stop-host", "1",
+                  "--seed", "1")
+    assert "regrown_ms" in f and "rejoin_ms" in f, f
+    # Revoked: the keepalive (every TTL/3) hears NOT_FOUND, grants anew,
+    # and the agent puts its record again at its next round.
+    assert f["rejoin_ms"] <= TTL_S * 1000 / 3 + 1500, f
     # The lease expires after its TTL; etcd's lessor checks every 500 ms;
     # then a round or two for the others to grow.
     assert f["regrown_ms"] <= TTL_S * 1000 + 1500, f
