@@ -14,6 +14,10 @@
  *   del KEY                 ok rev=R deleted=N
  *   cas KEY MOD VALUE       put VALUE if KEY's mod_revision is MOD (0: absent):
  *                           ok succeeded=1 rev=R, or ok succeeded=0 mod=M value=V
+ *   guard PREFIX REV KEY VALUE
+ *                           put VALUE at KEY if no key under PREFIX has a
+ *                           mod_revision above REV (docs/cluster.md's range
+ *                           guard): ok succeeded=0|1 rev=R
  *   grant TTL               ok id=ID ttl=T
  *   keepalive ID            ok ttl=T
  *   revoke ID               ok rev=R
@@ -81,6 +85,9 @@ static void done_cb(const VmcgEtcdResult *r, const GError *error, gpointer data)
 	} else if (!strcmp(c->cmd, "del")) {
 		g_string_append_printf(c->out, " rev=%" PRId64 " deleted=%" PRId64, r->revision,
 				       r->deleted);
+	} else if (!strcmp(c->cmd, "guard")) {
+		g_string_append_printf(c->out, " succeeded=%d rev=%" PRId64, r->succeeded,
+				       r->revision);
 	} else if (!strcmp(c->cmd, "cas")) {
 		g_string_append_printf(c->out, " succeeded=%d", r->succeeded);
 		if (r->succeeded)
@@ -134,6 +141,18 @@ static void run(char **argv, unsigned argc, GString *out)
 		VmcgEtcdOp get = { .kind = VMCG_ETCD_OP_RANGE, .key = argv[1] };
 
 		vmcg_etcd_txn(client, &cmp, 1, &put, 1, &get, 1, done_cb, &c);
+	} else if (!strcmp(cmd, "guard") && argc == 5) {
+		VmcgEtcdCompare cmp = { .key = argv[1],
+					.prefix = true,
+					.target = VMCG_ETCD_TARGET_MOD,
+					.result = VMCG_ETCD_CMP_LESS,
+					.number = num(argv[2]) + 1 };
+		VmcgEtcdOp put = { .kind = VMCG_ETCD_OP_PUT,
+				   .key = argv[3],
+				   .value = argv[4],
+				   .value_len = strlen(argv[4]) };
+
+		vmcg_etcd_txn(client, &cmp, 1, &put, 1, NULL, 0, done_cb, &c);
 	} else if (!strcmp(cmd, "grant") && argc == 2) {
 		vmcg_etcd_lease_grant(client, num(argv[1]), done_cb, &c);
 	} else if (!strcmp(cmd, "keepalive") && argc == 2) {

@@ -13,6 +13,8 @@ between two of the client's requests:
                  changes the key between the client's read and its txn
                  -> the txn fails and returns the other's value; on the
                  fresh revision it succeeds; create-if-absent (mod 0)
+  range-guard    txn with a compare over a prefix (range_end): a key
+                 created under it since the read refuses the txn
   lease          grant, put with the lease, keepalive, revoke -> the key
                  is gone; a keepalive of the revoked lease is NOT_FOUND
   lease-expiry   ttl 2 s, no keepalive -> the key is gone within ttl + 1 s
@@ -140,6 +142,30 @@ def test_cas():
         assert c.ok("get " + k)["value"] == "mine2"
 
 
+def test_range_guard():
+    # docs/cluster.md: "mod_revision < rev + 1" over a prefix refuses a
+    # txn when a key under it was created (or changed) after the read at
+    # rev, which per-key compares cannot see; a key beyond the prefix
+    # does not count.
+    pre = PREFIX + "guard/"
+    with Client(CLUSTER.endpoints) as c:
+        c.ok("put %sa 1" % pre)
+        rev = c.ok("prefix " + pre)["rev"]
+        c.ok("put %s x" % (PREFIX + "guard0"))  # beyond the prefix's range_end
+        ok = c.ok("guard %s %s %sa 2" % (pre, rev, pre))
+        assert ok["succeeded"] == "1", ok
+        rev = c.ok("prefix " + pre)["rev"]
+        c.ok("put %sc joined" % pre)  # created after the read
+        refused = c.ok("guard %s %s %sa 3" % (pre, rev, pre))
+        assert refused["succeeded"] == "0", refused
+        assert c.ok("get %sa" % pre)["value"] == "2"
+        rev = c.ok("prefix " + pre)["rev"]
+        assert c.ok("guard %s %s %sa 3" % (pre, rev, pre))["succeeded"] == "1"
+        # An empty prefix: the compare holds (nothing changed under it).
+        assert c.ok("guard %s %s %sz 1" % (PREFIX + "none/", rev, PREFIX + "none/"))[
+            "succeeded"] == "1"
+
+
 def test_lease():
     k = PREFIX + "lease"
     with Client(CLUSTER.endpoints) as c:
@@ -230,6 +256,7 @@ def test_failover():
 TESTS = [
     ("round-trip", test_round_trip),
     ("cas", test_cas),
+    ("range-guard", test_range_guard),
     ("lease", test_lease),
     ("lease-expiry", test_lease_expiry),
     ("dead-endpoint", test_dead_endpoint),
