@@ -16,6 +16,14 @@
  * Everything runs on the GMainContext of the VmcgEtcd client. Nothing
  * here applies the grant: the caller reads it (vmcg_cluster_agent_info())
  * when a round ends and enforces it as the group's memory.max.
+ *
+ * Not done yet: a shrink is published by the transaction before the
+ * caller lowers memory.max, so for the length of one callback another
+ * host may already grow into bytes this host still holds (the records
+ * never exceed the quota; the enforced limits may, briefly). Lowering
+ * first needs a hook before the write; the daemon's wiring will add it.
+ * Records are all taken as alive (VmcgGrantHost.alive): a dead host's
+ * grant is freed by its lease's expiry only.
  */
 #ifndef VMCG_DAEMON_CLUSTER_AGENT_H
 #define VMCG_DAEMON_CLUSTER_AGENT_H
