@@ -119,7 +119,7 @@ static void act(VmcgDvm *vm, uint64_t now, bool is_stalled)
 	for (VmcgGroup *g = vmcg_vm_group(vm->vm); g && n < G_N_ELEMENTS(anc);
 	     g = vmcg_group_parent(g)) {
 		anc[n].usage_pages = vmcg_group_current(g) + gstate(g)->promised_pages;
-		anc[n].limit_pages = MIN(vmcg_group_high(g), vmcg_group_max(g));
+		anc[n].limit_pages = MIN(vmcg_group_high(g), vmcg_group_max_effective(g));
 		n++;
 	}
 	/* Its balloon cannot be driven (the API says why): charged, never ballooned. */
@@ -470,7 +470,7 @@ static void decide(VmcgDaemon *d)
 		gs->promised_pages = 0;
 		account_psi(g, now, dt);
 		excess = vmcg_policy_group_excess(vmcg_group_current(g), gstate(g)->held_pages,
-						  vmcg_group_high(g), vmcg_group_max(g));
+						  vmcg_group_high(g), vmcg_group_max_effective(g));
 		if (!excess)
 			continue;
 		if (vmcg_group_over_high(g))

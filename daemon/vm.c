@@ -424,7 +424,7 @@ void vmcg_dvm_backstop_sync(VmcgDvm *vm)
 	if (!d->backstop || !vm->pid)
 		return;
 	for (VmcgGroup *g = vmcg_vm_group(vm->vm); g; g = vmcg_group_parent(g))
-		max = MIN(max, vmcg_group_max(g));
+		max = MIN(max, vmcg_group_max_effective(g));
 	limit = max >= VMCG_PAGES_MAX ? UINT64_MAX : max * PAGE + d->backstop_overhead;
 	if (vm->backstop_pid == vm->pid && vm->backstop_limit == limit)
 		return;

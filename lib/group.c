@@ -71,6 +71,8 @@ static VmcgGroup *group_alloc(VmcgTree *tree, VmcgGroup *parent, const char *nam
 	g->parent = parent;
 	g->depth = parent ? parent->depth + 1 : 0;
 	g->oom_action = VMCG_OOM_NOTIFY;
+	g->max_setting = VMCG_PAGES_MAX;
+	g->max_cap = VMCG_PAGES_MAX;
 	vmcg_counter_init(&g->counter, parent ? &parent->counter : NULL);
 	for (int i = 0; i < _VMCG_EVENT_COUNT; i++) {
 		atomic_init(&g->events[i], 0);
@@ -738,6 +740,16 @@ uint64_t vmcg_group_high(const VmcgGroup *group)
 
 uint64_t vmcg_group_max(const VmcgGroup *group)
 {
+	return group->max_setting;
+}
+
+uint64_t vmcg_group_max_cap(const VmcgGroup *group)
+{
+	return group->max_cap;
+}
+
+uint64_t vmcg_group_max_effective(const VmcgGroup *group)
+{
 	return vmcg_counter_max(&group->counter);
 }
 
@@ -777,20 +789,40 @@ int vmcg_group_set_high(VmcgGroup *group, uint64_t nr_pages)
 	return 0;
 }
 
-int vmcg_group_set_max(VmcgGroup *group, uint64_t nr_pages)
+static uint64_t min_u64(uint64_t a, uint64_t b)
 {
-	uint64_t old;
+	return a < b ? a : b;
+}
 
-	if (!group->parent)
-		return -EPERM;
-	old = vmcg_counter_max(&group->counter);
-	vmcg_counter_set_max(&group->counter, nr_pages);
+/* The counter enforces the lower of memory.max and its cap. */
+static void apply_max(VmcgGroup *group)
+{
+	uint64_t old = vmcg_counter_max(&group->counter);
+
+	vmcg_counter_set_max(&group->counter, min_u64(group->max_setting, group->max_cap));
 	/*
 	 * Credit cached in stocks is charged but unused: on a lower limit
 	 * ask for it back, as memory_max_write() drains before reclaiming.
 	 */
 	if (vmcg_counter_max(&group->counter) < old)
 		vmcg_group_drain_stocks(group);
+}
+
+int vmcg_group_set_max(VmcgGroup *group, uint64_t nr_pages)
+{
+	if (!group->parent)
+		return -EPERM;
+	group->max_setting = min_u64(nr_pages, VMCG_PAGES_MAX);
+	apply_max(group);
+	return 0;
+}
+
+int vmcg_group_set_max_cap(VmcgGroup *group, uint64_t nr_pages)
+{
+	if (!group->parent)
+		return -EPERM;
+	group->max_cap = min_u64(nr_pages, VMCG_PAGES_MAX);
+	apply_max(group);
 	return 0;
 }
 
@@ -1041,7 +1073,7 @@ int vmcg_group_oom_select(VmcgGroup *group, VmcgVm ***ret_vms, size_t *ret_n)
 		}
 	}
 	/* totalpages of a memcg OOM is its limit; unlimited: what it uses. */
-	total = vmcg_group_max(group);
+	total = vmcg_group_max_effective(group);
 	if (total >= VMCG_PAGES_MAX)
 		total = vmcg_group_current(group);
 	r = vmcg_oom_select(cand, n, total, &victim_index);

@@ -63,6 +63,9 @@ struct VmcgGroup {
 	bool oom_group;
 	bool overhead_counted;
 	VmcgOomAction oom_action;
+	/* memory.max as set, and a cap on it: the counter enforces the lower. */
+	uint64_t max_setting;
+	uint64_t max_cap;
 	_Atomic uint64_t events[_VMCG_EVENT_COUNT];
 	_Atomic uint64_t events_local[_VMCG_EVENT_COUNT];
 	VmcgVmpressure vmpressure;

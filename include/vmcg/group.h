@@ -195,7 +195,12 @@ void vmcg_group_reset_peak(VmcgGroup *group);
 uint64_t vmcg_group_min(const VmcgGroup *group);
 uint64_t vmcg_group_low(const VmcgGroup *group);
 uint64_t vmcg_group_high(const VmcgGroup *group);
+/* memory.max as set (what the API and the state show). */
 uint64_t vmcg_group_max(const VmcgGroup *group);
+/* The cap on it (vmcg_group_set_max_cap()); VMCG_PAGES_MAX when none. */
+uint64_t vmcg_group_max_cap(const VmcgGroup *group);
+/* What is enforced: the lower of the two. Charges, reclaim and OOM use this. */
+uint64_t vmcg_group_max_effective(const VmcgGroup *group);
 uint64_t vmcg_group_emin(const VmcgGroup *group);
 uint64_t vmcg_group_elow(const VmcgGroup *group);
 
@@ -209,6 +214,13 @@ int vmcg_group_set_min(VmcgGroup *group, uint64_t nr_pages);
 int vmcg_group_set_low(VmcgGroup *group, uint64_t nr_pages);
 int vmcg_group_set_high(VmcgGroup *group, uint64_t nr_pages);
 int vmcg_group_set_max(VmcgGroup *group, uint64_t nr_pages);
+/*
+ * A cap on memory.max that the group's owner did not set: a cluster-wide
+ * quota's grant for this host (docs/cluster.md). The group enforces the
+ * lower of memory.max and the cap; memory.max as set is kept (and shown)
+ * apart. VMCG_PAGES_MAX or more: no cap. -EPERM for the root.
+ */
+int vmcg_group_set_max_cap(VmcgGroup *group, uint64_t nr_pages);
 
 bool vmcg_group_over_high(const VmcgGroup *group);
 bool vmcg_group_over_max(const VmcgGroup *group);

@@ -504,6 +504,62 @@ static void test_knobs(void)
 }
 
 /*
+ * A cap on memory.max (a cluster grant, docs/cluster.md): the lower of the
+ * two is enforced, memory.max as set is kept apart.
+ */
+static void test_max_cap(void)
+{
+	static const struct {
+		uint64_t max, cap, want_effective;
+	} rows[] = {
+		{ VMCG_PAGES_MAX, VMCG_PAGES_MAX, VMCG_PAGES_MAX }, /* neither */
+		{ 100, VMCG_PAGES_MAX, 100 },			    /* max only */
+		{ VMCG_PAGES_MAX, 50, 50 },			    /* cap only */
+		{ 100, 50, 50 },				    /* cap lower */
+		{ 30, 50, 30 },					    /* max lower */
+		{ 100, 100, 100 },
+		{ 100, VMCG_PAGES_MAX + 5, 100 }, /* "max" or more: no cap */
+	};
+	VmcgGroup *over = NULL;
+	VmcgTree *t;
+	VmcgGroup *g;
+	VmcgVm *vm;
+
+	g_assert_cmpint(vmcg_tree_new(NULL, &t), ==, 0);
+	g = mk(t, "/g");
+	for (size_t i = 0; i < G_N_ELEMENTS(rows); i++) {
+		g_assert_cmpint(vmcg_group_set_max(g, rows[i].max), ==, 0);
+		g_assert_cmpint(vmcg_group_set_max_cap(g, rows[i].cap), ==, 0);
+		g_assert_cmpuint(vmcg_group_max(g), ==, MIN(rows[i].max, VMCG_PAGES_MAX));
+		g_assert_cmpuint(vmcg_group_max_cap(g), ==, MIN(rows[i].cap, VMCG_PAGES_MAX));
+		g_assert_cmpuint(vmcg_group_max_effective(g), ==, rows[i].want_effective);
+	}
+	/* The cap is enforced on charges, and memory.max changes keep it. */
+	g_assert_cmpint(vmcg_group_set_max(g, 100), ==, 0);
+	g_assert_cmpint(vmcg_group_set_max_cap(g, 40), ==, 0);
+	g_assert_cmpint(vmcg_vm_new(g, "v", &vm), ==, 0);
+	g_assert_cmpint(vmcg_vm_try_charge(vm, 40, &over), ==, 0);
+	g_assert_cmpint(vmcg_vm_try_charge(vm, 1, &over), ==, -ENOMEM);
+	g_assert_true(over == g);
+	g_assert_cmpint(vmcg_group_set_max(g, 200), ==, 0);
+	g_assert_cmpuint(vmcg_group_max_effective(g), ==, 40);
+	g_assert_cmpint(vmcg_vm_try_charge(vm, 1, &over), ==, -ENOMEM);
+	/* Lifted: up to memory.max again. */
+	g_assert_cmpint(vmcg_group_set_max_cap(g, VMCG_PAGES_MAX), ==, 0);
+	g_assert_cmpint(vmcg_vm_try_charge(vm, 60, &over), ==, 0);
+	g_assert_cmpuint(vmcg_group_current(g), ==, 100);
+	/* Lowered under usage: accepted, the group is over its (effective) max. */
+	g_assert_cmpint(vmcg_group_set_max_cap(g, 80), ==, 0);
+	g_assert_true(vmcg_group_over_max(g));
+	g_assert_cmpuint(vmcg_group_max(g), ==, 200);
+	g_assert_cmpint(vmcg_vm_uncharge(vm, 100), ==, 0);
+	vmcg_vm_free(vm);
+	/* The root takes no cap, as it takes no max. */
+	g_assert_cmpint(vmcg_group_set_max_cap(vmcg_tree_root(t), 10), ==, -EPERM);
+	vmcg_tree_free(t);
+}
+
+/*
  * Many siblings, and the same names under different parents: children are
  * found by a hash of (parent, name), which removal, moves and the table's
  * growth must keep exact; the child list keeps creation order (appended
@@ -586,5 +642,6 @@ int main(int argc, char **argv)
 	g_test_add_func("/group/plan-reclaim", test_plan_reclaim);
 	g_test_add_func("/group/oom-select", test_oom_select);
 	g_test_add_func("/group/knobs", test_knobs);
+	g_test_add_func("/group/max-cap", test_max_cap);
 	return g_test_run();
 }
