@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "etcd-reply.h"
+#include "json-stream.h"
 #include "json-util.h"
 
 G_DEFINE_QUARK(vmcg - etcd - error - quark, vmcg_etcd_error)
@@ -430,28 +431,26 @@ static bool parse_error(json_object *o, int *ret_grpc_code, GError **error)
 	return true;
 }
 
+/*
+ * One JSON object and only white space after it (a keepalive stream's
+ * newline), with the framer's strict checks (json-stream.h): integers
+ * beyond 64 bits, NaN, bad UTF-8 and the like are refused, not clamped.
+ */
 static json_object *parse_json(const char *body, size_t len, GError **error)
 {
-	g_autoptr(json_tokener) tok = json_tokener_new_ex(JSON_DEPTH_MAX);
-	json_object *o;
-	size_t end;
+	const VmcgJsonStreamOptions opts = {
+		.max_message_bytes = VMCG_ETCD_REPLY_MAX_BYTES,
+		/* A full reply (VMCG_ETCD_KVS_MAX kvs of a few members) stays within. */
+		.max_tree_bytes = (size_t)256 << 20,
+		.max_depth = JSON_DEPTH_MAX,
+		.what = "etcd reply",
+	};
+	g_autoptr(GError) local = NULL;
+	json_object *o = NULL;
 
-	o = json_tokener_parse_ex(tok, body, (int)len);
-	if (!o) {
-		enum json_tokener_error je = json_tokener_get_error(tok);
-
-		bad(error, "not JSON: %s",
-		    je == json_tokener_continue ? "truncated" : json_tokener_error_desc(je));
+	if (vmcg_json_parse_object(body, len, &opts, &o, &local) < 0) {
+		bad(error, "not JSON: %s", local->message);
 		return NULL;
-	}
-	/* One value, then only white space (a keepalive stream's newline). */
-	end = json_tokener_get_parse_end(tok);
-	for (size_t i = end; i < len; i++) {
-		if (!g_ascii_isspace(body[i])) {
-			json_object_put(o);
-			bad(error, "not JSON: trailing data after the reply");
-			return NULL;
-		}
 	}
 	return o;
 }
@@ -481,8 +480,6 @@ static bool parse_reply(VmcgEtcdCall call, unsigned http_status, const char *bod
 		}
 		return false;
 	}
-	if (!json_object_is_type(root, json_type_object))
-		return bad(error, "the reply must be an object, not %s", type_name(root));
 	if (parse_error(root, ret_grpc_code, error))
 		return false;
 	if (http_status / 100 != 2)
