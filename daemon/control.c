@@ -76,6 +76,8 @@ static VmcgPolicyVm policy_vm(const VmcgDvm *vm)
 		.report_actual_bytes = vm->report_actual,
 		.report_has_psi = vm->report.has_psi,
 		.report_some_avg10_centi = vm->report.some_avg10_centi,
+		.not_driven = vm->no_balloon != NULL,
+		.external_hold = vm->external_hold,
 	};
 }
 
@@ -122,16 +124,7 @@ static void act(VmcgDvm *vm, uint64_t now, bool is_stalled)
 		anc[n].limit_pages = MIN(vmcg_group_high(g), vmcg_group_max_effective(g));
 		n++;
 	}
-	/* Its balloon cannot be driven (the API says why): charged, never ballooned. */
-	if (vm->no_balloon)
-		return;
 	t = vmcg_policy_balloon_target(&vm->d->policy, &pv, now, anc, n);
-	/*
-	 * Someone else moved its balloon (an operator's virsh setmem): left
-	 * there, not deflated back, until its group needs reclaim.
-	 */
-	if (vm->external_hold && t.action != VMCG_POLICY_RECLAIM)
-		return;
 	if (t.action != VMCG_POLICY_HOLD)
 		vmcg_dvm_set_target(vm, t.target_bytes);
 	/*

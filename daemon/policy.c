@@ -179,9 +179,8 @@ uint64_t vmcg_policy_deflate_room(const VmcgPolicy *p, uint64_t cur_bytes, uint6
 	return room >= PAGE ? room : 0;
 }
 
-VmcgPolicyTarget vmcg_policy_balloon_target(const VmcgPolicy *p, const VmcgPolicyVm *vm,
-					    uint64_t now_usec, const VmcgPolicyAncestor *anc,
-					    size_t n)
+static VmcgPolicyTarget balloon_target(const VmcgPolicy *p, const VmcgPolicyVm *vm,
+				       uint64_t now_usec, const VmcgPolicyAncestor *anc, size_t n)
 {
 	const uint64_t cur = current_target(vm);
 	const VmcgPolicyTarget hold = { VMCG_POLICY_HOLD, 0, cur };
@@ -239,6 +238,22 @@ VmcgPolicyTarget vmcg_policy_balloon_target(const VmcgPolicy *p, const VmcgPolic
 		return hold;
 	return (VmcgPolicyTarget){ VMCG_POLICY_DEFLATE, min_u64(vm->ram_size_bytes, cur + room),
 				   cur };
+}
+
+VmcgPolicyTarget vmcg_policy_balloon_target(const VmcgPolicy *p, const VmcgPolicyVm *vm,
+					    uint64_t now_usec, const VmcgPolicyAncestor *anc,
+					    size_t n)
+{
+	const VmcgPolicyTarget hold = { VMCG_POLICY_HOLD, 0, current_target(vm) };
+	VmcgPolicyTarget t;
+
+	if (vm->not_driven)
+		return hold;
+	t = balloon_target(p, vm, now_usec, anc, n);
+	/* An operator's setmem is not fought: only the group's need overrides it. */
+	if (vm->external_hold && t.action != VMCG_POLICY_RECLAIM)
+		return hold;
+	return t;
 }
 
 VmcgPolicyTarget vmcg_policy_reclaim_target(const VmcgPolicy *p, const VmcgPolicyVm *vm,

@@ -76,6 +76,13 @@ typedef struct VmcgPolicyVm {
 	uint64_t report_actual_bytes;	 /* actual_bytes when it arrived */
 	bool report_has_psi;
 	uint32_t report_some_avg10_centi; /* PSI some avg10, hundredths of a percent */
+	/* The backend cannot drive this balloon (libvirt: no device, VFIO, ...): never moved. */
+	bool not_driven;
+	/*
+	 * Someone else moved it (vmcg_policy_balloon_external()): left where
+	 * it is, no room given, no deflation, until its group needs reclaim.
+	 */
+	bool external_hold;
 } VmcgPolicyVm;
 
 /* A report is fresh for 3 report intervals (docs/guest-channel.md, "Effect"). */
@@ -166,7 +173,9 @@ uint64_t vmcg_policy_deflate_room(const VmcgPolicy *p, uint64_t cur_bytes, uint6
  * Returns the decision; target_bytes is before the balloon command's own
  * clamps (page alignment, min_guest, ram size: vmcg_dvm_set_target()).
  * Holds a VM that is not ready or whose sizes are unknown, and a VM
- * adopted less than p->stats_max_age_usec ago that has no stats yet.
+ * adopted less than p->stats_max_age_usec ago that has no stats yet; a
+ * balloon that is not driven, always; one under an external hold, unless
+ * the decision is to reclaim.
  */
 VmcgPolicyTarget vmcg_policy_balloon_target(const VmcgPolicy *p, const VmcgPolicyVm *vm,
 					    uint64_t now_usec, const VmcgPolicyAncestor *anc,

@@ -221,6 +221,85 @@ static void test_deflate_room(void)
  */
 #define FRESH(res) 1, 1000, 700, res, 1024
 
+/*
+ * Hands off: a balloon the backend cannot drive is never moved; one that
+ * someone else moved is left there unless the group needs reclaim.
+ */
+static void test_balloon_hands_off(void)
+{
+	static const struct {
+		const char *name;
+		GuestRow vm;
+		uint64_t take; /* pages */
+		bool not_driven, external_hold;
+		VmcgPolicyAction want;
+	} rows[] = {
+		/*   ram  actual target res floor stats */
+		{ "driven: reclaim",
+		  { 1024, 1024, 0, 800, 0, FRESH(800) },
+		  1000,
+		  false,
+		  false,
+		  VMCG_POLICY_RECLAIM },
+		{ "not driven: hold, even asked to reclaim",
+		  { 1024, 1024, 0, 800, 0, FRESH(800) },
+		  1000,
+		  true,
+		  false,
+		  VMCG_POLICY_HOLD },
+		{ "not driven: hold, even grown into it",
+		  { 1024, 500, 500, 500, 0, 1, 1000, 20, 450, 500 },
+		  0,
+		  true,
+		  false,
+		  VMCG_POLICY_HOLD },
+		{ "external: reclaim when the group needs it",
+		  { 1024, 1024, 0, 800, 0, FRESH(800) },
+		  1000,
+		  false,
+		  true,
+		  VMCG_POLICY_RECLAIM },
+		{ "external: no room given",
+		  { 1024, 500, 500, 500, 0, 1, 1000, 20, 450, 500 },
+		  0,
+		  false,
+		  true,
+		  VMCG_POLICY_HOLD },
+		{ "driven: room given",
+		  { 1024, 500, 500, 500, 0, 1, 1000, 20, 450, 500 },
+		  0,
+		  false,
+		  false,
+		  VMCG_POLICY_GROW },
+		{ "external: no deflation",
+		  { 1024, 600, 600, 600, 0, FRESH(600) },
+		  0,
+		  false,
+		  true,
+		  VMCG_POLICY_HOLD },
+		{ "driven: deflation",
+		  { 1024, 600, 600, 600, 0, FRESH(600) },
+		  0,
+		  false,
+		  false,
+		  VMCG_POLICY_DEFLATE },
+	};
+	VmcgPolicyAncestor roomy = { .usage_pages = PAGES(100), .limit_pages = VMCG_PAGES_MAX };
+
+	for (size_t i = 0; i < G_N_ELEMENTS(rows); i++) {
+		VmcgPolicyVm vm = guest(&rows[i].vm, true, 100, rows[i].take);
+		VmcgPolicyTarget t;
+
+		g_test_message("%s", rows[i].name);
+		vm.not_driven = rows[i].not_driven;
+		vm.external_hold = rows[i].external_hold;
+		t = vmcg_policy_balloon_target(&P, &vm, NOW, &roomy, 1);
+		g_assert_cmpint(t.action, ==, rows[i].want);
+		if (t.action == VMCG_POLICY_HOLD)
+			g_assert_cmpuint(t.target_bytes, ==, 0);
+	}
+}
+
 static void test_balloon_target(void)
 {
 	static const struct {
@@ -860,6 +939,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/policy/guest-floor", test_guest_floor);
 	g_test_add_func("/policy/deflate-room", test_deflate_room);
 	g_test_add_func("/policy/balloon-target", test_balloon_target);
+	g_test_add_func("/policy/balloon-hands-off", test_balloon_hands_off);
 	g_test_add_func("/policy/reclaim-target", test_reclaim_target);
 	g_test_add_func("/policy/balloon-progress", test_balloon_progress);
 	g_test_add_func("/policy/group-excess", test_group_excess);
