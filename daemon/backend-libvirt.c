@@ -63,7 +63,7 @@ typedef struct LibvirtBackend {
 	char uuid[VMCG_LV_UUID_LEN];
 	char *domain;
 	pid_t pid;
-	uint64_t ram; /* <memory>, bytes */
+	gboolean ready; /* reported ready to vm.c (take_domain()) */
 	const char *no_balloon;
 	gboolean migrating;
 	gboolean pause_asked;
@@ -192,9 +192,10 @@ static void send_period(LibvirtBackend *b)
 static void take_domain(LibvirtBackend *b, const VmcgLvDomain *dom, const VmcgDomainXml *x,
 			const VmcgLvPlan *plan)
 {
-	gboolean was_ready = b->pid != 0 || vmcg_dvm_ram_bytes(b->vm) != 0;
+	gboolean was_ready = b->ready;
 
 	if (!was_ready || dom->pid != b->pid) {
+		b->ready = TRUE;
 		b->pid = dom->pid;
 		/* Adopted as it is: a restarted vmcgd, or libvirtd, moves no balloon. */
 		vmcg_dvm_backend_ready(b->vm, b->pid);
@@ -206,10 +207,9 @@ static void take_domain(LibvirtBackend *b, const VmcgLvDomain *dom, const VmcgDo
 	if (!b->pid)
 		g_debug("VM %s: no pid from libvirt's status for %s: no sampling",
 			vmcg_dvm_name(b->vm), b->domain);
-	if (x->memory != b->ram || !vmcg_dvm_ram_bytes(b->vm)) {
-		b->ram = x->memory;
-		vmcg_dvm_backend_ram(b->vm, b->ram);
-	}
+	/* Ready forgets the RAM size too: always said again. */
+	if (x->memory != vmcg_dvm_ram_bytes(b->vm))
+		vmcg_dvm_backend_ram(b->vm, x->memory);
 	if (plan->no_balloon != b->no_balloon) {
 		b->no_balloon = plan->no_balloon;
 		vmcg_dvm_backend_no_balloon(b->vm, b->no_balloon);
@@ -234,17 +234,25 @@ static void lv_connect(VmcgBackend *vb)
 	lb(vb)->seen = TRUE;
 }
 
+/* The waiting target, if it may go: one command in flight, none while it migrates. */
+static void send_setmem(LibvirtBackend *b)
+{
+	VmcgLibvirt *lv = b->lv;
+
+	if (!b->want_unsent || b->setmem_in_flight || b->migrating || lv->state != LV_UP)
+		return;
+	b->want_unsent = FALSE;
+	b->setmem_in_flight = TRUE;
+	vmcg_lv_op(lv->conn, VMCG_LV_OP_SETMEM, b->uuid, b->want_bytes >> 10);
+}
+
 static void lv_poll(VmcgBackend *vb, uint64_t now)
 {
 	LibvirtBackend *b = lb(vb);
 	VmcgLibvirt *lv = b->lv;
 	uint64_t tick = lv->d->interval_usec;
 
-	if (b->want_unsent && !b->setmem_in_flight && !b->migrating && lv->state == LV_UP) {
-		b->want_unsent = FALSE;
-		b->setmem_in_flight = TRUE;
-		vmcg_lv_op(lv->conn, VMCG_LV_OP_SETMEM, b->uuid, b->want_bytes >> 10);
-	}
+	send_setmem(b);
 	/* One call for every domain's statistics, at most once a tick. */
 	if (lv->state == LV_UP && !lv->stats_in_flight &&
 	    now - lv->stats_asked_usec >= tick - tick / 4) {
@@ -263,8 +271,7 @@ static void lv_set_balloon(VmcgBackend *vb, uint64_t bytes)
 		return;
 	b->want_bytes = bytes;
 	b->want_unsent = TRUE;
-	/* Sent from poll(): one in flight per domain, held while it migrates. */
-	lv_poll(vb, vmcg_daemon_now_usec(b->lv->d));
+	send_setmem(b);
 }
 
 static void lv_pause(VmcgBackend *vb)
@@ -542,7 +549,7 @@ static void balloon_seen(VmcgLibvirt *lv, LibvirtBackend *b, uint64_t kib)
 	if (b->no_balloon || !kib || kib > (UINT64_MAX >> 10))
 		return;
 	actual = kib << 10;
-	if (b->ram && actual > b->ram)
+	if (vmcg_dvm_ram_bytes(b->vm) && actual > vmcg_dvm_ram_bytes(b->vm))
 		return;
 	if (target != b->ref_target || !b->ref_actual) {
 		b->ref_target = target;
@@ -588,7 +595,7 @@ static void on_stats(VmcgLibvirt *lv, const VmcgLvResult *r)
 			continue;
 		if (s->has_current)
 			balloon_seen(lv, b, s->current);
-		if (!vmcg_lv_guest_stats(s, b->ram, &gs))
+		if (!vmcg_lv_guest_stats(s, vmcg_dvm_ram_bytes(b->vm), &gs))
 			continue;
 		/* The guest's own timestamp did not move: it stopped updating; they age out. */
 		if (b->has_stats && s->last_update == b->last_update)
