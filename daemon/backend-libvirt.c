@@ -44,8 +44,8 @@ struct VmcgLibvirt {
 	char *default_group;
 	VmcgLvConn *conn;
 	LvState state;
-	unsigned gen;	   /* the open in progress or up */
-	unsigned failures; /* opens failed in a row */
+	unsigned gen;	/* the open in progress or up */
+	guint retry_ms; /* the last wait before reopening, 0: none since it was up */
 	guint retry_id;
 	gboolean warned; /* the outage was logged */
 	char *error;
@@ -482,7 +482,7 @@ static void on_opened(VmcgLibvirt *lv, const VmcgLvResult *r)
 	GPtrArray *stale = g_ptr_array_new();
 
 	lv->state = LV_UP;
-	lv->failures = 0;
+	lv->retry_ms = 0;
 	lv->opens++;
 	g_clear_pointer(&lv->error, g_free);
 	g_message("libvirt: connected to %s: %u running domains (%.1f ms)", lv->uri,
@@ -515,8 +515,10 @@ static gboolean on_retry(gpointer userdata)
 
 static void schedule_reopen(VmcgLibvirt *lv)
 {
-	unsigned ms = vmcg_lv_backoff_ms(lv->failures++);
+	/* QMP's schedule: 0.5 s, doubling to 30 s. */
+	guint ms = vmcg_qmp_reconnect_next_ms(lv->retry_ms, 500, 30000, false);
 
+	lv->retry_ms = ms;
 	lv->state = LV_DOWN;
 	if (!lv->retry_id)
 		lv->retry_id = g_timeout_add(ms, on_retry, lv);
@@ -797,7 +799,7 @@ static void on_closed(unsigned gen, const char *why, gpointer userdata)
 		  "charges meanwhile",
 		  lv->uri, why, g_hash_table_size(lv->by_uuid));
 	lv->warned = TRUE;
-	lv->failures = 0;
+	lv->retry_ms = 0;
 	schedule_reopen(lv);
 }
 

@@ -106,12 +106,3 @@ VmcgLvErrorClass vmcg_lv_error_class(int code)
 		return VMCG_LV_ERR_FAIL;
 	}
 }
-
-unsigned vmcg_lv_backoff_ms(unsigned failures)
-{
-	unsigned ms = 500;
-
-	for (unsigned i = 0; i < failures && ms < 30000; i++)
-		ms *= 2;
-	return MIN(ms, 30000u);
-}

@@ -58,7 +58,4 @@ typedef enum VmcgLvErrorClass {
 /** What a libvirt error code (virErrorNumber) means for a balloon or OOM action. */
 VmcgLvErrorClass vmcg_lv_error_class(int code);
 
-/** The wait before reopening after @failures failed opens: 0.5 s doubling to 30 s. */
-unsigned vmcg_lv_backoff_ms(unsigned failures);
-
 #endif

@@ -188,7 +188,7 @@ static void test_guest_stats(void)
 	}
 }
 
-/* ---- errors, backoff ---- */
+/* ---- errors ---- */
 
 static void test_error_class(void)
 {
@@ -210,15 +210,6 @@ static void test_error_class(void)
 
 	for (size_t i = 0; i < G_N_ELEMENTS(rows); i++)
 		g_assert_cmpint(vmcg_lv_error_class(rows[i].code), ==, rows[i].want);
-}
-
-static void test_backoff(void)
-{
-	static const unsigned want[] = { 500, 1000, 2000, 4000, 8000, 16000, 30000, 30000 };
-
-	for (unsigned i = 0; i < G_N_ELEMENTS(want); i++)
-		g_assert_cmpuint(vmcg_lv_backoff_ms(i), ==, want[i]);
-	g_assert_cmpuint(vmcg_lv_backoff_ms(1000000), ==, 30000);
 }
 
 /* ---- libvirt's pid file and QEMU's command line ---- */
@@ -315,7 +306,6 @@ int main(int argc, char **argv)
 	g_test_add_func("/libvirt-adopt/plan", test_plan);
 	g_test_add_func("/libvirt-adopt/guest-stats", test_guest_stats);
 	g_test_add_func("/libvirt-adopt/error-class", test_error_class);
-	g_test_add_func("/libvirt-adopt/backoff", test_backoff);
 	g_test_add_func("/libvirt-conn/pid-path", test_pid_path);
 	g_test_add_func("/libvirt-conn/cmdline", test_cmdline);
 	g_test_add_func("/policy/balloon-external", test_balloon_external);
