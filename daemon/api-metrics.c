@@ -7,6 +7,7 @@
 
 #include "api-private.h"
 #include "backend-libvirt.h"
+#include "cluster.h"
 #include "vmcg/size.h"
 
 /* A Prometheus label value: backslash, double quote and newline escaped. */
@@ -328,6 +329,110 @@ static void metrics_libvirt(VmcgApi *api, GString *out)
 	g_string_append_printf(out, "vmcg_libvirt_pending %u\n", s.pending);
 }
 
+/* Cluster quotas (docs/cluster.md): one sample per cluster-wide group; few, so in one go. */
+typedef struct ClusterGauge {
+	const char *name, *type, *help;
+	uint64_t (*value)(const VmcgClusterGroupInfo *i);
+} ClusterGauge;
+
+#define CG(field)                                                 \
+	static uint64_t cg_##field(const VmcgClusterGroupInfo *i) \
+	{                                                         \
+		return (uint64_t)i->field;                        \
+	}
+CG(quota_bytes)
+CG(quota_in_force)
+CG(grant_bytes)
+CG(enforce_bytes)
+CG(demand_bytes)
+CG(pool_bytes)
+CG(hosts)
+CG(drift)
+CG(writes)
+CG(conflicts)
+CG(bad_records)
+#undef CG
+
+static uint64_t cg_partitioned(const VmcgClusterGroupInfo *i)
+{
+	return i->state == VMCG_CLUSTER_PARTITIONED;
+}
+
+static uint64_t cg_synced_seconds(const VmcgClusterGroupInfo *i)
+{
+	return i->synced_usec > 0 ? (uint64_t)i->synced_usec / G_USEC_PER_SEC : 0;
+}
+
+static const ClusterGauge cluster_gauges[] = {
+	{ "vmcg_cluster_quota_bytes", "gauge", "cluster.memory.max as configured on this host.",
+	  cg_quota_bytes },
+	{ "vmcg_cluster_quota_in_force_bytes", "gauge",
+	  "The smallest cluster.memory.max of all hosts: the one in force.", cg_quota_in_force },
+	{ "vmcg_cluster_grant_bytes", "gauge", "This host's slice of the quota, as in etcd.",
+	  cg_grant_bytes },
+	{ "vmcg_cluster_enforced_bytes", "gauge",
+	  "The cap enforced as the group's memory.max (less than the grant while giving back).",
+	  cg_enforce_bytes },
+	{ "vmcg_cluster_demand_bytes", "gauge", "This host's demand, as it last published it.",
+	  cg_demand_bytes },
+	{ "vmcg_cluster_pool_bytes", "gauge", "The quota in force not granted to any host.",
+	  cg_pool_bytes },
+	{ "vmcg_cluster_hosts", "gauge", "Hosts holding a grant of the group.", cg_hosts },
+	{ "vmcg_cluster_drift", "gauge", "1 when hosts disagree on cluster.memory.max.", cg_drift },
+	{ "vmcg_cluster_partitioned", "gauge",
+	  "1 while this host cannot read etcd (its grant is held, never raised).", cg_partitioned },
+	{ "vmcg_cluster_synced_timestamp_seconds", "gauge",
+	  "Wall clock of the last round that read etcd (and wrote, if it had to); 0: never.",
+	  cg_synced_seconds },
+	{ "vmcg_cluster_writes_total", "counter", "Grant transactions committed.", cg_writes },
+	{ "vmcg_cluster_conflicts_total", "counter",
+	  "Grant transactions refused because another host wrote first.", cg_conflicts },
+	{ "vmcg_cluster_bad_records_total", "counter",
+	  "Keys or records under the group's prefix skipped as not what vmcgd writes.",
+	  cg_bad_records },
+};
+
+typedef struct ClusterSample {
+	VmcgApi *api;
+	GString *out;
+	const ClusterGauge *gauge;
+} ClusterSample;
+
+static void cluster_sample(VmcgGroup *g, gpointer data)
+{
+	ClusterSample *cs = data;
+	VmcgClusterGroupInfo i;
+
+	if (!vmcg_cluster_group_info(vmcg_daemon_cluster(cs->api->d), g, &i))
+		return;
+	sample_begin(cs->out, cs->gauge->name, "group", vmcg_group_path(g));
+	sample_end_u64(cs->out, cs->gauge->value(&i));
+}
+
+static void metrics_cluster(VmcgApi *api, GString *out)
+{
+	VmcgCluster *c = vmcg_daemon_cluster(api->d);
+	VmcgClusterStatus st;
+
+	vmcg_cluster_status(c, &st);
+	if (!st.groups && !st.connected)
+		return;
+	if (st.connected) {
+		family(out, "vmcg_cluster_lease_alive", "gauge",
+		       "1 while this host's etcd lease was renewed within its TTL.");
+		g_string_append_printf(out, "vmcg_cluster_lease_alive %d\n", st.lease_alive);
+		family(out, "vmcg_cluster_leases_total", "counter",
+		       "Leases granted to this host (more than 1: one expired).");
+		g_string_append_printf(out, "vmcg_cluster_leases_total %u\n", st.lease_generation);
+	}
+	for (size_t k = 0; k < G_N_ELEMENTS(cluster_gauges); k++) {
+		ClusterSample cs = { api, out, &cluster_gauges[k] };
+
+		family(out, cluster_gauges[k].name, cluster_gauges[k].type, cluster_gauges[k].help);
+		vmcg_cluster_foreach(c, cluster_sample, &cs);
+	}
+}
+
 static void vm_charge_unknown(GString *out, const VmcgDvmInfo *i, const Section *sec)
 {
 	vm_sample(out, sec->name, i);
@@ -466,6 +571,7 @@ static void section_header(Metrics *m, GString *out, const Section *sec)
 		g_string_append_printf(out, "vmcg_api_connections %u\n", vmcg_api_conn_count(api));
 		metrics_state(api, out);
 		metrics_libvirt(api, out);
+		metrics_cluster(api, out);
 	} else if (sec->group && !sec->name) {
 		family(out, group_gauges[sec->arg].name, sec->type, group_gauges[sec->arg].help);
 	} else if (sec->vm && !sec->name) {

@@ -183,9 +183,11 @@ typedef struct Schema {
 		{ VMCG_SETTING_MEMORY_MAX, NULL, false, GS(has_max), GS(max) },                    \
 		{ VMCG_SETTING_MEMORY_OOM_GROUP, NULL, false, GS(has_oom_group), GS(oom_group) },  \
 		{ VMCG_SETTING_OOM_ACTION_KNOB, NULL, false, GS(has_oom_action), GS(oom_action) }, \
+		{ VMCG_SETTING_OVERHEAD_IN_MAX, NULL, false, GS(has_overhead_in_max),              \
+		  GS(overhead_in_max) },                                                           \
 	{                                                                                          \
-		VMCG_SETTING_OVERHEAD_IN_MAX, NULL, false, GS(has_overhead_in_max),                \
-			GS(overhead_in_max)                                                        \
+		VMCG_SETTING_CLUSTER_MEMORY_MAX, NULL, false, GS(has_cluster_max),                 \
+			GS(cluster_max)                                                            \
 	}
 
 static const Field group_fields[] = { GROUP_KNOBS };
@@ -216,6 +218,7 @@ static const char *const group_read_only[] = {
 	"memory.stat",
 	"vms",
 	"children",
+	"cluster",
 	NULL,
 };
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "api-private.h"
+#include "cluster.h"
 #include "vmcg/oom.h"
 #include "vmcg/size.h"
 
@@ -85,6 +86,40 @@ VmcgVmpressureLevel vmcg_api_group_vmpressure(VmcgApi *api, VmcgGroup *g)
 				     vmcg_daemon_policy(api->d)->vmpressure_hold_usec);
 }
 
+/* The group's cluster quota and grant (docs/cluster.md); NULL (null) when not cluster-wide. */
+static json_object *cluster_json(VmcgApi *api, VmcgGroup *g)
+{
+	VmcgCluster *c = vmcg_daemon_cluster(api->d);
+	VmcgClusterGroupInfo i;
+	const VmcgGrantHost *h;
+	json_object *o, *hosts;
+
+	if (!vmcg_cluster_group_info(c, g, &i))
+		return NULL;
+	o = json_object_new_object();
+	hosts = json_object_new_object();
+	json_object_object_add(o, "memory.max", json_object_new_uint64(i.quota_bytes));
+	json_object_object_add(o, "state",
+			       json_object_new_string(vmcg_cluster_state_to_string(i.state)));
+	json_object_object_add(o, "quota", json_object_new_uint64(i.quota_in_force));
+	json_object_object_add(o, "drift", json_object_new_boolean(i.drift));
+	json_object_object_add(o, "grant", json_object_new_uint64(i.grant_bytes));
+	json_object_object_add(o, "enforced", json_object_new_uint64(i.enforce_bytes));
+	json_object_object_add(o, "shrinking", json_object_new_boolean(i.shrinking));
+	json_object_object_add(o, "demand", json_object_new_uint64(i.demand_bytes));
+	for (size_t k = 0; (h = vmcg_cluster_group_host(c, g, k)); k++)
+		json_object_object_add(hosts, h->name, json_object_new_uint64(h->grant_bytes));
+	json_object_object_add(o, "hosts", hosts);
+	json_object_object_add(o, "pool", json_object_new_uint64(i.pool_bytes));
+	json_object_object_add(o, "synced-usec", json_object_new_int64(i.synced_usec));
+	json_object_object_add(o, "reason", json_object_new_string(i.reason));
+	json_object_object_add(o, "writes", json_object_new_uint64(i.writes));
+	json_object_object_add(o, "conflicts", json_object_new_uint64(i.conflicts));
+	json_object_object_add(o, "error",
+			       i.last_error ? json_object_new_string(i.last_error) : NULL);
+	return o;
+}
+
 /* Every member of @g's GET form but "children", which comes last. */
 static json_object *group_fields(VmcgApi *api, VmcgGroup *g)
 {
@@ -113,6 +148,7 @@ static json_object *group_fields(VmcgApi *api, VmcgGroup *g)
 		json_object_new_string(vmcg_oom_action_to_string(vmcg_group_oom_action(g))));
 	json_object_object_add(obj, "overhead-in-max",
 			       json_object_new_boolean(vmcg_group_overhead_counted(g)));
+	json_object_object_add(obj, "cluster", cluster_json(api, g));
 	for (VmcgVm *vm = vmcg_group_first_vm(g); vm; vm = vmcg_vm_next_in_group(vm))
 		json_object_array_add(vms, json_object_new_string(vmcg_vm_name(vm)));
 	json_object_object_add(obj, "vms", vms);

@@ -22,6 +22,7 @@
 #include "api-limits.h"
 #include "backend-libvirt.h"
 #include "api-private.h"
+#include "cluster.h"
 #include "unixsock.h"
 #include "vmcg/size.h"
 
@@ -588,6 +589,30 @@ static json_object *libvirt_to_json(VmcgDaemon *d)
 	return lv;
 }
 
+static json_object *cluster_to_json(VmcgDaemon *d)
+{
+	json_object *o, *eps;
+	VmcgClusterStatus s;
+
+	vmcg_cluster_status(vmcg_daemon_cluster(d), &s);
+	if (!s.connected)
+		return NULL;
+	o = json_object_new_object();
+	eps = json_object_new_array();
+	for (char *const *e = s.endpoints; *e; e++)
+		json_object_array_add(eps, json_object_new_string(*e));
+	json_object_object_add(o, "node", json_object_new_string(s.node));
+	json_object_object_add(o, "etcd", eps);
+	json_object_object_add(o, "endpoint",
+			       json_object_new_string(s.endpoints[s.current_endpoint]));
+	json_object_object_add(o, "lease", json_object_new_int64(s.lease_id));
+	json_object_object_add(o, "lease-alive", json_object_new_boolean(s.lease_alive));
+	json_object_object_add(o, "lease-ttl-usec", json_object_new_uint64(s.lease_ttl_usec));
+	json_object_object_add(o, "leases", json_object_new_uint64(s.lease_generation));
+	json_object_object_add(o, "groups", json_object_new_uint64(s.groups));
+	return o;
+}
+
 static json_object *status_to_json(VmcgApi *api)
 {
 	json_object *obj = json_object_new_object(), *st = json_object_new_object();
@@ -607,6 +632,7 @@ static json_object *status_to_json(VmcgApi *api)
 	json_object_object_add(st, "pending", json_object_new_uint64(h.pending));
 	json_object_object_add(obj, "state", st);
 	json_object_object_add(obj, "libvirt", libvirt_to_json(api->d));
+	json_object_object_add(obj, "cluster", cluster_to_json(api->d));
 	return obj;
 }
 

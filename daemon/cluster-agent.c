@@ -51,6 +51,17 @@ struct VmcgClusterAgent {
 	VmcgClusterAgentDone done;
 	gpointer done_data;
 
+	/* The caller's usage, and how long a shrink may wait for it (set_usage()). */
+	uint64_t usage_bytes;
+	uint64_t shrink_wait_max_usec;
+	int64_t shrink_since_usec; /* monotonic: a smaller grant waits since, 0 if none */
+	uint64_t shrink_to_bytes;  /* ... this one */
+	bool shrinking;		   /* the last round kept a smaller grant unpublished */
+
+	/* The valid records of the last read, by name (host()); names in host_names. */
+	GArray *hosts_read;
+	GPtrArray *host_names;
+
 	/* What info() reports. */
 	uint64_t grant_bytes;
 	bool has_grant;
@@ -82,6 +93,8 @@ VmcgClusterAgent *vmcg_cluster_agent_new(VmcgEtcd *etcd, const char *group, cons
 	a->key = g_steal_pointer(&key);
 	a->params = *params;
 	a->lease_id = lease_id;
+	a->hosts_read = g_array_new(FALSE, TRUE, sizeof(VmcgGrantHost));
+	a->host_names = g_ptr_array_new_with_free_func(g_free);
 	return a;
 }
 
@@ -96,7 +109,42 @@ void vmcg_cluster_agent_free(VmcgClusterAgent *a)
 	g_free(a->prefix);
 	g_free(a->key);
 	g_free(a->last_error);
+	g_array_unref(a->hosts_read);
+	g_ptr_array_unref(a->host_names);
 	g_free(a);
+}
+
+void vmcg_cluster_agent_set_usage(VmcgClusterAgent *a, uint64_t usage_bytes,
+				  uint64_t wait_max_usec)
+{
+	a->usage_bytes = usage_bytes;
+	a->shrink_wait_max_usec = wait_max_usec;
+}
+
+const VmcgGrantHost *vmcg_cluster_agent_host(VmcgClusterAgent *a, size_t i)
+{
+	g_return_val_if_fail(i < a->hosts_read->len, NULL);
+	return &g_array_index(a->hosts_read, VmcgGrantHost, i);
+}
+
+static int host_cmp(gconstpointer x, gconstpointer y)
+{
+	return strcmp(((const VmcgGrantHost *)x)->name, ((const VmcgGrantHost *)y)->name);
+}
+
+/* Keeps a copy of @hosts (the last read's) for host(). */
+static void keep_hosts(VmcgClusterAgent *a, const VmcgGrantHost *hosts, size_t n)
+{
+	g_array_set_size(a->hosts_read, 0);
+	g_ptr_array_set_size(a->host_names, 0);
+	for (size_t i = 0; i < n; i++) {
+		VmcgGrantHost h = hosts[i];
+
+		h.name = g_strdup(hosts[i].name);
+		g_ptr_array_add(a->host_names, (char *)h.name);
+		g_array_append_val(a->hosts_read, h);
+	}
+	g_array_sort(a->hosts_read, host_cmp);
 }
 
 void vmcg_cluster_agent_set_lease(VmcgClusterAgent *a, int64_t lease_id)
@@ -150,6 +198,13 @@ static void on_txn(const VmcgEtcdResult *r, const GError *error, gpointer data)
 	} else if (r->succeeded) {
 		a->grant_bytes = a->new_grant_bytes;
 		a->has_grant = true;
+		a->shrink_since_usec = 0;
+		for (guint i = 0; i < a->hosts_read->len; i++) {
+			VmcgGrantHost *h = &g_array_index(a->hosts_read, VmcgGrantHost, i);
+
+			if (!strcmp(h->name, a->node))
+				h->grant_bytes = a->grant_bytes;
+		}
 		a->writes++;
 		a->synced_usec = g_get_real_time();
 	} else {
@@ -243,6 +298,7 @@ static void on_range(const VmcgEtcdResult *r, const GError *error, gpointer data
 		return;
 	}
 	a->partitioned = false;
+	a->shrinking = false;
 	names = g_ptr_array_new_with_free_func(g_free);
 	hosts = collect(a, r, names, &n, &self, &own, &published);
 	own_valid = own && published.name != a->node;
@@ -258,6 +314,27 @@ static void on_range(const VmcgEtcdResult *r, const GError *error, gpointer data
 	p = a->params;
 	p.quota_bytes = a->quota_in_force;
 	new_grant = vmcg_grant_decide(&p, hosts, n, self, true, &a->reason);
+	keep_hosts(a, hosts, n);
+	/*
+	 * A smaller grant is enforced at once (enforce_bytes) and published
+	 * once usage is down to it: until then the record keeps the old one.
+	 */
+	if (own_valid && new_grant < published.grant_bytes) {
+		int64_t now = g_get_monotonic_time();
+
+		if (!a->shrink_since_usec || new_grant != a->shrink_to_bytes) {
+			a->shrink_since_usec = a->shrink_since_usec ? a->shrink_since_usec : now;
+			a->shrink_to_bytes = new_grant;
+		}
+		if (!vmcg_grant_shrink_ready(published.grant_bytes, new_grant, a->usage_bytes,
+					     (uint64_t)(now - a->shrink_since_usec),
+					     a->shrink_wait_max_usec)) {
+			new_grant = published.grant_bytes;
+			a->shrinking = true;
+		}
+	} else {
+		a->shrink_since_usec = 0;
+	}
 	write = !own_valid || own->lease != a->lease_id ||
 		vmcg_grant_should_write(&p, &published, new_grant, a->demand_bytes,
 					a->params.quota_bytes);
@@ -330,6 +407,10 @@ void vmcg_cluster_agent_round(VmcgClusterAgent *a, uint64_t demand_bytes, VmcgCl
 void vmcg_cluster_agent_info(VmcgClusterAgent *a, VmcgClusterAgentInfo *ret)
 {
 	*ret = (VmcgClusterAgentInfo){ .grant_bytes = a->grant_bytes,
+				       .enforce_bytes = a->shrinking ? MIN(a->grant_bytes,
+									   a->shrink_to_bytes)
+								     : a->grant_bytes,
+				       .shrinking = a->shrinking,
 				       .has_grant = a->has_grant,
 				       .quota_in_force = a->quota_in_force,
 				       .drift = a->drift,

@@ -17,11 +17,11 @@
  * here applies the grant: the caller reads it (vmcg_cluster_agent_info())
  * when a round ends and enforces it as the group's memory.max.
  *
- * Not done yet: a shrink is published by the transaction before the
- * caller lowers memory.max, so for the length of one callback another
- * host may already grow into bytes this host still holds (the records
- * never exceed the quota; the enforced limits may, briefly). Lowering
- * first needs a hook before the write; the daemon's wiring will add it.
+ * A smaller grant is enforced before it is published: the round that
+ * decides to give back sets enforce_bytes to the new grant at once, and
+ * writes it only when the caller's usage (vmcg_cluster_agent_set_usage())
+ * is down to it, or after the shrink wait (vmcg_grant_shrink_ready()). So
+ * another host grows only into bytes this one no longer uses.
  * Records are all taken as alive (VmcgGrantHost.alive): a dead host's
  * grant is freed by its lease's expiry only.
  */
@@ -45,6 +45,12 @@ typedef struct VmcgClusterAgentInfo {
 	 * may have applied it), the smaller of the old and the new one.
 	 */
 	uint64_t grant_bytes;
+	/*
+	 * What to enforce as the group's memory.max: the grant, or a smaller
+	 * one decided and not yet published (shrinking).
+	 */
+	uint64_t enforce_bytes;
+	bool shrinking; /* a smaller grant waits for usage to come down */
 	bool has_grant;		 /* the own record exists, as far as the agent knows */
 	uint64_t quota_in_force; /* the smallest quota of the records last read */
 	bool drift;		 /* the records' quotas differ */
@@ -104,6 +110,21 @@ typedef void (*VmcgClusterAgentDone)(VmcgClusterAgent *a, gpointer userdata);
  */
 void vmcg_cluster_agent_round(VmcgClusterAgent *a, uint64_t demand_bytes, VmcgClusterAgentDone done,
 			      gpointer userdata);
+
+/*
+ * The group's usage now, read by the rounds that follow: a smaller grant
+ * is published only once usage is down to it, or after @wait_max_usec
+ * (vmcg_grant_shrink_ready()). Never set: usage 0, shrinks publish at once.
+ */
+void vmcg_cluster_agent_set_usage(VmcgClusterAgent *a, uint64_t usage_bytes,
+				  uint64_t wait_max_usec);
+
+/*
+ * The valid records of the last read, the own one included, sorted by
+ * host name; @i < info's hosts. Names are the agent's, valid until the
+ * next round ends.
+ */
+const VmcgGrantHost *vmcg_cluster_agent_host(VmcgClusterAgent *a, size_t i);
 
 /* Whether a round is in flight. */
 bool vmcg_cluster_agent_busy(const VmcgClusterAgent *a);

@@ -304,6 +304,23 @@ bool vmcg_grant_should_write(const VmcgGrantParams *p, const VmcgGrantHost *publ
 	       dist_u64(demand_bytes, published->demand_bytes) >= band;
 }
 
+uint64_t vmcg_grant_demand(const VmcgGrantParams *p, const VmcgGrantDemandInput *in)
+{
+	uint64_t demand = in->usage_bytes;
+
+	if (add_sat(in->usage_bytes, p->hysteresis_bytes / 4) >= in->cap_bytes)
+		demand =
+			add_sat(in->usage_bytes, max_u64(p->hysteresis_bytes, in->usage_bytes / 8));
+	return min_u64(min_u64(demand, in->ceiling_bytes), VMCG_GRANT_BYTES_MAX);
+}
+
+bool vmcg_grant_shrink_ready(uint64_t published_bytes, uint64_t new_grant_bytes,
+			     uint64_t usage_bytes, uint64_t waited_usec, uint64_t wait_max_usec)
+{
+	return new_grant_bytes >= published_bytes || usage_bytes <= new_grant_bytes ||
+	       waited_usec >= wait_max_usec;
+}
+
 /* ---- keys ---- */
 
 G_DEFINE_QUARK(vmcg - grant - error - quark, vmcg_grant_error)

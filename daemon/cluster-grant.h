@@ -157,6 +157,46 @@ bool vmcg_grant_sum_ok(const VmcgGrantParams *p, const VmcgGrantHost *hosts, siz
 bool vmcg_grant_should_write(const VmcgGrantParams *p, const VmcgGrantHost *published,
 			     uint64_t new_grant_bytes, uint64_t demand_bytes, uint64_t quota_bytes);
 
+/* What vmcg_grant_demand() reads of the host's group. Bytes. */
+typedef struct VmcgGrantDemandInput {
+	uint64_t usage_bytes; /* the group's charge now */
+	uint64_t cap_bytes;   /* the memory.max in force: the grant, or the operator's if smaller */
+	/*
+	 * The most the group can be charged whatever it is granted: its VMs'
+	 * RAM (and overhead, where counted), and the operator's own
+	 * memory.max, whichever is smaller.
+	 */
+	uint64_t ceiling_bytes;
+} VmcgGrantDemandInput;
+
+/**
+ * vmcg_grant_demand() - what the host's group would use unconstrained,
+ * as far as one host can tell. A group well under its cap uses what it
+ * wants: its demand is its usage. A group at its cap (usage within a
+ * quarter of the hysteresis of it, or above) may want more than it gets:
+ * its demand is its usage plus max(h, usage / 8), a probe that grows a
+ * pressed group by at least one hysteresis per round and by an eighth
+ * when it is large. Never above the ceiling.
+ *
+ * An idle group that happens to sit at its cap grows once and then gives
+ * back to half a hysteresis above its usage (SHRINK_ROOM), where it is no
+ * longer at its cap: at most two writes, then none.
+ */
+uint64_t vmcg_grant_demand(const VmcgGrantParams *p, const VmcgGrantDemandInput *in);
+
+/**
+ * vmcg_grant_shrink_ready() - whether a smaller grant @new_grant_bytes
+ * (than the @published_bytes in etcd) may be published now. The host
+ * lowers its own memory.max to the new grant first and publishes only
+ * once its usage is down to it, so that another host never grows into
+ * bytes this one still holds; a group that cannot come down (its VMs'
+ * floors, an OOM action of "notify") publishes after @wait_max_usec
+ * anyway, so that others do not starve behind it. A grant that does not
+ * shrink is always ready.
+ */
+bool vmcg_grant_shrink_ready(uint64_t published_bytes, uint64_t new_grant_bytes,
+			     uint64_t usage_bytes, uint64_t waited_usec, uint64_t wait_max_usec);
+
 /*
  * The domain of the keys' and records' errors; a record that is not JSON
  * keeps json-stream.h's (VMCG_JSON_STREAM_ERROR).

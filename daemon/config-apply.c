@@ -205,6 +205,8 @@ GPtrArray *vmcg_config_snapshot(VmcgDaemon *d)
 			g_strdup(vmcg_oom_action_to_string(vmcg_group_oom_action(g)));
 		o->values[VMCG_MERGE_G_OVERHEAD_IN_MAX] =
 			vmcg_merge_bool_text(vmcg_group_overhead_counted(g));
+		o->values[VMCG_MERGE_G_CLUSTER_MAX] =
+			vmcg_merge_size_text(vmcg_cluster_group_quota(d->cluster, g));
 		g_ptr_array_add(list, o);
 	}
 	for (VmcgDvm *vm = vmcg_daemon_vm_first(d); vm; vm = vmcg_daemon_vm_next(vm)) {
@@ -259,6 +261,8 @@ static void group_settings(const VmcgMergeObject *o, unsigned keys, VmcgGroupSet
 	if (keys & 1u << VMCG_MERGE_G_OVERHEAD_IN_MAX)
 		s->has_overhead_in_max = true,
 		s->overhead_in_max = strcmp(v[VMCG_MERGE_G_OVERHEAD_IN_MAX], "true") == 0;
+	if (keys & 1u << VMCG_MERGE_G_CLUSTER_MAX)
+		s->has_cluster_max = true, s->cluster_max = size_of(v[VMCG_MERGE_G_CLUSTER_MAX]);
 }
 
 static void vm_settings(const VmcgMergeObject *o, unsigned keys, VmcgVmSettings *s)

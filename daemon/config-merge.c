@@ -17,6 +17,7 @@ static const char *const group_keys[VMCG_MERGE_G_NKEYS] = {
 	[VMCG_MERGE_G_OOM_GROUP] = "memory.oom.group",
 	[VMCG_MERGE_G_OOM_ACTION] = "oom-action",
 	[VMCG_MERGE_G_OVERHEAD_IN_MAX] = "overhead-in-max",
+	[VMCG_MERGE_G_CLUSTER_MAX] = "cluster.memory.max",
 };
 
 static const char *const vm_keys[VMCG_MERGE_V_NKEYS] = {
@@ -110,6 +111,7 @@ GPtrArray *vmcg_merge_from_config(const VmcgConfig *c)
 		o->values[VMCG_MERGE_G_OOM_ACTION] =
 			g_strdup(vmcg_oom_action_to_string(cg->oom_action));
 		o->values[VMCG_MERGE_G_OVERHEAD_IN_MAX] = vmcg_merge_bool_text(cg->overhead_in_max);
+		o->values[VMCG_MERGE_G_CLUSTER_MAX] = vmcg_merge_size_text(cg->cluster_max_bytes);
 		g_ptr_array_add(list, o);
 	}
 	for (size_t i = 0; i < c->n_vms; i++) {
@@ -505,6 +507,20 @@ void vmcg_config_reload_daemon(const VmcgConfig *running, VmcgConfig *next,
 	restart_str("[libvirt] uri", &running->libvirt_uri, &next->libvirt_uri, ret_restart_keys);
 	restart_str("[libvirt] default-group", &running->libvirt_default_group,
 		    &next->libvirt_default_group, ret_restart_keys);
+	restart_str("[cluster] etcd", &running->cluster_etcd, &next->cluster_etcd,
+		    ret_restart_keys);
+	restart_str("[cluster] node", &running->cluster_node, &next->cluster_node,
+		    ret_restart_keys);
+	restart_str("[cluster] ca-file", &running->cluster_ca_file, &next->cluster_ca_file,
+		    ret_restart_keys);
+	restart_str("[cluster] cert-file", &running->cluster_cert_file, &next->cluster_cert_file,
+		    ret_restart_keys);
+	restart_str("[cluster] key-file", &running->cluster_key_file, &next->cluster_key_file,
+		    ret_restart_keys);
+	RESTART_VAL("[cluster] lease-ttl", cluster_lease_ttl_usec);
+	RESTART_VAL("[cluster] hysteresis", cluster_hysteresis_bytes);
+	RESTART_VAL("[cluster] min-grant", cluster_min_grant_bytes);
+	RESTART_VAL("[cluster] shrink-wait", cluster_shrink_wait_usec);
 	RESTART_VAL("recursive-protection", recursive_protection);
 	RESTART_VAL("stock-batch", stock_batch);
 	RESTART_VAL("backstop", backstop);

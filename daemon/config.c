@@ -151,6 +151,18 @@ static const KeyDesc libvirt_keys[] = {
 	D(LIBVIRT_URI, libvirt_uri),
 	D(LIBVIRT_GROUP, libvirt_default_group),
 };
+
+static const KeyDesc cluster_keys[] = {
+	D(CLUSTER_ETCD, cluster_etcd),
+	D(CLUSTER_NODE, cluster_node),
+	D(CLUSTER_CA_FILE, cluster_ca_file),
+	D(CLUSTER_CERT_FILE, cluster_cert_file),
+	D(CLUSTER_KEY_FILE, cluster_key_file),
+	D(CLUSTER_LEASE_TTL, cluster_lease_ttl_usec),
+	D(CLUSTER_HYSTERESIS, cluster_hysteresis_bytes),
+	D(CLUSTER_MIN_GRANT, cluster_min_grant_bytes),
+	D(CLUSTER_SHRINK_WAIT, cluster_shrink_wait_usec),
+};
 #undef D
 
 #define G(id_, field, knob_)                                                \
@@ -165,6 +177,7 @@ static const KeyDesc group_keys[] = {
 	G(MEMORY_OOM_GROUP, oom_group, VMCG_CONFIG_KNOB_OOM_GROUP),
 	G(OOM_ACTION_KNOB, oom_action, VMCG_CONFIG_KNOB_OOM_ACTION),
 	G(OVERHEAD_IN_MAX, overhead_in_max, VMCG_CONFIG_KNOB_OVERHEAD_IN_MAX),
+	G(CLUSTER_MEMORY_MAX, cluster_max_bytes, VMCG_CONFIG_KNOB_CLUSTER_MAX),
 };
 #undef G
 
@@ -190,6 +203,7 @@ typedef enum SectionType {
 	SECTION_GROUP,
 	SECTION_VM,
 	SECTION_LIBVIRT,
+	SECTION_CLUSTER,
 	_SECTION_COUNT,
 } SectionType;
 
@@ -202,6 +216,7 @@ static const struct {
 	[SECTION_GROUP] = { "group", group_keys, G_N_ELEMENTS(group_keys) },
 	[SECTION_VM] = { "vm", vm_keys, G_N_ELEMENTS(vm_keys) },
 	[SECTION_LIBVIRT] = { "libvirt", libvirt_keys, G_N_ELEMENTS(libvirt_keys) },
+	[SECTION_CLUSTER] = { "cluster", cluster_keys, G_N_ELEMENTS(cluster_keys) },
 };
 
 /* The most keys of any section: per-section bookkeeping arrays are this long. */
@@ -264,6 +279,7 @@ VmcgConfig *vmcg_config_new_default(void)
 
 	set_defaults(daemon_keys, G_N_ELEMENTS(daemon_keys), c);
 	set_defaults(libvirt_keys, G_N_ELEMENTS(libvirt_keys), c);
+	set_defaults(cluster_keys, G_N_ELEMENTS(cluster_keys), c);
 	return c;
 }
 
@@ -277,6 +293,11 @@ void vmcg_config_free(VmcgConfig *c)
 	g_free(c->write_group);
 	g_free(c->libvirt_uri);
 	g_free(c->libvirt_default_group);
+	g_free(c->cluster_etcd);
+	g_free(c->cluster_node);
+	g_free(c->cluster_ca_file);
+	g_free(c->cluster_cert_file);
+	g_free(c->cluster_key_file);
 	for (size_t i = 0; i < c->n_groups; i++)
 		group_clear(&c->groups[i]);
 	g_free(c->groups);
@@ -616,15 +637,16 @@ static gboolean begin_section(Parser *p, unsigned line, const char *name, GError
 			words[t] = sections[t].word;
 		hint = suggest(word, words, _SECTION_COUNT);
 
-		return fail(p, error, VMCG_CONFIG_ERROR_UNKNOWN_SECTION, line, NULL, NULL,
-			    "unknown section [%s]: %s is not daemon, group, vm or libvirt%s", cut,
-			    qw, hint);
+		return fail(
+			p, error, VMCG_CONFIG_ERROR_UNKNOWN_SECTION, line, NULL, NULL,
+			"unknown section [%s]: %s is not daemon, group, vm, libvirt or cluster%s",
+			cut, qw, hint);
 	}
-	if ((type == SECTION_DAEMON || type == SECTION_LIBVIRT) && arg)
+	if ((type == SECTION_DAEMON || type == SECTION_LIBVIRT || type == SECTION_CLUSTER) && arg)
 		return fail(p, error, VMCG_CONFIG_ERROR_UNKNOWN_SECTION, line, NULL, NULL,
 			    "unknown section %s: [%s] takes no name", quote_once(&q, name),
 			    sections[type].word);
-	if (type != SECTION_DAEMON && type != SECTION_LIBVIRT && (!arg || !*arg))
+	if ((type == SECTION_GROUP || type == SECTION_VM) && (!arg || !*arg))
 		return fail(p, error, VMCG_CONFIG_ERROR_SYNTAX, line, NULL, NULL,
 			    "section %s needs a %s: [%s %s]", quote_once(&q, name),
 			    type == SECTION_GROUP ? "group path" : "VM name", word,
@@ -641,6 +663,7 @@ static gboolean begin_section(Parser *p, unsigned line, const char *name, GError
 	switch (p->type) {
 	case SECTION_DAEMON:
 	case SECTION_LIBVIRT:
+	case SECTION_CLUSTER:
 		p->base = p->config;
 		break;
 

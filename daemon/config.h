@@ -53,6 +53,7 @@ enum {
 	VMCG_CONFIG_KNOB_OOM_GROUP = 1u << 4,
 	VMCG_CONFIG_KNOB_OOM_ACTION = 1u << 5,
 	VMCG_CONFIG_KNOB_OVERHEAD_IN_MAX = 1u << 6,
+	VMCG_CONFIG_KNOB_CLUSTER_MAX = 1u << 7,
 };
 
 /*
@@ -72,6 +73,7 @@ typedef struct VmcgConfigGroup {
 	bool oom_group;
 	VmcgOomAction oom_action;
 	bool overhead_in_max;
+	uint64_t cluster_max_bytes; /* cluster.memory.max; VMCG_SIZE_MAX: not cluster-wide */
 } VmcgConfigGroup;
 
 /* A [vm NAME] section: a VM that vmcgd reaches through its backend at an address. */
@@ -108,6 +110,14 @@ typedef struct VmcgConfig {
 	/* [libvirt] */
 	char *libvirt_uri;	     /* "" turns the libvirt backend off */
 	char *libvirt_default_group; /* a domain without usable metadata goes here */
+	/* [cluster] (docs/cluster.md) */
+	char *cluster_etcd; /* endpoints, comma-separated; "" for no cluster */
+	char *cluster_node; /* "" for the host name */
+	char *cluster_ca_file, *cluster_cert_file, *cluster_key_file; /* "" for none */
+	uint64_t cluster_lease_ttl_usec;
+	uint64_t cluster_hysteresis_bytes;
+	uint64_t cluster_min_grant_bytes;
+	uint64_t cluster_shrink_wait_usec;
 
 	/* [group PATH] sections, in file order (a child may come before its parent). */
 	VmcgConfigGroup *groups;

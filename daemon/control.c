@@ -449,6 +449,8 @@ static void decide(VmcgDaemon *d)
 		g_source_remove(d->decide_id);
 		d->decide_id = 0;
 	}
+	/* Cluster grants: demand from these samples; the grants come back later. */
+	vmcg_cluster_tick(d->cluster, now, d->interval_usec);
 	for (g = root; g; g = vmcg_group_next_descendant(g, root)) {
 		VmcgGroupState *gs = gstate(g);
 		VmcgGroup *parent = vmcg_group_parent(g);

@@ -11,6 +11,7 @@
 #include "backstop.h"
 #include "channel.h"
 #include "charge.h"
+#include "cluster.h"
 #include "hooks.h"
 #include "qmp.h"
 #include "state.h"
@@ -54,6 +55,7 @@ struct VmcgDaemon {
 	VmcgBackstop *backstop; /* NULL: no backstop */
 	VmcgHooks *hooks;	/* NULL: no hooks socket */
 	VmcgLibvirt *libvirt;	/* NULL: no libvirt backend */
+	VmcgCluster *cluster;	/* always; local until [cluster] etcd (cluster.h) */
 	uint64_t backstop_overhead;
 };
 

@@ -61,6 +61,7 @@ VmcgDaemon *vmcg_daemon_new(const VmcgTreeOptions *opts, const char *state_path)
 	d->vm_names = g_hash_table_new(g_str_hash, g_str_equal);
 	d->subs = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, g_free);
 	d->next_sub = 1;
+	d->cluster = vmcg_cluster_new(d);
 	return d;
 }
 
@@ -86,6 +87,8 @@ void vmcg_daemon_free(VmcgDaemon *d)
 	d->libvirt = NULL;
 	while (!g_queue_is_empty(&d->vms))
 		vmcg_dvm_free(g_queue_peek_head(&d->vms));
+	vmcg_cluster_free(d->cluster);
+	d->cluster = NULL;
 	for (VmcgGroup *g = vmcg_tree_root(d->tree); g;
 	     g = vmcg_group_next_descendant(g, vmcg_tree_root(d->tree)))
 		g_free(vmcg_group_get_userdata(g));
@@ -127,6 +130,11 @@ gboolean vmcg_daemon_enable_backstop(VmcgDaemon *d, const char *sysfs, uint64_t 
 VmcgTree *vmcg_daemon_tree(VmcgDaemon *d)
 {
 	return d->tree;
+}
+
+VmcgCluster *vmcg_daemon_cluster(VmcgDaemon *d)
+{
+	return d->cluster;
 }
 
 gboolean vmcg_daemon_enable_hooks(VmcgDaemon *d, const char *path, GError **error)
@@ -596,7 +604,8 @@ gboolean vmcg_daemon_group_put(VmcgDaemon *d, const char *path, const VmcgGroupS
 	if (!check_bytes("memory.min", s->has_min, s->min, error) ||
 	    !check_bytes("memory.low", s->has_low, s->low, error) ||
 	    !check_bytes("memory.high", s->has_high, s->high, error) ||
-	    !check_bytes("memory.max", s->has_max, s->max, error))
+	    !check_bytes("memory.max", s->has_max, s->max, error) ||
+	    !check_bytes("cluster.memory.max", s->has_cluster_max, s->cluster_max, error))
 		return FALSE;
 	if (s->has_oom_action && (unsigned)s->oom_action >= _VMCG_OOM_ACTION_COUNT) {
 		g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT, "invalid oom-action");
@@ -604,7 +613,7 @@ gboolean vmcg_daemon_group_put(VmcgDaemon *d, const char *path, const VmcgGroupS
 	}
 	if (strcmp(path, "/") == 0 &&
 	    (s->has_min || s->has_low || s->has_high || s->has_max || s->has_oom_group ||
-	     s->has_oom_action || s->has_overhead_in_max)) {
+	     s->has_oom_action || s->has_overhead_in_max || s->has_cluster_max)) {
 		g_set_error(error, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED,
 			    "the root group \"/\" is the host: it takes no limits");
 		return FALSE;
@@ -646,6 +655,8 @@ gboolean vmcg_daemon_group_put(VmcgDaemon *d, const char *path, const VmcgGroupS
 		vmcg_group_set_oom_action(g, s->oom_action);
 	if (s->has_overhead_in_max)
 		vmcg_group_set_overhead_counted(g, s->overhead_in_max);
+	if (s->has_cluster_max)
+		vmcg_cluster_group_set(d->cluster, g, s->cluster_max);
 
 	g_info("group %s %s", path, created ? "created" : "updated");
 	if (ret_created)
@@ -689,6 +700,7 @@ gboolean vmcg_daemon_group_delete(VmcgDaemon *d, const char *path, GError **erro
 	}
 	before = before_group(d, path);
 	gs = vmcg_group_get_userdata(g);
+	vmcg_cluster_group_forget(d->cluster, g);
 	r = vmcg_group_remove(g, 0);
 	g_assert(r == 0);
 	g_free(gs);

@@ -34,6 +34,8 @@ typedef struct VmcgGroupSettings {
 	VmcgOomAction oom_action;
 	bool has_overhead_in_max;
 	bool overhead_in_max;
+	bool has_cluster_max;
+	uint64_t cluster_max; /* cluster.memory.max, bytes; VMCG_BYTES_MAX: not cluster-wide */
 } VmcgGroupSettings;
 
 typedef struct VmcgVmSettings {
@@ -141,6 +143,10 @@ typedef struct VmcgDvmInfo {
 #define VMCG_EV_LIBVIRT_METADATA "libvirt_metadata"
 /* someone else (virsh setmem) moved a balloon; vmcgd leaves it there while it can */
 #define VMCG_EV_BALLOON_EXTERNAL "balloon_external"
+/* cluster quotas (docs/cluster.md): a grant or its enforced cap moved; drift; cut off or back */
+#define VMCG_EV_CLUSTER_GRANT "cluster_grant"
+#define VMCG_EV_CLUSTER_DRIFT "cluster_drift"
+#define VMCG_EV_CLUSTER_PARTITION "cluster_partition"
 /* and the memory events: "low", "high", "max", "oom", "oom_kill" */
 
 /* @data is borrowed for the call. */
@@ -179,6 +185,9 @@ gboolean vmcg_daemon_enable_hooks(VmcgDaemon *d, const char *path, GError **erro
 void vmcg_daemon_start(VmcgDaemon *d, uint64_t interval_usec);
 
 VmcgTree *vmcg_daemon_tree(VmcgDaemon *d);
+
+/* The cluster side (cluster.h): always there, local until [cluster] etcd joins one. */
+struct VmcgCluster *vmcg_daemon_cluster(VmcgDaemon *d);
 /** The daemon's monotonic clock, usec (g_get_monotonic_time()). */
 uint64_t vmcg_daemon_now_usec(VmcgDaemon *d);
 

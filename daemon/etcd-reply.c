@@ -840,3 +840,60 @@ char *vmcg_etcd_build_status(void)
 {
 	return g_strdup("{}");
 }
+
+/* ---- endpoints ---- */
+
+bool vmcg_etcd_endpoint_parse(const char *s, char **ret, GError **error)
+{
+	g_autoptr(GUri) uri = g_uri_parse(s, G_URI_FLAGS_NONE, NULL);
+	const char *scheme, *path;
+
+	if (!uri)
+		goto bad;
+	scheme = g_uri_get_scheme(uri);
+	path = g_uri_get_path(uri);
+	if ((g_strcmp0(scheme, "http") && g_strcmp0(scheme, "https")) || !g_uri_get_host(uri) ||
+	    !*g_uri_get_host(uri) || (*path && strcmp(path, "/")) || g_uri_get_query(uri) ||
+	    g_uri_get_userinfo(uri))
+		goto bad;
+	if (ret)
+		*ret = g_strndup(s, strlen(s) - (*path ? 1 : 0));
+	return true;
+bad:
+	g_set_error(error, VMCG_ETCD_ERROR, VMCG_ETCD_ERROR_INVALID,
+		    "etcd endpoint \"%s\" is not http://host:port or https://host:port", s);
+	return false;
+}
+
+char **vmcg_etcd_split_endpoints(const char *list)
+{
+	char **v = g_strsplit(list ? list : "", ",", -1);
+	unsigned j = 0;
+
+	for (unsigned i = 0; v[i]; i++) {
+		g_strstrip(v[i]);
+		if (*v[i])
+			v[j++] = v[i];
+		else
+			g_free(v[i]);
+	}
+	v[j] = NULL;
+	return v;
+}
+
+bool vmcg_etcd_endpoints_validate(const char *list, GError **error)
+{
+	g_auto(GStrv) v = vmcg_etcd_split_endpoints(list);
+	unsigned n = g_strv_length(v);
+
+	if (n == 0 || n > VMCG_ETCD_ENDPOINTS_MAX) {
+		g_set_error(error, VMCG_ETCD_ERROR, VMCG_ETCD_ERROR_INVALID,
+			    "%u etcd endpoints: expected 1 to %d, separated by commas", n,
+			    VMCG_ETCD_ENDPOINTS_MAX);
+		return false;
+	}
+	for (unsigned i = 0; i < n; i++)
+		if (!vmcg_etcd_endpoint_parse(v[i], NULL, error))
+			return false;
+	return true;
+}

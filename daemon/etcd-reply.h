@@ -246,4 +246,22 @@ char *vmcg_etcd_build_lease_id(int64_t id, GError **error);
 /* /v3/maintenance/status: "{}". */
 char *vmcg_etcd_build_status(void);
 
+/* ---- endpoints (the config's [cluster] etcd; pure) ---- */
+
+/* 16: the most endpoints (an etcd cluster has 3, 5 or 7 members). */
+#define VMCG_ETCD_ENDPOINTS_MAX 16
+
+/* Splits "a,b,c" (spaces around commas dropped, empty items too); g_strfreev() it. */
+char **vmcg_etcd_split_endpoints(const char *list);
+
+/*
+ * One endpoint: "http://host:port" or "https://host:port", no path (a
+ * trailing "/" is dropped), query or user. *@ret (if not NULL) gets it
+ * without the slash. VMCG_ETCD_ERROR_INVALID otherwise.
+ */
+bool vmcg_etcd_endpoint_parse(const char *s, char **ret, GError **error);
+
+/* A comma-separated list of 1 to VMCG_ETCD_ENDPOINTS_MAX endpoints, each as above. */
+bool vmcg_etcd_endpoints_validate(const char *list, GError **error);
+
 #endif

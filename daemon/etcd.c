@@ -348,27 +348,6 @@ static void submit(VmcgEtcd *etcd, VmcgEtcdCall call, char *body, GError *build_
 	attempt(req);
 }
 
-static bool parse_endpoint(const char *s, char **ret, GError **error)
-{
-	g_autoptr(GUri) uri = g_uri_parse(s, G_URI_FLAGS_NONE, NULL);
-	const char *scheme, *path;
-
-	if (!uri)
-		goto bad;
-	scheme = g_uri_get_scheme(uri);
-	path = g_uri_get_path(uri);
-	if ((g_strcmp0(scheme, "http") && g_strcmp0(scheme, "https")) || !g_uri_get_host(uri) ||
-	    !*g_uri_get_host(uri) || (*path && strcmp(path, "/")) || g_uri_get_query(uri) ||
-	    g_uri_get_userinfo(uri))
-		goto bad;
-	*ret = g_strndup(s, strlen(s) - (*path ? 1 : 0));
-	return true;
-bad:
-	g_set_error(error, VMCG_ETCD_ERROR, VMCG_ETCD_ERROR_INVALID,
-		    "etcd endpoint \"%s\" is not http://host:port or https://host:port", s);
-	return false;
-}
-
 VmcgEtcd *vmcg_etcd_new(const char *const *endpoints, const VmcgEtcdTls *tls, GError **error)
 {
 	g_autoptr(VmcgEtcd) etcd = g_new0(VmcgEtcd, 1);
@@ -387,7 +366,7 @@ VmcgEtcd *vmcg_etcd_new(const char *const *endpoints, const VmcgEtcdTls *tls, GE
 	}
 	etcd->endpoints = g_new0(char *, n + 1);
 	for (unsigned i = 0; i < n; i++) {
-		if (!parse_endpoint(endpoints[i], &etcd->endpoints[i], error))
+		if (!vmcg_etcd_endpoint_parse(endpoints[i], &etcd->endpoints[i], error))
 			return NULL;
 		etcd->n_endpoints++;
 	}
@@ -438,22 +417,6 @@ void vmcg_etcd_free(VmcgEtcd *etcd)
 	g_strfreev(etcd->endpoints);
 	g_main_context_unref(etcd->context);
 	g_free(etcd);
-}
-
-char **vmcg_etcd_split_endpoints(const char *list)
-{
-	char **v = g_strsplit(list ? list : "", ",", -1);
-	unsigned j = 0;
-
-	for (unsigned i = 0; v[i]; i++) {
-		g_strstrip(v[i]);
-		if (*v[i])
-			v[j++] = v[i];
-		else
-			g_free(v[i]);
-	}
-	v[j] = NULL;
-	return v;
 }
 
 void vmcg_etcd_set_timeout(VmcgEtcd *etcd, unsigned timeout_ms)

@@ -66,9 +66,6 @@ typedef struct {
 /* 2000 ms: the default request timeout (see above). */
 #define VMCG_ETCD_TIMEOUT_DEFAULT_MS 2000
 
-/* 16: the most endpoints (an etcd cluster has 3, 5 or 7 members). */
-#define VMCG_ETCD_ENDPOINTS_MAX 16
-
 /*
  * @r: the result (NULL on error), owned by the client, valid during the
  * callback only; @error: NULL on success.
@@ -93,9 +90,6 @@ VmcgEtcd *vmcg_etcd_new(const char *const *endpoints, const VmcgEtcdTls *tls, GE
 /* Drops the requests in flight (no callbacks) and frees @etcd; NULL is fine. */
 void vmcg_etcd_free(VmcgEtcd *etcd);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(VmcgEtcd, vmcg_etcd_free)
-
-/* Splits "a,b,c" (spaces around commas dropped); g_strfreev() it. */
-char **vmcg_etcd_split_endpoints(const char *list);
 
 /* Sets the timeout of later requests (0: the default). */
 void vmcg_etcd_set_timeout(VmcgEtcd *etcd, unsigned timeout_ms);

@@ -14,6 +14,7 @@
 
 #include "api.h"
 #include "config-apply.h"
+#include "cluster.h"
 #include "config.h"
 #include "daemon-private.h"
 #include "settings.h"
@@ -374,6 +375,25 @@ int main(int argc, char **argv)
 
 	vmcg_daemon_enable_libvirt(d, opt_libvirt ? opt_libvirt : config->libvirt_uri,
 				   config->libvirt_default_group);
+
+	{
+		VmcgClusterConfig cc = {
+			.etcd = config->cluster_etcd,
+			.node = config->cluster_node,
+			.ca_file = config->cluster_ca_file,
+			.cert_file = config->cluster_cert_file,
+			.key_file = config->cluster_key_file,
+			.lease_ttl_usec = config->cluster_lease_ttl_usec,
+			.hysteresis_bytes = config->cluster_hysteresis_bytes,
+			.min_grant_bytes = config->cluster_min_grant_bytes,
+			.shrink_wait_usec = config->cluster_shrink_wait_usec,
+		};
+
+		if (!vmcg_cluster_connect(vmcg_daemon_cluster(d), &cc, &error)) {
+			fprintf(stderr, "vmcgd: %s\n", error->message);
+			return 1;
+		}
+	}
 
 	loop = g_main_loop_new(NULL, FALSE);
 	g_unix_signal_add(SIGTERM, on_signal, loop);

@@ -12,7 +12,9 @@
 #include <string.h>
 #include <sys/un.h>
 
+#include "cluster-grant.h"
 #include "config.h"
+#include "etcd-reply.h"
 #include "settings.h"
 #include "vmcg/oom.h"
 #include "vmcg/size.h"
@@ -149,6 +151,14 @@ static const VmcgSetting table[_VMCG_SETTING_COUNT] = {
 					   .default_text = "notify" },
 	[VMCG_SETTING_OVERHEAD_IN_MAX] = { S(OVERHEAD_IN_MAX, "overhead-in-max", GROUP, BOOL),
 					   .default_text = "false" },
+	/*
+	 * The group's quota across every vmcgd of the cluster (docs/cluster.md);
+	 * "max": the group is not cluster-wide.
+	 */
+	[VMCG_SETTING_CLUSTER_MEMORY_MAX] = { S(CLUSTER_MEMORY_MAX, "cluster.memory.max", GROUP,
+						SIZE),
+					      .flags = VMCG_SETTING_MAX_OK, .hi = SIZE_HI,
+					      .default_text = "max" },
 
 	/* ---- VMs ---- */
 	[VMCG_SETTING_VM_NAME_ID] = { S(VM_NAME_ID, "name", VM, VM_NAME) },
@@ -179,6 +189,48 @@ static const VmcgSetting table[_VMCG_SETTING_COUNT] = {
 	/* Where a domain without (valid) vmcg metadata goes. */
 	[VMCG_SETTING_LIBVIRT_GROUP] = { S(LIBVIRT_GROUP, "default-group", LIBVIRT, GROUP_PATH),
 					 .default_text = "/" },
+
+	/* ---- [cluster] (docs/cluster.md) ---- */
+	/* etcd's client URLs; "": no cluster (a cluster quota is then this host's alone). */
+	[VMCG_SETTING_CLUSTER_ETCD] = { S(CLUSTER_ETCD, "etcd", CLUSTER, ENDPOINTS),
+					.flags = VMCG_SETTING_EMPTY_OK, .default_text = "" },
+	/* This host's name in the grants; "": the host name (g_get_host_name()). */
+	[VMCG_SETTING_CLUSTER_NODE] = { S(CLUSTER_NODE, "node", CLUSTER, NODE_NAME),
+					.flags = VMCG_SETTING_EMPTY_OK, .default_text = "" },
+	/* TLS, as etcd's own --cacert, --cert and --key: PEM files; "": not used. */
+	[VMCG_SETTING_CLUSTER_CA_FILE] = { S(CLUSTER_CA_FILE, "ca-file", CLUSTER, FILE_PATH),
+					   .flags = VMCG_SETTING_EMPTY_OK, .default_text = "",
+					   .help = "the CA of the etcd members' certificates" },
+	[VMCG_SETTING_CLUSTER_CERT_FILE] = { S(CLUSTER_CERT_FILE, "cert-file", CLUSTER, FILE_PATH),
+					     .flags = VMCG_SETTING_EMPTY_OK, .default_text = "",
+					     .help = "the client certificate" },
+	[VMCG_SETTING_CLUSTER_KEY_FILE] = { S(CLUSTER_KEY_FILE, "key-file", CLUSTER, FILE_PATH),
+					    .flags = VMCG_SETTING_EMPTY_OK, .default_text = "",
+					    .help = "the client certificate's key" },
+	/*
+	 * 10 s: a dead host's grant returns to the pool this long after its
+	 * last renewal; a host cut off longer than this may see its slice
+	 * given to others (docs/cluster.md, "Faults"). Renewed every third.
+	 */
+	[VMCG_SETTING_CLUSTER_LEASE_TTL] = { S(CLUSTER_LEASE_TTL, "lease-ttl", CLUSTER, DURATION),
+					     .flags = VMCG_SETTING_WHOLE_SECONDS,
+					     .lo = 2 * USEC_PER_SEC, .hi = USEC_PER_HOUR,
+					     .default_text = "10s",
+					     .help = "etcd leases are whole seconds" },
+	/* 64 MiB: a grant may exceed demand by this before it is given back. */
+	[VMCG_SETTING_CLUSTER_HYSTERESIS] = { S(CLUSTER_HYSTERESIS, "hysteresis", CLUSTER, SIZE),
+					      .hi = SIZE_HI, .default_text = "64M" },
+	/* 0: the slice every host keeps when the quota allows, whatever its demand. */
+	[VMCG_SETTING_CLUSTER_MIN_GRANT] = { S(CLUSTER_MIN_GRANT, "min-grant", CLUSTER, SIZE),
+					     .hi = SIZE_HI, .default_text = "0" },
+	/*
+	 * 30 s: a smaller grant is published once the group's usage is down
+	 * to it, or after this long (docs/cluster.md, "Giving back").
+	 */
+	[VMCG_SETTING_CLUSTER_SHRINK_WAIT] = { S(CLUSTER_SHRINK_WAIT, "shrink-wait", CLUSTER,
+						 DURATION),
+					       .flags = VMCG_SETTING_ZERO_OK, .lo = USEC_PER_SEC,
+					       .hi = USEC_PER_HOUR, .default_text = "30s" },
 };
 #undef S
 
@@ -478,6 +530,25 @@ gboolean vmcg_setting_parse_text(const VmcgSetting *s, const char *v, VmcgSettin
 				    q);
 		break;
 
+	case VMCG_SETTING_ENDPOINTS: {
+		g_autoptr(GError) err = NULL;
+
+		if (*v && !vmcg_etcd_endpoints_validate(v, &err))
+			return fail(error, VMCG_SETTING_ERROR_VALUE,
+				    "invalid etcd endpoints %s: %s (or nothing, for no cluster)", q,
+				    err->message);
+		break;
+	}
+
+	case VMCG_SETTING_NODE_NAME:
+		if (*v && vmcg_grant_host_validate(v) < 0)
+			return fail(
+				error, VMCG_SETTING_ERROR_VALUE,
+				"invalid node name %s: 1 to %d printable ASCII bytes, no blanks "
+				"(or nothing, for the host name)",
+				q, VMCG_GRANT_HOST_MAX);
+		break;
+
 	case VMCG_SETTING_URI:
 		if (*v && !uri_ok(v))
 			return fail(error, VMCG_SETTING_ERROR_VALUE,
@@ -496,6 +567,8 @@ gboolean vmcg_setting_parse_text(const VmcgSetting *s, const char *v, VmcgSettin
 	case VMCG_SETTING_VM_NAME:
 	case VMCG_SETTING_BACKEND:
 	case VMCG_SETTING_URI:
+	case VMCG_SETTING_ENDPOINTS:
+	case VMCG_SETTING_NODE_NAME:
 		out.str = g_strdup(v);
 		break;
 	default:

@@ -36,6 +36,7 @@ typedef enum VmcgSettingScope {
 	VMCG_SETTING_VM,      /* [vm NAME], POST /v1/vms, PUT /v1/vms/NAME, state "vms" */
 	VMCG_SETTING_REQUEST, /* a request parameter, never stored (reclaim "bytes") */
 	VMCG_SETTING_LIBVIRT, /* [libvirt]; not in the API */
+	VMCG_SETTING_CLUSTER, /* [cluster]; not in the API */
 } VmcgSettingScope;
 
 typedef enum VmcgSettingType {
@@ -51,6 +52,8 @@ typedef enum VmcgSettingType {
 	VMCG_SETTING_VM_NAME,	  /* str: vmcg_vm_name_validate() */
 	VMCG_SETTING_BACKEND,	  /* str: "qmp", the only backend the API and config register */
 	VMCG_SETTING_URI,	  /* str: a libvirt connection URI, printable ASCII, no blanks */
+	VMCG_SETTING_ENDPOINTS,	  /* str: etcd endpoints, http(s)://host:port, comma-separated */
+	VMCG_SETTING_NODE_NAME,	  /* str: a cluster host name (vmcg_grant_host_validate()) */
 } VmcgSettingType;
 
 /* VmcgSetting.flags */
@@ -88,6 +91,7 @@ typedef enum VmcgSettingId {
 	VMCG_SETTING_MEMORY_OOM_GROUP,
 	VMCG_SETTING_OOM_ACTION_KNOB,
 	VMCG_SETTING_OVERHEAD_IN_MAX,
+	VMCG_SETTING_CLUSTER_MEMORY_MAX,
 	/* VMs */
 	VMCG_SETTING_VM_NAME_ID, /* the section's NAME in the config */
 	VMCG_SETTING_VM_BACKEND,
@@ -102,6 +106,16 @@ typedef enum VmcgSettingId {
 	/* [libvirt] */
 	VMCG_SETTING_LIBVIRT_URI,
 	VMCG_SETTING_LIBVIRT_GROUP,
+	/* [cluster] */
+	VMCG_SETTING_CLUSTER_ETCD,
+	VMCG_SETTING_CLUSTER_NODE,
+	VMCG_SETTING_CLUSTER_CA_FILE,
+	VMCG_SETTING_CLUSTER_CERT_FILE,
+	VMCG_SETTING_CLUSTER_KEY_FILE,
+	VMCG_SETTING_CLUSTER_LEASE_TTL,
+	VMCG_SETTING_CLUSTER_HYSTERESIS,
+	VMCG_SETTING_CLUSTER_MIN_GRANT,
+	VMCG_SETTING_CLUSTER_SHRINK_WAIT,
 	_VMCG_SETTING_COUNT,
 } VmcgSettingId;
 

@@ -84,8 +84,10 @@ static json_object *bytes_json(uint64_t pages)
 	return json_object_new_uint64(pages * VMCG_PAGE_SIZE);
 }
 
-static json_object *group_entry(VmcgGroup *g)
+static json_object *group_entry(VmcgDaemon *d, VmcgGroup *g)
 {
+	uint64_t cluster_max = vmcg_cluster_group_quota(vmcg_daemon_cluster(d), g);
+
 	json_object *o = json_object_new_object();
 
 	json_object_object_add(o, "path", json_object_new_string(vmcg_group_path(g)));
@@ -100,6 +102,10 @@ static json_object *group_entry(VmcgGroup *g)
 		json_object_new_string(vmcg_oom_action_to_string(vmcg_group_oom_action(g))));
 	json_object_object_add(o, "overhead-in-max",
 			       json_object_new_boolean(vmcg_group_overhead_counted(g)));
+	/* Only when set: state files stay as they were for groups that are not cluster-wide. */
+	if (cluster_max != VMCG_BYTES_MAX)
+		json_object_object_add(o, "cluster.memory.max",
+				       json_object_new_uint64(cluster_max));
 	return o;
 }
 
@@ -134,7 +140,7 @@ json_object *vmcg_state_to_json(VmcgDaemon *d)
 	groups = json_object_new_array();
 	for (VmcgGroup *g = vmcg_group_next_descendant(top, top); g;
 	     g = vmcg_group_next_descendant(g, top))
-		json_object_array_add(groups, group_entry(g));
+		json_object_array_add(groups, group_entry(d, g));
 	json_object_object_add(root, "groups", groups);
 
 	vms = json_object_new_array();
@@ -170,7 +176,7 @@ char *vmcg_state_snapshot_text(VmcgDaemon *d, uint64_t gen, gsize *ret_len)
 	g_string_append(out, "\"groups\":[\n");
 	for (VmcgGroup *g = vmcg_group_next_descendant(top, top); g;
 	     g = vmcg_group_next_descendant(g, top), first = false)
-		append_entry(out, group_entry(g), first);
+		append_entry(out, group_entry(d, g), first);
 	g_string_append(out, "],\n\"vms\":[\n");
 	first = true;
 	for (VmcgDvm *vm = vmcg_daemon_vm_first(d); vm; vm = vmcg_daemon_vm_next(vm)) {
@@ -688,7 +694,7 @@ json_object *vmcg_state_group_record(VmcgDaemon *d, const char *path)
 	VmcgGroup *g;
 
 	if (vmcg_group_lookup(d->tree, path, &g) == 0)
-		return record("group", group_entry(g));
+		return record("group", group_entry(d, g));
 	return record("group-deleted", json_object_new_string(path));
 }
 

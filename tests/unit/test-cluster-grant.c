@@ -454,6 +454,96 @@ static void test_should_write(void)
 	g_assert_true(vmcg_grant_should_write(&p, &pub, 100, 81, 1000));
 }
 
+static void test_demand(void)
+{
+	static const struct {
+		uint64_t h, usage, cap, ceiling, want;
+		const char *why;
+	} rows[] = {
+		{ 32, 100, 200, 1000, 100, "well under the cap: its usage" },
+		{ 32, 100, 109, 1000, 100, "9 under, above h/4 = 8: not pressed" },
+		{ 32, 100, 108, 1000, 132, "within h/4 of the cap: + h" },
+		{ 32, 100, 100, 1000, 132, "at the cap: + h" },
+		{ 32, 150, 100, 1000, 182, "above the cap (a lowered grant): + h" },
+		{ 32, 800, 800, 10000, 900, "large: + usage / 8 when above h" },
+		{ 32, 800, 800, 850, 850, "never above the ceiling" },
+		{ 32, 100, 200, 50, 50, "the ceiling even when not pressed" },
+		{ 0, 100, 100, 1000, 112, "h 0: at the cap means usage >= cap; + usage / 8" },
+		{ 0, 99, 100, 1000, 99, "h 0, under the cap" },
+		{ 32, 0, 0, 1000, 32, "no grant, nothing charged: asks for h" },
+		{ 32, 0, 0, 0, 0, "no VMs: no demand" },
+		{ 32, UINT64_MAX, UINT64_MAX, UINT64_MAX, VMCG_GRANT_BYTES_MAX,
+		  "saturates, capped at the record's largest" },
+	};
+
+	for (size_t i = 0; i < G_N_ELEMENTS(rows); i++) {
+		VmcgGrantParams p = { .hysteresis_bytes = rows[i].h };
+		VmcgGrantDemandInput in = { .usage_bytes = rows[i].usage,
+					    .cap_bytes = rows[i].cap,
+					    .ceiling_bytes = rows[i].ceiling };
+		uint64_t got = vmcg_grant_demand(&p, &in);
+
+		if (got != rows[i].want)
+			g_error("row %zu (%s): demand %" G_GUINT64_FORMAT
+				", want %" G_GUINT64_FORMAT,
+				i, rows[i].why, got, rows[i].want);
+	}
+}
+
+/* An idle group at its cap: a grow, a give-back, then nothing (vmcg_grant_demand()'s promise). */
+static void test_demand_settles(void)
+{
+	VmcgGrantParams p = { .quota_bytes = 10000, .hysteresis_bytes = 32 };
+	VmcgGrantHost h[] = {
+		{ .name = "a", .grant_bytes = 100, .quota_bytes = 10000, .alive = true }
+	};
+	uint64_t usage = 98;
+	unsigned writes = 0;
+
+	for (int round = 0; round < 20; round++) {
+		VmcgGrantDemandInput in = { .usage_bytes = usage,
+					    .cap_bytes = h[0].grant_bytes,
+					    .ceiling_bytes = 100000 };
+		VmcgGrantHost pub = h[0];
+		uint64_t g;
+
+		h[0].demand_bytes = vmcg_grant_demand(&p, &in);
+		g = vmcg_grant_decide(&p, h, 1, 0, true, NULL);
+		if (vmcg_grant_should_write(&p, &pub, g, h[0].demand_bytes, 10000)) {
+			g_assert_cmpint(round, <, 4);
+			writes++;
+			h[0].grant_bytes = g;
+		} else {
+			h[0].demand_bytes = pub.demand_bytes;
+		}
+	}
+	g_assert_cmpuint(writes, <=, 2);
+	g_assert_cmpuint(h[0].grant_bytes, >=, usage + 32 / 4 + 1);
+}
+
+static void test_shrink_ready(void)
+{
+	static const struct {
+		uint64_t published, next, usage, waited, max;
+		bool want;
+	} rows[] = {
+		{ 100, 100, 500, 0, 10, true }, /* no shrink */
+		{ 100, 150, 500, 0, 10, true }, /* a grow */
+		{ 100, 80, 81, 0, 10, false },	/* usage still above the new grant */
+		{ 100, 80, 80, 0, 10, true },	/* down to it */
+		{ 100, 80, 20, 0, 10, true },	/* well under */
+		{ 100, 80, 90, 9, 10, false },	/* waited, not enough */
+		{ 100, 80, 90, 10, 10, true },	/* waited long enough */
+		{ 100, 0, 1, 0, 10, false },	/* to nothing: every byte first */
+		{ 100, 80, 90, 0, 0, true },	/* no wait at all */
+	};
+
+	for (size_t i = 0; i < G_N_ELEMENTS(rows); i++)
+		if (vmcg_grant_shrink_ready(rows[i].published, rows[i].next, rows[i].usage,
+					    rows[i].waited, rows[i].max) != rows[i].want)
+			g_error("row %zu: want %d", i, rows[i].want);
+}
+
 /* ---- keys ---- */
 
 static void test_key_build(void)
@@ -1046,6 +1136,9 @@ int main(int argc, char **argv)
 	g_test_add_func("/cluster-grant/decide", test_decide);
 	g_test_add_func("/cluster-grant/sum-ok", test_sum_ok);
 	g_test_add_func("/cluster-grant/should-write", test_should_write);
+	g_test_add_func("/cluster-grant/demand", test_demand);
+	g_test_add_func("/cluster-grant/demand-settles", test_demand_settles);
+	g_test_add_func("/cluster-grant/shrink-ready", test_shrink_ready);
 	g_test_add_func("/cluster-grant/key-build", test_key_build);
 	g_test_add_func("/cluster-grant/key-prefix", test_key_prefix);
 	g_test_add_func("/cluster-grant/key-hostile", test_key_hostile);

@@ -76,6 +76,9 @@ static Verdict by_config(const VmcgSetting *s, const char *text)
 	case VMCG_SETTING_LIBVIRT:
 		doc = g_strdup_printf("[libvirt]\n%s = %s\n", s->name, text);
 		break;
+	case VMCG_SETTING_CLUSTER:
+		doc = g_strdup_printf("[cluster]\n%s = %s\n", s->name, text);
+		break;
 	case VMCG_SETTING_REQUEST:
 		g_assert_not_reached();
 	}
@@ -123,6 +126,7 @@ static Verdict by_api(const VmcgSetting *s, const char *json)
 	}
 	case VMCG_SETTING_DAEMON:
 	case VMCG_SETTING_LIBVIRT:
+	case VMCG_SETTING_CLUSTER:
 		g_assert_not_reached();
 	}
 	return verdict(ok, error);
@@ -287,6 +291,28 @@ static GArray *cases_of(const VmcgSetting *s)
 		add(cases, "1qemu:///system", false);
 		add(cases, ":///system", false);
 		break;
+	case VMCG_SETTING_ENDPOINTS:
+		add(cases, "http://127.0.0.1:2379", false);
+		add(cases, "https://e1:2379, https://e2:2379,https://e3:2379", false);
+		add(cases, "http://[::1]:2379/", false);
+		add(cases, "", false);
+		add(cases, "127.0.0.1:2379", false);
+		add(cases, "ftp://e:2379", false);
+		add(cases, "http://e:2379/v3", false);
+		add(cases, "http://user@e:2379", false);
+		add(cases, ",,", false);
+		add(cases,
+		    "http://a:1,http://a:2,http://a:3,http://a:4,http://a:5,http://a:6,"
+		    "http://a:7,http://a:8,http://a:9,http://a:10,http://a:11,http://a:12,"
+		    "http://a:13,http://a:14,http://a:15,http://a:16,http://a:17",
+		    false);
+		break;
+	case VMCG_SETTING_NODE_NAME:
+		add(cases, "host-1.example.com", false);
+		add(cases, "", false);
+		add(cases, "a b", false);
+		add(cases, "h\u00e9", false);
+		break;
 	}
 	return cases;
 }
@@ -327,7 +353,7 @@ static void test_setting(gconstpointer data)
 			check("config", s, c->text, &vc, ok, want);
 		}
 		if (s->scope != VMCG_SETTING_DAEMON && s->scope != VMCG_SETTING_LIBVIRT &&
-		    c->json) {
+		    s->scope != VMCG_SETTING_CLUSTER && c->json) {
 			g_auto(Verdict) va = by_api(s, c->json);
 
 			check("api", s, c->json, &va, ok, want);
@@ -341,7 +367,8 @@ static void test_setting(gconstpointer data)
 	g_assert_cmpuint(refused, >, 0); /* every setting has cases it refuses */
 
 	/* A JSON member of the wrong type: the same TYPE error in the API and the state file. */
-	if (s->scope != VMCG_SETTING_DAEMON && s->scope != VMCG_SETTING_LIBVIRT) {
+	if (s->scope != VMCG_SETTING_DAEMON && s->scope != VMCG_SETTING_LIBVIRT &&
+	    s->scope != VMCG_SETTING_CLUSTER) {
 		g_autoptr(json_object) arr = json_object_new_array();
 		g_auto(VmcgSettingValue) v = { 0 };
 		g_autoptr(GError) error = NULL;
@@ -414,6 +441,7 @@ int main(int argc, char **argv)
 					: s->scope == VMCG_SETTING_GROUP   ? "group"
 					: s->scope == VMCG_SETTING_VM	   ? "vm"
 					: s->scope == VMCG_SETTING_LIBVIRT ? "libvirt"
+					: s->scope == VMCG_SETTING_CLUSTER ? "cluster"
 									   : "request",
 					s->name);
 
