@@ -305,8 +305,16 @@ static void on_range(const VmcgEtcdResult *r, const GError *error, gpointer data
 
 	a->quota_in_force = vmcg_grant_quota(hosts, n, &a->drift);
 	a->hosts = n;
-	a->grant_bytes = published.grant_bytes;
-	a->has_grant = own_valid;
+	/*
+	 * The own record gone while the agent held a grant: its lease
+	 * expired (a partition longer than the TTL). Hold the last grant,
+	 * as while cut off, until a transaction puts the record back;
+	 * dropping to 0 would balloon the group's VMs down for a round.
+	 */
+	if (own_valid || !a->has_grant) {
+		a->grant_bytes = published.grant_bytes;
+		a->has_grant = own_valid;
+	}
 	for (size_t i = 0; i < n; i++)
 		sum += hosts[i].grant_bytes;
 	a->pool_bytes = a->quota_in_force > sum ? a->quota_in_force - sum : 0;

@@ -46,6 +46,11 @@ typedef struct VmcgClusterAgentInfo {
 	 */
 	uint64_t grant_bytes;
 	/*
+	 * (A record that vanished with an expired lease: the last grant is
+	 * held until a transaction puts the record back, or the smaller of
+	 * the two after one that fails.)
+	 */
+	/*
 	 * What to enforce as the group's memory.max: the grant, or a smaller
 	 * one decided and not yet published (shrinking).
 	 */
