@@ -186,8 +186,7 @@ typedef struct Schema {
 		{ VMCG_SETTING_OVERHEAD_IN_MAX, NULL, false, GS(has_overhead_in_max),              \
 		  GS(overhead_in_max) },                                                           \
 	{                                                                                          \
-		VMCG_SETTING_CLUSTER_MEMORY_MAX, NULL, false, GS(has_cluster_max),                 \
-			GS(cluster_max)                                                            \
+		VMCG_SETTING_CLUSTER_MEMORY_MAX, NULL, false, GS(has_cluster_max), GS(cluster_max) \
 	}
 
 static const Field group_fields[] = { GROUP_KNOBS };

@@ -114,8 +114,7 @@ void vmcg_cluster_agent_free(VmcgClusterAgent *a)
 	g_free(a);
 }
 
-void vmcg_cluster_agent_set_usage(VmcgClusterAgent *a, uint64_t usage_bytes,
-				  uint64_t wait_max_usec)
+void vmcg_cluster_agent_set_usage(VmcgClusterAgent *a, uint64_t usage_bytes, uint64_t wait_max_usec)
 {
 	a->usage_bytes = usage_bytes;
 	a->shrink_wait_max_usec = wait_max_usec;

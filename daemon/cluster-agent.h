@@ -55,7 +55,7 @@ typedef struct VmcgClusterAgentInfo {
 	 * one decided and not yet published (shrinking).
 	 */
 	uint64_t enforce_bytes;
-	bool shrinking; /* a smaller grant waits for usage to come down */
+	bool shrinking;		 /* a smaller grant waits for usage to come down */
 	bool has_grant;		 /* the own record exists, as far as the agent knows */
 	uint64_t quota_in_force; /* the smallest quota of the records last read */
 	bool drift;		 /* the records' quotas differ */
