@@ -348,7 +348,12 @@ static void on_range(const VmcgEtcdResult *r, const GError *error, gpointer data
 	if (!write || !a->lease_id) {
 		if (!a->lease_id)
 			set_error(a, "no lease yet: the record is not written");
-		a->synced_usec = g_get_real_time();
+		/*
+		 * Without a lease a joining host has no grant yet, not a grant
+		 * of 0: it is not synced until its record is in etcd.
+		 */
+		if (a->lease_id || own_valid)
+			a->synced_usec = g_get_real_time();
 		finish(a);
 		return;
 	}

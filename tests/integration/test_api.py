@@ -176,6 +176,33 @@ def _():
     assert g['memory.max'] == 2 << 30 and g['memory.min'] == 512 << 20
 
 
+@test('cluster.memory.max without [cluster] etcd: the group is capped at it on this host')
+def _():
+    put_group('/cl', {}, expect=201)
+    assert get_json('/v1/groups/cl')['cluster'] is None
+    g = put_group('/cl', {'cluster.memory.max': '1G'}, expect=200).json()
+    c = g['cluster']
+    assert c['memory.max'] == 1 << 30 and c['state'] == 'local', c
+    assert c['grant'] == 1 << 30 and c['enforced'] == 1 << 30 and c['quota'] == 1 << 30, c
+    assert g['memory.max'] == 'max'  # the operator's memory.max stays as set
+    assert get_json('/v1/status')['cluster'] is None  # not joined to any cluster
+    m = request('GET', '/metrics').body.decode()
+    assert 'vmcg_cluster_enforced_bytes{group="/cl"} 1073741824' in m, m[-2000:]
+    # Kept across a restart (the state file).
+    DAEMON.restart()
+    assert get_json('/v1/groups/cl')['cluster']['memory.max'] == 1 << 30
+    # Refused on the root, and not a negative or absurd size; nothing changes.
+    before = snapshot()
+    check_error(put_group('/', {'cluster.memory.max': '1G'}), 403, 'permission_denied')
+    check_error(put_group('/cl', {'cluster.memory.max': '-1'}), 400, 'invalid_argument')
+    check_error(put_group('/cl', {'cluster.memory.max': {'a': 1}}), 400, 'invalid_argument')
+    assert snapshot() == before
+    # "max": a local group again.
+    g = put_group('/cl', {'cluster.memory.max': 'max'}, expect=200).json()
+    assert g['cluster'] is None
+    request('DELETE', '/v1/groups/cl')
+
+
 @test('GET /v1/groups nests; GET /v1/groups/<path> lists child paths, ?recursive nests')
 def _():
     put_group('/tenants/beta', expect=201)

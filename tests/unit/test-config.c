@@ -1256,6 +1256,12 @@ static void test_reload_daemon(void)
 		  "backstop, backstop-overhead" },
 		{ "[daemon]\nstats-interval = 5s\nstats-max-age = 5s\n",
 		  "stats-interval, stats-max-age" },
+		{ "[daemon]\nstats-interval = 2s\n[cluster]\netcd = http://e:2379\nnode = n\n"
+		  "ca-file = /ca\ncert-file = /c\nkey-file = /k\nlease-ttl = 20s\nhysteresis = 1M\n"
+		  "min-grant = 1M\nshrink-wait = 0\n",
+		  "[cluster] etcd, [cluster] node, [cluster] ca-file, [cluster] cert-file, "
+		  "[cluster] key-file, [cluster] lease-ttl, [cluster] hysteresis, [cluster] "
+		  "min-grant, [cluster] shrink-wait" },
 	};
 
 	for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
@@ -1272,6 +1278,56 @@ static void test_reload_daemon(void)
 		g_assert_cmpuint(next->stats_interval_usec, ==, running->stats_interval_usec);
 		g_assert_cmpuint(next->stats_max_age_usec, >=, next->stats_interval_usec);
 		g_assert_true(next->backstop == running->backstop);
+		g_assert_cmpstr(next->cluster_etcd, ==, running->cluster_etcd);
+		g_assert_cmpuint(next->cluster_lease_ttl_usec, ==, running->cluster_lease_ttl_usec);
+	}
+}
+
+/* [cluster]: its defaults, a full section, and what is refused with file:line. */
+static void test_cluster_section(void)
+{
+	g_autoptr(VmcgConfig) d = load_ok("");
+	g_autoptr(VmcgConfig) c = NULL;
+	static const struct {
+		const char *text, *want;
+	} bad[] = {
+		{ "[cluster /x]\n", "takes no name" },
+		{ "[cluster]\netcd = 127.0.0.1:2379\n",
+		  "t.conf:2: [cluster] etcd: invalid etcd endpoints" },
+		{ "[cluster]\nnode = a b\n", "invalid node name" },
+		{ "[cluster]\nlease-ttl = 1s\n", "out of range" },
+		{ "[cluster]\nlease-ttl = 2.5s\n", "whole number of seconds" },
+		{ "[cluster]\nttl = 2s\n", "unknown key" },
+		{ "[cluster]\nca-file = ca.pem\n", "not an absolute path" },
+		{ "[clustre]\n", "unknown section" },
+		{ "[group /a]\ncluster.memory.max = lots\n", "invalid size" },
+	};
+
+	g_assert_cmpstr(d->cluster_etcd, ==, "");
+	g_assert_cmpstr(d->cluster_node, ==, "");
+	g_assert_cmpuint(d->cluster_lease_ttl_usec, ==, 10 * G_USEC_PER_SEC);
+	g_assert_cmpuint(d->cluster_hysteresis_bytes, ==, 64 << 20);
+	g_assert_cmpuint(d->cluster_min_grant_bytes, ==, 0);
+	g_assert_cmpuint(d->cluster_shrink_wait_usec, ==, 30 * G_USEC_PER_SEC);
+
+	c = load_ok(
+		"[cluster]\netcd = https://a:2379 , https://b:2379\nnode = h1\n"
+		"ca-file = /etc/ca.pem\nlease-ttl = 30s\n[group /t]\ncluster.memory.max = 8G\n");
+	g_assert_cmpstr(c->cluster_etcd, ==, "https://a:2379 , https://b:2379");
+	g_assert_cmpstr(c->cluster_node, ==, "h1");
+	g_assert_cmpstr(c->cluster_ca_file, ==, "/etc/ca.pem");
+	g_assert_cmpuint(c->cluster_lease_ttl_usec, ==, 30 * G_USEC_PER_SEC);
+	g_assert_cmpuint(c->groups[0].cluster_max_bytes, ==, UINT64_C(8) << 30);
+	g_assert_true(c->groups[0].set & VMCG_CONFIG_KNOB_CLUSTER_MAX);
+
+	for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+		g_autoptr(GError) error = NULL;
+		g_autoptr(VmcgConfig) x = NULL;
+
+		g_assert_false(vmcg_config_load_data(bad[i].text, (gsize)-1, "t.conf", &x, &error));
+		if (!strstr(error->message, bad[i].want))
+			g_error("%s: got \"%s\", want \"%s\"", bad[i].text, error->message,
+				bad[i].want);
 	}
 }
 
@@ -1399,6 +1455,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/config/merge-values", test_merge_values);
 	g_test_add_func("/config/merge-from-config", test_merge_from_config);
 	g_test_add_func("/config/reload-daemon", test_reload_daemon);
+	g_test_add_func("/config/cluster-section", test_cluster_section);
 	g_test_add_func("/config/seen-record", test_seen_record);
 	g_test_add_func("/config/seen-roundtrip", test_seen_roundtrip);
 	return g_test_run();

@@ -26,7 +26,9 @@ static VmcgDaemon *mk_daemon(const char *state)
 				.has_oom_action = true,
 				.oom_action = VMCG_OOM_PAUSE,
 				.has_oom_group = true,
-				.oom_group = true };
+				.oom_group = true,
+				.has_cluster_max = true,
+				.cluster_max = (UINT64_C(3) << 30) + 100 };
 	VmcgVmSettings v = { .has_floor = true,
 			     .floor = 128 << 20,
 			     .has_oom_priority = true,
@@ -71,6 +73,9 @@ static void test_round_trip(void)
 	g_assert_nonnull(strstr(b, "\"memory.max\":1073741824"));
 	g_assert_nonnull(strstr(b, "\"oom-action\":\"pause\""));
 	g_assert_nonnull(strstr(b, "\"oom-priority\":-100"));
+	/* A cluster quota is kept, rounded down to pages; a local group has no member. */
+	g_assert_nonnull(strstr(b, "\"cluster.memory.max\":3221225472}"));
+	g_assert_true(strstr(b, "cluster.memory.max") == g_strrstr(b, "cluster.memory.max"));
 
 	/* No temporary file is left next to it: the snapshot and its journal. */
 	gd = g_dir_open(sub, 0, NULL);
