@@ -87,7 +87,8 @@ static const char summary[] =
 	"\n"
 	"Knobs: memory.min memory.low memory.high memory.max (or min low high max)\n"
 	"       as bytes, 512M, 1.5G or max; memory.oom.group and overhead-in-max as\n"
-	"       true/false; oom-action as notify, pause or destroy.\n"
+	"       true/false; oom-action as notify, pause or destroy; cluster.memory.max\n"
+	"       (the group's quota across the cluster, docs/cluster.md) as a size or max.\n"
 	"\n"
 	"Exit status: 0 ok, 1 usage, 2 not found, 3 conflict or busy, 4 permission,\n"
 	"5 daemon unreachable, 6 other error.";
@@ -486,6 +487,35 @@ static int cmd_get(Ctl *c, const char *path)
 	print_kv("memory.oom.group", get_str(g, "memory.oom.group") ?: "-");
 	print_kv("oom-action", get_str(g, "oom-action") ?: "-");
 	print_kv("overhead-in-max", get_str(g, "overhead-in-max") ?: "-");
+	if (json_object_object_get_ex(g, "cluster", &v) &&
+	    json_object_is_type(v, json_type_object)) {
+		json_object *hosts = NULL;
+		char buf[VMCG_SIZE_STRLEN];
+		uint64_t n;
+
+		print_kv("cluster.memory.max", size_str(v, "memory.max", buf));
+		print_kv("cluster.state", get_str(v, "state") ?: "-");
+		print_kv("cluster.quota", size_str(v, "quota", buf));
+		print_kv("cluster.grant", size_str(v, "grant", buf));
+		print_kv("cluster.enforced", size_str(v, "enforced", buf));
+		print_kv("cluster.pool", size_str(v, "pool", buf));
+		print_kv("cluster.reason", get_str(v, "reason") ?: "-");
+		if (get_str(v, "drift") && strcmp(get_str(v, "drift"), "true") == 0)
+			print_kv("cluster.drift", "hosts disagree on cluster.memory.max");
+		if (json_object_object_get_ex(v, "hosts", &hosts) &&
+		    json_object_is_type(hosts, json_type_object)) {
+			json_object_object_foreach(hosts, host, grant)
+			{
+				g_autofree char *k = g_strdup_printf("cluster.hosts.%s", host);
+
+				n = (uint64_t)json_object_get_uint64(grant);
+				human(n, buf);
+				print_kv(k, buf);
+			}
+		}
+		if (get_str(v, "error"))
+			print_kv("cluster.error", get_str(v, "error"));
+	}
 	print_list("vms", g);
 	print_list("children", g);
 	return EXIT_OK;
@@ -547,7 +577,8 @@ static int knobs_body(char **args, int n, json_object *body)
 				break;
 			}
 		}
-		if (g_str_has_prefix(key, "memory.") && strcmp(key, "memory.oom.group") != 0) {
+		if ((g_str_has_prefix(key, "memory.") && strcmp(key, "memory.oom.group") != 0) ||
+		    strcmp(key, "cluster.memory.max") == 0) {
 			json_object_object_add(body, key, size_value(value));
 		} else if (strcmp(key, "memory.oom.group") == 0 ||
 			   strcmp(key, "overhead-in-max") == 0) {
@@ -560,7 +591,7 @@ static int knobs_body(char **args, int n, json_object *body)
 		} else {
 			return usage_error("unknown knob \"%s\" (memory.min, memory.low, "
 					   "memory.high, memory.max, memory.oom.group, "
-					   "oom-action, overhead-in-max)",
+					   "oom-action, overhead-in-max, cluster.memory.max)",
 					   key);
 		}
 	}

@@ -60,6 +60,7 @@ import os
 import select
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -283,6 +284,13 @@ class Sampler:
                                                    (self.bed.quota + SLACK) // MiB)
 
 
+def vmcgctl(d, *args):
+    p = subprocess.run([os.environ.get("VMCGCTL", "vmcgctl"), "-s", d.socket] + list(args),
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
 def setup():
     global BED
     try:
@@ -464,6 +472,12 @@ def test_drift():
         wait_for(lambda: all(BED.cluster(d)["drift"] and BED.cluster(d)["quota"] == lower
                              for d in (BED.da, BED.db)), 10, what="drift seen on both")
         assert BED.da.events_of("cluster_drift"), "no cluster_drift event on A"
+        out = vmcgctl(BED.da, "get", GROUP)
+        assert "cluster.drift" in out and "cluster.hosts.host-b" in out, out
+        assert "cluster.state" in out and "synced" in out, out
+        m = BED.da.http("GET", "/metrics").body.decode()
+        assert 'vmcg_cluster_drift{group="/t"} 1' in m, m
+        assert 'vmcg_cluster_lease_alive 1' in m, m
     finally:
         BED.db.put("/v1/groups/t", {"cluster.memory.max": BED.quota})
     wait_for(lambda: not any(BED.cluster(d)["drift"] for d in (BED.da, BED.db)), 10,
