@@ -64,6 +64,7 @@ static int at_round = -1;
 static int revoke_host = -1;
 static int64_t stopped_usec;
 static uint64_t last_sum;	 /* of the grants, at the last check */
+static uint64_t host0_record;	 /* host 0's grant in etcd, at the last check */
 static bool stopped_key_present; /* the stopped host's key, at the last check */
 
 static void on_check(const VmcgEtcdResult *r, const GError *error, gpointer data)
@@ -91,6 +92,8 @@ static void on_check(const VmcgEtcdResult *r, const GError *error, gpointer data
 			continue;
 		}
 		sum += rec.grant_bytes;
+		if (!strcmp(h, hosts[0].name))
+			host0_record = rec.grant_bytes;
 		if (stop_host >= 0 && !strcmp(h, hosts[stop_host].name))
 			stopped_present = true;
 	}
@@ -227,7 +230,8 @@ int main(int argc, char **argv)
 	g_autoptr(GError) error = NULL;
 	g_autoptr(GOptionContext) ctx = NULL;
 	g_autoptr(GRand) rand = NULL;
-	int rounds = 30, interval_ms = 100, ttl_s = 2, seed = 1, t = 0;
+	int rounds = 30, interval_ms = 100, ttl_s = 2, seed = 1, t = 0, churn_rounds = 0;
+	gboolean shrink_check = FALSE;
 	int64_t t0, start;
 	uint64_t writes = 0, conflicts = 0, steady_writes = 0;
 	int last_write_tick = -1, steady_from;
@@ -244,6 +248,10 @@ int main(int argc, char **argv)
 		{ "at-round", 0, 0, G_OPTION_ARG_INT, &at_round, "tick to stop it at", "N" },
 		{ "revoke-host", 0, 0, G_OPTION_ARG_INT, &revoke_host, "host whose lease to revoke",
 		  "H" },
+		{ "shrink-check", 0, 0, G_OPTION_ARG_NONE, &shrink_check,
+		  "phase 3c: a host gives back only once its usage is down", NULL },
+		{ "churn-rounds", 0, 0, G_OPTION_ARG_INT, &churn_rounds,
+		  "phase 3d: rounds of random demand on every host", "N" },
 		{ NULL, 0, 0, 0, NULL, NULL, NULL },
 	};
 	VmcgGrantParams params = {
@@ -401,6 +409,96 @@ int main(int argc, char **argv)
 		} else {
 			printf("figure rejoin_ms=%" PRId64 "\n", rejoined_usec / 1000);
 		}
+	}
+
+	/*
+	 * Phase 3c (--shrink-check): host 0's demand drops while its usage
+	 * stays (its guests cannot give back yet): it enforces the smaller
+	 * grant at once but its record keeps the old one, so nobody grows
+	 * into bytes it still uses; once its usage is down, it publishes and
+	 * the others grow.
+	 */
+	if (shrink_check) {
+		uint64_t held = grant_of(0), others0 = 0, others = 0;
+		VmcgClusterAgentInfo info;
+		int published = -1;
+
+		for (int j = 1; j < n_hosts; j++)
+			others0 += grant_of(j);
+		hosts[0].demand = quota / 100;
+		vmcg_cluster_agent_set_usage(hosts[0].agent, held, UINT64_C(3600) * G_USEC_PER_SEC);
+		for (int i = 0; i < 10; i++, t++) {
+			start = g_get_monotonic_time();
+			tick(rand, t);
+			vmcg_cluster_agent_info(hosts[0].agent, &info);
+			if (!info.shrinking || info.enforce_bytes >= held || host0_record != held) {
+				printf("violation phase 3c round %d: shrinking %d, enforced "
+				       "%" PRIu64 ", record %" PRIu64 ", held %" PRIu64 "\n",
+				       i, info.shrinking, info.enforce_bytes, host0_record, held);
+				violations++;
+				break;
+			}
+			sleep_loop(start + interval_ms * 1000);
+		}
+		for (int j = 1; j < n_hosts; j++)
+			others += grant_of(j);
+		if (others > others0) {
+			printf("violation phase 3c: the others grew (%" PRIu64 " -> %" PRIu64
+			       ") into bytes host 0 still uses\n",
+			       others0, others);
+			violations++;
+		}
+		printf("# phase 3c: host 0 enforces %" PRIu64 " and keeps %" PRIu64 " published\n",
+		       info.enforce_bytes, host0_record);
+		/*
+		 * Its usage comes down, below its fair share (the others' demand
+		 * puts that under its own demand): it publishes, the others grow.
+		 */
+		vmcg_cluster_agent_set_usage(hosts[0].agent, quota / 200,
+					     UINT64_C(3600) * G_USEC_PER_SEC);
+		for (int i = 0; i < rounds && published < 0; i++, t++) {
+			start = g_get_monotonic_time();
+			tick(rand, t);
+			others = 0;
+			for (int j = 1; j < n_hosts; j++)
+				others += grant_of(j);
+			if (host0_record < held && others > others0)
+				published = i + 1;
+			sleep_loop(start + interval_ms * 1000);
+		}
+		if (published < 0) {
+			printf("violation phase 3c: host 0 never published its smaller grant "
+			       "(record %" PRIu64 ")\n",
+			       host0_record);
+			violations++;
+		} else {
+			printf("figure shrink_publish_rounds=%d\n", published);
+		}
+		vmcg_cluster_agent_set_usage(hosts[0].agent, 0, 0);
+	}
+
+	/*
+	 * Phase 3d (--churn-rounds N): every host's demand jumps at random
+	 * every round, between 0 and the whole quota: the stress of
+	 * concurrent grant requests. Every commit is checked (sum <= Q) by
+	 * the reads after each round.
+	 */
+	if (churn_rounds > 0) {
+		uint64_t w = 0;
+		unsigned checks0 = checks;
+
+		for (int i = 0; i < churn_rounds; i++, t++) {
+			start = g_get_monotonic_time();
+			for (int j = 0; j < n_hosts; j++)
+				hosts[j].demand =
+					quota / 1000 * (uint64_t)g_rand_int_range(rand, 0, 1001);
+			w += tick(rand, t);
+			sleep_loop(start + interval_ms * 1000);
+		}
+		printf("figure churn_writes=%" PRIu64 "\n", w);
+		printf("figure churn_checks=%u\n", checks - checks0);
+		printf("figure churn_writes_per_host_s=%.3f\n",
+		       (double)w / n_hosts / (churn_rounds * interval_ms / 1000.0));
 	}
 
 	/* Phase 4: a host dies; its grant comes back when its lease expires. */

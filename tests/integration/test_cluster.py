@@ -24,6 +24,14 @@ after every round:
             nothing; host 1's key is gone and the others hold Q - 1 %
             within TTL (2 s) + 1.5 s
   k8        K=8, same phases without the stop
+  k3-shrink K=3; after phase 3 host 0's demand drops while its usage
+            stays: for 10 rounds it enforces the smaller grant but its
+            record keeps the old one and the others do not grow; once its
+            usage is down it publishes and the others grow
+  k8-churn  K=8; after phase 3, 300 rounds in which every host's demand
+            jumps at random between 0 and Q, all rounds in flight at once
+            (the stress of concurrent grant requests): no check ever sees
+            sum(grants) > Q
 
 Needs /usr/bin/etcd: a missing etcd is a failure. Prints TAP.
 """
@@ -91,9 +99,23 @@ def test_k8():
     run_check("--hosts", "8", "--group", "/k8", "--seed", "2")
 
 
+def test_k3_shrink():
+    f = run_check("--hosts", "3", "--group", "/k3s", "--shrink-check", "--seed", "3")
+    assert "shrink_publish_rounds" in f, f
+
+
+def test_k8_churn():
+    f = run_check("--hosts", "8", "--group", "/k8c", "--churn-rounds", "300", "--seed", "4")
+    # Every round of the 300 was followed by prefix reads that checked the sum.
+    assert f["churn_checks"] >= 300, f
+    assert f["churn_writes"] > 100, f  # demand moved: grants did too
+
+
 TESTS = [
     ("k3-stop", test_k3_stop),
     ("k8", test_k8),
+    ("k3-shrink", test_k3_shrink),
+    ("k8-churn", test_k8_churn),
 ]
 
 
