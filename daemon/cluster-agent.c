@@ -72,6 +72,7 @@ struct VmcgClusterAgent {
 	int64_t synced_usec;
 	uint64_t writes, conflicts, bad_records;
 	char *last_error;
+	bool round_failed; /* the round in flight set last_error */
 	VmcgGrantReason reason;
 };
 
@@ -162,6 +163,7 @@ static void set_error(VmcgClusterAgent *a, const char *fmt, ...)
 {
 	va_list ap;
 
+	a->round_failed = true;
 	g_free(a->last_error);
 	va_start(ap, fmt);
 	a->last_error = g_strdup_vprintf(fmt, ap);
@@ -176,6 +178,8 @@ static void finish(VmcgClusterAgent *a)
 	a->pending = NULL;
 	a->done = NULL;
 	a->done_data = NULL;
+	if (!a->round_failed)
+		g_clear_pointer(&a->last_error, g_free);
 	if (done)
 		done(a, data);
 }
@@ -408,7 +412,8 @@ void vmcg_cluster_agent_round(VmcgClusterAgent *a, uint64_t demand_bytes, VmcgCl
 			      gpointer userdata)
 {
 	g_return_if_fail(!a->pending);
-	g_clear_pointer(&a->last_error, g_free);
+	/* The last round's error stays readable while this one runs (finish() clears it). */
+	a->round_failed = false;
 	a->demand_bytes = MIN(demand_bytes, VMCG_GRANT_BYTES_MAX);
 	a->done = done;
 	a->done_data = userdata;

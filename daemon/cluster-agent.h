@@ -66,7 +66,8 @@ typedef struct VmcgClusterAgentInfo {
 	uint64_t writes;      /* transactions committed */
 	uint64_t conflicts;   /* transactions refused by their compares */
 	uint64_t bad_records; /* keys or records skipped as not what vmcgd writes */
-	const char *last_error; /* the last round's error, NULL if none; owned by the agent */
+	const char
+		*last_error; /* the last finished round's error, NULL if none; owned by the agent */
 	VmcgGrantReason reason; /* the last decision's */
 } VmcgClusterAgentInfo;
 
@@ -134,7 +135,7 @@ const VmcgGrantHost *vmcg_cluster_agent_host(VmcgClusterAgent *a, size_t i);
 /* Whether a round is in flight. */
 bool vmcg_cluster_agent_busy(const VmcgClusterAgent *a);
 
-/* The agent's state after its last round; ret->last_error is valid until the next round. */
+/* The agent's state after its last round; ret->last_error is valid until the next round ends. */
 void vmcg_cluster_agent_info(VmcgClusterAgent *a, VmcgClusterAgentInfo *ret);
 
 /* ---- the host's lease ---- */

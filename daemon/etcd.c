@@ -44,6 +44,7 @@ typedef struct {
 	GError *early_error; /* a builder's error, delivered from an idle */
 	bool repeatable;     /* safe to send again after an ambiguous failure */
 	unsigned endpoint, tries;
+	char *last_failure; /* why the last attempt that was retried failed */
 	gint64 deadline_us; /* g_get_monotonic_time() when the request times out */
 	unsigned backoff_ms;
 	VmcgEtcdCallback cb;
@@ -77,6 +78,7 @@ static void req_free(Req *req)
 {
 	attempt_clear(req);
 	g_clear_error(&req->early_error);
+	g_free(req->last_failure);
 	g_free(req->body);
 	g_object_unref(req->session);
 	g_free(req);
@@ -151,6 +153,8 @@ static void attempt_failed(Req *req, GError *error, bool may_retry)
 	}
 	if (may_retry && left_us > 0) {
 		g_debug("etcd: %s", error->message);
+		g_free(req->last_failure);
+		req->last_failure = g_strdup(error->message);
 		g_error_free(error);
 		req->endpoint = (req->endpoint + 1) % etcd->n_endpoints;
 		if (req->tries % etcd->n_endpoints) {
@@ -181,10 +185,12 @@ static void transport_failed(Req *req, GError *e)
 
 	if (req->timed_out) {
 		/* The request's deadline passed: no time for another attempt. */
-		error = g_error_new(VMCG_ETCD_ERROR, VMCG_ETCD_ERROR_TIMEOUT,
-				    "etcd: %s: no answer to %s within %u ms", url,
-				    vmcg_etcd_call_path(req->call),
-				    req->etcd ? req->etcd->timeout_ms : 0);
+		error = g_error_new(
+			VMCG_ETCD_ERROR, VMCG_ETCD_ERROR_TIMEOUT,
+			"etcd: %s: no answer to %s within %u ms%s%s%s", url,
+			vmcg_etcd_call_path(req->call), req->etcd ? req->etcd->timeout_ms : 0,
+			req->last_failure ? " (before: " : "",
+			req->last_failure ? req->last_failure : "", req->last_failure ? ")" : "");
 		retry = false;
 	} else {
 		error = g_error_new(VMCG_ETCD_ERROR, VMCG_ETCD_ERROR_UNAVAILABLE, "etcd: %s: %s",
@@ -346,6 +352,11 @@ static void submit(VmcgEtcd *etcd, VmcgEtcdCall call, char *body, GError *build_
 		return;
 	}
 	attempt(req);
+}
+
+void vmcg_etcd_process_init(void)
+{
+	g_setenv("SOUP_FORCE_HTTP1", "1", FALSE);
 }
 
 VmcgEtcd *vmcg_etcd_new(const char *const *endpoints, const VmcgEtcdTls *tls, GError **error)

@@ -73,6 +73,19 @@ typedef struct {
 typedef void (*VmcgEtcdCallback)(const VmcgEtcdResult *r, const GError *error, gpointer userdata);
 
 /**
+ * vmcg_etcd_process_init() - call once from main(), before any thread
+ * starts (it sets an environment variable). It makes libsoup speak
+ * HTTP/1.1 to etcd: over TLS, etcd offers HTTP/2 (ALPN), and libsoup
+ * 3.2's HTTP/2 client (Debian 12) never completes a request whose
+ * connection failed its handshake (a member that wants a client
+ * certificate the client lacks) nor honours its cancellation, so the
+ * request would hang past its timeout; HTTP/1.1 fails at once. libsoup
+ * reads SOUP_FORCE_HTTP1 once, at its first connection; one already set
+ * is kept.
+ */
+void vmcg_etcd_process_init(void);
+
+/**
  * vmcg_etcd_new() - a client of the cluster at @endpoints
  * @endpoints: NULL-terminated, each "http://host:port" or
  *             "https://host:port" (no path); at least one, at most

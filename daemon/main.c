@@ -16,6 +16,7 @@
 #include "config-apply.h"
 #include "cluster.h"
 #include "config.h"
+#include "etcd.h"
 #include "daemon-private.h"
 #include "settings.h"
 #include "state.h"
@@ -229,6 +230,8 @@ int main(int argc, char **argv)
 	const char *default_path = g_getenv("VMCG_CONFIG_DEFAULT_PATH") ?: VMCG_CONFIG_DEFAULT_PATH;
 
 	setlocale(LC_ALL, "");
+	/* Before any thread: it sets the environment (etcd.h). */
+	vmcg_etcd_process_init();
 	ctx = g_option_context_new("- memory cgroups for virtual machines");
 	g_option_context_set_summary(ctx, "Groups VMs into a hierarchy with cgroup-v2 memory "
 					  "semantics, charged by resident guest RAM and\n"

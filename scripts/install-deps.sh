@@ -27,6 +27,7 @@ util-linux
 systemd
 groff-base
 etcd-server
+openssl
 "
 
 missing=""

@@ -261,6 +261,8 @@ int main(int argc, char **argv)
 		.step_bytes = 0,
 	};
 
+	vmcg_etcd_process_init();
+
 	ctx = g_option_context_new("- simulated hosts sharing a cluster quota");
 	g_option_context_add_main_entries(ctx, entries, NULL);
 	if (!g_option_context_parse(ctx, &argc, &argv, &error) || !endpoints_arg || n_hosts < 1 ||

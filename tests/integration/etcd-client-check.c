@@ -181,6 +181,8 @@ int main(int argc, char **argv)
 	g_auto(GStrv) endpoints = NULL;
 	char line[4096];
 
+	vmcg_etcd_process_init();
+
 	if (argc != 2) {
 		fprintf(stderr, "usage: %s ENDPOINT[,ENDPOINT...] < commands\n", argv[0]);
 		return 2;

@@ -28,6 +28,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import urllib.error
@@ -62,14 +63,52 @@ def _free_ports(n):
             s.close()
 
 
-def post(endpoint, path, body, timeout=2.0):
-    """POST a JSON body to the gateway; the decoded JSON answer (raises on error)."""
+def post(endpoint, path, body, timeout=2.0, tls=None):
+    """POST a JSON body to the gateway; the decoded JSON answer (raises on error).
+    tls: a Tls for https endpoints (its CA, and its client certificate)."""
     req = urllib.request.Request(endpoint + path, data=json.dumps(body).encode(),
                                  headers={"Content-Type": "application/json"})
     # No proxy: the members are on localhost, whatever http_proxy says.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    handlers = [urllib.request.ProxyHandler({})]
+    if tls is not None:
+        handlers.append(urllib.request.HTTPSHandler(context=tls.context()))
+    opener = urllib.request.build_opener(*handlers)
     with opener.open(req, timeout=timeout) as r:
         return json.loads(r.read().decode())
+
+
+class Tls:
+    """A private CA and, signed by it, a server certificate for 127.0.0.1 and
+    a client certificate (openssl), in `directory`: ca.pem, server.pem,
+    server.key, client.pem, client.key."""
+
+    def __init__(self, directory):
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        self.ca = d / "ca.pem"
+        self.server_cert, self.server_key = d / "server.pem", d / "server.key"
+        self.client_cert, self.client_key = d / "client.pem", d / "client.key"
+
+        def run(*args):
+            subprocess.run(["openssl"] + list(args), check=True, capture_output=True)
+
+        run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-keyout", str(d / "ca.key"), "-out", str(self.ca), "-subj", "/CN=vmcg test CA")
+        for name, cert, key, ext in (
+                ("server", self.server_cert, self.server_key,
+                 "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth"),
+                ("client", self.client_cert, self.client_key, "extendedKeyUsage=clientAuth")):
+            (d / ("%s.ext" % name)).write_text(ext + "\n")
+            run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                "-out", str(d / ("%s.csr" % name)), "-subj", "/CN=vmcg test %s" % name)
+            run("x509", "-req", "-in", str(d / ("%s.csr" % name)), "-CA", str(self.ca),
+                "-CAkey", str(d / "ca.key"), "-CAcreateserial", "-days", "2",
+                "-extfile", str(d / ("%s.ext" % name)), "-out", str(cert))
+
+    def context(self):
+        ctx = ssl.create_default_context(cafile=str(self.ca))
+        ctx.load_cert_chain(str(self.client_cert), str(self.client_key))
+        return ctx
 
 
 def _close_all():
@@ -84,14 +123,18 @@ atexit.register(_close_all)
 
 
 class EtcdCluster:
-    def __init__(self, n=3, start=True, timeout=30.0):
+    def __init__(self, n=3, start=True, timeout=30.0, tls=False):
         self.n = n
         self.tmpdir = Path(tempfile.mkdtemp(prefix="vmcg-etcd-"))
         ports = _free_ports(2 * n)
         self.client_ports = ports[:n]
         self.peer_ports = ports[n:]
         self.names = ["m%d" % i for i in range(n)]
-        self.endpoints = ["http://127.0.0.1:%d" % p for p in self.client_ports]
+        # tls: clients speak https and must show a certificate of the CA
+        # (--client-cert-auth); peers stay plain http on localhost.
+        self.tls = Tls(self.tmpdir / "tls") if tls else None
+        self.endpoints = ["%s://127.0.0.1:%d" % ("https" if tls else "http", p)
+                          for p in self.client_ports]
         self.procs = [None] * n
         self.logfs = [None] * n
         self.stopped = False
@@ -121,7 +164,11 @@ class EtcdCluster:
                 "--initial-cluster", cluster, "--initial-cluster-state", "new",
                 "--initial-cluster-token", "vmcg-test-%s" % self.tmpdir.name,
                 "--heartbeat-interval", "50", "--election-timeout", "500",
-                "--logger", "zap", "--log-outputs", "stderr"]
+                "--logger", "zap", "--log-outputs", "stderr"] + (
+                    ["--cert-file", str(self.tls.server_cert),
+                     "--key-file", str(self.tls.server_key),
+                     "--trusted-ca-file", str(self.tls.ca), "--client-cert-auth"]
+                    if self.tls else [])
 
     def running(self, i):
         return self.procs[i] is not None and self.procs[i].poll() is None
@@ -154,7 +201,8 @@ class EtcdCluster:
         if not self.running(i):
             return None
         try:
-            st = post(self.endpoints[i], "/v3/maintenance/status", {}, timeout=timeout)
+            st = post(self.endpoints[i], "/v3/maintenance/status", {}, timeout=timeout,
+                      tls=self.tls)
         except (OSError, ValueError, urllib.error.URLError):
             return None
         if st.get("leader", "0") == "0":
