@@ -359,7 +359,9 @@ static bool keys_equal(const KeyDesc *keys, size_t n, const void *a, const void 
 
 bool vmcg_config_equal(const VmcgConfig *a, const VmcgConfig *b)
 {
-	if (!keys_equal(daemon_keys, G_N_ELEMENTS(daemon_keys), a, b))
+	if (!keys_equal(daemon_keys, G_N_ELEMENTS(daemon_keys), a, b) ||
+	    !keys_equal(libvirt_keys, G_N_ELEMENTS(libvirt_keys), a, b) ||
+	    !keys_equal(cluster_keys, G_N_ELEMENTS(cluster_keys), a, b))
 		return false;
 	if (a->n_groups != b->n_groups || a->n_vms != b->n_vms)
 		return false;

@@ -81,6 +81,20 @@ static char *to_text(const VmcgConfig *c)
 	append_duration(out, "stats-interval", c->stats_interval_usec);
 	append_duration(out, "stats-max-age", c->stats_max_age_usec);
 	append_duration(out, "vmpressure-hold", c->vmpressure_hold_usec);
+	append_duration(out, "unknown-charge-grace", c->unknown_charge_grace_usec);
+	append_duration(out, "channel-report-interval", c->channel_report_interval_usec);
+	g_string_append_printf(out, "guest-stall = %d\n", c->guest_stall_pct);
+	g_string_append_printf(out, "hooks-socket = %s\n", c->hooks_socket_path);
+	g_string_append_printf(out, "[libvirt]\nuri = %s\ndefault-group = %s\n", c->libvirt_uri,
+			       c->libvirt_default_group);
+	g_string_append_printf(out, "[cluster]\netcd = %s\nnode = %s\n", c->cluster_etcd,
+			       c->cluster_node);
+	g_string_append_printf(out, "ca-file = %s\ncert-file = %s\nkey-file = %s\n",
+			       c->cluster_ca_file, c->cluster_cert_file, c->cluster_key_file);
+	append_duration(out, "lease-ttl", c->cluster_lease_ttl_usec);
+	append_size(out, "hysteresis", c->cluster_hysteresis_bytes);
+	append_size(out, "min-grant", c->cluster_min_grant_bytes);
+	append_duration(out, "shrink-wait", c->cluster_shrink_wait_usec);
 
 	for (size_t i = 0; i < c->n_groups; i++) {
 		const VmcgConfigGroup *g = &c->groups[i];
@@ -103,6 +117,8 @@ static char *to_text(const VmcgConfig *c)
 		if (g->set & VMCG_CONFIG_KNOB_OVERHEAD_IN_MAX)
 			g_string_append_printf(out, "overhead-in-max = %s\n",
 					       bool_str(g->overhead_in_max));
+		if (g->set & VMCG_CONFIG_KNOB_CLUSTER_MAX)
+			append_size(out, "cluster.memory.max", g->cluster_max_bytes);
 	}
 	for (size_t i = 0; i < c->n_vms; i++) {
 		const VmcgConfigVm *vm = &c->vms[i];
