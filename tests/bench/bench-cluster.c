@@ -107,6 +107,7 @@
 #include <unistd.h>
 
 #include "cluster-agent.h"
+#include "loop-sleep.h"
 #include "json-util.h"
 
 #include "bench-util.h"
@@ -569,25 +570,6 @@ static void on_round(VmcgClusterAgent *a, gpointer data)
 		check(c); /* the sum moved: read it */
 }
 
-static gboolean wake(gpointer data)
-{
-	*(bool *)data = true;
-	return G_SOURCE_REMOVE;
-}
-
-/* Runs the main loop (keepalives, late replies) until @until_usec. */
-static void sleep_until(int64_t until_usec)
-{
-	int64_t now = g_get_monotonic_time();
-	bool woke = false;
-
-	if (until_usec <= now)
-		return;
-	g_timeout_add((guint)((until_usec - now + 999) / 1000), wake, &woke);
-	while (!woke)
-		g_main_context_iteration(NULL, TRUE);
-}
-
 static uint64_t sum_counter(Cluster *c, bool conflicts)
 {
 	uint64_t s = 0;
@@ -611,7 +593,7 @@ static int64_t tick(Cluster *c)
 	uint64_t writes = sum_counter(c, false), conflicts = sum_counter(c, true);
 	int64_t start;
 
-	sleep_until(c->next_tick);
+	loop_sleep_until(c->next_tick);
 	start = g_get_monotonic_time();
 	/* An interval after the last tick started; at once after an overrun. */
 	c->next_tick = MAX(c->next_tick + (int64_t)c->cfg->interval_ms * 1000, start);
@@ -735,8 +717,8 @@ static void run_moves(Cluster *c, unsigned moves, double max_s)
 
 		/* The change comes at a random moment of the wait before the next tick. */
 		if (c->next_tick > now)
-			sleep_until(now + (int64_t)g_rand_double_range(
-						  c->rand, 0, (double)(c->next_tick - now)));
+			loop_sleep_until(now + (int64_t)g_rand_double_range(
+						       c->rand, 0, (double)(c->next_tick - now)));
 		set_hot(c, to);
 		change = g_get_monotonic_time();
 		end = change + (int64_t)(max_s * G_USEC_PER_SEC);

@@ -37,6 +37,7 @@
 #include <glib.h>
 
 #include "cluster-agent.h"
+#include "loop-sleep.h"
 
 #define GIB (UINT64_C(1) << 30)
 
@@ -136,24 +137,6 @@ static void on_round(VmcgClusterAgent *a, gpointer data)
 static void run_until_idle(void)
 {
 	while (outstanding)
-		g_main_context_iteration(NULL, TRUE);
-}
-
-static gboolean wake(gpointer data)
-{
-	*(bool *)data = true;
-	return G_SOURCE_REMOVE;
-}
-
-static void sleep_loop(int64_t until_usec)
-{
-	int64_t now = g_get_monotonic_time();
-	bool woke = false;
-
-	if (until_usec <= now)
-		return;
-	g_timeout_add((guint)((until_usec - now + 999) / 1000), wake, &woke);
-	while (!woke)
 		g_main_context_iteration(NULL, TRUE);
 }
 
@@ -314,7 +297,7 @@ int main(int argc, char **argv)
 	for (int i = 0; i < rounds; i++, t++) {
 		start = g_get_monotonic_time();
 		tick(rand, t);
-		sleep_loop(start + interval_ms * 1000);
+		loop_sleep_until(start + interval_ms * 1000);
 	}
 	printf("# phase 1: host 0 holds %" PRIu64 " of %" PRIu64 "\n", grant_of(0), quota);
 	if (grant_of(0) < quota / 10 * 8) {
@@ -336,7 +319,7 @@ int main(int argc, char **argv)
 				moved = i + 1;
 				moved_usec = g_get_monotonic_time() - t0;
 			}
-			sleep_loop(start + interval_ms * 1000);
+			loop_sleep_until(start + interval_ms * 1000);
 		}
 		if (moved < 0) {
 			printf("violation phase 2: host %d got only %" PRIu64 " in %d rounds\n",
@@ -361,7 +344,7 @@ int main(int argc, char **argv)
 			last_write_tick = i;
 		if (t >= steady_from)
 			steady_writes += w;
-		sleep_loop(start + interval_ms * 1000);
+		loop_sleep_until(start + interval_ms * 1000);
 	}
 	printf("figure converge_rounds=%d\n", last_write_tick + 1);
 	printf("figure steady_writes=%" PRIu64 "\n", steady_writes);
@@ -402,7 +385,7 @@ int main(int argc, char **argv)
 			if (vmcg_cluster_lease_generation(h->lease) != gen && info.has_grant &&
 			    !info.last_error && info.grant_bytes > 0)
 				rejoined_usec = g_get_monotonic_time() - t0;
-			sleep_loop(start + interval_ms * 1000);
+			loop_sleep_until(start + interval_ms * 1000);
 		}
 		if (rejoined_usec < 0) {
 			printf("violation %s did not put its record again under a new lease\n",
@@ -440,7 +423,7 @@ int main(int argc, char **argv)
 				violations++;
 				break;
 			}
-			sleep_loop(start + interval_ms * 1000);
+			loop_sleep_until(start + interval_ms * 1000);
 		}
 		for (int j = 1; j < n_hosts; j++)
 			others += grant_of(j);
@@ -466,7 +449,7 @@ int main(int argc, char **argv)
 				others += grant_of(j);
 			if (host0_record < held && others > others0)
 				published = i + 1;
-			sleep_loop(start + interval_ms * 1000);
+			loop_sleep_until(start + interval_ms * 1000);
 		}
 		if (published < 0) {
 			printf("violation phase 3c: host 0 never published its smaller grant "
@@ -495,7 +478,7 @@ int main(int argc, char **argv)
 				hosts[j].demand =
 					quota / 1000 * (uint64_t)g_rand_int_range(rand, 0, 1001);
 			w += tick(rand, t);
-			sleep_loop(start + interval_ms * 1000);
+			loop_sleep_until(start + interval_ms * 1000);
 		}
 		printf("figure churn_writes=%" PRIu64 "\n", w);
 		printf("figure churn_checks=%u\n", checks - checks0);
@@ -524,7 +507,7 @@ int main(int argc, char **argv)
 				if (!stopped_key_present && others >= quota - quota / 100)
 					regrown_usec = g_get_monotonic_time() - stopped_usec;
 			}
-			sleep_loop(start + interval_ms * 1000);
+			loop_sleep_until(start + interval_ms * 1000);
 		}
 		if (gone_usec < 0 || regrown_usec < 0) {
 			printf("violation phase 4: host %d's grant did not come back (key %s, "

@@ -65,7 +65,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from vmcgtest import Guest, connect_unix, ensure_guest_built, GuestUnavailable, qemu_binary, tap, wait_for  # noqa: E402
-from vmcgtest.daemon import Daemon, MiB, vmcgd_binary  # noqa: E402
+from vmcgtest.daemon import FAST_DAEMON_CONF, Daemon, MiB, vmcgd_binary  # noqa: E402
 from vmcgtest.guest import _chardev_path  # noqa: E402
 
 GUEST_MIB = 384
@@ -75,15 +75,7 @@ LEVELS = ("none", "low", "medium", "critical")
 STALL = int(os.environ.get("VMCG_GUEST_STALL", "10"))
 REPORT_MS = 500
 
-CONF = """
-[daemon]
-interval = 250ms
-stats-interval = 1s
-stats-max-age = 5s
-reclaim-step = 64M
-hysteresis = 16M
-write-group =
-vmpressure-hold = 3s
+CONF = FAST_DAEMON_CONF + """vmpressure-hold = 3s
 channel-report-interval = %dms
 guest-stall = %d
 """ % (REPORT_MS, STALL)

@@ -69,7 +69,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from vmcgtest import tap, wait_for  # noqa: E402
-from vmcgtest.daemon import Daemon, MiB, vmcgd_binary  # noqa: E402
+from vmcgtest.daemon import FAST_DAEMON_CONF, Daemon, MiB, vmcgd_binary  # noqa: E402
 from vmcgtest.etcd import EtcdCluster, etcd_binary, post  # noqa: E402
 from vmcgtest.guest import (Guest, GuestCommandError, GuestUnavailable,  # noqa: E402
                              ensure_guest_built, log, qemu_binary)
@@ -83,14 +83,6 @@ GROUP = "/t"
 PREFIX = "/vmcg/cluster/v1/groups/%2Ft/grants/"
 
 BED = None
-TESTS = []
-
-
-def test(name):
-    def register(fn):
-        TESTS.append((name, fn))
-        return fn
-    return register
 
 
 class Relay:
@@ -145,15 +137,7 @@ class Relay:
 
 
 def cluster_conf(name, endpoints):
-    return """
-[daemon]
-interval = 250ms
-stats-interval = 1s
-stats-max-age = 5s
-reclaim-step = 64M
-hysteresis = 16M
-write-group =
-[cluster]
+    return FAST_DAEMON_CONF + """[cluster]
 etcd = %s
 node = host-%s
 lease-ttl = %ds
@@ -352,7 +336,6 @@ def unhog(g, hogs):
         g.unhog(h)
 
 
-@test("demand-moves")
 def test_demand_moves():
     s = Sampler(BED)
     try:
@@ -375,7 +358,6 @@ def test_demand_moves():
     assert c["writes"] > 0 and c["quota"] == BED.quota, c
 
 
-@test("leader-killed")
 def test_leader_killed():
     leader = BED.etcd.leader()
     assert leader is not None
@@ -400,7 +382,6 @@ def test_leader_killed():
         BED.etcd.wait_healthy()
 
 
-@test("partition")
 def test_partition():
     g0 = BED.cluster(BED.db)["grant"]
     for r in BED.relays:
@@ -440,7 +421,6 @@ def test_partition():
     BED.gb.unhog(again)
 
 
-@test("restart-rereads")
 def test_restart_rereads():
     g0 = BED.grants()["host-b"]
     use0 = BED.current(BED.db)
@@ -464,7 +444,6 @@ def test_restart_rereads():
     wait_for(lambda: BED.db.vm("b")["state"] == "ready", 30, what="guest b back from state")
 
 
-@test("drift")
 def test_drift():
     lower = BED.quota - 64 * MiB
     BED.db.put("/v1/groups/t", {"cluster.memory.max": lower})
@@ -484,7 +463,6 @@ def test_drift():
              what="drift gone")
 
 
-@test("killed-returns")
 def test_killed_returns():
     gb = BED.grants()["host-b"]
     pool0 = BED.cluster(BED.da)["pool"]
@@ -499,6 +477,16 @@ def test_killed_returns():
                                                                           TTL_S))
     # The lease was last renewed up to TTL/3 before the kill.
     assert gone >= TTL_S * 2 / 3 - 0.5, "freed before its lease could expire: %.1f s" % gone
+
+
+TESTS = [
+    ("demand-moves", test_demand_moves),
+    ("leader-killed", test_leader_killed),
+    ("partition", test_partition),
+    ("restart-rereads", test_restart_rereads),
+    ("drift", test_drift),
+    ("killed-returns", test_killed_returns),
+]
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from vmcgtest import Guest, GuestError, GuestUnavailable, ensure_guest_built, qemu_binary, tap, wait_for  # noqa
-from vmcgtest.daemon import ApiError, Daemon, MiB, vmcgd_binary  # noqa
+from vmcgtest.daemon import FAST_DAEMON_CONF, ApiError, Daemon, MiB, vmcgd_binary  # noqa
 
 GUEST_MIB = 512
 # memory.high tolerance while a guest's cache grows 16 MiB per half second:
@@ -28,15 +28,7 @@ HIGH_TOLERANCE = 64 * MiB
 
 # The daemon's knobs for tests: a fast loop and fresh stats, so that the
 # scenarios settle in seconds even under TCG.
-DAEMON_CONF = """
-[daemon]
-interval = 250ms
-stats-interval = 1s
-stats-max-age = 5s
-reclaim-step = 64M
-hysteresis = 16M
-write-group =
-"""
+DAEMON_CONF = FAST_DAEMON_CONF
 
 
 def require_bed():

@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from vmcgtest import Guest, GuestUnavailable, ensure_guest_built, tap, wait_for  # noqa
-from vmcgtest.daemon import Daemon, MiB, vmcgd_binary  # noqa
+from vmcgtest.daemon import FAST_DAEMON_CONF, Daemon, MiB, vmcgd_binary  # noqa
 
 ROOT = Path(__file__).resolve().parents[2]
 GUEST_MIB = 512
@@ -30,15 +30,7 @@ PAGE = 4096
 # batches cover it; the slack itself comes from the API (nr_slots x 3 x batch).
 RACE = 4 * BATCH * PAGE
 
-DAEMON_CONF = """
-[daemon]
-interval = 250ms
-stats-interval = 1s
-stats-max-age = 5s
-reclaim-step = 64M
-hysteresis = 16M
-write-group =
-"""
+DAEMON_CONF = FAST_DAEMON_CONF
 
 _hooks_qemu = None
 _hooks_error = None

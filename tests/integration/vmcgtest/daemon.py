@@ -24,6 +24,19 @@ from .guest import REPO_ROOT, GuestError, _child_setup, wait_for
 
 MiB = 1 << 20
 
+# The [daemon] section of the tests with real guests: a fast loop and fresh
+# guest statistics, so that scenarios settle in seconds even under TCG; no
+# write group (the tests run as root).
+FAST_DAEMON_CONF = """
+[daemon]
+interval = 250ms
+stats-interval = 1s
+stats-max-age = 5s
+reclaim-step = 64M
+hysteresis = 16M
+write-group =
+"""
+
 
 def vmcgd_binary():
     path = os.environ.get("VMCGD") or str(REPO_ROOT / "build" / "daemon" / "vmcgd")
