@@ -1020,11 +1020,13 @@ static void test_cross_check(void)
  */
 static VmcgMergeObject *obj(const char *spec)
 {
-	static const char *const gdef[] = { "0", "0", "max", "max", "false", "notify", "false" };
+	static const char *const gdef[] = { "0",     "0",      "max",	"max",
+					    "false", "notify", "false", "max" };
 	g_auto(GStrv) w = g_strsplit(spec, " ", -1);
 	VmcgMergeKind kind = w[0][0] == 'g' ? VMCG_MERGE_GROUP : VMCG_MERGE_VM;
 	VmcgMergeObject *o = vmcg_merge_object_new(kind, w[1]);
 
+	G_STATIC_ASSERT(G_N_ELEMENTS(gdef) == VMCG_MERGE_G_NKEYS);
 	for (unsigned k = 0; k < vmcg_merge_nkeys(kind); k++)
 		o->values[k] = kind == VMCG_MERGE_GROUP ? g_strdup(gdef[k]) : NULL;
 	if (kind == VMCG_MERGE_VM) {
