@@ -16,6 +16,12 @@
  * every round that committed, and after every tick, a separate client
  * reads the whole prefix and checks sum(grants) <= Q.
  *
+ * All rounds at once is the worst case for the transactions: every host
+ * reads the same revision, so the first commit refuses the others (the
+ * range guard). vmcgd's hosts tick on their own timers: --stagger gives
+ * each host a random phase of the interval, fixed for the run, and starts
+ * its round then; a tick still ends when the last round has.
+ *
  *   join    every host creates its record (host 0 wants 0.7 Q, the others
  *           Q / 4K), until 2 ticks in a row write nothing (at most 3
  *           --settle-max seconds).
@@ -78,7 +84,7 @@
  *                 [--interval-ms LIST] [--big-hosts N] [--big-moves M]
  *                 [--big-interval-ms LIST] [--big-clients shared|own]
  *                 [--window S] [--churn-every LIST] [--settle-max S]
- *                 [--all-windows] [--seed S] [--etcd PATH]
+ *                 [--stagger] [--all-windows] [--seed S] [--etcd PATH]
  *
  * $BENCH_CLUSTER_DEBUG prints a line per tick (hosts 0, 1, 2 and the last).
  * --json: the JSON {"results":[...]} alone on stdout, the human lines on
@@ -444,6 +450,7 @@ typedef struct Config {
 	Dist move_ms, move_rounds, move_tick_ms; /* move_tick_ms: from the first tick's start */
 	unsigned moves_wanted;
 	double settle_s;  /* the cap of a settle or a move */
+	bool stagger;	  /* each host's round at its own phase of the interval */
 	bool all_windows; /* steady-over and every churn; else steady-fit and the first churn */
 	unsigned moves, moves_incomplete, moves_unsettled;
 	GString *move_each; /* each move's rounds, in order */
@@ -468,6 +475,7 @@ typedef struct Host {
 	int64_t round_start;
 	uint64_t writes_before;
 	uint64_t bad_records; /* as reported already */
+	guint phase_ms;	      /* --stagger: when in the interval its round starts */
 } Host;
 
 struct Cluster {
@@ -583,9 +591,32 @@ static uint64_t sum_counter(Cluster *c, bool conflicts)
 	return s;
 }
 
+/* Starts @h's round now, on its lease as it is. */
+static void start_round(Host *h)
+{
+	VmcgClusterAgentInfo info;
+
+	if (vmcg_cluster_lease_generation(h->lease) != h->lease_gen) {
+		h->lease_gen = vmcg_cluster_lease_generation(h->lease);
+		vmcg_cluster_agent_set_lease(h->agent, vmcg_cluster_lease_id(h->lease));
+	}
+	vmcg_cluster_agent_info(h->agent, &info);
+	h->writes_before = info.writes;
+	h->round_start = g_get_monotonic_time();
+	vmcg_cluster_agent_round(h->agent, h->demand, on_round, h);
+}
+
+static gboolean on_phase(gpointer data)
+{
+	start_round(data);
+	return G_SOURCE_REMOVE;
+}
+
 /*
  * One tick, at c->next_tick: every host's round in random order, all in
- * flight at once; then the checks. Returns the tick's start.
+ * flight at once (--stagger: each at its own phase of the interval, as
+ * vmcgd's timers are on independent hosts); then the checks. Returns the
+ * tick's start.
  */
 static int64_t tick(Cluster *c)
 {
@@ -606,19 +637,14 @@ static int64_t tick(Cluster *c)
 		order[j] = t;
 	}
 	c->tick_errors = 0;
+	c->rounds_out = c->n;
 	for (unsigned k = 0; k < c->n; k++) {
 		Host *h = &c->hosts[order[k]];
-		VmcgClusterAgentInfo info;
 
-		if (vmcg_cluster_lease_generation(h->lease) != h->lease_gen) {
-			h->lease_gen = vmcg_cluster_lease_generation(h->lease);
-			vmcg_cluster_agent_set_lease(h->agent, vmcg_cluster_lease_id(h->lease));
-		}
-		vmcg_cluster_agent_info(h->agent, &info);
-		h->writes_before = info.writes;
-		h->round_start = g_get_monotonic_time();
-		c->rounds_out++;
-		vmcg_cluster_agent_round(h->agent, h->demand, on_round, h);
+		if (c->cfg->stagger)
+			g_timeout_add(h->phase_ms, on_phase, h);
+		else
+			start_round(h);
 	}
 	while (c->rounds_out)
 		g_main_context_iteration(NULL, TRUE);
@@ -852,8 +878,8 @@ static Cluster *cluster_new(Config *cfg, const char *const *endpoints, guint32 s
 	c->watch = -1;
 	c->rand = g_rand_new_with_seed(seed);
 	/* A group of its own per configuration: no record of another is read. */
-	c->group = g_strdup_printf("/bench/k%u-%ums-%s", cfg->hosts, cfg->interval_ms,
-				   cfg->shared ? "shared" : "own");
+	c->group = g_strdup_printf("/bench/k%u-%ums-%s%s", cfg->hosts, cfg->interval_ms,
+				   cfg->shared ? "shared" : "own", cfg->stagger ? "-stagger" : "");
 	if (vmcg_grant_key_prefix(c->group, &c->prefix) < 0)
 		die("bad group %s", c->group);
 	c->params = (VmcgGrantParams){
@@ -874,6 +900,10 @@ static Cluster *cluster_new(Config *cfg, const char *const *endpoints, guint32 s
 
 		h->c = c;
 		g_snprintf(h->name, sizeof(h->name), "h%u", i);
+		/* A daemon's timer starts when the daemon does: any phase. */
+		h->phase_ms =
+			cfg->stagger ? (guint)g_rand_int_range(c->rand, 0, (gint32)cfg->interval_ms)
+				     : 0;
 		if (c->shared) {
 			h->etcd = c->shared;
 		} else {
@@ -929,7 +959,7 @@ static void cluster_free(Cluster *c)
 }
 
 typedef struct Options {
-	gboolean quick, json, all_windows; /* GOption writes gboolean (int) */
+	gboolean quick, json, all_windows, stagger; /* GOption writes gboolean (int) */
 	int hosts, big_hosts, moves, big_moves;
 	double window_s, settle_s;
 	char *big_clients, *intervals_arg, *big_intervals_arg, *churn_arg, *etcd;
@@ -949,9 +979,9 @@ static void run_config(Config *cfg, const char *const *endpoints, const Options 
 
 	cfg->move_each = g_string_new(NULL);
 
-	fprintf(out, "# K=%u, %s, rounds every %u ms: leases in %.2f s\n", cfg->hosts,
+	fprintf(out, "# K=%u, %s, rounds every %u ms%s: leases in %.2f s\n", cfg->hosts,
 		cfg->shared ? "one shared client" : "a client per host", cfg->interval_ms,
-		cfg->setup_s);
+		cfg->stagger ? ", staggered" : "", cfg->setup_s);
 	/* Joining: every host creates its record; host 0 wants 0.7 Q. */
 	t0 = g_get_monotonic_time();
 	set_hot(c, 0);
@@ -1004,8 +1034,9 @@ static double per_s(double v, double s)
 
 static void print_config(const Config *cfg)
 {
-	fprintf(out, "\nK=%u hosts, %s client%s, rounds every %u ms\n", cfg->hosts,
-		clients_name(cfg), cfg->shared ? "" : " each", cfg->interval_ms);
+	fprintf(out, "\nK=%u hosts, %s client%s, rounds every %u ms%s\n", cfg->hosts,
+		clients_name(cfg), cfg->shared ? "" : " each", cfg->interval_ms,
+		cfg->stagger ? ", each host at its own phase (tick: the whole interval)" : "");
 	fprintf(out, "  join: %s%u ticks with writes, %.1f s until settled (leases: %.2f s)\n",
 		cfg->join_unsettled ? ">" : "", cfg->join_ticks, cfg->join_s, cfg->setup_s);
 	if (cfg->moves) {
@@ -1087,6 +1118,7 @@ static json_object *row(const Config *cfg, const char *phase)
 	json_object_object_add(j, "hosts", json_object_new_int64(cfg->hosts));
 	json_object_object_add(j, "interval_ms", json_object_new_int64(cfg->interval_ms));
 	json_object_object_add(j, "clients", json_object_new_string(clients_name(cfg)));
+	json_object_object_add(j, "stagger", json_object_new_boolean(cfg->stagger));
 	json_object_object_add(j, "phase", json_object_new_string(phase));
 	return j;
 }
@@ -1284,6 +1316,8 @@ static void parse_args(int argc, char **argv, Options *o)
 		  "seconds of each steady and churn window (8; quick 2)", "S" },
 		{ "churn-every", 0, 0, G_OPTION_ARG_STRING, &o->churn_arg,
 		  "churn: demands change every N ticks (1,10; quick 1)", "N,..." },
+		{ "stagger", 0, 0, G_OPTION_ARG_NONE, &o->stagger,
+		  "each host's rounds at its own phase of the interval", NULL },
 		{ "all-windows", 0, 0, G_OPTION_ARG_NONE, &o->all_windows,
 		  "every window in every configuration (default: in the first only)", NULL },
 		{ "seed", 0, 0, G_OPTION_ARG_INT, &o->seed, "random seed (1)", "S" },
@@ -1386,6 +1420,7 @@ int main(int argc, char **argv)
 				      .interval_ms = o.intervals[i],
 				      .moves_wanted = (unsigned)o.moves,
 				      .settle_s = o.settle_s,
+				      .stagger = o.stagger,
 				      .all_windows = o.all_windows || i == 0 };
 	for (unsigned i = 0; o.big_hosts && i < o.n_big_intervals; i++)
 		cfgs[n++] =
@@ -1393,6 +1428,7 @@ int main(int argc, char **argv)
 				  .interval_ms = o.big_intervals[i],
 				  .moves_wanted = (unsigned)o.big_moves,
 				  .settle_s = o.settle_s,
+				  .stagger = o.stagger,
 				  .all_windows = o.all_windows,
 				  .shared = !o.big_clients || !strcmp(o.big_clients, "shared") };
 	for (unsigned i = 0; i < n; i++) {
