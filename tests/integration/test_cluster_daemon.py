@@ -15,11 +15,13 @@ one real guest (QEMU, the test kernel) whose charge is its sampled RAM.
                                cluster.memory.max = Q
 
 Q is set from what the booted guests use: base(a) + base(b) + 380 MiB, so
-that one guest at a time can hold 200 MiB of memhogs, not both. A guest
-hogs in steps of 50 MiB a second apart: a grant follows demand round by
-round (a probe of one hysteresis, 64 MiB, per 250 ms round while the
-group is at its cap), and a guest that took 200 MiB at once would meet
-its balloon before its grant (the guest's OOM killer then ends memhog).
+that one guest at a time can hold 192 MiB of memhogs, not both. A guest
+hogs in steps of 32 MiB a second apart, each smaller than the room a
+grant leaves above usage (half the cluster hysteresis of 128 MiB): the
+step brings the group within a quarter hysteresis of its cap, and the
+next round's probe (usage + 128 MiB) grows the grant before the next
+step. A guest that took 200 MiB at once would meet its balloon before its
+grant, and the guest's OOM killer would end memhog.
 
   demand-moves       a hogs, frees; b hogs, frees; a hogs again. Sampled
                      every 100 ms through the whole run: the grants in
@@ -75,8 +77,8 @@ from vmcgtest.guest import (Guest, GuestCommandError, GuestUnavailable,  # noqa:
                              ensure_guest_built, log, qemu_binary)
 
 GUEST_MIB = 384
-HOG_MIB = 200
-HOG_STEP_MIB = 50
+HOG_MIB = 192
+HOG_STEP_MIB = 32
 TTL_S = 12
 SLACK = 96 * MiB
 GROUP = "/t"
@@ -141,7 +143,7 @@ def cluster_conf(name, endpoints):
 etcd = %s
 node = host-%s
 lease-ttl = %ds
-hysteresis = 64M
+hysteresis = 128M
 shrink-wait = 20s
 """ % (",".join(endpoints), name, TTL_S)
 
@@ -349,7 +351,7 @@ def test_demand_moves():
             unhog(g, hog)
             # Free-page reporting returns most of what memhog freed (test_daemon.py).
             wait_or_show(lambda d=d, base=base: BED.cluster(d)["grant"] <=
-                         BED.current(d) + 64 * MiB and BED.current(d) < base + 100 * MiB, 60,
+                         BED.current(d) + 128 * MiB and BED.current(d) < base + 100 * MiB, 60,
                          "%s gives its slice back" % g.name)
     finally:
         s.stop()
@@ -358,7 +360,22 @@ def test_demand_moves():
     assert c["writes"] > 0 and c["quota"] == BED.quota, c
 
 
+def settled(seconds=2.0, timeout=60):
+    """Waits until no grant in etcd moved for @seconds."""
+    t_end = time.monotonic() + timeout
+    last, since = BED.grants(), time.monotonic()
+    while time.monotonic() < t_end:
+        time.sleep(0.2)
+        now = BED.grants()
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= seconds:
+            return last
+    raise AssertionError("grants still moving after %d s: %s" % (timeout, last))
+
+
 def test_leader_killed():
+    settled()
     leader = BED.etcd.leader()
     assert leader is not None
     before = BED.grants()
@@ -383,6 +400,7 @@ def test_leader_killed():
 
 
 def test_partition():
+    settled()
     g0 = BED.cluster(BED.db)["grant"]
     for r in BED.relays:
         r.dropping = True
@@ -415,10 +433,10 @@ def test_partition():
         except GuestCommandError as e:
             log("memhog %d ended in the guest while B was cut off: %s" % (h, e.output.strip()))
             BED.gb.hogs.pop(h, None)
-    again = BED.gb.hog(HOG_STEP_MIB)
+    again = [BED.gb.hog(HOG_STEP_MIB), BED.gb.hog(HOG_STEP_MIB)]
     wait_or_show(lambda: BED.cluster(BED.db)["grant"] >= BED.current(BED.db) and
                  BED.cluster(BED.db)["grant"] > g0, 30, "B grows again")
-    BED.gb.unhog(again)
+    unhog(BED.gb, again)
 
 
 def test_restart_rereads():
