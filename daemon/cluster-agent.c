@@ -333,10 +333,9 @@ static void on_range(const VmcgEtcdResult *r, const GError *error, gpointer data
 	if (own_valid && new_grant < published.grant_bytes) {
 		int64_t now = g_get_monotonic_time();
 
-		if (!a->shrink_since_usec || new_grant != a->shrink_to_bytes) {
-			a->shrink_since_usec = a->shrink_since_usec ? a->shrink_since_usec : now;
-			a->shrink_to_bytes = new_grant;
-		}
+		if (!a->shrink_since_usec)
+			a->shrink_since_usec = now;
+		a->shrink_to_bytes = new_grant;
 		if (!vmcg_grant_shrink_ready(published.grant_bytes, new_grant, a->usage_bytes,
 					     (uint64_t)(now - a->shrink_since_usec),
 					     a->shrink_wait_max_usec)) {

@@ -416,18 +416,21 @@ void vmcg_cluster_tick(VmcgCluster *c, uint64_t now_usec, uint64_t interval_usec
 	g_hash_table_iter_init(&it, c->groups);
 	while (g_hash_table_iter_next(&it, NULL, &v)) {
 		ClusterGroup *cg = v;
-		uint64_t cap = vmcg_group_max_effective(cg->g);
-		VmcgGrantDemandInput in = {
-			.usage_bytes = vmcg_group_current(cg->g) * PAGE,
-			.cap_bytes = cap >= VMCG_PAGES_MAX ? VMCG_BYTES_MAX : cap * PAGE,
-			.ceiling_bytes = ceiling_of(c, cg->g),
-		};
+		uint64_t cap;
+		VmcgGrantDemandInput in;
 
 		if (gen != c->lease_gen)
 			vmcg_cluster_agent_set_lease(cg->agent, vmcg_cluster_lease_id(c->lease));
 		if (vmcg_cluster_agent_busy(cg->agent) ||
 		    (cg->last_round_usec && now_usec - cg->last_round_usec < interval_usec))
 			continue;
+		/* Only for a round that starts: ceiling_of() walks the VMs. */
+		cap = vmcg_group_max_effective(cg->g);
+		in = (VmcgGrantDemandInput){
+			.usage_bytes = vmcg_group_current(cg->g) * PAGE,
+			.cap_bytes = cap >= VMCG_PAGES_MAX ? VMCG_BYTES_MAX : cap * PAGE,
+			.ceiling_bytes = ceiling_of(c, cg->g),
+		};
 		cg->demand_bytes = vmcg_grant_demand(&c->params, &in);
 		vmcg_cluster_agent_set_usage(cg->agent, in.usage_bytes, c->shrink_wait_usec);
 		cg->last_round_usec = now_usec;
