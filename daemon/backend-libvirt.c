@@ -24,6 +24,7 @@
 #include "libvirt-adopt.h"
 #include "libvirt-conn.h"
 #include "libvirt-xml.h"
+#include "log.h"
 
 #define PAGE VMCG_PAGE_SIZE
 /* A balloon move this far from what vmcgd asked is someone else's (policy.h). */
@@ -205,8 +206,8 @@ static void take_domain(LibvirtBackend *b, const VmcgLvDomain *dom, const VmcgDo
 		b->ref_actual = b->ref_target = 0;
 	}
 	if (!b->pid)
-		g_debug("VM %s: no pid from libvirt's status for %s: no sampling",
-			vmcg_dvm_name(b->vm), b->domain);
+		vmcg_debug("VM %s: no pid from libvirt's status for %s: no sampling",
+			   vmcg_dvm_name(b->vm), b->domain);
 	/* Ready forgets the RAM size too: always said again. */
 	if (x->memory != vmcg_dvm_ram_bytes(b->vm))
 		vmcg_dvm_backend_ram(b->vm, x->memory);
@@ -534,7 +535,7 @@ static void on_open_failed(VmcgLibvirt *lv, const VmcgLvResult *r)
 			  "managed until then",
 			  r->error.message);
 	else
-		g_debug("libvirt: cannot connect: %s", r->error.message);
+		vmcg_debug("libvirt: cannot connect: %s", r->error.message);
 	lv->warned = TRUE;
 	schedule_reopen(lv);
 }
@@ -585,7 +586,7 @@ static void on_stats(VmcgLibvirt *lv, const VmcgLvResult *r)
 {
 	lv->stats_in_flight = FALSE;
 	if (r->error.code) {
-		g_debug("libvirt: %s", r->error.message);
+		vmcg_debug("libvirt: %s", r->error.message);
 		return;
 	}
 	for (guint i = 0; i < r->stats->len; i++) {
@@ -636,8 +637,8 @@ static void on_done(VmcgLibvirt *lv, const VmcgLvResult *r)
 			b->want_unsent = TRUE;
 			b->want_bytes = r->arg << 10;
 		}
-		g_debug("VM %s: cannot %s yet: %s", vmcg_dvm_name(b->vm), ops[r->op],
-			r->error.message);
+		vmcg_debug("VM %s: cannot %s yet: %s", vmcg_dvm_name(b->vm), ops[r->op],
+			   r->error.message);
 		return;
 	case VMCG_LV_ERR_GONE:
 		return; /* its stop event follows */

@@ -16,6 +16,7 @@
 
 #include "backend-qmp-priv.h"
 #include "daemon-private.h"
+#include "log.h"
 #include "qmp-reply.h"
 #include "sampler.h"
 
@@ -55,7 +56,7 @@ typedef struct QmpBackend {
 	int64_t balloon_asked_usec;
 	int64_t stats_asked_usec;
 	char *balloon_path;	 /* QOM path of the balloon device */
-	json_object *stats_args; /* qom-get's arguments for its guest-stats, made once */
+	char *stats_args; /* qom-get's arguments for its guest-stats, printed once */
 	gboolean stats_enabled;
 	gboolean has_stats;
 	int64_t stats_guest_ts;	   /* guest's last-update, to spot stale stats */
@@ -77,7 +78,7 @@ static void set_balloon_path(QmpBackend *q, char *path)
 {
 	g_free(q->balloon_path);
 	q->balloon_path = path;
-	g_clear_pointer(&q->stats_args, json_object_put);
+	g_clear_pointer(&q->stats_args, g_free);
 }
 
 static const char *name_of(const QmpBackend *q)
@@ -107,7 +108,7 @@ static void G_GNUC_PRINTF(2, 3) peer_warning(QmpBackend *q, const char *fmt, ...
 	va_end(ap);
 	if (!vmcg_qmp_log_limit(&q->log_limit, g_get_monotonic_time(), VMCG_QMP_LOG_PERIOD_USEC,
 				&n)) {
-		g_debug("VM %s: %s", name_of(q), msg);
+		vmcg_debug("VM %s: %s", name_of(q), msg);
 		return;
 	}
 	if (n)
@@ -138,13 +139,13 @@ static void on_balloon(VmcgQmp *qmp, json_object *ret, const GError *error, gpoi
 	(void)qmp;
 	q->in_query = FALSE;
 	if (error) {
-		g_debug("VM %s: query-balloon: %s", name_of(q), error->message);
+		vmcg_debug("VM %s: query-balloon: %s", name_of(q), error->message);
 		return;
 	}
 	if (vmcg_qmp_parse_balloon(ret, q->ram_size, &actual, &perr))
 		vmcg_dvm_backend_balloon(q->vm, actual);
 	else
-		g_debug("VM %s: query-balloon: %s", name_of(q), perr->message);
+		vmcg_debug("VM %s: query-balloon: %s", name_of(q), perr->message);
 }
 
 static void on_stats(VmcgQmp *qmp, json_object *ret, const GError *error, gpointer userdata)
@@ -157,12 +158,12 @@ static void on_stats(VmcgQmp *qmp, json_object *ret, const GError *error, gpoint
 	(void)qmp;
 	q->in_stats = FALSE;
 	if (error) {
-		g_debug("VM %s: guest-stats: %s", name_of(q), error->message);
+		vmcg_debug("VM %s: guest-stats: %s", name_of(q), error->message);
 		return;
 	}
 	/* Hints only, and checked (qmp-reply.h): a VM that answers nonsense says nothing. */
 	if (!vmcg_qmp_parse_guest_stats(ret, q->ram_size, &gs, &perr)) {
-		g_debug("VM %s: guest-stats: %s", name_of(q), perr->message);
+		vmcg_debug("VM %s: guest-stats: %s", name_of(q), perr->message);
 		return;
 	}
 	/*
@@ -243,7 +244,7 @@ static void on_memdev(VmcgQmp *qmp, json_object *ret, const GError *error, gpoin
 	(void)qmp;
 	if (error) {
 		if (lost_with_connection(error))
-			g_debug("VM %s: query-memdev: %s", name_of(q), error->message);
+			vmcg_debug("VM %s: query-memdev: %s", name_of(q), error->message);
 		else
 			peer_warning(q, "query-memdev failed (%s): cannot find its guest RAM",
 				     error->message);
@@ -409,11 +410,12 @@ static void qmp_poll(VmcgBackend *b, uint64_t now)
 	}
 	if (q->stats_enabled && interval && !q->in_stats && stats_due(q, now, interval)) {
 		if (!q->stats_args) {
-			q->stats_args = json_object_new_object();
-			json_object_object_add(q->stats_args, "path",
-					       json_object_new_string(q->balloon_path));
-			json_object_object_add(q->stats_args, "property",
-					       json_object_new_string("guest-stats"));
+			g_autoptr(json_object) args = json_object_new_object();
+
+			json_object_object_add(args, "path", json_object_new_string(q->balloon_path));
+			json_object_object_add(args, "property", json_object_new_string("guest-stats"));
+			q->stats_args = g_strdup(
+				json_object_to_json_string_ext(args, JSON_C_TO_STRING_PLAIN));
 		}
 		/* After the first, a random phase: VMs adopted together ask apart. */
 		q->stats_asked_usec =
@@ -424,18 +426,19 @@ static void qmp_poll(VmcgBackend *b, uint64_t now)
 						  1000;
 		q->in_stats = TRUE;
 		nr_issued++;
-		vmcg_qmp_execute(q->qmp, "qom-get", json_object_get(q->stats_args), on_stats, q);
+		vmcg_qmp_execute_json(q->qmp, "qom-get", q->stats_args, on_stats, q);
 	}
 }
 
 static void qmp_set_balloon(VmcgBackend *b, uint64_t bytes)
 {
 	QmpBackend *q = qb(b);
-	json_object *args = json_object_new_object();
+	char args[40];
 
-	json_object_object_add(args, "value", json_object_new_int64((int64_t)bytes));
+	/* A number only: written out, no json-c object (vmcg_qmp_execute_json()). */
+	g_snprintf(args, sizeof(args), "{\"value\":%" G_GINT64_FORMAT "}", (gint64)bytes);
 	nr_issued++;
-	vmcg_qmp_execute(q->qmp, "balloon", args, on_ignore, q);
+	vmcg_qmp_execute_json(q->qmp, "balloon", args, on_ignore, q);
 }
 
 static void on_stopped(VmcgQmp *qmp, json_object *ret, const GError *error, gpointer userdata)

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "backstop.h"
+#include "log.h"
 
 /*
  * A cgroup that still has a task cannot be removed (rmdir: EBUSY), and a
@@ -273,7 +274,7 @@ void vmcg_backstop_release(VmcgBackstop *b, const char *vm_name, pid_t pid)
 
 		if (!write_file(b->root, "cgroup.procs", pidstr, &error) &&
 		    !g_error_matches(error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND))
-			g_debug("backstop: %s", error->message);
+			vmcg_debug("backstop: %s", error->message);
 	}
 	e = remove_dir(dir);
 	i = find_pending(b, dir);

@@ -19,7 +19,8 @@
 
 #include "channel.h"
 #include "backend.h" /* vmcg_dvm_name(), vmcg_dvm_ram_bytes() */
-#include "qmp.h"     /* the reconnect schedule and the warning limit */
+#include "log.h"
+#include "qmp.h" /* the reconnect schedule and the warning limit */
 
 /*
  * 100 ms to 10 s: QEMU creates the chardev's socket when it starts, so a
@@ -444,8 +445,8 @@ static void connect_now(VmcgChannel *ch)
 		close(fd);
 		/* Not there yet is the normal state of a VM not started: debug, not a warning. */
 		if (e == ENOENT || e == ECONNREFUSED)
-			g_debug("VM %s: channel %s: %s", vmcg_dvm_name(ch->vm), ch->path,
-				g_strerror(e));
+			vmcg_debug("VM %s: channel %s: %s", vmcg_dvm_name(ch->vm), ch->path,
+				   g_strerror(e));
 		else
 			warn(ch, "connect to %s: %s", ch->path, g_strerror(e));
 		schedule_reconnect(ch, false);
@@ -462,7 +463,7 @@ static void connect_now(VmcgChannel *ch)
 	ch->in_source = g_unix_fd_source_new(fd, G_IO_IN | G_IO_HUP | G_IO_ERR);
 	g_source_set_callback(ch->in_source, G_SOURCE_FUNC(on_readable), ch, NULL);
 	g_source_attach(ch->in_source, NULL);
-	g_debug("VM %s: channel %s connected", vmcg_dvm_name(ch->vm), ch->path);
+	vmcg_debug("VM %s: channel %s connected", vmcg_dvm_name(ch->vm), ch->path);
 	flush(ch);
 }
 

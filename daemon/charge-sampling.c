@@ -13,6 +13,7 @@
 
 #include "charge.h"
 #include "daemon-private.h"
+#include "log.h"
 #include "sampler.h"
 
 #define PAGE VMCG_PAGE_SIZE
@@ -209,8 +210,8 @@ static void read_failed(VmcgSampling *s, const GError *error, uint64_t now)
 			  name_of(s), error->message,
 			  (int)(VMCG_SAMPLE_BACKOFF_MAX_USEC / G_USEC_PER_SEC));
 	else
-		g_debug("VM %s: no sample (%u in a row): %s", name_of(s), s->failures,
-			error->message);
+		vmcg_debug("VM %s: no sample (%u in a row): %s", name_of(s), s->failures,
+			   error->message);
 	update_state(s, now);
 }
 

@@ -31,6 +31,7 @@
 #include <gio/gio.h>
 
 #include "daemon-private.h"
+#include "log.h"
 
 #define PAGE VMCG_PAGE_SIZE
 
@@ -165,7 +166,7 @@ static void plan_group(VmcgDaemon *d, VmcgGroup *g, uint64_t excess)
 		any_stalled |= shares[i].stalled;
 	}
 	if (any_stalled && vmcg_policy_spare_stalled(shares, n))
-		g_debug("group %s: stalled guests spared this round", vmcg_group_path(g));
+		vmcg_debug("group %s: stalled guests spared this round", vmcg_group_path(g));
 	for (size_t i = 0; i < n; i++) {
 		VmcgDvm *vm = vmcg_vm_get_userdata(items[i].vm);
 

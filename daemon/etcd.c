@@ -12,6 +12,7 @@
 #include <libsoup/soup.h>
 
 #include "etcd.h"
+#include "log.h"
 
 /* 64 KiB: one read of a reply; most replies fit in one. */
 #define READ_CHUNK_BYTES 65536
@@ -152,7 +153,7 @@ static void attempt_failed(Req *req, GError *error, bool may_retry)
 		return;
 	}
 	if (may_retry && left_us > 0) {
-		g_debug("etcd: %s", error->message);
+		vmcg_debug("etcd: %s", error->message);
 		g_free(req->last_failure);
 		req->last_failure = g_strdup(error->message);
 		g_error_free(error);

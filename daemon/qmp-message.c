@@ -326,9 +326,29 @@ const char *vmcg_qmp_message_kind(const VmcgQmpMessage *m)
 	return "?";
 }
 
+size_t vmcg_qmp_id_format(char buf[VMCG_QMP_ID_MAX], guint64 n)
+{
+	char digits[20];
+	size_t nd = 0, len = 5;
+
+	/* By hand: printf's machinery costs more than the command's send. */
+	memcpy(buf, "vmcg-", 5);
+	do {
+		digits[nd++] = (char)('0' + n % 10);
+		n /= 10;
+	} while (n);
+	while (nd)
+		buf[len++] = digits[--nd];
+	buf[len] = '\0';
+	return len;
+}
+
 char *vmcg_qmp_id(guint64 n)
 {
-	return g_strdup_printf("vmcg-%" G_GUINT64_FORMAT, n);
+	char buf[VMCG_QMP_ID_MAX];
+
+	vmcg_qmp_id_format(buf, n);
+	return g_strdup(buf);
 }
 
 /*
@@ -361,18 +381,27 @@ static void append_json_string(GString *w, const char *s)
  * cost more than the send (tests/bench/bench-control.c). The same bytes
  * as json-c would print.
  */
-char *vmcg_qmp_command_wire(const char *command, json_object *args, const char *id)
+void vmcg_qmp_command_wire_append(GString *w, const char *command, json_object *args,
+				  const char *args_json, const char *id)
 {
-	GString *w = g_string_sized_new(128);
-
 	g_string_append(w, "{\"execute\":");
 	append_json_string(w, command);
 	if (args) {
 		g_string_append(w, ",\"arguments\":");
 		g_string_append(w, json_object_to_json_string_ext(args, JSON_C_TO_STRING_PLAIN));
+	} else if (args_json) {
+		g_string_append(w, ",\"arguments\":");
+		g_string_append(w, args_json);
 	}
 	g_string_append(w, ",\"id\":");
 	append_json_string(w, id);
 	g_string_append(w, "}\r\n");
+}
+
+char *vmcg_qmp_command_wire(const char *command, json_object *args, const char *id)
+{
+	GString *w = g_string_sized_new(128);
+
+	vmcg_qmp_command_wire_append(w, command, args, NULL, id);
 	return g_string_free(w, FALSE);
 }

@@ -155,10 +155,23 @@ const char *vmcg_qmp_message_kind(const VmcgQmpMessage *msg);
  */
 char *vmcg_qmp_id(guint64 n);
 
+/* "vmcg-" and up to 20 digits, and the NUL. */
+#define VMCG_QMP_ID_MAX 26
+
+/* The same into @buf; Return: its length. */
+size_t vmcg_qmp_id_format(char buf[VMCG_QMP_ID_MAX], guint64 n);
+
 /*
  * One command as it goes on the wire: {"execute":..,"arguments":..,"id":..}
  * and CRLF. @args is an object or NULL (not consumed). Return: g_free() it.
  */
 char *vmcg_qmp_command_wire(const char *command, json_object *args, const char *id);
+
+/*
+ * The same, appended to @w; the arguments are @args, or else @args_json
+ * (an object's JSON text, written as it is), or none when both are NULL.
+ */
+void vmcg_qmp_command_wire_append(GString *w, const char *command, json_object *args,
+				  const char *args_json, const char *id);
 
 #endif

@@ -38,6 +38,7 @@
 #include <gio/gunixsocketaddress.h>
 
 #include "qmp.h"
+#include "log.h"
 
 /*
  * Defaults. Connecting to a local socket takes microseconds, and QEMU
@@ -86,8 +87,7 @@ typedef struct {
 	GList link; /* in one of the client's queues; data points here */
 	enum cmd_where where;
 	VmcgQmp *qmp;
-	char *id;
-	char *command;
+	char id[VMCG_QMP_ID_MAX];
 	char *wire; /* while queued */
 	guint timeout_ms;
 	/* Monotonic; -1 once it no longer matters (failed, or completed). */
@@ -95,6 +95,7 @@ typedef struct {
 	GError *error; /* while failed */
 	VmcgQmpReplyFn cb;
 	gpointer userdata;
+	char command[]; /* one allocation with the Cmd */
 } Cmd;
 
 struct VmcgQmp {
@@ -121,7 +122,10 @@ struct VmcgQmp {
 	/* The phase's deadline (connect, greeting, capabilities), or -1. */
 	gint64 phase_deadline_usec;
 	VmcgJsonStream *stream;
-	GByteArray *out;
+	GString *out; /* written but not sent */
+	/* In hub->flush: ->out is sent before the main loop next polls. */
+	GList flush_link;
+	bool flush_pending;
 	char *caps_id;
 
 	GQueue queued;
@@ -159,7 +163,7 @@ static void qmp_unref(VmcgQmp *q)
 	g_assert(g_queue_is_empty(&q->queued) && g_queue_is_empty(&q->sent) &&
 		 g_queue_is_empty(&q->failed));
 	vmcg_json_stream_free(q->stream);
-	g_byte_array_unref(q->out);
+	g_string_free(q->out, TRUE);
 	g_main_context_unref(q->ctx);
 	g_free(q->path);
 	g_free(q);
@@ -195,6 +199,7 @@ typedef struct Hub {
 	int epfd;
 	guint clients;
 	GSequence *timers; /* VmcgQmp *, by (timer_usec, address) */
+	GQueue flush;	   /* VmcgQmp *: output to send before the next poll */
 } Hub;
 
 static GMutex hubs_lock;
@@ -210,6 +215,29 @@ static GHashTable *hubs;
 
 static void hub_dispatch_io(Hub *hub);
 static void hub_dispatch_deadlines(Hub *hub, gint64 now);
+static void flush_now(VmcgQmp *q);
+
+/*
+ * Before the main loop polls: send what the clients wrote since the last
+ * poll, one send(2) per client whatever the number of commands (a tick's
+ * balloon target, stats poll and query-balloon to one VM go out
+ * together). No callback runs from here: what cannot be sent now, or
+ * fails, waits for EPOLLOUT, and the error is reported from the dispatch.
+ */
+static gboolean hub_prepare(GSource *s, gint *timeout)
+{
+	Hub *hub = (Hub *)s;
+	GList *l;
+
+	while ((l = g_queue_pop_head_link(&hub->flush))) {
+		VmcgQmp *q = l->data;
+
+		q->flush_pending = false;
+		flush_now(q);
+	}
+	*timeout = -1;
+	return FALSE;
+}
 
 /* I/O first (a reply that came in time is not timed out), then deadlines. */
 static gboolean hub_dispatch(GSource *s, GSourceFunc fn, gpointer data)
@@ -234,6 +262,7 @@ static void hub_finalize(GSource *s)
 }
 
 static GSourceFuncs hub_funcs = {
+	.prepare = hub_prepare,
 	.dispatch = hub_dispatch,
 	.finalize = hub_finalize,
 };
@@ -257,6 +286,7 @@ static Hub *hub_join(GMainContext *ctx)
 		hub->ctx = ctx;
 		hub->epfd = epfd;
 		hub->timers = g_sequence_new(NULL);
+		g_queue_init(&hub->flush);
 		g_source_set_name(&hub->source, "vmcg-qmp");
 		g_source_add_unix_fd(&hub->source, epfd, G_IO_IN);
 		/*
@@ -357,8 +387,6 @@ static void fd_unwatch(VmcgQmp *q)
 static void cmd_free(Cmd *cmd)
 {
 	g_clear_error(&cmd->error);
-	g_free(cmd->id);
-	g_free(cmd->command);
 	g_free(cmd->wire);
 	g_free(cmd);
 }
@@ -440,7 +468,10 @@ static void close_transport(VmcgQmp *q)
 		g_clear_object(&q->sock);
 	}
 	vmcg_json_stream_reset(q->stream);
-	g_byte_array_set_size(q->out, 0);
+	g_string_truncate(q->out, 0);
+	if (q->flush_pending)
+		g_queue_unlink(&q->hub->flush, &q->flush_link);
+	q->flush_pending = false;
 	g_clear_pointer(&q->caps_id, g_free);
 	q->phase = PHASE_IDLE;
 	q->state = VMCG_QMP_STATE_DISCONNECTED;
@@ -507,6 +538,7 @@ static void teardown_gio(VmcgQmp *q, GError *err, const char *doing)
 }
 
 static void queue_write(VmcgQmp *q, const char *data, size_t len);
+static void flush_later(VmcgQmp *q);
 
 static void go_ready(VmcgQmp *q)
 {
@@ -522,9 +554,10 @@ static void go_ready(VmcgQmp *q)
 		Cmd *cmd = l->data;
 
 		cmd_push(q, cmd, CMD_SENT);
-		queue_write(q, cmd->wire, strlen(cmd->wire));
+		g_string_append(q->out, cmd->wire);
 		g_clear_pointer(&cmd->wire, g_free);
 	}
+	flush_later(q);
 	notify_state(q, NULL);
 }
 
@@ -548,8 +581,8 @@ static void handle_reply(VmcgQmp *q, const VmcgQmpMessage *m)
 
 	if (q->phase == PHASE_CAPABILITIES) {
 		if (!m->id || strcmp(m->id, q->caps_id) != 0) {
-			g_debug("%s: dropping a reply with unknown id %s", q->path,
-				m->id ? m->id : "(none)");
+			vmcg_debug("%s: dropping a reply with unknown id %s", q->path,
+				   m->id ? m->id : "(none)");
 			return;
 		}
 		if (m->type == VMCG_QMP_MSG_ERROR) {
@@ -567,8 +600,8 @@ static void handle_reply(VmcgQmp *q, const VmcgQmpMessage *m)
 	}
 	if (!cmd) {
 		/* qmp-spec.rst: clients should drop replies with unknown ids. */
-		g_debug("%s: dropping a reply with unknown id %s", q->path,
-			m->id ? m->id : "(none)");
+		vmcg_debug("%s: dropping a reply with unknown id %s", q->path,
+			   m->id ? m->id : "(none)");
 		return;
 	}
 	cmd_unlink(q, cmd);
@@ -642,16 +675,19 @@ static void on_readable(VmcgQmp *q)
 	char buf[READ_BYTES];
 	GError *err = NULL;
 	guint64 gen = q->gen;
-	gssize n;
+	ssize_t n;
 	size_t pos = 0;
 
-	n = g_socket_receive(q->sock, buf, sizeof(buf), NULL, &err);
+	/* recv(2) itself: GSocket's wrapper costs a GError per EAGAIN. */
+	n = recv(g_socket_get_fd(q->sock), buf, sizeof(buf), MSG_DONTWAIT);
 	if (n < 0) {
-		if (g_error_matches(err, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK)) {
-			g_error_free(err);
+		int e = errno;
+
+		if (e == EAGAIN || e == EWOULDBLOCK || e == EINTR)
 			return;
-		}
-		teardown_gio(q, err, "read");
+		teardown_gio(
+			q, g_error_new_literal(G_IO_ERROR, g_io_error_from_errno(e), g_strerror(e)),
+			"read");
 		return;
 	}
 	if (n == 0) {
@@ -684,46 +720,70 @@ static void on_readable(VmcgQmp *q)
 	}
 }
 
+/*
+ * Send what waits in ->out; Return: -errno of a failure other than a full
+ * socket, else 0. What is left waits for EPOLLOUT.
+ */
+static int send_out(VmcgQmp *q)
+{
+	ssize_t n = 0;
+
+	while (q->out->len) {
+		n = send(g_socket_get_fd(q->sock), q->out->str, q->out->len,
+			 MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		g_string_erase(q->out, 0, n);
+	}
+	if (!q->out->len) {
+		fd_watch(q, G_IO_IN);
+		return 0;
+	}
+	fd_watch(q, G_IO_IN | G_IO_OUT);
+	return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK ? -errno : 0;
+}
+
 /* The socket is writable and output is pending; called from io_dispatch(). */
 static void on_writable(VmcgQmp *q)
 {
-	GError *err = NULL;
-	gssize n;
+	int r = send_out(q);
 
-	n = g_socket_send(q->sock, (const char *)q->out->data, q->out->len, NULL, &err);
-	if (n < 0) {
-		if (g_error_matches(err, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK)) {
-			g_error_free(err);
-			return;
-		}
-		teardown_gio(q, err, "write");
+	if (r < 0)
+		teardown_gio(
+			q,
+			g_error_new_literal(G_IO_ERROR, g_io_error_from_errno(-r), g_strerror(-r)),
+			"write");
+}
+
+/* From the hub's prepare: no callback may run, so a failure waits for EPOLLOUT (on_writable()). */
+static void flush_now(VmcgQmp *q)
+{
+	if (q->sock && q->out->len)
+		(void)send_out(q);
+}
+
+/* ->out has new bytes: send them before the main loop polls again (hub_prepare()). */
+static void flush_later(VmcgQmp *q)
+{
+	/* Waiting for EPOLLOUT already: the socket is full, the dispatch sends. */
+	if (q->flush_pending || !q->out->len || (q->fd_events & G_IO_OUT))
 		return;
-	}
-	g_byte_array_remove_range(q->out, 0, (guint)n);
-	if (q->out->len == 0)
-		fd_watch(q, G_IO_IN);
+	q->flush_pending = true;
+	q->flush_link.data = q;
+	g_queue_push_tail_link(&q->hub->flush, &q->flush_link);
 }
 
 /*
- * Sent at once if nothing is waiting (one write(2) less a main-loop
- * iteration later, which with 1000 clients costs more than the write);
- * what does not fit, and any error, waits for the main loop, so that no
- * vmcg_qmp_*() call fails inline.
+ * Written to the socket before the main loop next polls, all of a client's
+ * commands of one main-loop iteration in one send(2); and so never inline,
+ * so that no vmcg_qmp_*() call fails inline.
  */
 static void queue_write(VmcgQmp *q, const char *data, size_t len)
 {
-	if (q->out->len == 0) {
-		gssize n = g_socket_send(q->sock, data, len, NULL, NULL);
-
-		if (n > 0) {
-			data += n;
-			len -= (size_t)n;
-		}
-		if (!len)
-			return;
-	}
-	g_byte_array_append(q->out, (const guint8 *)data, (guint)len);
-	fd_watch(q, G_IO_IN | G_IO_OUT);
+	g_string_append_len(q->out, data, (gssize)len);
+	flush_later(q);
 }
 
 static void connected(VmcgQmp *q)
@@ -1042,7 +1102,7 @@ VmcgQmp *vmcg_qmp_new(const char *socket_path, const VmcgQmpOptions *opts)
 
 		q->stream = vmcg_json_stream_new(&so);
 	}
-	q->out = g_byte_array_new();
+	q->out = g_string_sized_new(256);
 	q->ctx = g_main_context_ref_thread_default();
 	q->phase_deadline_usec = -1;
 	q->timer_usec = -1;
@@ -1191,17 +1251,19 @@ bool vmcg_qmp_get_qemu_version(const VmcgQmp *q, int *ret_major, int *ret_minor,
 	return true;
 }
 
-void vmcg_qmp_execute_timeout(VmcgQmp *q, const char *command, json_object *args, guint timeout_ms,
-			      VmcgQmpReplyFn cb, gpointer userdata)
+/* @args, or else @args_json (see vmcg_qmp_execute_json()), or neither. */
+static void execute(VmcgQmp *q, const char *command, json_object *args, const char *args_json,
+		    guint timeout_ms, VmcgQmpReplyFn cb, gpointer userdata)
 {
 	g_autoptr(json_object) a = args;
-	Cmd *cmd = g_new0(Cmd, 1);
+	size_t clen = command ? strlen(command) : 0;
+	Cmd *cmd = g_malloc0(sizeof(Cmd) + clen + 1);
 
 	cmd->link.data = cmd;
 	cmd->qmp = q;
 	cmd->cb = cb;
 	cmd->userdata = userdata;
-	cmd->command = g_strdup(command ? command : "");
+	memcpy(cmd->command, command ? command : "", clen);
 	cmd->timeout_ms = timeout_ms ? timeout_ms : q->opts.command_timeout_ms;
 	cmd->deadline_usec = -1;
 
@@ -1233,21 +1295,37 @@ void vmcg_qmp_execute_timeout(VmcgQmp *q, const char *command, json_object *args
 		return;
 	}
 
-	cmd->id = vmcg_qmp_id(++q->last_id);
-	cmd->wire = vmcg_qmp_command_wire(command, a, cmd->id);
+	vmcg_qmp_id_format(cmd->id, ++q->last_id);
 	cmd->deadline_usec = g_get_monotonic_time() + (gint64)cmd->timeout_ms * 1000;
 	timer_add(q, cmd->deadline_usec);
 	if (q->phase == PHASE_READY) {
+		/* Straight into the output, sent before the next poll. */
 		cmd_push(q, cmd, CMD_SENT);
-		queue_write(q, cmd->wire, strlen(cmd->wire));
-		g_clear_pointer(&cmd->wire, g_free);
+		vmcg_qmp_command_wire_append(q->out, command, a, args_json, cmd->id);
+		flush_later(q);
 	} else {
+		GString *w = g_string_sized_new(128);
+
+		vmcg_qmp_command_wire_append(w, command, a, args_json, cmd->id);
+		cmd->wire = g_string_free(w, FALSE);
 		cmd_push(q, cmd, CMD_QUEUED);
 	}
+}
+
+void vmcg_qmp_execute_timeout(VmcgQmp *q, const char *command, json_object *args, guint timeout_ms,
+			      VmcgQmpReplyFn cb, gpointer userdata)
+{
+	execute(q, command, args, NULL, timeout_ms, cb, userdata);
 }
 
 void vmcg_qmp_execute(VmcgQmp *q, const char *command, json_object *args, VmcgQmpReplyFn cb,
 		      gpointer userdata)
 {
-	vmcg_qmp_execute_timeout(q, command, args, 0, cb, userdata);
+	execute(q, command, args, NULL, 0, cb, userdata);
+}
+
+void vmcg_qmp_execute_json(VmcgQmp *q, const char *command, const char *args_json,
+			   VmcgQmpReplyFn cb, gpointer userdata)
+{
+	execute(q, command, NULL, args_json, 0, cb, userdata);
 }

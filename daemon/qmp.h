@@ -248,4 +248,14 @@ void vmcg_qmp_execute(VmcgQmp *qmp, const char *command, json_object *args, Vmcg
 void vmcg_qmp_execute_timeout(VmcgQmp *qmp, const char *command, json_object *args,
 			      guint timeout_ms, VmcgQmpReplyFn cb, gpointer userdata);
 
+/*
+ * The same with the arguments as JSON text: an object that vmcgd wrote
+ * itself (printed once by json-c and kept, or a format of numbers), put on
+ * the wire as it is. Never text that came from a peer or a user. For the
+ * commands of every tick, where building and printing a json-c object
+ * costs more than sending it.
+ */
+void vmcg_qmp_execute_json(VmcgQmp *qmp, const char *command, const char *args_json,
+			   VmcgQmpReplyFn cb, gpointer userdata);
+
 #endif

@@ -16,6 +16,7 @@
 #include "backend.h"
 #include "charge.h"
 #include "daemon-private.h"
+#include "log.h"
 #include "policy.h"
 
 #define PAGE VMCG_PAGE_SIZE
@@ -300,9 +301,9 @@ void vmcg_dvm_set_target(VmcgDvm *vm, uint64_t bytes)
 	vm->external_hold = FALSE;
 	if (bytes == vm->target)
 		return;
-	g_debug("VM %s: balloon target %" G_GUINT64_FORMAT " MiB (actual %" G_GUINT64_FORMAT
-		" MiB)",
-		vmcg_dvm_name(vm), bytes >> 20, vm->actual >> 20);
+	vmcg_debug("VM %s: balloon target %" G_GUINT64_FORMAT " MiB (actual %" G_GUINT64_FORMAT
+		   " MiB)",
+		   vmcg_dvm_name(vm), bytes >> 20, vm->actual >> 20);
 	if (!vm->target || bytes < vm->target) {
 		vm->progress_usec = (int64_t)vmcg_daemon_now_usec(vm->d);
 		vm->progress_actual = vm->actual;

@@ -335,6 +335,31 @@ static GArray *peer_ev_queue; /* PeerEvent, under peer_ev_lock */
 static int peer_ev_fd = -1;
 static unsigned peer_next_id = 1;
 
+/*
+ * What the peer answers for a VM, as a QEMU would: its balloon's size
+ * (query-balloon) and the guest statistics of the model (qom-get
+ * guest-stats), with a "last-update" that moves each time the model
+ * reports new ones. Indexed by peer id, under peer_ev_lock; a connection
+ * without an id (the QMP traffic part) gets a guest of 512 MiB.
+ */
+typedef struct PeerVm {
+	uint64_t actual, total, available, free, cache;
+	int64_t last_update;
+} PeerVm;
+
+static GArray *peer_vms; /* PeerVm by peer id, under peer_ev_lock */
+
+static void peer_vm_update(unsigned id, const PeerVm *v)
+{
+	g_mutex_lock(&peer_ev_lock);
+	if (!peer_vms)
+		peer_vms = g_array_new(FALSE, TRUE, sizeof(PeerVm));
+	if (id >= peer_vms->len)
+		g_array_set_size(peer_vms, id + 1);
+	g_array_index(peer_vms, PeerVm, id) = *v;
+	g_mutex_unlock(&peer_ev_lock);
+}
+
 static void peer_queue_event(unsigned id, uint64_t actual)
 {
 	PeerEvent e = { id, actual };
@@ -361,6 +386,7 @@ typedef struct SimGuest {
 	uint64_t cache_span; /* how far above ->used its page cache grows */
 	uint64_t resident;   /* bytes of guest RAM resident on the host */
 	uint64_t old_target;
+	int64_t stats_seq; /* connected: the "last-update" of its last stats */
 	uint32_t rng;
 } SimGuest;
 
@@ -628,6 +654,14 @@ static void guest_stats(SimGuest *g, uint64_t now)
 	st.cache = MIN(g->resident > g->used ? g->resident - g->used : 0, st.available);
 	st.free = st.available - st.cache;
 	vmcg_dvm_backend_stats(vm, &st);
+	/* Connected: the peer answers qom-get guest-stats with the same. */
+	if (g->peer_id)
+		peer_vm_update(g->peer_id, &(PeerVm){ .actual = g->expect ? g->expect : vm->actual,
+						      .total = st.total,
+						      .available = st.available,
+						      .free = st.free,
+						      .cache = st.cache,
+						      .last_update = ++g->stats_seq });
 }
 
 /*
@@ -802,6 +836,9 @@ static void fleet_hello(Fleet *f)
 		json_object *args = json_object_new_object();
 
 		f->guests[i].peer_id = peer_next_id++;
+		peer_vm_update(f->guests[i].peer_id,
+			       &(PeerVm){ .actual = f->guests[i].vm->actual,
+					  .total = f->guests[i].vm->actual - 16 * MIB });
 		json_object_object_add(args, "vm", json_object_new_int64(f->guests[i].peer_id));
 		vmcg_qmp_execute(vmcg_backend_qmp_client(f->guests[i].vm->backend), "bench-hello",
 				 args, on_hello, &done);
@@ -1897,7 +1934,9 @@ typedef struct QmpResult {
 /*
  * The peer: a QMP server on its own thread (the other CPU, so that the main
  * thread's CPU time is the clients' alone) that greets every connection and
- * answers every command at once with an empty return and the command's id.
+ * answers every command at once with the command's id, as QEMU would
+ * (peer_answer(): the balloon's size, the guest's statistics, or an empty
+ * return).
  */
 typedef struct Peer {
 	int lfd;
@@ -1906,10 +1945,48 @@ typedef struct Peer {
 	GString **in; /* by fd */
 	unsigned nr_in;
 	GHashTable *fd_of_id; /* a VM's bench-hello id -> its connection's fd */
+	unsigned *id_of_fd;   /* and back; 0: a connection without an id */
 } Peer;
 
 static const char peer_greeting[] = "{\"QMP\":{\"version\":{\"qemu\":{\"micro\":0,\"minor\":2,"
 				    "\"major\":7},\"package\":\"\"},\"capabilities\":[]}}\r\n";
+
+/*
+ * The start of the answer to @line (up to the "id" member), as QEMU 7.2
+ * words it: query-balloon's size, qom-get guest-stats's statistics
+ * (balloon_stats_get_all(): "last-update", then "stats" in QEMU's order),
+ * an empty return for the rest (balloon, qom-set, bench-hello).
+ */
+static void peer_answer(GString *reply, unsigned vid, const char *line)
+{
+	PeerVm v = { .actual = 512 * MIB,
+		     .total = 496 * MIB,
+		     .available = 300 * MIB,
+		     .free = 100 * MIB,
+		     .cache = 200 * MIB };
+
+	if (!strstr(line, "\"query-balloon\"") && !strstr(line, "\"guest-stats\"")) {
+		g_string_append(reply, "{\"return\":{}");
+		return;
+	}
+	g_mutex_lock(&peer_ev_lock);
+	if (vid && peer_vms && vid < peer_vms->len)
+		v = g_array_index(peer_vms, PeerVm, vid);
+	g_mutex_unlock(&peer_ev_lock);
+	if (strstr(line, "\"query-balloon\"")) {
+		g_string_append_printf(reply, "{\"return\":{\"actual\":%" PRIu64 "}", v.actual);
+		return;
+	}
+	g_string_append_printf(reply,
+			       "{\"return\":{\"last-update\":%" PRId64
+			       ",\"stats\":{\"stat-swap-out\":0,\"stat-available-memory\":%" PRIu64
+			       ",\"stat-free-memory\":%" PRIu64
+			       ",\"stat-minor-faults\":1052731,\"stat-major-faults\":1011"
+			       ",\"stat-total-memory\":%" PRIu64 ",\"stat-swap-in\":0"
+			       ",\"stat-disk-caches\":%" PRIu64
+			       ",\"stat-htlb-pgalloc\":0,\"stat-htlb-pgfail\":0}}",
+			       1733400000 + v.last_update, v.available, v.free, v.total, v.cache);
+}
 
 static void peer_input(Peer *p, int fd, int ep)
 {
@@ -1926,6 +2003,7 @@ static void peer_input(Peer *p, int fd, int ep)
 		close(fd);
 		g_string_free(in, TRUE);
 		p->in[fd] = NULL;
+		p->id_of_fd[fd] = 0;
 		return;
 	}
 	g_string_append_len(in, buf, r);
@@ -1937,14 +2015,18 @@ static void peer_input(Peer *p, int fd, int ep)
 		if (strstr(line, "\"execute\":\"bench-hello\"")) {
 			const char *vm = strstr(line, "\"vm\":");
 
-			if (vm)
-				g_hash_table_insert(p->fd_of_id,
-						    GUINT_TO_POINTER(strtoul(vm + 5, NULL, 10)),
+			if (vm) {
+				unsigned vid = (unsigned)strtoul(vm + 5, NULL, 10);
+
+				g_hash_table_insert(p->fd_of_id, GUINT_TO_POINTER(vid),
 						    GINT_TO_POINTER(fd));
+				p->id_of_fd[fd] = vid;
+			}
 		}
 		if (id && id < nl) {
 			id += 6;
-			g_string_append(reply, "{\"return\":{},\"id\":\"");
+			peer_answer(reply, p->id_of_fd[fd], line);
+			g_string_append(reply, ",\"id\":\"");
 			g_string_append_len(reply, id, (gssize)strcspn(id, "\""));
 			g_string_append(reply, "\"}\r\n");
 			answered++;
@@ -1983,6 +2065,10 @@ static void peer_send_events(Peer *p)
 			       "}}\r\n",
 			       e->actual);
 		(void)write_all(GPOINTER_TO_INT(fd), text, (size_t)len);
+		g_mutex_lock(&peer_ev_lock);
+		if (peer_vms && e->id < peer_vms->len)
+			g_array_index(peer_vms, PeerVm, e->id).actual = e->actual;
+		g_mutex_unlock(&peer_ev_lock);
 	}
 }
 
@@ -2049,6 +2135,7 @@ static bool peer_start(Peer *p, const char *path)
 	p->nr_in = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? (unsigned)MIN(rl.rlim_cur, 1 << 20) : 1024;
 	p->in = g_new0(GString *, p->nr_in);
 	p->fd_of_id = g_hash_table_new(g_direct_hash, g_direct_equal);
+	p->id_of_fd = g_new0(unsigned, p->nr_in);
 	if (peer_ev_fd < 0) {
 		peer_ev_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		peer_ev_queue = g_array_new(FALSE, FALSE, sizeof(PeerEvent));
@@ -2071,6 +2158,7 @@ static void peer_stop(Peer *p)
 	close(p->lfd);
 	close(p->stop_fd);
 	g_free(p->in);
+	g_free(p->id_of_fd);
 	g_hash_table_destroy(p->fd_of_id);
 }
 

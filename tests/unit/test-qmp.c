@@ -1467,9 +1467,14 @@ static void test_client_free_other_in_dispatch(void)
 		 vmcg_qmp_get_state(q2) == VMCG_QMP_STATE_READY);
 	r1.free_me = q2;
 	r2.free_me = q1;
-	/* Written at once (nothing waits); both replies arrive before the next dispatch. */
+	/*
+	 * Sent by the next iteration's prepare, before it polls (no reply
+	 * can be in yet, so nothing is dispatched); both replies then
+	 * arrive before the next dispatch.
+	 */
 	vmcg_qmp_execute(q1, "x", NULL, on_reply, &r1);
 	vmcg_qmp_execute(q2, "x", NULL, on_reply, &r2);
+	g_main_context_iteration(NULL, FALSE);
 	while (g_atomic_int_get(&p1->expected) < 2 || g_atomic_int_get(&p2->expected) < 2)
 		g_usleep(1000);
 	g_usleep(100 * 1000);
