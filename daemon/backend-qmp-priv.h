@@ -29,12 +29,18 @@ void vmcg_backend_qmp_stats_due(VmcgBackend *b);
 /** The same for the balloon's safety poll (a query-balloon every 10 s). */
 void vmcg_backend_qmp_balloon_due(VmcgBackend *b);
 
-/**
- * vmcgd asks query-balloon every tick while a balloon moves (on, the
- * default; backend-qmp.c says why); off: BALLOON_CHANGE and the 10 s
- * safety poll only, the benchmark's alternative.
- */
-void vmcg_backend_qmp_set_query_while_moving(bool on);
+/* When a VM whose balloon moves is asked query-balloon (backend-qmp.c says why). */
+typedef enum {
+	/* With each guest-stats poll, in the same write (vmcgd). */
+	VMCG_QMP_BALLOON_QUERY_WITH_STATS,
+	/* Every tick (vmcgd before; the benchmark's "before"). */
+	VMCG_QMP_BALLOON_QUERY_EVERY_TICK,
+	/* Never: BALLOON_CHANGE and the 10 s safety poll only. */
+	VMCG_QMP_BALLOON_QUERY_EVENTS_ONLY,
+} VmcgQmpBalloonQuery;
+
+/** For the benchmark's side by side; every backend of the process. */
+void vmcg_backend_qmp_set_balloon_query(VmcgQmpBalloonQuery mode);
 
 /** Polls and balloon commands issued by every VM so far. */
 unsigned long vmcg_backend_qmp_issued(void);

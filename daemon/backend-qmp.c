@@ -29,17 +29,20 @@
  * later one within the second replaces the one held, and the one held is
  * sent when the second is up). So the final size always arrives, at most
  * 1 s late, and vmcgd asks: on adoption (on_qmp_state()); every 10 s
- * (stats-max-age's default) as a safety poll; and every tick while a
- * balloon it moved has not arrived (vmcg_dvm_balloon_moving()). That last
- * one is not for the balloon's own sake: the floor reckons what a guest
- * uses as its size minus MemAvailable (policy.c), with its size as vmcgd
- * knows it when the statistics come in, and while a balloon inflates an
- * event up to a second old overstates it by what the balloon took since.
- * Without it, test_daemon.py high-held-page-cache saw floors, and so
- * targets, rise while its group was over high (peaks of 223-233 MiB
- * against 193-195 with it). The events-only way is 7-10% cheaper per VM
- * (tests/bench/bench-control.c runs both, side by side); it needs the
- * size at the statistics' own time first.
+ * (stats-max-age's default) as a safety poll; and, while a balloon it
+ * moved has not arrived (vmcg_dvm_balloon_moving()), with each guest-stats
+ * poll. That last one is not for the balloon's own sake: the floor reckons
+ * what a guest uses as its size minus MemAvailable (policy.c), with its
+ * size as vmcgd knows it when the statistics come in, and while a balloon
+ * inflates an event up to a second old overstates it by what the balloon
+ * took since. Without a query, test_daemon.py high-held-page-cache saw
+ * floors, and so targets, rise while its group was over high (peaks of
+ * 223-233 MiB against 193-195 with it). The query goes out right before
+ * the qom-get, in the same write (qmp.c sends a client's commands of one
+ * main-loop iteration together), and QEMU answers in order, so the size
+ * arrives just before the statistics: as fresh as a query every tick made
+ * it, for a query per stats interval instead of one per tick
+ * (tests/bench/bench-control.c runs both ways side by side).
  */
 #define BALLOON_SAFETY_POLL_USEC (10 * G_USEC_PER_SEC)
 
@@ -55,8 +58,8 @@ typedef struct QmpBackend {
 	gboolean in_stats;
 	int64_t balloon_asked_usec;
 	int64_t stats_asked_usec;
-	char *balloon_path;	 /* QOM path of the balloon device */
-	char *stats_args; /* qom-get's arguments for its guest-stats, printed once */
+	char *balloon_path; /* QOM path of the balloon device */
+	char *stats_args;   /* qom-get's arguments for its guest-stats, printed once */
 	gboolean stats_enabled;
 	gboolean has_stats;
 	int64_t stats_guest_ts;	   /* guest's last-update, to spot stale stats */
@@ -65,8 +68,8 @@ typedef struct QmpBackend {
 
 /* Polls and balloon commands issued, for the benchmark (backend-qmp-priv.h). */
 static unsigned long nr_issued;
-/* The benchmark's "before": query-balloon every tick while a balloon moves. */
-static bool query_while_moving = true;
+/* When a moving balloon is asked (the benchmark's side by side). */
+static VmcgQmpBalloonQuery balloon_query = VMCG_QMP_BALLOON_QUERY_WITH_STATS;
 
 static QmpBackend *qb(VmcgBackend *b)
 {
@@ -392,6 +395,7 @@ static void qmp_poll(VmcgBackend *b, uint64_t now)
 {
 	QmpBackend *q = qb(b);
 	uint64_t interval = policy_of(q)->stats_interval_usec;
+	bool stats, query;
 
 	/* Healthy again: its next warning is logged at once, with what was not. */
 	if (q->log_limit.until_usec && vmcg_qmp_healthy(q->qmp)) {
@@ -401,19 +405,34 @@ static void qmp_poll(VmcgBackend *b, uint64_t now)
 			g_message("VM %s: QMP healthy again (%u warnings about it were not logged)",
 				  name_of(q), n);
 	}
-	if (!q->in_query && ((query_while_moving && vmcg_dvm_balloon_moving(q->vm)) ||
-			     now - (uint64_t)q->balloon_asked_usec >= BALLOON_SAFETY_POLL_USEC)) {
+	stats = q->stats_enabled && interval && !q->in_stats && stats_due(q, now, interval);
+	switch (balloon_query) {
+	case VMCG_QMP_BALLOON_QUERY_WITH_STATS:
+		query = stats && vmcg_dvm_balloon_moving(q->vm);
+		break;
+	case VMCG_QMP_BALLOON_QUERY_EVERY_TICK:
+		query = vmcg_dvm_balloon_moving(q->vm);
+		break;
+	default:
+		query = false;
+		break;
+	}
+	if (!q->in_query &&
+	    (query || now - (uint64_t)q->balloon_asked_usec >= BALLOON_SAFETY_POLL_USEC)) {
 		q->in_query = TRUE;
 		q->balloon_asked_usec = (int64_t)now;
 		nr_issued++;
+		/* Before the qom-get: QEMU answers in order, the size comes first. */
 		vmcg_qmp_execute(q->qmp, "query-balloon", NULL, on_balloon, q);
 	}
-	if (q->stats_enabled && interval && !q->in_stats && stats_due(q, now, interval)) {
+	if (stats) {
 		if (!q->stats_args) {
 			g_autoptr(json_object) args = json_object_new_object();
 
-			json_object_object_add(args, "path", json_object_new_string(q->balloon_path));
-			json_object_object_add(args, "property", json_object_new_string("guest-stats"));
+			json_object_object_add(args, "path",
+					       json_object_new_string(q->balloon_path));
+			json_object_object_add(args, "property",
+					       json_object_new_string("guest-stats"));
 			q->stats_args = g_strdup(
 				json_object_to_json_string_ext(args, JSON_C_TO_STRING_PLAIN));
 		}
@@ -554,9 +573,9 @@ unsigned long vmcg_backend_qmp_issued(void)
 	return nr_issued;
 }
 
-void vmcg_backend_qmp_set_query_while_moving(bool on)
+void vmcg_backend_qmp_set_balloon_query(VmcgQmpBalloonQuery mode)
 {
-	query_while_moving = on;
+	balloon_query = mode;
 }
 
 void vmcg_backend_qmp_balloon_due(VmcgBackend *b)

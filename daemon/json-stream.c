@@ -649,6 +649,32 @@ int vmcg_json_stream_feed(VmcgJsonStream *f, const char *buf, size_t len, size_t
 	for (i = 0; i < len; i++) {
 		bool was_in = f->in_msg;
 
+		/*
+		 * Most of a QMP reply's bytes are plain ASCII inside strings
+		 * (keys, ids, names): skip them in a tight loop, with the same
+		 * counts as lex_byte() (one byte, and its charge), never past
+		 * either limit (the byte that crosses one goes the slow way
+		 * and fails there).
+		 */
+		if (f->in_str && !f->u8_need && f->esc == ESC_NONE && !f->want_low) {
+			size_t room = MIN(len - i, f->max_bytes - f->bytes);
+			size_t tree_room = f->tree < f->max_tree ? f->max_tree - f->tree : 0;
+			size_t k = 0;
+
+			room = MIN(room, tree_room / (1 + COST_STRING_BYTE_EXTRA));
+			while (k < room) {
+				unsigned char c = (unsigned char)buf[i + k];
+
+				if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\')
+					break;
+				k++;
+			}
+			f->bytes += k;
+			f->tree += k * (1 + COST_STRING_BYTE_EXTRA);
+			i += k;
+			if (i == len)
+				break;
+		}
 		lex_r = lex_byte(f, (unsigned char)buf[i], &lex_err);
 		if (lex_r < 0)
 			break;

@@ -11,11 +11,10 @@
 
 #include <glib.h>
 
-#define vmcg_debug(...)                                                                   \
-	do {                                                                               \
-		if (G_UNLIKELY(!g_log_writer_default_would_drop(G_LOG_LEVEL_DEBUG,         \
-								 G_LOG_DOMAIN)))           \
-			g_debug(__VA_ARGS__);                                              \
+#define vmcg_debug(...)                                                                            \
+	do {                                                                                       \
+		if (G_UNLIKELY(!g_log_writer_default_would_drop(G_LOG_LEVEL_DEBUG, G_LOG_DOMAIN))) \
+			g_debug(__VA_ARGS__);                                                      \
 	} while (0)
 
 #endif

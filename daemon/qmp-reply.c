@@ -39,13 +39,15 @@ static bool member(json_object *o, const char *where, const char *key, json_type
 		   json_object **ret, GError **error)
 {
 	json_object *v;
-	g_autofree char *what = NULL;
 
 	if (!json_object_object_get_ex(o, key, &v))
 		return fail(error, VMCG_QMP_ERROR_BAD_REPLY, "%s: no \"%s\"", where, key);
-	what = g_strdup_printf("%s: \"%s\"", where, key);
-	if (!want_type(v, type, what, error))
-		return false;
+	if (!json_object_is_type(v, type)) {
+		/* The name is only made for the error: this runs for every reply. */
+		g_autofree char *what = g_strdup_printf("%s: \"%s\"", where, key);
+
+		return want_type(v, type, what, error);
+	}
 	*ret = v;
 	return true;
 }

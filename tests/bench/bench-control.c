@@ -396,8 +396,8 @@ typedef struct Fleet {
 	VmcgDaemon *d;
 	SimGuest *guests;
 	bool connected; /* QMP clients connected to the peer (part 5) */
-	/* Connected: vmcgd before 0.3, query-balloon every tick while moving. */
-	bool query_while_moving;
+	/* Connected: when a moving balloon is asked query-balloon. */
+	VmcgQmpBalloonQuery balloon_query;
 	uint64_t events; /* connected: BALLOON_CHANGE events over the measured ticks */
 	unsigned ticks;	 /* run so far, warm-up included */
 	unsigned measured;
@@ -735,7 +735,7 @@ static void fleet_tick(Fleet *f, bool record)
 	int64_t events_ns, events_wall;
 
 	if (f->connected)
-		vmcg_backend_qmp_set_query_while_moving(f->query_while_moving);
+		vmcg_backend_qmp_set_balloon_query(f->balloon_query);
 	for (unsigned i = 0; i < f->n; i++)
 		guest_step(&f->guests[i], f->ticks, f->connected);
 	/* Timed apart, added to the loop below: the main loop's share. */
@@ -853,7 +853,7 @@ static void fleet_hello(Fleet *f)
  * polling on, no pid (sample() then skips /proc).
  */
 static Fleet *fleet_new(Scenario sc, unsigned n, const Options *o, const char *peer_path,
-			bool query_while_moving)
+			VmcgQmpBalloonQuery balloon_query)
 {
 	Fleet *f = g_new0(Fleet, 1);
 	int64_t rss0 = proc_status_kib(0, "VmRSS"), heap0 = heap_in_use();
@@ -866,7 +866,7 @@ static Fleet *fleet_new(Scenario sc, unsigned n, const Options *o, const char *p
 	f->scenario = sc;
 	f->n = n;
 	f->connected = peer_path != NULL;
-	f->query_while_moving = query_while_moving;
+	f->balloon_query = balloon_query;
 	f->d = vmcg_daemon_new(NULL, NULL);
 	f->guests = g_new0(SimGuest, n);
 	f->tick_ns = g_new0(double, o->ticks);
@@ -2410,8 +2410,9 @@ static void qmp_run(const Options *o, unsigned n, QmpResult *res)
 
 typedef struct Results {
 	Fleet *fleets[_SC_COUNT][MAX_SIZES];
-	Fleet *qfleets[MAX_SIZES];     /* mixed, QMP connected to the peer */
-	Fleet *qfleets_old[MAX_SIZES]; /* the same, BALLOON_CHANGE only (the alternative) */
+	Fleet *qfleets[MAX_SIZES]; /* mixed, QMP connected to the peer */
+	Fleet *qfleets_old
+		[MAX_SIZES]; /* the same, query-balloon every tick while moving (before) */
 	/* [LIVE_THREAD], [LIVE_TICK]: connected fleet; [LIVE_THREAD_DISC]: disconnected one */
 	LiveResult live[MAX_SIZES][3];
 	Peer peer;	/* answers the connected fleets */
@@ -2638,7 +2639,7 @@ static void print_connected(const Results *r)
 	fprintf(out, "\ncontrol loop with connected QMP (mixed; the peer answers at once): tick + "
 		     "charge as above,\n  then the main loop until every reply of the tick is "
 		     "handled (main thread CPU; wall beside it)\n");
-	fprintf(out, "  VMs  variant              tick us  charge us   loop us  loop wall us  "
+	fprintf(out, "  VMs  variant                tick us  charge us   loop us  loop wall us  "
 		     "ns/VM disc.  ns/VM qmp  vs now  cmds/VM  events/VM  floor ns/VM  vs floor\n");
 	for (unsigned i = 0; i < r->nr_sizes; i++)
 		for (int v = 0; v < 2; v++) {
@@ -2654,18 +2655,19 @@ static void print_connected(const Results *r)
 			floor_ns = (cmds + 0.5 * q->events / q->measured / q->n) *
 				   raw_ns_per_cmd(r, q->n);
 			fprintf(out,
-				"%5u  %-18s %9.1f %10.1f %9.1f %13.1f %12.0f %10.0f %7.2f %8.2f "
+				"%5u  %-20s %7.1f %10.1f %9.1f %13.1f %12.0f %10.0f %7.2f %8.2f "
 				"%10.2f %12.0f %9.2f\n",
-				q->n, v ? "events only" : "query while moving", q->tick_med / 1e3,
-				q->charge_med / 1e3, q->loop_med / 1e3, q->loop_wall_med / 1e3,
-				f ? per_vm(f) : 0.0, per_vm_qmp(q), per_vm_qmp(q) / per_vm_qmp(now),
-				cmds, (double)q->events / q->measured / q->n, floor_ns,
+				q->n, v ? "every tick (before)" : "with stats (vmcgd)",
+				q->tick_med / 1e3, q->charge_med / 1e3, q->loop_med / 1e3,
+				q->loop_wall_med / 1e3, f ? per_vm(f) : 0.0, per_vm_qmp(q),
+				per_vm_qmp(q) / per_vm_qmp(now), cmds,
+				(double)q->events / q->measured / q->n, floor_ns,
 				floor_ns > 0 ? per_vm_qmp(q) / floor_ns : 0.0);
 		}
 	fprintf(out,
-		"  variant: query while moving (vmcgd): a query-balloon every tick while a "
-		"balloon moves, and the 10 s safety poll;\n  events only: the balloon's size "
-		"from BALLOON_CHANGE alone (the alternative; backend-qmp.c says why not yet);\n  "
+		"  variant: while a balloon moves, a query-balloon with each guest-stats poll "
+		"(with stats, vmcgd) or every tick\n  (every tick, before); both with the 10 s "
+		"safety poll (backend-qmp.c says why);\n  "
 		"both get the events a QEMU sends (events/VM, one per moving balloon per tick, "
 		"handled in the loop); vs now: ns/VM qmp\n  over vmcgd's row\n  floor ns/VM: "
 		"(cmds/VM + events/VM "
@@ -3148,7 +3150,8 @@ static bool run_fleets(const Options *o, Results *r)
 		if (sc == SC_LOWPROT && !o->lowprot)
 			continue;
 		for (unsigned i = 0; i < r->nr_sizes; i++)
-			r->fleets[sc][i] = fleet_new(sc, o->sizes[i], o, NULL, false);
+			r->fleets[sc][i] = fleet_new(sc, o->sizes[i], o, NULL,
+						     VMCG_QMP_BALLOON_QUERY_WITH_STATS);
 	}
 	if (o->qmp) {
 		r->peer_tmp = g_dir_make_tmp("bench-control-XXXXXX", NULL);
@@ -3165,8 +3168,10 @@ static bool run_fleets(const Options *o, Results *r)
 		if (symlink(sock, link) < 0)
 			die("symlink %s: %s", link, g_strerror(errno));
 		for (unsigned i = 0; i < r->nr_sizes; i++) {
-			r->qfleets[i] = fleet_new(SC_MIXED, o->sizes[i], o, link, true);
-			r->qfleets_old[i] = fleet_new(SC_MIXED, o->sizes[i], o, link, false);
+			r->qfleets[i] = fleet_new(SC_MIXED, o->sizes[i], o, link,
+						  VMCG_QMP_BALLOON_QUERY_WITH_STATS);
+			r->qfleets_old[i] = fleet_new(SC_MIXED, o->sizes[i], o, link,
+						      VMCG_QMP_BALLOON_QUERY_EVERY_TICK);
 		}
 	}
 	for (unsigned done = 0; done < o->ticks; done += BLOCK_TICKS - 1)
