@@ -1126,6 +1126,9 @@ void vmcg_qmp_free(VmcgQmp *q)
 	q->freed = true;
 	q->state_fn = NULL;
 	q->event_fn = NULL;
+	/* What was issued before this call still goes out, as if sent at once. */
+	if (q->phase == PHASE_READY)
+		flush_now(q);
 	close_transport(q);
 	source_clear(&q->reconnect_source);
 	source_clear(&q->fail_source);

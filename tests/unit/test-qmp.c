@@ -436,10 +436,11 @@ static void test_classify_built(void)
 
 typedef enum {
 	STEP_END,
-	STEP_SEND,     /* write .arg, with $N replaced by the N-th expected id */
-	STEP_EXPECT,   /* read one command line; its "execute" must be .arg */
-	STEP_SLEEP,    /* .ms */
-	STEP_WAIT_EOF, /* read until the client closes */
+	STEP_SEND,	  /* write .arg, with $N replaced by the N-th expected id */
+	STEP_EXPECT,	  /* read one command line; its "execute" must be .arg */
+	STEP_EXPECT_WITH, /* the same, and it came in the read of the line before */
+	STEP_SLEEP,	  /* .ms */
+	STEP_WAIT_EOF,	  /* read until the client closes */
 } StepKind;
 
 typedef struct {
@@ -455,6 +456,10 @@ typedef struct {
 #define EXPECT(c)                 \
 	{                         \
 		STEP_EXPECT, c, 0 \
+	}
+#define EXPECT_WITH(c)                 \
+	{                              \
+		STEP_EXPECT_WITH, c, 0 \
 	}
 #define SLEEP(ms)                    \
 	{                            \
@@ -483,6 +488,7 @@ typedef struct {
 	int connections; /* to serve, one script run each */
 	GString *in;
 	char *ids[16];
+	char *lines[16]; /* the command line of each id */
 	int nids;
 	gint expected; /* EXPECT steps done, all connections */
 	gint accepted;
@@ -565,6 +571,7 @@ static void peer_expect(Peer *p, int fd, const char *command)
 	g_assert_cmpstr(json_object_get_string(v), ==, command);
 	g_assert_true(json_object_object_get_ex(o, "id", &v));
 	g_assert_cmpint(p->nids, <, (int)G_N_ELEMENTS(p->ids));
+	p->lines[p->nids] = g_strdup(line);
 	p->ids[p->nids++] = g_strdup(json_object_get_string(v));
 	g_atomic_int_inc(&p->expected);
 }
@@ -591,6 +598,11 @@ static gpointer peer_thread(gpointer data)
 				peer_send(p, fd, s->arg);
 				break;
 			case STEP_EXPECT:
+				peer_expect(p, fd, s->arg);
+				break;
+			case STEP_EXPECT_WITH:
+				/* Already buffered: no read(2) between the two lines. */
+				g_assert_nonnull(memchr(p->in->str, '\n', p->in->len));
 				peer_expect(p, fd, s->arg);
 				break;
 			case STEP_SLEEP:
@@ -649,8 +661,10 @@ static void peer_free(Peer *p)
 	close(p->lfd);
 	g_unlink(p->path);
 	g_rmdir(p->dir);
-	for (int i = 0; i < p->nids; i++)
+	for (int i = 0; i < p->nids; i++) {
 		g_free(p->ids[i]);
+		g_free(p->lines[i]);
+	}
 	g_string_free(p->in, TRUE);
 	g_free(p->path);
 	g_free(p->dir);
@@ -881,6 +895,57 @@ static void test_client_handshake(void)
  * Replies out of issue order, events before, between and after them, a
  * reply with an id nobody sent and one with no id (both dropped).
  */
+/*
+ * The commands a client is given in one main-loop iteration go out in one
+ * send(2), before the loop polls; the arguments of vmcg_qmp_execute_json()
+ * as they are; and vmcg_qmp_free() still sends what was issued before it.
+ */
+static void test_client_batched_writes(void)
+{
+	static const Step steps[] = {
+		HANDSHAKE,
+		EXPECT("a"),
+		EXPECT_WITH("b"),
+		EXPECT_WITH("c"),
+		SEND("{\"return\": {}, \"id\": $1}\r\n{\"return\": {}, \"id\": $2}\r\n"
+		     "{\"return\": {}, \"id\": $3}\r\n"),
+		EXPECT("d"),
+		WAIT_EOF,
+		END,
+	};
+	Peer *p = peer_new(steps);
+	States st = { 0 };
+	g_autoptr(GString) log = g_string_new(NULL);
+	Reply a = { .log = log, .name = "a" }, b = { .log = log, .name = "b" },
+	      c = { .log = log, .name = "c" }, d = { .log = log, .name = "d" };
+	VmcgQmp *q = client(p->path, NULL, &st);
+
+	vmcg_qmp_connect(q);
+	WAIT_FOR(vmcg_qmp_get_state(q) == VMCG_QMP_STATE_READY);
+	vmcg_qmp_execute(q, "a", NULL, on_reply, &a);
+	vmcg_qmp_execute_json(q, "b", "{\"value\":1073741824}", on_reply, &b);
+	vmcg_qmp_execute(q, "c", NULL, on_reply, &c);
+	/* Nothing is on the wire before the main loop runs (the peer would have read it). */
+	g_usleep(50 * 1000);
+	g_assert_cmpint(g_atomic_int_get(&p->expected), ==, 1);
+	WAIT_FOR(c.calls == 1);
+	g_assert_cmpstr(log->str, ==, "a:ok b:ok c:ok ");
+	g_assert_cmpint(g_atomic_int_get(&p->expected), ==, 4);
+	vmcg_qmp_execute(q, "d", NULL, on_reply, &d);
+	vmcg_qmp_free(q);
+	WAIT_FOR(g_atomic_int_get(&p->expected) == 5);
+	g_assert_cmpint(d.calls, ==, 1);
+	g_assert_error(d.error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+	g_assert_nonnull(
+		strstr(p->lines[2], "{\"execute\":\"b\",\"arguments\":{\"value\":1073741824},"));
+	peer_free(p);
+	reply_clear(&a);
+	reply_clear(&b);
+	reply_clear(&c);
+	reply_clear(&d);
+	states_clear(&st);
+}
+
 static void test_client_ids_and_events(void)
 {
 	static const Step steps[] = {
@@ -1805,6 +1870,39 @@ static void test_command_wire(void)
 				   "\r\n", NULL);
 		got = vmcg_qmp_command_wire(rows[i].command, args, rows[i].id);
 		g_assert_cmpstr(got, ==, want);
+		/* The same bytes with the arguments as text (vmcg_qmp_execute_json()). */
+		if (args) {
+			g_autoptr(GString) w = g_string_new(NULL);
+
+			vmcg_qmp_command_wire_append(
+				w, rows[i].command, NULL,
+				json_object_to_json_string_ext(args, JSON_C_TO_STRING_PLAIN),
+				rows[i].id);
+			g_assert_cmpstr(w->str, ==, want);
+		}
+	}
+}
+
+static void test_id_format(void)
+{
+	static const struct {
+		guint64 n;
+		const char *want;
+	} rows[] = {
+		{ 0, "vmcg-0" },
+		{ 1, "vmcg-1" },
+		{ 10, "vmcg-10" },
+		{ 4294967296, "vmcg-4294967296" },
+		{ UINT64_MAX, "vmcg-18446744073709551615" },
+	};
+
+	for (size_t i = 0; i < G_N_ELEMENTS(rows); i++) {
+		char buf[VMCG_QMP_ID_MAX];
+		g_autofree char *dup = vmcg_qmp_id(rows[i].n);
+
+		g_assert_cmpuint(vmcg_qmp_id_format(buf, rows[i].n), ==, strlen(rows[i].want));
+		g_assert_cmpstr(buf, ==, rows[i].want);
+		g_assert_cmpstr(dup, ==, rows[i].want);
 	}
 }
 
@@ -1813,6 +1911,7 @@ int main(int argc, char **argv)
 	g_test_init(&argc, &argv, NULL);
 
 	g_test_add_func("/qmp/command-wire", test_command_wire);
+	g_test_add_func("/qmp/id-format", test_id_format);
 	g_test_add_func("/qmp/parse/greeting", test_parse_greeting);
 	g_test_add_func("/qmp/parse/return", test_parse_return);
 	g_test_add_func("/qmp/parse/error", test_parse_error);
@@ -1824,6 +1923,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/qmp/parse/classify-built", test_classify_built);
 	g_test_add_func("/qmp/client/handshake", test_client_handshake);
 	g_test_add_func("/qmp/client/ids-and-events", test_client_ids_and_events);
+	g_test_add_func("/qmp/client/batched-writes", test_client_batched_writes);
 	g_test_add_func("/qmp/client/greeting-timeout", test_client_greeting_timeout);
 	g_test_add_func("/qmp/client/capabilities-error", test_client_capabilities_error);
 	g_test_add_func("/qmp/client/capabilities-timeout", test_client_capabilities_timeout);
