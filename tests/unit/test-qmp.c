@@ -589,8 +589,10 @@ static gpointer peer_thread(gpointer data)
 		g_assert_cmpint(fd, >=, 0);
 		g_atomic_int_inc(&p->accepted);
 		g_string_truncate(p->in, 0);
-		for (int i = 0; i < p->nids; i++)
+		for (int i = 0; i < p->nids; i++) {
 			g_clear_pointer(&p->ids[i], g_free);
+			g_clear_pointer(&p->lines[i], g_free);
+		}
 		p->nids = 0;
 		for (const Step *s = p->steps; s->kind != STEP_END; s++) {
 			switch (s->kind) {
