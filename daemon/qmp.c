@@ -111,6 +111,7 @@ struct VmcgQmp {
 	/* Bumped by every teardown: a callback compares it to see one happened. */
 	guint64 gen;
 	GSocket *sock;
+	int fd; /* ->sock's, -1 without one: read and written on every reply */
 	GSource *start_source;
 	GSource *retry_source; /* the next connect() after EAGAIN */
 	/* The context's shared source (see the top); NULL once freed. */
@@ -467,6 +468,7 @@ static void close_transport(VmcgQmp *q)
 		g_socket_close(q->sock, NULL);
 		g_clear_object(&q->sock);
 	}
+	q->fd = -1;
 	vmcg_json_stream_reset(q->stream);
 	g_string_truncate(q->out, 0);
 	if (q->flush_pending)
@@ -679,7 +681,7 @@ static void on_readable(VmcgQmp *q)
 	size_t pos = 0;
 
 	/* recv(2) itself: GSocket's wrapper costs a GError per EAGAIN. */
-	n = recv(g_socket_get_fd(q->sock), buf, sizeof(buf), MSG_DONTWAIT);
+	n = recv(q->fd, buf, sizeof(buf), MSG_DONTWAIT);
 	if (n < 0) {
 		int e = errno;
 
@@ -729,8 +731,7 @@ static int send_out(VmcgQmp *q)
 	ssize_t n = 0;
 
 	while (q->out->len) {
-		n = send(g_socket_get_fd(q->sock), q->out->str, q->out->len,
-			 MSG_DONTWAIT | MSG_NOSIGNAL);
+		n = send(q->fd, q->out->str, q->out->len, MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
@@ -828,6 +829,7 @@ static void try_connect(VmcgQmp *q)
 		teardown_gio(q, err, "socket");
 		return;
 	}
+	q->fd = g_socket_get_fd(q->sock);
 	g_socket_set_blocking(q->sock, FALSE);
 	addr = g_unix_socket_address_new(q->path);
 	if (g_socket_connect(q->sock, addr, NULL, &err)) {
@@ -1106,6 +1108,7 @@ VmcgQmp *vmcg_qmp_new(const char *socket_path, const VmcgQmpOptions *opts)
 	q->ctx = g_main_context_ref_thread_default();
 	q->phase_deadline_usec = -1;
 	q->timer_usec = -1;
+	q->fd = -1;
 	q->hub = hub_join(q->ctx);
 	g_queue_init(&q->queued);
 	g_queue_init(&q->sent);

@@ -214,6 +214,12 @@ static const Bad bad[] = {
 	BAD("{\"return\": -9223372036854775809}", P,
 	    "integer -9223372036854775809 does not fit in 64 bits"),
 	BAD("{\"return\": 123456789012345678901234567890}", P, "does not fit in 64 bits"),
+	BAD("{\"return\": 99999999999999999999}", P,
+	    "integer 99999999999999999999 does not fit in 64 bits"),
+	BAD("{\"return\": -10000000000000000000}", P,
+	    "integer -10000000000000000000 does not fit in 64 bits"),
+	BAD("{\"return\": 20000000000000000000}", P,
+	    "integer 20000000000000000000 does not fit in 64 bits"),
 	BAD("{/* c */\"return\": {}}", P, "unexpected '/' outside a string"),
 	BADN("{\"return\": {}\0}", P, "unexpected 0x00 outside a string"),
 	BAD("\xef\xbb\xbf{\"return\": {}}", P, "found 0xef where one should start"),
@@ -386,6 +392,9 @@ static void test_parse_numbers(void)
 		{ "{\"return\": -9223372036854775808}", false, INT64_MIN, 0 },
 		{ "{\"return\": -0}", false, 0, 0 },
 		{ "{\"return\": 0}", false, 0, 0 },
+		{ "{\"return\": 9999999999999999999}", true, 0, 9999999999999999999u },
+		{ "{\"return\": 10000000000000000000}", true, 0, 10000000000000000000u },
+		{ "{\"return\": -999999999999999999}", false, -999999999999999999, 0 },
 	};
 
 	for (size_t i = 0; i < G_N_ELEMENTS(ok); i++) {
