@@ -151,12 +151,26 @@ static void on_balloon(VmcgQmp *qmp, json_object *ret, const GError *error, gpoi
 		vmcg_debug("VM %s: query-balloon: %s", name_of(q), perr->message);
 }
 
+/* The fast path of query-balloon's reply (qmp.h): what on_balloon() does with it. */
+static bool on_balloon_fast(const VmcgJsonFlat *f, int ret, gpointer userdata)
+{
+	QmpBackend *q = userdata;
+	uint64_t actual;
+
+	if (!vmcg_qmp_fast_balloon(f, ret, q->ram_size, &actual))
+		return false;
+	q->in_query = FALSE;
+	vmcg_dvm_backend_balloon(q->vm, actual);
+	return true;
+}
+
+static void stats_apply(QmpBackend *q, const VmcgQmpGuestStats *gs);
+
 static void on_stats(VmcgQmp *qmp, json_object *ret, const GError *error, gpointer userdata)
 {
 	QmpBackend *q = userdata;
 	g_autoptr(GError) perr = NULL;
 	VmcgQmpGuestStats gs;
-	VmcgGuestStats st;
 
 	(void)qmp;
 	q->in_stats = FALSE;
@@ -169,22 +183,50 @@ static void on_stats(VmcgQmp *qmp, json_object *ret, const GError *error, gpoint
 		vmcg_debug("VM %s: guest-stats: %s", name_of(q), perr->message);
 		return;
 	}
+	stats_apply(q, &gs);
+}
+
+static bool on_stats_fast(const VmcgJsonFlat *f, int ret, gpointer userdata)
+{
+	QmpBackend *q = userdata;
+	VmcgQmpGuestStats gs;
+
+	if (!vmcg_qmp_fast_guest_stats(f, ret, q->ram_size, &gs))
+		return false;
+	q->in_stats = FALSE;
+	stats_apply(q, &gs);
+	return true;
+}
+
+static void stats_apply(QmpBackend *q, const VmcgQmpGuestStats *gs)
+{
+	VmcgGuestStats st;
+
 	/*
 	 * A "last-update" that does not move means the guest stopped
 	 * updating: the stats then age out (stats_max_age_usec) instead of
 	 * being trusted forever.
 	 */
-	if (gs.last_update == q->stats_guest_ts && q->has_stats)
+	if (gs->last_update == q->stats_guest_ts && q->has_stats)
 		return;
-	q->stats_guest_ts = gs.last_update;
+	q->stats_guest_ts = gs->last_update;
 	q->has_stats = TRUE;
 	st = (VmcgGuestStats){
-		.total = gs.total_bytes,
-		.available = gs.available_bytes,
-		.free = gs.free_bytes < 0 ? 0 : (uint64_t)gs.free_bytes,
-		.cache = gs.cache_bytes < 0 ? 0 : (uint64_t)gs.cache_bytes,
+		.total = gs->total_bytes,
+		.available = gs->available_bytes,
+		.free = gs->free_bytes < 0 ? 0 : (uint64_t)gs->free_bytes,
+		.cache = gs->cache_bytes < 0 ? 0 : (uint64_t)gs->cache_bytes,
 	};
 	vmcg_dvm_backend_stats(q->vm, &st);
+}
+
+/* A return is all a balloon command answers: nothing to read, nothing to parse. */
+static bool on_ignore_fast(const VmcgJsonFlat *f, int ret, gpointer userdata)
+{
+	(void)f;
+	(void)ret;
+	(void)userdata;
+	return true;
 }
 
 static void on_ignore(VmcgQmp *qmp, json_object *ret, const GError *error, gpointer userdata)
@@ -289,6 +331,21 @@ static void on_qmp_event(VmcgQmp *qmp, const char *event, json_object *data, gin
 	}
 }
 
+/* BALLOON_CHANGE read flat (qmp.h); every other event goes to on_qmp_event(). */
+static bool on_qmp_event_fast(const char *event, const VmcgJsonFlat *f, int data,
+			      gint64 timestamp_usec, gpointer userdata)
+{
+	QmpBackend *q = userdata;
+	uint64_t actual;
+
+	(void)timestamp_usec;
+	if (vmcg_qmp_event_kind(event) != VMCG_QMP_EVENT_BALLOON_CHANGE ||
+	    !vmcg_qmp_fast_balloon(f, data, q->ram_size, &actual))
+		return false;
+	vmcg_dvm_backend_balloon(q->vm, actual);
+	return true;
+}
+
 static void on_qmp_state(VmcgQmp *qmp, VmcgQmpState state, const GError *error, gpointer userdata)
 {
 	QmpBackend *q = userdata;
@@ -354,6 +411,7 @@ static VmcgBackend *qmp_create(VmcgDvm *vm, const char *address)
 	q->qmp = vmcg_qmp_new(address, NULL);
 	vmcg_qmp_set_state_callback(q->qmp, on_qmp_state, q);
 	vmcg_qmp_set_event_callback(q->qmp, on_qmp_event, q);
+	vmcg_qmp_set_fast_event_callback(q->qmp, on_qmp_event_fast);
 	/*
 	 * 0.5 s to 30 s: a QEMU that restarts after running a while comes back
 	 * within 0.5 s (vmcg_qmp_healthy() resets the schedule); one that is
@@ -423,7 +481,8 @@ static void qmp_poll(VmcgBackend *b, uint64_t now)
 		q->balloon_asked_usec = (int64_t)now;
 		nr_issued++;
 		/* Before the qom-get: QEMU answers in order, the size comes first. */
-		vmcg_qmp_execute(q->qmp, "query-balloon", NULL, on_balloon, q);
+		vmcg_qmp_execute_fast(q->qmp, "query-balloon", NULL, on_balloon_fast, on_balloon,
+				      q);
 	}
 	if (stats) {
 		if (!q->stats_args) {
@@ -445,7 +504,7 @@ static void qmp_poll(VmcgBackend *b, uint64_t now)
 						  1000;
 		q->in_stats = TRUE;
 		nr_issued++;
-		vmcg_qmp_execute_json(q->qmp, "qom-get", q->stats_args, on_stats, q);
+		vmcg_qmp_execute_fast(q->qmp, "qom-get", q->stats_args, on_stats_fast, on_stats, q);
 	}
 }
 
@@ -457,7 +516,7 @@ static void qmp_set_balloon(VmcgBackend *b, uint64_t bytes)
 	/* A number only: written out, no json-c object (vmcg_qmp_execute_json()). */
 	g_snprintf(args, sizeof(args), "{\"value\":%" G_GINT64_FORMAT "}", (gint64)bytes);
 	nr_issued++;
-	vmcg_qmp_execute_json(q->qmp, "balloon", args, on_ignore, q);
+	vmcg_qmp_execute_fast(q->qmp, "balloon", args, on_ignore_fast, on_ignore, q);
 }
 
 static void on_stopped(VmcgQmp *qmp, json_object *ret, const GError *error, gpointer userdata)

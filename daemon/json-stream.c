@@ -87,6 +87,8 @@ struct VmcgJsonStream {
 
 	/* The message in progress. */
 	bool in_msg;
+	/* The last message returned as text (feed_text()) had a fraction or exponent. */
+	bool text_saw_double;
 	size_t bytes; /* from its '{' */
 	size_t tree;  /* the json-c charge */
 	unsigned int depth;
@@ -640,11 +642,12 @@ static int stream_json_error(VmcgJsonStream *f, GError **error)
 	return stream_fail(f, -EBADMSG, err, error);
 }
 
-int vmcg_json_stream_feed(VmcgJsonStream *f, const char *buf, size_t len, size_t *ret_consumed,
-			  json_object **ret_obj, GError **error)
+static int feed(VmcgJsonStream *f, const char *buf, size_t len, size_t *ret_consumed,
+		json_object **ret_obj, const char **ret_text, size_t *ret_text_len, GError **error)
 {
 	GError *lex_err = NULL;
 	int lex_r = 0;
+	bool started_before = f->in_msg;
 	size_t start = f->in_msg ? 0 : SIZE_MAX;
 	size_t i;
 	bool end = false;
@@ -727,6 +730,15 @@ int vmcg_json_stream_feed(VmcgJsonStream *f, const char *buf, size_t len, size_t
 	}
 	/* json-c gets exactly the message bytes that the lexer let through. */
 	fed = i - start;
+	if (ret_text && end && lex_r == 1 && !started_before) {
+		/* All of it is in @buf: the caller reads it (vmcg_json_stream_parse_text()). */
+		f->text_saw_double = f->saw_double;
+		stream_end_message(f);
+		*ret_consumed = i;
+		*ret_text = buf + start;
+		*ret_text_len = fed;
+		return 2;
+	}
 	obj = json_tokener_parse_ex(f->tok, buf + start, (int)fed);
 	jerr = json_tokener_get_error(f->tok);
 	if (lex_r < 0) {
@@ -773,6 +785,61 @@ int vmcg_json_stream_feed(VmcgJsonStream *f, const char *buf, size_t len, size_t
 	*ret_consumed = i;
 	*ret_obj = obj;
 	return 1;
+}
+
+int vmcg_json_stream_feed(VmcgJsonStream *f, const char *buf, size_t len, size_t *ret_consumed,
+			  json_object **ret_obj, GError **error)
+{
+	return feed(f, buf, len, ret_consumed, ret_obj, NULL, NULL, error);
+}
+
+int vmcg_json_stream_feed_text(VmcgJsonStream *f, const char *buf, size_t len, size_t *ret_consumed,
+			       json_object **ret_obj, const char **ret_text, size_t *ret_text_len,
+			       GError **error)
+{
+	return feed(f, buf, len, ret_consumed, ret_obj, ret_text, ret_text_len, error);
+}
+
+int vmcg_json_stream_parse_text(VmcgJsonStream *f, const char *text, size_t len,
+				json_object **ret_obj, GError **error)
+{
+	json_object *obj;
+
+	if (f->failed) {
+		g_propagate_error(error, g_error_copy(f->failure));
+		return f->failed;
+	}
+	/* What vmcg_json_stream_feed() does once the lexer found the end. */
+	json_tokener_reset(f->tok);
+	obj = json_tokener_parse_ex(f->tok, text, (int)len);
+	if (!obj) {
+		int r = stream_json_error(f, error);
+
+		json_tokener_reset(f->tok);
+		return r;
+	}
+	if (json_tokener_get_parse_end(f->tok) != len) {
+		json_object_put(obj);
+		json_tokener_reset(f->tok);
+		return stream_fail(f, -EBADMSG,
+				   g_error_new(VMCG_JSON_STREAM_ERROR,
+					       VMCG_JSON_STREAM_ERROR_INVALID,
+					       "invalid %s: JSON ends at another byte "
+					       "than its brackets say",
+					       f->what),
+				   error);
+	}
+	json_tokener_reset(f->tok);
+	if (f->text_saw_double && !json_all_finite(obj)) {
+		json_object_put(obj);
+		return stream_fail(f, -EBADMSG,
+				   g_error_new(VMCG_JSON_STREAM_ERROR,
+					       VMCG_JSON_STREAM_ERROR_INVALID,
+					       "invalid %s: a number is out of range", f->what),
+				   error);
+	}
+	*ret_obj = obj;
+	return 0;
 }
 
 int vmcg_json_parse_object(const char *buf, size_t len, const VmcgJsonStreamOptions *opts,

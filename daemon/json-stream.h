@@ -143,6 +143,31 @@ int vmcg_json_stream_feed(VmcgJsonStream *s, const char *buf, size_t len, size_t
 			  json_object **ret_obj, GError **error);
 
 /**
+ * vmcg_json_stream_feed_text() - vmcg_json_stream_feed(), leaving json-c out when it can
+ * @ret_text, @ret_text_len: set when the return is 2
+ *
+ * The same as vmcg_json_stream_feed(), except for a message that lies in
+ * @buf from its first byte to its last: that one is lexed (every check of
+ * the lexer, the limits included) but not given to json-c, and the return
+ * is 2 with the message's bytes in @buf. The caller reads them with a
+ * parser of its own (json-flat.h), or has json-c parse them, with the
+ * checks vmcg_json_stream_feed() makes after the lexer, through
+ * vmcg_json_stream_parse_text(), before the next feed. A message that came
+ * in pieces is parsed by json-c as it comes and returned as an object (1).
+ */
+int vmcg_json_stream_feed_text(VmcgJsonStream *s, const char *buf, size_t len, size_t *ret_consumed,
+			       json_object **ret_obj, const char **ret_text, size_t *ret_text_len,
+			       GError **error);
+
+/*
+ * The message vmcg_json_stream_feed_text() returned as text, through
+ * json-c: the object (0), or the error vmcg_json_stream_feed() would have
+ * given, after which the framer refuses everything until reset.
+ */
+int vmcg_json_stream_parse_text(VmcgJsonStream *s, const char *text, size_t len,
+				json_object **ret_obj, GError **error);
+
+/**
  * vmcg_json_parse_object() - parse one complete message with the framer's checks
  * @buf: the message, optionally surrounded by whitespace (CRLF included)
  * @len: bytes in @buf; need not be NUL-terminated

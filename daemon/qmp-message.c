@@ -405,3 +405,58 @@ char *vmcg_qmp_command_wire(const char *command, json_object *args, const char *
 	vmcg_qmp_command_wire_append(w, command, args, NULL, id);
 	return g_string_free(w, FALSE);
 }
+
+bool vmcg_qmp_fast_classify(const VmcgJsonFlat *f, VmcgQmpFastMessage *ret)
+{
+	const VmcgJsonFlatNode *n;
+	int ev, rv, id, ts, sec, usec;
+
+	if (vmcg_json_flat_get(f, 0, "QMP") >= 0 || vmcg_json_flat_get(f, 0, "error") >= 0)
+		return false;
+	rv = vmcg_json_flat_get(f, 0, "return");
+	ev = vmcg_json_flat_get(f, 0, "event");
+	if ((rv >= 0) == (ev >= 0))
+		return false;
+	*ret = (VmcgQmpFastMessage){ .ret = -1, .data = -1, .timestamp_usec = -1 };
+	if (rv >= 0) {
+		/* classify_reply(): an optional string "id", a "return" that is not null. */
+		if (f->node[rv].type != VMCG_JSON_FLAT_OBJECT)
+			return false;
+		id = vmcg_json_flat_get(f, 0, "id");
+		if (id >= 0) {
+			n = &f->node[id];
+			if (n->type != VMCG_JSON_FLAT_STRING || n->escaped ||
+			    memchr(n->str, '\0', n->len))
+				return false;
+			ret->id = n->str;
+			ret->id_len = n->len;
+		}
+		ret->type = VMCG_QMP_MSG_RETURN;
+		ret->ret = rv;
+		return true;
+	}
+	/* classify_event(): a non-empty name, optional object "data", a timestamp. */
+	n = &f->node[ev];
+	if (n->type != VMCG_JSON_FLAT_STRING || n->escaped || n->len == 0 ||
+	    n->len >= sizeof(ret->event) || memchr(n->str, '\0', n->len))
+		return false;
+	memcpy(ret->event, n->str, n->len);
+	ret->event[n->len] = '\0';
+	ret->data = vmcg_json_flat_get(f, 0, "data");
+	if (ret->data >= 0 && f->node[ret->data].type != VMCG_JSON_FLAT_OBJECT)
+		return false;
+	ts = vmcg_json_flat_get_type(f, 0, "timestamp", VMCG_JSON_FLAT_OBJECT);
+	if (ts < 0)
+		return false;
+	sec = vmcg_json_flat_get_type(f, ts, "seconds", VMCG_JSON_FLAT_INT);
+	usec = vmcg_json_flat_get_type(f, ts, "microseconds", VMCG_JSON_FLAT_INT);
+	if (sec < 0 || usec < 0 || f->node[sec].i < -1 ||
+	    f->node[sec].i > (INT64_MAX - (G_USEC_PER_SEC - 1)) / G_USEC_PER_SEC ||
+	    f->node[usec].i < -1 || f->node[usec].i > G_USEC_PER_SEC - 1 ||
+	    (f->node[sec].i < 0) != (f->node[usec].i < 0))
+		return false;
+	ret->type = VMCG_QMP_MSG_EVENT;
+	ret->timestamp_usec =
+		f->node[sec].i < 0 ? -1 : f->node[sec].i * G_USEC_PER_SEC + f->node[usec].i;
+	return true;
+}

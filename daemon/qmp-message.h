@@ -16,6 +16,7 @@
 #include <glib.h>
 #include <json-c/json.h>
 
+#include "json-flat.h"
 #include "json-stream.h"
 
 /* QMP's limits are the stream's defaults; json-stream.h says why. */
@@ -138,6 +139,33 @@ void vmcg_qmp_error_from_stream(GError *error);
 
 /* The options of a JSON stream of QMP messages (errors say "QMP message"). */
 VmcgJsonStreamOptions vmcg_qmp_stream_options(size_t max_message_bytes, size_t max_tree_bytes);
+
+/*
+ * The fast path (qmp.c): a RETURN or an EVENT read by json-flat.h, with
+ * what vmcg_qmp_classify() gives for it. Strings point into the message's
+ * text.
+ */
+typedef struct {
+	VmcgQmpMessageType type; /* RETURN or EVENT */
+	/* RETURN: the "id" member (@id_len bytes, no escapes), NULL when absent. */
+	const char *id;
+	size_t id_len;
+	int ret; /* RETURN: the node of "return", an object */
+	/* EVENT: its name, NUL-terminated; "data" (an object's node, or -1). */
+	char event[64];
+	int data;
+	gint64 timestamp_usec;
+} VmcgQmpFastMessage;
+
+/**
+ * vmcg_qmp_fast_classify() - vmcg_qmp_classify() of a message read flat
+ *
+ * True for a RETURN whose "return" is an object, or an EVENT, that
+ * vmcg_qmp_classify() classifies the same; false for anything else
+ * (greetings, errors, anything it would refuse, escaped ids or names):
+ * those go to json-c and vmcg_qmp_classify(), which says what is wrong.
+ */
+bool vmcg_qmp_fast_classify(const VmcgJsonFlat *f, VmcgQmpFastMessage *ret);
 
 /*
  * An ERROR message as a GError: VMCG_QMP_ERROR_<class> with the "desc" as

@@ -169,6 +169,74 @@ bool vmcg_qmp_parse_guest_stats(json_object *ret, uint64_t ram_limit_bytes,
 	return true;
 }
 
+bool vmcg_qmp_fast_balloon(const VmcgJsonFlat *f, int obj, uint64_t ram_limit_bytes,
+			   uint64_t *ret_actual_bytes)
+{
+	int a;
+
+	/* parse_actual(): an int in 1..limit; a uint64 above INT64_MAX is out of range. */
+	if (obj < 0 || f->node[obj].type != VMCG_JSON_FLAT_OBJECT)
+		return false;
+	a = vmcg_json_flat_get_type(f, obj, "actual", VMCG_JSON_FLAT_INT);
+	if (a < 0 || f->node[a].i <= 0 || (uint64_t)f->node[a].i > size_limit(ram_limit_bytes))
+		return false;
+	*ret_actual_bytes = (uint64_t)f->node[a].i;
+	return true;
+}
+
+/*
+ * stat_value() of a flat node: -1 for what it makes -1; false for a uint64
+ * above INT64_MAX that is not UINT64_MAX (json-c clamps it, and the checks
+ * then refuse it: left to them).
+ */
+static bool fast_stat(const VmcgJsonFlat *f, int stats, const char *key, int64_t *ret)
+{
+	int k = vmcg_json_flat_get(f, stats, key);
+
+	*ret = -1;
+	if (k < 0)
+		return true;
+	switch (f->node[k].type) {
+	case VMCG_JSON_FLAT_INT:
+		*ret = f->node[k].i < 0 ? -1 : f->node[k].i;
+		return true;
+	case VMCG_JSON_FLAT_UINT:
+		return f->node[k].u == UINT64_MAX;
+	default:
+		return true; /* not an integer */
+	}
+}
+
+bool vmcg_qmp_fast_guest_stats(const VmcgJsonFlat *f, int ret, uint64_t ram_limit_bytes,
+			       VmcgQmpGuestStats *ret_stats)
+{
+	uint64_t lim = size_limit(ram_limit_bytes);
+	int64_t total, avail, freem, cache;
+	int stats, lu;
+
+	if (ret < 0 || f->node[ret].type != VMCG_JSON_FLAT_OBJECT)
+		return false;
+	stats = vmcg_json_flat_get_type(f, ret, "stats", VMCG_JSON_FLAT_OBJECT);
+	lu = vmcg_json_flat_get_type(f, ret, "last-update", VMCG_JSON_FLAT_INT);
+	if (stats < 0 || lu < 0 || !fast_stat(f, stats, "stat-total-memory", &total) ||
+	    !fast_stat(f, stats, "stat-available-memory", &avail) ||
+	    !fast_stat(f, stats, "stat-free-memory", &freem) ||
+	    !fast_stat(f, stats, "stat-disk-caches", &cache))
+		return false;
+	/* Every refusal of vmcg_qmp_parse_guest_stats(), declined. */
+	if (total <= 0 || avail < 0 || (uint64_t)total > lim || avail > total || freem > total ||
+	    cache > total)
+		return false;
+	*ret_stats = (VmcgQmpGuestStats){
+		.total_bytes = (uint64_t)total,
+		.available_bytes = (uint64_t)avail,
+		.free_bytes = freem,
+		.cache_bytes = cache,
+		.last_update = f->node[lu].i,
+	};
+	return true;
+}
+
 bool vmcg_qmp_parse_memdev(json_object *ret, uint64_t *ret_size_bytes, GError **error)
 {
 	size_t n;

@@ -95,6 +95,19 @@ typedef struct {
 bool vmcg_qmp_parse_guest_stats(json_object *ret, uint64_t ram_limit_bytes,
 				VmcgQmpGuestStats *ret_stats, GError **error);
 
+/*
+ * The fast path (qmp.h, VmcgQmpFastReplyFn): the same readings of a reply
+ * read flat, node @obj of @f. True with exactly what the json-c parser
+ * above gives for that reply; false for anything it would refuse or could
+ * read otherwise (the caller then has json-c parse the reply, and the
+ * parser above says what is wrong). tests/unit/test-qmp-reply.c runs both
+ * over every canned reply.
+ */
+bool vmcg_qmp_fast_balloon(const VmcgJsonFlat *f, int obj, uint64_t ram_limit_bytes,
+			   uint64_t *ret_actual_bytes);
+bool vmcg_qmp_fast_guest_stats(const VmcgJsonFlat *f, int ret, uint64_t ram_limit_bytes,
+			       VmcgQmpGuestStats *ret_stats);
+
 /**
  * vmcg_qmp_parse_memdev() - the guest's RAM from the reply of query-memdev
  * @ret: an array of memdevs, each {"id": .., "size": <bytes>, ...}

@@ -93,6 +93,7 @@ typedef struct {
 	/* Monotonic; -1 once it no longer matters (failed, or completed). */
 	gint64 deadline_usec;
 	GError *error; /* while failed */
+	VmcgQmpFastReplyFn fast;
 	VmcgQmpReplyFn cb;
 	gpointer userdata;
 	char command[]; /* one allocation with the Cmd */
@@ -148,6 +149,7 @@ struct VmcgQmp {
 	VmcgQmpStateFn state_fn;
 	gpointer state_data;
 	VmcgQmpEventFn event_fn;
+	VmcgQmpFastEventFn fast_event_fn;
 	gpointer event_data;
 };
 
@@ -671,6 +673,46 @@ static const char *phase_eof_note(enum phase phase)
 	}
 }
 
+/* The command on the wire with id @id (@len bytes), or NULL. */
+static Cmd *sent_cmd(VmcgQmp *q, const char *id, size_t len)
+{
+	for (GList *l = q->sent.head; l; l = l->next) {
+		Cmd *cmd = l->data;
+
+		if (strncmp(cmd->id, id, len) == 0 && cmd->id[len] == '\0')
+			return cmd;
+	}
+	return NULL;
+}
+
+/*
+ * A whole message in @text, read flat: true when a fast reader took it
+ * (the command is complete, or the event delivered). False, with nothing
+ * done, for everything else, which then goes to json-c. May call back.
+ */
+static bool fast_message(VmcgQmp *q, const char *text, size_t len)
+{
+	VmcgJsonFlat flat;
+	VmcgQmpFastMessage m;
+	Cmd *cmd;
+
+	if (q->phase != PHASE_READY || !vmcg_json_flat_parse(text, len, &flat) ||
+	    !vmcg_qmp_fast_classify(&flat, &m))
+		return false;
+	if (m.type == VMCG_QMP_MSG_EVENT)
+		return q->fast_event_fn &&
+		       q->fast_event_fn(m.event, &flat, m.data, m.timestamp_usec, q->event_data);
+	cmd = m.id ? sent_cmd(q, m.id, m.id_len) : NULL;
+	if (!cmd || !cmd->fast || !cmd->fast(&flat, m.ret, cmd->userdata))
+		return false;
+	/* Taken: complete it as handle_reply() would, without its callback. */
+	cmd_unlink(q, cmd);
+	q->answered_usec = g_get_monotonic_time();
+	cmd->deadline_usec = -1;
+	cmd_free(cmd);
+	return true;
+}
+
 /* The socket is readable (or closed); called from io_dispatch(), which holds a reference. */
 static void on_readable(VmcgQmp *q)
 {
@@ -702,10 +744,21 @@ static void on_readable(VmcgQmp *q)
 	}
 	while (pos < (size_t)n) {
 		json_object *obj = NULL;
-		size_t used;
-		int r = vmcg_json_stream_feed(q->stream, buf + pos, (size_t)n - pos, &used, &obj,
-					      &err);
+		const char *text = NULL;
+		size_t used, text_len = 0;
+		int r = vmcg_json_stream_feed_text(q->stream, buf + pos, (size_t)n - pos, &used,
+						   &obj, &text, &text_len, &err);
 
+		if (r == 2) {
+			if (fast_message(q, text, text_len)) {
+				pos += used;
+				if (q->freed || q->gen != gen)
+					return;
+				continue;
+			}
+			r = vmcg_json_stream_parse_text(q->stream, text, text_len, &obj, &err);
+			r = r < 0 ? r : 1;
+		}
 		if (r < 0) {
 			vmcg_qmp_error_from_stream(err);
 			g_prefix_error(&err, "%s: ", q->path);
@@ -1129,6 +1182,7 @@ void vmcg_qmp_free(VmcgQmp *q)
 	q->freed = true;
 	q->state_fn = NULL;
 	q->event_fn = NULL;
+	q->fast_event_fn = NULL;
 	/* What was issued before this call still goes out, as if sent at once. */
 	if (q->phase == PHASE_READY)
 		flush_now(q);
@@ -1170,6 +1224,13 @@ void vmcg_qmp_set_event_callback(VmcgQmp *q, VmcgQmpEventFn fn, gpointer userdat
 		return;
 	q->event_fn = fn;
 	q->event_data = userdata;
+}
+
+void vmcg_qmp_set_fast_event_callback(VmcgQmp *q, VmcgQmpFastEventFn fn)
+{
+	if (q->freed)
+		return;
+	q->fast_event_fn = fn;
 }
 
 void vmcg_qmp_connect(VmcgQmp *q)
@@ -1259,7 +1320,7 @@ bool vmcg_qmp_get_qemu_version(const VmcgQmp *q, int *ret_major, int *ret_minor,
 
 /* @args, or else @args_json (see vmcg_qmp_execute_json()), or neither. */
 static void execute(VmcgQmp *q, const char *command, json_object *args, const char *args_json,
-		    guint timeout_ms, VmcgQmpReplyFn cb, gpointer userdata)
+		    guint timeout_ms, VmcgQmpFastReplyFn fast, VmcgQmpReplyFn cb, gpointer userdata)
 {
 	g_autoptr(json_object) a = args;
 	size_t clen = command ? strlen(command) : 0;
@@ -1267,6 +1328,7 @@ static void execute(VmcgQmp *q, const char *command, json_object *args, const ch
 
 	cmd->link.data = cmd;
 	cmd->qmp = q;
+	cmd->fast = fast;
 	cmd->cb = cb;
 	cmd->userdata = userdata;
 	memcpy(cmd->command, command ? command : "", clen);
@@ -1321,17 +1383,23 @@ static void execute(VmcgQmp *q, const char *command, json_object *args, const ch
 void vmcg_qmp_execute_timeout(VmcgQmp *q, const char *command, json_object *args, guint timeout_ms,
 			      VmcgQmpReplyFn cb, gpointer userdata)
 {
-	execute(q, command, args, NULL, timeout_ms, cb, userdata);
+	execute(q, command, args, NULL, timeout_ms, NULL, cb, userdata);
 }
 
 void vmcg_qmp_execute(VmcgQmp *q, const char *command, json_object *args, VmcgQmpReplyFn cb,
 		      gpointer userdata)
 {
-	execute(q, command, args, NULL, 0, cb, userdata);
+	execute(q, command, args, NULL, 0, NULL, cb, userdata);
 }
 
 void vmcg_qmp_execute_json(VmcgQmp *q, const char *command, const char *args_json,
 			   VmcgQmpReplyFn cb, gpointer userdata)
 {
-	execute(q, command, NULL, args_json, 0, cb, userdata);
+	execute(q, command, NULL, args_json, 0, NULL, cb, userdata);
+}
+
+void vmcg_qmp_execute_fast(VmcgQmp *q, const char *command, const char *args_json,
+			   VmcgQmpFastReplyFn fast, VmcgQmpReplyFn cb, gpointer userdata)
+{
+	execute(q, command, NULL, args_json, 0, fast, cb, userdata);
 }

@@ -146,6 +146,21 @@ typedef void (*VmcgQmpEventFn)(VmcgQmp *qmp, const char *event, json_object *dat
 typedef void (*VmcgQmpReplyFn)(VmcgQmp *qmp, json_object *ret, const GError *error,
 			       gpointer userdata);
 
+/*
+ * The fast path of a reply (vmcg_qmp_execute_fast()): its "return", an
+ * object, read flat (json-flat.h: node @ret of @f) instead of by json-c.
+ * True: the reply is taken, and the command's VmcgQmpReplyFn is not called.
+ * False, having done nothing: json-c parses the reply and the
+ * VmcgQmpReplyFn gets it as usual (what does not fit a fast reader's
+ * expectations, errors included, takes that way, so that the messages
+ * about it stay the reply parser's). Not called for error replies.
+ */
+typedef bool (*VmcgQmpFastReplyFn)(const VmcgJsonFlat *f, int ret, gpointer userdata);
+
+/* The same for events: @data is the node of "data", or -1. */
+typedef bool (*VmcgQmpFastEventFn)(const char *event, const VmcgJsonFlat *f, int data,
+				   gint64 timestamp_usec, gpointer userdata);
+
 /**
  * vmcg_qmp_new() - a client for the QMP socket at @socket_path
  * @socket_path: a unix socket path (at most 107 bytes, as sun_path allows)
@@ -169,6 +184,12 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(VmcgQmp, vmcg_qmp_free)
 
 void vmcg_qmp_set_state_callback(VmcgQmp *qmp, VmcgQmpStateFn fn, gpointer userdata);
 void vmcg_qmp_set_event_callback(VmcgQmp *qmp, VmcgQmpEventFn fn, gpointer userdata);
+
+/*
+ * Events read flat first (VmcgQmpFastEventFn), given to the event callback
+ * when @fn declines; same @userdata as the event callback's.
+ */
+void vmcg_qmp_set_fast_event_callback(VmcgQmp *qmp, VmcgQmpFastEventFn fn);
 
 /**
  * vmcg_qmp_connect() - start connecting
@@ -257,5 +278,13 @@ void vmcg_qmp_execute_timeout(VmcgQmp *qmp, const char *command, json_object *ar
  */
 void vmcg_qmp_execute_json(VmcgQmp *qmp, const char *command, const char *args_json,
 			   VmcgQmpReplyFn cb, gpointer userdata);
+
+/*
+ * The same, with a fast path for its reply (VmcgQmpFastReplyFn): for the
+ * commands of every tick, whose replies json-c would otherwise turn into a
+ * tree of heap objects only to read a number or two.
+ */
+void vmcg_qmp_execute_fast(VmcgQmp *qmp, const char *command, const char *args_json,
+			   VmcgQmpFastReplyFn fast, VmcgQmpReplyFn cb, gpointer userdata);
 
 #endif

@@ -9,10 +9,12 @@
  * BALLOON_CHANGE parser, each with the limit unknown (0) and with a small
  * guest's RAM. Every parser must either fail with a GError of
  * VMCG_QMP_ERROR, leaving its out-parameters alone, or give values that
- * keep qmp-reply.h's promises.
+ * keep qmp-reply.h's promises. The same input read flat (json-flat.h):
+ * where a fast reader (vmcg_qmp_fast_*()) answers, the json-c parser must
+ * give the same values.
  *
  * To fuzz: clang -fsanitize=fuzzer,address,undefined -DVMCG_LIBFUZZER
- * -D_GNU_SOURCE -Idaemon daemon/json-stream.c daemon/qmp-message.c
+ * -D_GNU_SOURCE -Idaemon daemon/json-flat.c daemon/json-stream.c daemon/qmp-message.c
  * daemon/qmp-reply.c tests/fuzz/fuzz-qmp-reply.c $(pkg-config --cflags
  * --libs glib-2.0 json-c) -lm, then run it on a copy of corpus/qmp-reply.
  */
@@ -122,6 +124,35 @@ static void fuzz_event(const VmcgQmpMessage *m, uint64_t ram)
 	check_size(ok, v, lim, err);
 }
 
+/* The fast readers of the message read flat agree with the json-c parsers. */
+static void fuzz_fast(const char *text, size_t len, const VmcgQmpMessage *m, uint64_t ram)
+{
+	VmcgJsonFlat f;
+	VmcgQmpFastMessage fm;
+	json_object *obj;
+	int node;
+	uint64_t a = UNSET, b = UNSET;
+	VmcgQmpGuestStats fs, cs;
+
+	if (!vmcg_json_flat_parse(text, len, &f) || !vmcg_qmp_fast_classify(&f, &fm))
+		return;
+	CHECK(fm.type == m->type);
+	obj = m->type == VMCG_QMP_MSG_RETURN ? m->ret : m->data;
+	node = m->type == VMCG_QMP_MSG_RETURN ? fm.ret : fm.data;
+	if (vmcg_qmp_fast_balloon(&f, node, ram, &a)) {
+		CHECK(m->type == VMCG_QMP_MSG_RETURN
+			      ? vmcg_qmp_parse_balloon(obj, ram, &b, NULL)
+			      : vmcg_qmp_parse_balloon_change(obj, ram, &b, NULL));
+		CHECK(a == b);
+	}
+	if (m->type == VMCG_QMP_MSG_RETURN && vmcg_qmp_fast_guest_stats(&f, node, ram, &fs)) {
+		CHECK(vmcg_qmp_parse_guest_stats(obj, ram, &cs, NULL));
+		CHECK(fs.total_bytes == cs.total_bytes &&
+		      fs.available_bytes == cs.available_bytes && fs.free_bytes == cs.free_bytes &&
+		      fs.cache_bytes == cs.cache_bytes && fs.last_update == cs.last_update);
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	/* Unknown, and a 128 MiB guest, as query-memdev would give it. */
@@ -138,6 +169,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			fuzz_return(m.ret, rams[i]);
 		else if (m.type == VMCG_QMP_MSG_EVENT)
 			fuzz_event(&m, rams[i]);
+		fuzz_fast((const char *)data, size, &m, rams[i]);
 	}
 	vmcg_qmp_message_clear(&m);
 	return 0;

@@ -14,9 +14,16 @@
  *     give the same messages and the same error, byte for byte: chunking
  *     must never change what the client sees. The same again with
  *     newline-delimited framing, as a guest channel would use it.
+ *  3. The same stream through vmcg_json_stream_feed_text() (what the QMP
+ *     client uses), whole and chunked: the same messages and error again.
+ *     Every message it returns as text is also read flat
+ *     (daemon/json-flat.c): what the flat reader accepts must be what
+ *     json-c parsed, value for value, and vmcg_qmp_fast_classify() must
+ *     agree with vmcg_qmp_classify() wherever it answers.
  *
  * To fuzz: clang -fsanitize=fuzzer,address,undefined -DVMCG_LIBFUZZER
- * -D_GNU_SOURCE -Idaemon daemon/json-stream.c daemon/qmp-message.c tests/fuzz/fuzz-qmp.c $(pkg-config
+ * -D_GNU_SOURCE -Idaemon daemon/json-flat.c daemon/json-stream.c daemon/qmp-message.c
+ * tests/fuzz/fuzz-qmp.c $(pkg-config
  * --cflags --libs glib-2.0 gio-2.0 json-c) -lm, then run it on a copy of
  * corpus/qmp. Without libFuzzer, tests/fuzz/fuzz-replay.c provides main()
  * and `meson test --suite fuzz` replays the corpus with any compiler.
@@ -30,6 +37,7 @@
 #include <glib.h>
 
 #include "fuzz-check.h"
+#include "json-flat.h"
 #include "json-stream.h"
 #include "qmp-message.h"
 
@@ -103,6 +111,81 @@ static void fuzz_parse(const char *buf, size_t len)
 	vmcg_qmp_message_clear(&m);
 }
 
+/* Node @k of @f holds what json-c made of the same text, @o. */
+static void check_flat_node(const VmcgJsonFlat *f, int k, json_object *o)
+{
+	const VmcgJsonFlatNode *n = &f->node[k];
+
+	switch (n->type) {
+	case VMCG_JSON_FLAT_OBJECT:
+		CHECK(json_object_is_type(o, json_type_object));
+		CHECK(json_object_object_length(o) == vmcg_json_flat_count(f, k));
+		for (int m = k + 1; m < f->n; m++) {
+			json_object *v = NULL;
+			char *key;
+
+			if (f->node[m].parent != k)
+				continue;
+			key = g_strndup(f->node[m].key, f->node[m].key_len);
+			CHECK(strlen(key) == f->node[m].key_len);
+			CHECK(json_object_object_get_ex(o, key, &v));
+			g_free(key);
+			check_flat_node(f, m, v);
+		}
+		break;
+	case VMCG_JSON_FLAT_INT:
+		CHECK(json_object_is_type(o, json_type_int));
+		CHECK(json_object_get_int64(o) == n->i);
+		break;
+	case VMCG_JSON_FLAT_UINT:
+		CHECK(json_object_is_type(o, json_type_int) && n->u > (uint64_t)INT64_MAX);
+		CHECK(json_object_get_uint64(o) == n->u);
+		break;
+	case VMCG_JSON_FLAT_STRING:
+		CHECK(json_object_is_type(o, json_type_string));
+		if (!n->escaped)
+			CHECK((size_t)json_object_get_string_len(o) == n->len &&
+			      memcmp(json_object_get_string(o), n->str, n->len) == 0);
+		break;
+	case VMCG_JSON_FLAT_OTHER:
+		CHECK(json_object_is_type(o, json_type_boolean) || o == NULL);
+		break;
+	default:
+		CHECK(!"unknown flat type");
+	}
+}
+
+/* A message returned as text and parsed by json-c into @obj: the flat reader agrees. */
+static void check_flat(const char *text, size_t len, json_object *obj)
+{
+	VmcgJsonFlat f;
+	VmcgQmpFastMessage fm;
+	VmcgQmpMessage m = { 0 };
+	GError *err = NULL;
+
+	if (!vmcg_json_flat_parse(text, len, &f))
+		return;
+	CHECK(f.n >= 1 && f.n <= VMCG_JSON_FLAT_MAX_NODES);
+	check_flat_node(&f, 0, obj);
+	if (!vmcg_qmp_fast_classify(&f, &fm))
+		return;
+	CHECK(vmcg_qmp_classify(obj, &m, &err) == 0);
+	CHECK(m.type == fm.type);
+	if (m.type == VMCG_QMP_MSG_RETURN) {
+		CHECK(!m.id == !fm.id);
+		CHECK(!m.id || (strlen(m.id) == fm.id_len && memcmp(m.id, fm.id, fm.id_len) == 0));
+		CHECK(json_object_is_type(m.ret, json_type_object));
+		check_flat_node(&f, fm.ret, m.ret);
+	} else {
+		CHECK(strcmp(m.event, fm.event) == 0);
+		CHECK(!m.data == (fm.data < 0));
+		if (m.data)
+			check_flat_node(&f, fm.data, m.data);
+		CHECK(m.timestamp_usec == fm.timestamp_usec);
+	}
+	vmcg_qmp_message_clear(&m);
+}
+
 /* xorshift64*, seeded from the input: the same input chunks the same way. */
 static uint64_t rng_next(uint64_t *s)
 {
@@ -128,8 +211,12 @@ static size_t chunk_size(uint64_t *s)
 	}
 }
 
-/* The framer over @buf, chunked by @seed (0: one piece), as text. */
-static GString *frame(const char *buf, size_t len, uint64_t seed, VmcgJsonStreamFraming framing)
+/*
+ * The framer over @buf, chunked by @seed (0: one piece), as text; through
+ * vmcg_json_stream_feed_text() if @text.
+ */
+static GString *frame(const char *buf, size_t len, uint64_t seed, VmcgJsonStreamFraming framing,
+		      bool text)
 {
 	VmcgJsonStreamOptions o = vmcg_qmp_stream_options(FUZZ_MAX_BYTES, FUZZ_MAX_TREE);
 	g_autoptr(VmcgJsonStream) f = NULL;
@@ -147,8 +234,22 @@ static GString *frame(const char *buf, size_t len, uint64_t seed, VmcgJsonStream
 			json_object *obj = NULL;
 			GError *err = NULL;
 			size_t used = SIZE_MAX;
-			int r = vmcg_json_stream_feed(f, buf + pos + at, n - at, &used, &obj, &err);
+			const char *msg = NULL;
+			size_t msg_len = 0;
+			int r = text ? vmcg_json_stream_feed_text(f, buf + pos + at, n - at, &used,
+								  &obj, &msg, &msg_len, &err)
+				     : vmcg_json_stream_feed(f, buf + pos + at, n - at, &used, &obj,
+							     &err);
 
+			if (r == 2) {
+				CHECK(!obj && !err && used <= n - at && msg >= buf + pos + at &&
+				      msg + msg_len <= buf + pos + at + used);
+				r = vmcg_json_stream_parse_text(f, msg, msg_len, &obj, &err);
+				if (r == 0) {
+					check_flat(msg, msg_len, obj);
+					r = 1;
+				}
+			}
 			if (r < 0) {
 				CHECK(!obj && err && err->domain == VMCG_JSON_STREAM_ERROR);
 				g_string_append_printf(out, "error %d: %s\n", err->code,
@@ -201,18 +302,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		seed = (seed ^ data[i]) * UINT64_C(0x100000001b3);
 	seed |= 1; /* xorshift's state must not be 0; 0 means one piece */
 	for (size_t k = 0; k < G_N_ELEMENTS(framings); k++) {
-		GString *whole = frame(buf, size, 0, framings[k]);
-		GString *chunked = frame(buf, size, seed, framings[k]);
+		GString *whole = frame(buf, size, 0, framings[k], false);
+		GString *runs[] = {
+			frame(buf, size, seed, framings[k], false),
+			frame(buf, size, 0, framings[k], true),
+			frame(buf, size, seed, framings[k], true),
+		};
+		static const char *const names[] = { "chunked", "as text", "chunked, as text" };
 
-		if (strcmp(whole->str, chunked->str) != 0) {
-			fprintf(stderr,
-				"chunking changed the result (framing %d):\n--- whole\n%s--- "
-				"chunked\n%s",
-				framings[k], whole->str, chunked->str);
-			abort();
+		for (size_t j = 0; j < G_N_ELEMENTS(runs); j++) {
+			if (strcmp(whole->str, runs[j]->str) != 0) {
+				fprintf(stderr,
+					"%s changed the result (framing %d):\n--- whole\n%s--- "
+					"%s\n%s",
+					names[j], framings[k], whole->str, names[j], runs[j]->str);
+				abort();
+			}
+			g_string_free(runs[j], TRUE);
 		}
 		g_string_free(whole, TRUE);
-		g_string_free(chunked, TRUE);
 	}
 	return 0;
 }

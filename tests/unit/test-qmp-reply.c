@@ -219,7 +219,7 @@ static const char *const parser_names[] = { "balloon", "change", "stats",
 					    "memdev",  "child",	 "status" };
 
 /* The value as the daemon gets it: in a QMP message, through the real parser. */
-static json_object *canned(const Case *c, VmcgQmpMessage *m)
+static json_object *canned(const Case *c, VmcgQmpMessage *m, char **ret_msg)
 {
 	g_autofree char *msg = NULL;
 	g_autoptr(GError) err = NULL;
@@ -232,6 +232,7 @@ static json_object *canned(const Case *c, VmcgQmpMessage *m)
 		msg = g_strdup_printf("{\"return\": %s, \"id\": \"vmcg-1\"}\r\n", c->json);
 	if (vmcg_qmp_parse(msg, strlen(msg), m, &err) != 0)
 		g_error("%s: %s", msg, err->message);
+	*ret_msg = g_steal_pointer(&msg);
 	return c->parser == CHANGE ? m->data : m->ret;
 }
 
@@ -305,13 +306,83 @@ static void run(const Case *c, size_t i, json_object *v)
 	}
 }
 
+/*
+ * The same message read flat (qmp.c's fast path): wherever the flat reader
+ * takes it, the fast reader (vmcg_qmp_fast_balloon(), ..._guest_stats())
+ * accepts exactly the rows the json-c parser accepts, with the same values;
+ * the rows the parser refuses it declines, so that their errors stay the
+ * parser's.
+ */
+static bool run_fast(const Case *c, size_t i, const char *msg)
+{
+	VmcgJsonFlat f;
+	VmcgQmpFastMessage fm;
+	VmcgQmpGuestStats st = { 0 };
+	uint64_t size = 0;
+	int node;
+	bool ok;
+
+	if (c->parser != BALLOON && c->parser != CHANGE && c->parser != STATS)
+		return false;
+	if (!vmcg_json_flat_parse(msg, strlen(msg), &f))
+		return false;
+	/* A "return" that is not an object, or an event with a "data" that is not. */
+	if (!vmcg_qmp_fast_classify(&f, &fm))
+		return false;
+	node = c->parser == CHANGE ? fm.data : fm.ret;
+	if (c->parser == STATS) {
+		ok = vmcg_qmp_fast_guest_stats(&f, node, c->limit, &st);
+		size = st.total_bytes;
+	} else {
+		ok = vmcg_qmp_fast_balloon(&f, node, c->limit, &size);
+	}
+	if (ok != (c->code == OK))
+		g_error("case %zu (%s %s): the fast reader %s", i, parser_names[c->parser],
+			c->json ? c->json : "(null)", ok ? "accepts it" : "declines it");
+	if (!ok)
+		return false;
+	g_assert_cmpuint(size, ==, c->size);
+	if (c->parser == STATS) {
+		g_assert_cmpuint(st.available_bytes, ==, c->avail);
+		g_assert_cmpint(st.free_bytes, ==, c->free);
+		g_assert_cmpint(st.cache_bytes, ==, c->cache);
+		g_assert_cmpint(st.last_update, ==, c->last_update);
+	}
+	return true;
+}
+
 static void test_case(gconstpointer data)
 {
 	const Case *c = data;
 	g_auto(VmcgQmpMessage) m = { 0 };
-	json_object *v = canned(c, &m);
+	g_autofree char *msg = NULL;
+	json_object *v = canned(c, &m, &msg);
 
+	(void)msg;
 	run(c, (size_t)(c - cases), v);
+}
+
+/*
+ * Every row through the fast readers too (run_fast() checks each against
+ * its row); they took every well-formed reply they can read.
+ */
+static void test_fast(void)
+{
+	unsigned ok_rows = 0, accepted = 0;
+
+	for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+		const Case *c = &cases[i];
+		g_auto(VmcgQmpMessage) m = { 0 };
+		g_autofree char *msg = NULL;
+
+		(void)canned(c, &m, &msg);
+		accepted += run_fast(c, i, msg);
+		ok_rows += c->code == OK &&
+			   (c->parser == BALLOON || c->parser == CHANGE || c->parser == STATS);
+	}
+	/* All but the two rows that hold arrays, which the flat reader leaves to json-c. */
+	g_assert_cmpuint(ok_rows, >, 5);
+	g_assert_cmpuint(accepted, ==, ok_rows - 2);
 }
 
 /* NULL (no "return" can be, but an event can lack "data") is an error, never a crash. */
@@ -405,6 +476,7 @@ int main(int argc, char **argv)
 
 		g_test_add_data_func(name, &cases[i], test_case);
 	}
+	g_test_add_func("/qmp-reply/fast", test_fast);
 	g_test_add_func("/qmp-reply/null", test_null);
 	g_test_add_func("/qmp-reply/built-uint64", test_built_uint64);
 	g_test_add_func("/qmp-reply/qom-path", test_qom_path);

@@ -957,6 +957,107 @@ static void test_client_batched_writes(void)
 	states_clear(&st);
 }
 
+/* The fast path's readers: log what they saw; take "n" when it is 1, decline otherwise. */
+static GString *fast_log;
+
+static bool on_fast_reply(const VmcgJsonFlat *f, int ret, gpointer data)
+{
+	Reply *r = data;
+	int n = vmcg_json_flat_get_type(f, ret, "n", VMCG_JSON_FLAT_INT);
+
+	g_string_append_printf(fast_log, "fast-%s:%s ", r->name,
+			       n >= 0 && f->node[n].i == 1 ? "taken" : "declined");
+	return n >= 0 && f->node[n].i == 1;
+}
+
+static bool on_fast_event(const char *event, const VmcgJsonFlat *f, int data, gint64 ts,
+			  gpointer ud)
+{
+	Events *e = ud;
+
+	g_string_append_printf(fast_log, "fast-event:%s", event);
+	if (strcmp(event, "TAKE") != 0) {
+		g_string_append(fast_log, ":declined ");
+		return false;
+	}
+	g_assert_cmpint(data, >, 0);
+	g_assert_cmpint(f->node[vmcg_json_flat_get(f, data, "n")].i, ==, 7);
+	g_assert_cmpint(ts, ==, 1000002);
+	e->n++;
+	g_string_append(fast_log, ":taken ");
+	return true;
+}
+
+/*
+ * vmcg_qmp_execute_fast() and the fast event callback: a reply or event
+ * the fast reader takes never reaches json-c or the ordinary callback; one
+ * it declines does, as does what the flat reader or the fast classifier
+ * leave (errors, arrays, replies of commands without a fast reader).
+ */
+static void test_client_fast_path(void)
+{
+	static const Step steps[] = {
+		HANDSHAKE,
+		EXPECT("a"),
+		EXPECT("b"),
+		EXPECT("c"),
+		EXPECT("d"),
+		EXPECT("e"),
+		SEND("{\"return\": {\"n\": 1}, \"id\": $1}\r\n"
+		     "{\"return\": {\"n\": 2}, \"id\": $2}\r\n"
+		     "{\"id\": $3, \"error\": {\"class\": \"GenericError\", \"desc\": \"no\"}}\r\n"
+		     "{\"return\": {\"n\": [1]}, \"id\": $4}\r\n"
+		     "{\"return\": {\"n\": 1}, \"id\": $5}\r\n"
+		     "{\"return\": {\"n\": 1}, \"id\": \"vmcg-999\"}\r\n"
+		     "{\"event\": \"TAKE\", \"data\": {\"n\": 7}, " TS "}\r\n"
+		     "{\"event\": \"LEAVE\", \"data\": {\"n\": 8}, " TS "}\r\n"),
+		WAIT_EOF,
+		END,
+	};
+	Peer *p = peer_new(steps);
+	States st = { 0 };
+	g_autoptr(GString) log = g_string_new(NULL);
+	Reply a = { .log = log, .name = "a" }, b = { .log = log, .name = "b" },
+	      c = { .log = log, .name = "c" }, d = { .log = log, .name = "d" },
+	      e = { .log = log, .name = "e" };
+	Events ev = { .log = log };
+	VmcgQmp *q = client(p->path, NULL, &st);
+
+	fast_log = g_string_new(NULL);
+	vmcg_qmp_set_event_callback(q, on_event, &ev);
+	vmcg_qmp_set_fast_event_callback(q, on_fast_event);
+	vmcg_qmp_connect(q);
+	WAIT_FOR(vmcg_qmp_get_state(q) == VMCG_QMP_STATE_READY);
+	vmcg_qmp_execute_fast(q, "a", NULL, on_fast_reply, on_reply, &a);
+	vmcg_qmp_execute_fast(q, "b", "{\"x\":1}", on_fast_reply, on_reply, &b);
+	vmcg_qmp_execute_fast(q, "c", NULL, on_fast_reply, on_reply, &c);
+	vmcg_qmp_execute_fast(q, "d", NULL, on_fast_reply, on_reply, &d);
+	/* No fast reader: json-c and the ordinary callback, as ever. */
+	vmcg_qmp_execute(q, "e", NULL, on_reply, &e);
+	WAIT_FOR(ev.n == 2);
+	g_assert_cmpstr(fast_log->str, ==,
+			"fast-a:taken fast-b:declined fast-event:TAKE:taken "
+			"fast-event:LEAVE:declined ");
+	g_assert_cmpstr(log->str, ==, "b:ok c:error d:ok e:ok event:LEAVE/8 ");
+	g_assert_cmpint(a.calls, ==, 0);
+	g_assert_cmpint(json_object_get_int(json_object_object_get(b.ret, "n")), ==, 2);
+	g_assert_error(c.error, VMCG_QMP_ERROR, VMCG_QMP_ERROR_GENERIC_ERROR);
+	g_assert_true(json_object_is_type(json_object_object_get(d.ret, "n"), json_type_array));
+	g_assert_cmpint(json_object_get_int(json_object_object_get(e.ret, "n")), ==, 1);
+	g_assert_cmpint(vmcg_qmp_get_state(q), ==, VMCG_QMP_STATE_READY);
+	/* The taken command is complete: nothing is left to fail on free. */
+	vmcg_qmp_free(q);
+	g_assert_cmpint(a.calls, ==, 0);
+	peer_free(p);
+	g_string_free(fast_log, TRUE);
+	fast_log = NULL;
+	reply_clear(&b);
+	reply_clear(&c);
+	reply_clear(&d);
+	reply_clear(&e);
+	states_clear(&st);
+}
+
 static void test_client_ids_and_events(void)
 {
 	static const Step steps[] = {
@@ -1935,6 +2036,7 @@ int main(int argc, char **argv)
 	g_test_add_func("/qmp/client/handshake", test_client_handshake);
 	g_test_add_func("/qmp/client/ids-and-events", test_client_ids_and_events);
 	g_test_add_func("/qmp/client/batched-writes", test_client_batched_writes);
+	g_test_add_func("/qmp/client/fast-path", test_client_fast_path);
 	g_test_add_func("/qmp/client/greeting-timeout", test_client_greeting_timeout);
 	g_test_add_func("/qmp/client/capabilities-error", test_client_capabilities_error);
 	g_test_add_func("/qmp/client/capabilities-timeout", test_client_capabilities_timeout);
