@@ -89,6 +89,7 @@ struct VmcgJsonStream {
 	bool in_msg;
 	/* The last message returned as text (feed_text()) had a fraction or exponent. */
 	bool text_saw_double;
+	bool tok_used; /* json-c was fed since its last reset */
 	size_t bytes; /* from its '{' */
 	size_t tree;  /* the json-c charge */
 	unsigned int depth;
@@ -162,9 +163,11 @@ static void stream_end_message(VmcgJsonStream *f)
 	if (f->bytes > TOKENER_RECYCLE_BYTES) {
 		json_tokener_free(f->tok);
 		f->tok = stream_tokener_new(f->max_depth);
-	} else {
+	} else if (f->tok_used) {
+		/* Not for a message returned as text: json-c never saw it. */
 		json_tokener_reset(f->tok);
 	}
+	f->tok_used = false;
 	f->in_msg = false;
 	f->bytes = 0;
 	f->tree = 0;
@@ -739,6 +742,7 @@ static int feed(VmcgJsonStream *f, const char *buf, size_t len, size_t *ret_cons
 		*ret_text_len = fed;
 		return 2;
 	}
+	f->tok_used = true;
 	obj = json_tokener_parse_ex(f->tok, buf + start, (int)fed);
 	jerr = json_tokener_get_error(f->tok);
 	if (lex_r < 0) {
