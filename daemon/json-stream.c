@@ -90,8 +90,8 @@ struct VmcgJsonStream {
 	/* The last message returned as text (feed_text()) had a fraction or exponent. */
 	bool text_saw_double;
 	bool tok_used; /* json-c was fed since its last reset */
-	size_t bytes; /* from its '{' */
-	size_t tree;  /* the json-c charge */
+	size_t bytes;  /* from its '{' */
+	size_t tree;   /* the json-c charge */
 	unsigned int depth;
 	bool saw_double;
 

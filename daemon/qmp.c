@@ -210,11 +210,12 @@ static GHashTable *hubs;
 
 /*
  * Ready sockets taken per dispatch. Level-triggered, so the rest come in
- * the next iteration: 256 bounds one dispatch to about a quarter of the
- * fleet at 1000 VMs, with the poll slices' 64 commands in flight a few
- * times over.
+ * the next iteration: 128 bounds one dispatch to an eighth of the fleet at
+ * 1000 VMs, twice the poll slices' 64 VMs. A ready socket costs its recv(2)
+ * and its replies, 10 to 20 us here (docs/performance.md): 256 made
+ * dispatches of 2 to 3.6 ms.
  */
-#define EPOLL_BATCH 256
+#define EPOLL_BATCH 128
 
 static void hub_dispatch_io(Hub *hub);
 static void hub_dispatch_deadlines(Hub *hub, gint64 now);
@@ -543,6 +544,7 @@ static void teardown_gio(VmcgQmp *q, GError *err, const char *doing)
 
 static void queue_write(VmcgQmp *q, const char *data, size_t len);
 static void flush_later(VmcgQmp *q);
+static void timer_idle(VmcgQmp *q);
 
 static void go_ready(VmcgQmp *q)
 {
@@ -562,6 +564,8 @@ static void go_ready(VmcgQmp *q)
 		g_clear_pointer(&cmd->wire, g_free);
 	}
 	flush_later(q);
+	/* The handshake's deadline is over: no timer unless a command waits. */
+	timer_idle(q);
 	notify_state(q, NULL);
 }
 
@@ -609,6 +613,7 @@ static void handle_reply(VmcgQmp *q, const VmcgQmpMessage *m)
 		return;
 	}
 	cmd_unlink(q, cmd);
+	timer_idle(q);
 	/* An error reply is an answer too: the monitor works. */
 	q->answered_usec = g_get_monotonic_time();
 	if (m->type == VMCG_QMP_MSG_ERROR) {
@@ -707,6 +712,7 @@ static bool fast_message(VmcgQmp *q, const char *text, size_t len)
 		return false;
 	/* Taken: complete it as handle_reply() would, without its callback. */
 	cmd_unlink(q, cmd);
+	timer_idle(q);
 	q->answered_usec = g_get_monotonic_time();
 	cmd->deadline_usec = -1;
 	cmd_free(cmd);
@@ -997,9 +1003,12 @@ static Cmd *cmd_overdue(VmcgQmp *q, gint64 now)
 /*
  * Ready the timer at the earliest deadline. Only here (after the timer
  * fired) and when a deadline is added: a command that completes leaves the
- * timer where it was, and the timer that then fires early finds nothing
- * due and sets the next one. That costs one wakeup per command deadline
- * window at most, and saves a scan of the queues per reply.
+ * timer where it was while others are in flight, and the timer that then
+ * fires early finds nothing due and sets the next one. That costs one
+ * wakeup per command deadline window at most, and saves a scan of the
+ * queues per reply. The last command to complete disarms it
+ * (timer_idle()): a timer left set would fire for nothing, and the
+ * timers of the clients of one tick, set together, fire together.
  */
 static void timer_arm(VmcgQmp *q)
 {
@@ -1014,6 +1023,14 @@ static void timer_arm(VmcgQmp *q)
 				t = d;
 		}
 	client_timer_set(q, t);
+}
+
+/* Nothing in flight and no phase deadline: no timer (see timer_arm()). */
+static void timer_idle(VmcgQmp *q)
+{
+	if (q->timer_usec >= 0 && q->phase_deadline_usec < 0 && g_queue_is_empty(&q->sent) &&
+	    g_queue_is_empty(&q->queued))
+		client_timer_set(q, -1);
 }
 
 /* A new deadline @t: the timer fires at it unless it fires earlier already. */
@@ -1107,15 +1124,27 @@ static void hub_dispatch_io(Hub *hub)
 }
 
 /*
- * Every client whose timer is at or before @now, taken (and referenced)
- * before the first callback, which may free or re-arm any of them.
+ * Clients whose deadlines are handled per dispatch. Commands issued in one
+ * tick share a deadline, so a QEMU fleet that stops answering (a host
+ * stall) times out together: 1000 clients' timeouts, teardowns and
+ * callbacks in one main-loop iteration would hold it for tens of
+ * milliseconds. The rest stay due, and the hub's ready time with them:
+ * the next iteration takes the next batch, the API's requests in between.
+ */
+#define DEADLINE_BATCH 64
+
+/*
+ * The first DEADLINE_BATCH clients whose timer is at or before @now, taken
+ * (and referenced) before the first callback, which may free or re-arm
+ * any of them.
  */
 static void hub_dispatch_deadlines(Hub *hub, gint64 now)
 {
 	g_autoptr(GPtrArray) due = g_ptr_array_new();
 
 	for (GSequenceIter *it = g_sequence_get_begin_iter(hub->timers);
-	     !g_sequence_iter_is_end(it); it = g_sequence_iter_next(it)) {
+	     !g_sequence_iter_is_end(it) && due->len < DEADLINE_BATCH;
+	     it = g_sequence_iter_next(it)) {
 		VmcgQmp *q = g_sequence_get(it);
 
 		if (q->timer_usec > now)
@@ -1289,6 +1318,11 @@ guint vmcg_qmp_log_limit_reset(VmcgQmpLogLimit *l)
 
 	*l = (VmcgQmpLogLimit){ 0 };
 	return n;
+}
+
+gint64 vmcg_qmp_timer_usec(const VmcgQmp *q)
+{
+	return q->timer_usec;
 }
 
 VmcgQmpState vmcg_qmp_get_state(const VmcgQmp *q)

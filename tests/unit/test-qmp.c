@@ -1058,6 +1058,106 @@ static void test_client_fast_path(void)
 	states_clear(&st);
 }
 
+/*
+ * A client with nothing in flight holds no timer: neither the handshake's
+ * nor its last command's (a timer left set fires for nothing, and the
+ * clients of one tick, set together, would fire together).
+ */
+static void test_client_timer_idle(void)
+{
+	static const Step steps[] = {
+		HANDSHAKE,   EXPECT("a"),
+		EXPECT("b"), SEND("{\"return\": {}, \"id\": $1}\r\n"),
+		SLEEP(100),  SEND("{\"return\": {}, \"id\": $2}\r\n"),
+		WAIT_EOF,    END,
+	};
+	Peer *p = peer_new(steps);
+	States st = { 0 };
+	Reply a = { 0 }, b = { 0 };
+	VmcgQmp *q = client(p->path, NULL, &st);
+
+	vmcg_qmp_connect(q);
+	WAIT_FOR(vmcg_qmp_get_state(q) == VMCG_QMP_STATE_READY);
+	g_assert_cmpint(vmcg_qmp_timer_usec(q), ==, -1);
+	vmcg_qmp_execute(q, "a", NULL, on_reply, &a);
+	vmcg_qmp_execute(q, "b", NULL, on_reply, &b);
+	g_assert_cmpint(vmcg_qmp_timer_usec(q), >, g_get_monotonic_time());
+	/* One answered, one in flight: the timer stays. */
+	WAIT_FOR(a.calls == 1);
+	g_assert_cmpint(b.calls, ==, 0);
+	g_assert_cmpint(vmcg_qmp_timer_usec(q), >, 0);
+	WAIT_FOR(b.calls == 1);
+	g_assert_cmpint(vmcg_qmp_timer_usec(q), ==, -1);
+	vmcg_qmp_free(q);
+	peer_free(p);
+	reply_clear(&a);
+	reply_clear(&b);
+	states_clear(&st);
+}
+
+/* Greeting deadlines that pass together are handled a batch per main-loop iteration. */
+typedef struct {
+	unsigned iteration, failed, timed_out, max_per_iteration, in_this;
+	unsigned last_iteration;
+} Storm;
+
+static void on_storm_state(VmcgQmp *q, VmcgQmpState state, const GError *error, gpointer ud)
+{
+	Storm *s = ud;
+
+	(void)q;
+	if (state != VMCG_QMP_STATE_DISCONNECTED || !error)
+		return;
+	if (s->last_iteration != s->iteration)
+		s->in_this = 0;
+	s->last_iteration = s->iteration;
+	s->in_this++;
+	s->max_per_iteration = MAX(s->max_per_iteration, s->in_this);
+	s->failed++;
+	s->timed_out += g_error_matches(error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
+}
+
+static void test_client_deadline_storm(void)
+{
+	enum {
+		N = 200
+	};
+	g_autoptr(GError) err = NULL;
+	g_autofree char *dir = g_dir_make_tmp("vmcg-qmp-XXXXXX", &err);
+	g_autofree char *path = g_build_filename(dir, "never-greets.sock", NULL);
+	/* Connections wait in the backlog: connected, never greeted. */
+	int lfd = listen_unix(path, N + 10);
+	VmcgQmpOptions o = { .greeting_timeout_ms = 300 };
+	VmcgQmp *qs[N];
+	Storm s = { 0 };
+	gint64 give_up = g_get_monotonic_time() + 20 * G_USEC_PER_SEC;
+
+	for (int i = 0; i < N; i++) {
+		qs[i] = vmcg_qmp_new(path, &o);
+		vmcg_qmp_set_state_callback(qs[i], on_storm_state, &s);
+		vmcg_qmp_connect(qs[i]);
+	}
+	/* Connected (their greeting deadlines running), then all overdue at once. */
+	for (gint64 t = g_get_monotonic_time() + 100 * 1000; g_get_monotonic_time() < t;)
+		g_main_context_iteration(NULL, FALSE);
+	g_assert_cmpuint(s.failed, ==, 0);
+	g_usleep(500 * 1000);
+	while (s.failed < N && g_get_monotonic_time() < give_up) {
+		s.iteration++;
+		g_main_context_iteration(NULL, TRUE);
+	}
+	g_assert_cmpuint(s.failed, ==, N);
+	g_assert_cmpuint(s.timed_out, ==, N);
+	g_test_message("%d greeting timeouts, at most %u in one iteration", N, s.max_per_iteration);
+	g_assert_cmpuint(s.max_per_iteration, <=, 64);
+	g_assert_cmpuint(s.max_per_iteration, >=, 32);
+	for (int i = 0; i < N; i++)
+		vmcg_qmp_free(qs[i]);
+	close(lfd);
+	g_unlink(path);
+	g_rmdir(dir);
+}
+
 static void test_client_ids_and_events(void)
 {
 	static const Step steps[] = {
@@ -2037,6 +2137,8 @@ int main(int argc, char **argv)
 	g_test_add_func("/qmp/client/ids-and-events", test_client_ids_and_events);
 	g_test_add_func("/qmp/client/batched-writes", test_client_batched_writes);
 	g_test_add_func("/qmp/client/fast-path", test_client_fast_path);
+	g_test_add_func("/qmp/client/timer-idle", test_client_timer_idle);
+	g_test_add_func("/qmp/client/deadline-storm", test_client_deadline_storm);
 	g_test_add_func("/qmp/client/greeting-timeout", test_client_greeting_timeout);
 	g_test_add_func("/qmp/client/capabilities-error", test_client_capabilities_error);
 	g_test_add_func("/qmp/client/capabilities-timeout", test_client_capabilities_timeout);
