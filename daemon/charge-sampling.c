@@ -95,6 +95,8 @@ static unsigned nr_records;
 static guint sampler_free_id;
 static gboolean threaded = TRUE;
 static unsigned nr_in_flight;
+/* Reads held for one submission (vmcg_sampling_batch_begin()), or NULL. */
+static GPtrArray *batch;
 
 static gboolean sampler_free_idle(gpointer userdata)
 {
@@ -323,7 +325,28 @@ void vmcg_sampling_tick(VmcgSampling *s, pid_t pid, uint64_t ram_bytes, uint64_t
 		job->audit = *a;
 	s->job = job;
 	nr_in_flight++;
+	if (batch) {
+		job->req.done = job_done;
+		job->req.userdata = job;
+		g_ptr_array_add(batch, &job->req);
+		return;
+	}
 	vmcg_sampler_submit(sampler, &job->req, job_done, job);
+}
+
+void vmcg_sampling_batch_begin(void)
+{
+	if (!batch)
+		batch = g_ptr_array_new();
+}
+
+void vmcg_sampling_batch_end(void)
+{
+	g_autoptr(GPtrArray) b = g_steal_pointer(&batch);
+
+	/* Jobs are only added once the sampler exists (vmcg_sampling_tick()). */
+	if (b && b->len)
+		vmcg_sampler_submit_batch(sampler, (VmcgSampleReq **)b->pdata, b->len);
 }
 
 /* Charge or uncharge the difference to @pages: what sampling charged is then @pages. */

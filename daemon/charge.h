@@ -67,6 +67,14 @@ typedef struct VmcgSamplingAudit {
 void vmcg_sampling_tick(VmcgSampling *s, pid_t pid, uint64_t ram_bytes, uint64_t now_usec,
 			const VmcgSamplingAudit *audit);
 
+/*
+ * Between these two, the reads vmcg_sampling_tick() queues are held and
+ * handed to the sampler threads at the end, all at once (one lock, one
+ * wakeup): the tick wraps its walk over the VMs in them.
+ */
+void vmcg_sampling_batch_begin(void);
+void vmcg_sampling_batch_end(void);
+
 /**
  * vmcg_sampling_set_threaded() - process-wide: FALSE reads /proc inside
  * vmcg_sampling_tick() on the calling thread, as vmcgd did before the

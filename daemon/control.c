@@ -411,6 +411,8 @@ void vmcg_control_tick(VmcgDaemon *d)
 	if (d->decide_pending)
 		decide(d);
 	d->last_tick_usec = now;
+	/* Every VM's /proc read handed to the sampler threads at once. */
+	vmcg_sampling_batch_begin();
 	for (GList *l = d->vms.head; l; l = l->next) {
 		VmcgDvm *vm = l->data;
 
@@ -419,6 +421,7 @@ void vmcg_control_tick(VmcgDaemon *d)
 		vmcg_dvm_poll(vm, now);
 		vm->want_take = 0;
 	}
+	vmcg_sampling_batch_end();
 	vmcg_hooks_tick(d->hooks, now - dt, now);
 	gather_hooks(d);
 

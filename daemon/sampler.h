@@ -96,7 +96,8 @@ gboolean vmcg_sample_req_read(VmcgSampleReq *req);
  * The sampler thread(s): /proc reads off the main loop. A smaps read
  * walks the page tables of the whole process (3 - 13 ms for a 512 MiB
  * guest, docs/performance.md); 1000 of them on the main loop stall the
- * API for seconds. Requests go to a GThreadPool; each result comes back
+ * API for seconds. Requests go to the sampler's queue and its reader
+ * threads; each result comes back
  * to the main context the sampler was created in, where @done runs. The
  * owner of a request may mark it cancelled (g_atomic_int_set(&req->
  * cancelled, 1)) at any time: a queued read is then skipped, but @done
@@ -116,6 +117,11 @@ void vmcg_sampler_free(VmcgSampler *s);
 /** Queue @req; @done(@req, @userdata) runs in the sampler's context once it is read. */
 void vmcg_sampler_submit(VmcgSampler *s, VmcgSampleReq *req, VmcgSampleDone done,
 			 gpointer userdata);
+/**
+ * vmcg_sampler_submit_batch() - queue @n requests under one lock and one
+ * wakeup; each one's ->done and ->userdata must be set.
+ */
+void vmcg_sampler_submit_batch(VmcgSampler *s, VmcgSampleReq **reqs, size_t n);
 /** Requests queued or being read (any thread; a hint). */
 unsigned vmcg_sampler_pending(VmcgSampler *s);
 

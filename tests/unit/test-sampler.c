@@ -214,6 +214,48 @@ static void test_sampler_thread(void)
 	g_assert_cmpuint(d.n, ==, 4);
 }
 
+/*
+ * A batch (one lock, one wakeup, as the tick submits): every request
+ * comes back exactly once, on the main context's thread; so does a batch
+ * the sampler is freed with, unread ones included.
+ */
+static void test_sampler_batch(void)
+{
+	enum {
+		N = 64
+	};
+	VmcgSampler *s = vmcg_sampler_new(2);
+	VmcgSampleReq r[N], *p[N];
+	Done d = { 0 };
+
+	for (gsize i = 0; i < N; i++) {
+		r[i] = (VmcgSampleReq){ .pid = getpid(),
+					.ram_size = 256 << 20,
+					.drift_bytes = UINT64_MAX / 2,
+					.cancelled = i % 5 == 0,
+					.done = on_done,
+					.userdata = &d };
+		p[i] = &r[i];
+	}
+	vmcg_sampler_submit_batch(s, p, N);
+	vmcg_sampler_submit_batch(s, p, 0);
+	while (d.n < N)
+		g_main_context_iteration(NULL, TRUE);
+	g_assert_cmpuint(d.n, ==, N);
+	g_assert_cmpuint(d.ok, ==, N - (N + 4) / 5);
+	g_assert_true(d.thread == g_thread_self());
+	g_assert_cmpuint(vmcg_sampler_pending(s), ==, 0);
+	/* Nothing more comes. */
+	while (g_main_context_iteration(NULL, FALSE))
+		;
+	g_assert_cmpuint(d.n, ==, N);
+
+	d = (Done){ 0 };
+	vmcg_sampler_submit_batch(s, p, N);
+	vmcg_sampler_free(s);
+	g_assert_cmpuint(d.n, ==, N);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -226,5 +268,6 @@ int main(int argc, char **argv)
 	g_test_add_func("/sampler/status", test_status);
 	g_test_add_func("/sampler/req-read", test_req_read);
 	g_test_add_func("/sampler/thread", test_sampler_thread);
+	g_test_add_func("/sampler/batch", test_sampler_batch);
 	return g_test_run();
 }
