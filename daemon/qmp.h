@@ -235,12 +235,6 @@ void vmcg_qmp_set_reconnect(VmcgQmp *qmp, bool on, guint min_ms, guint max_ms);
 pid_t vmcg_qmp_peer_pid(const VmcgQmp *q);
 VmcgQmpState vmcg_qmp_get_state(const VmcgQmp *qmp);
 
-/*
- * The client's timer: its earliest deadline (monotonic), or -1 when none is
- * armed. For tests: a client with nothing in flight holds no timer.
- */
-gint64 vmcg_qmp_timer_usec(const VmcgQmp *qmp);
-
 /* The QEMU version from the greeting; false before the first greeting. */
 bool vmcg_qmp_get_qemu_version(const VmcgQmp *qmp, int *ret_major, int *ret_minor, int *ret_micro);
 

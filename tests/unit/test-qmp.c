@@ -1058,43 +1058,6 @@ static void test_client_fast_path(void)
 	states_clear(&st);
 }
 
-/*
- * A client with nothing in flight holds no timer: neither the handshake's
- * nor its last command's (a timer left set fires for nothing, and the
- * clients of one tick, set together, would fire together).
- */
-static void test_client_timer_idle(void)
-{
-	static const Step steps[] = {
-		HANDSHAKE,   EXPECT("a"),
-		EXPECT("b"), SEND("{\"return\": {}, \"id\": $1}\r\n"),
-		SLEEP(100),  SEND("{\"return\": {}, \"id\": $2}\r\n"),
-		WAIT_EOF,    END,
-	};
-	Peer *p = peer_new(steps);
-	States st = { 0 };
-	Reply a = { 0 }, b = { 0 };
-	VmcgQmp *q = client(p->path, NULL, &st);
-
-	vmcg_qmp_connect(q);
-	WAIT_FOR(vmcg_qmp_get_state(q) == VMCG_QMP_STATE_READY);
-	g_assert_cmpint(vmcg_qmp_timer_usec(q), ==, -1);
-	vmcg_qmp_execute(q, "a", NULL, on_reply, &a);
-	vmcg_qmp_execute(q, "b", NULL, on_reply, &b);
-	g_assert_cmpint(vmcg_qmp_timer_usec(q), >, g_get_monotonic_time());
-	/* One answered, one in flight: the timer stays. */
-	WAIT_FOR(a.calls == 1);
-	g_assert_cmpint(b.calls, ==, 0);
-	g_assert_cmpint(vmcg_qmp_timer_usec(q), >, 0);
-	WAIT_FOR(b.calls == 1);
-	g_assert_cmpint(vmcg_qmp_timer_usec(q), ==, -1);
-	vmcg_qmp_free(q);
-	peer_free(p);
-	reply_clear(&a);
-	reply_clear(&b);
-	states_clear(&st);
-}
-
 /* Greeting deadlines that pass together are handled a batch per main-loop iteration. */
 typedef struct {
 	unsigned iteration, failed, timed_out, max_per_iteration, in_this;
@@ -2137,7 +2100,6 @@ int main(int argc, char **argv)
 	g_test_add_func("/qmp/client/ids-and-events", test_client_ids_and_events);
 	g_test_add_func("/qmp/client/batched-writes", test_client_batched_writes);
 	g_test_add_func("/qmp/client/fast-path", test_client_fast_path);
-	g_test_add_func("/qmp/client/timer-idle", test_client_timer_idle);
 	g_test_add_func("/qmp/client/deadline-storm", test_client_deadline_storm);
 	g_test_add_func("/qmp/client/greeting-timeout", test_client_greeting_timeout);
 	g_test_add_func("/qmp/client/capabilities-error", test_client_capabilities_error);
