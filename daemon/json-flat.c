@@ -11,6 +11,7 @@
 typedef struct {
 	const char *p, *end;
 	VmcgJsonFlat *f;
+	bool plain; /* strings: printable ASCII, no escapes */
 } Reader;
 
 static void skip_ws(Reader *r)
@@ -33,7 +34,7 @@ static bool read_string(Reader *r, const char **ret, size_t *ret_len, bool *ret_
 	while (r->p < r->end && *r->p != '"') {
 		unsigned char c = (unsigned char)*r->p;
 
-		if (c < 0x20)
+		if (c < 0x20 || (r->plain && (c >= 0x7f || c == '\\')))
 			return false;
 		if (c == '\\') {
 			esc = true;
@@ -204,6 +205,18 @@ bool vmcg_json_flat_parse(const char *text, size_t len, VmcgJsonFlat *ret)
 		return false;
 	skip_ws(&r);
 	return r.p == r.end;
+}
+
+bool vmcg_json_flat_parse_plain(const char *text, size_t len, size_t *ret_len, VmcgJsonFlat *ret)
+{
+	Reader r = { .p = text, .end = text + len, .f = ret, .plain = true };
+
+	ret->n = 1;
+	ret->node[0] = (VmcgJsonFlatNode){ .type = VMCG_JSON_FLAT_OBJECT, .parent = -1 };
+	if (!len || *text != '{' || !read_object(&r, 0, 1))
+		return false;
+	*ret_len = (size_t)(r.p - text);
+	return true;
 }
 
 int vmcg_json_flat_get(const VmcgJsonFlat *f, int obj, const char *key)

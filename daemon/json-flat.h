@@ -59,6 +59,15 @@ typedef struct {
 /* Read @len bytes (one object, whitespace around it allowed); false: declined. */
 bool vmcg_json_flat_parse(const char *text, size_t len, VmcgJsonFlat *ret);
 
+/*
+ * The same for one object at @text[0] (its '{'), in the plainest JSON: every
+ * string printable ASCII without escapes. *@ret_len: the object's bytes, to
+ * its '}' (what follows is not read). The bytes a lexer would check (UTF-8,
+ * escapes, control characters) cannot occur in what it accepts; see
+ * vmcg_json_stream_next_flat().
+ */
+bool vmcg_json_flat_parse_plain(const char *text, size_t len, size_t *ret_len, VmcgJsonFlat *ret);
+
 /* The member @key of the object @obj, or -1. */
 int vmcg_json_flat_get(const VmcgJsonFlat *f, int obj, const char *key);
 

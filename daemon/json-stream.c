@@ -804,6 +804,53 @@ int vmcg_json_stream_feed_text(VmcgJsonStream *f, const char *buf, size_t len, s
 	return feed(f, buf, len, ret_consumed, ret_obj, ret_text, ret_text_len, error);
 }
 
+bool vmcg_json_stream_next_flat(const VmcgJsonStream *f, const char *buf, size_t len,
+				size_t *ret_consumed, VmcgJsonFlat *flat)
+{
+	size_t ws = 0, n;
+	uint64_t tree;
+
+	if (f->failed || f->in_msg || f->framing != VMCG_JSON_STREAM_CONCATENATED ||
+	    f->max_depth < VMCG_JSON_FLAT_MAX_DEPTH)
+		return false;
+	while (ws < len &&
+	       (buf[ws] == ' ' || buf[ws] == '\t' || buf[ws] == '\r' || buf[ws] == '\n'))
+		ws++;
+	if (!vmcg_json_flat_parse_plain(buf + ws, len - ws, &n, flat) || n > f->max_bytes)
+		return false;
+	/*
+	 * The lexer's charge of the same bytes (lex_byte()): one per byte;
+	 * per value COST_VALUE, an object COST_OBJECT; per string (keys too)
+	 * COST_VALUE and COST_STRING_BYTE_EXTRA per byte after its opening
+	 * quote. It only grows, so under the limit at the end means under it
+	 * all along. (The lexer does not check it on a number's bytes or the
+	 * closing '}': it may take a message this declines, never the other
+	 * way round.)
+	 */
+	tree = n;
+	for (int k = 0; k < flat->n; k++) {
+		const VmcgJsonFlatNode *v = &flat->node[k];
+
+		if (k > 0)
+			tree += COST_VALUE + COST_STRING_BYTE_EXTRA * (v->key_len + 1);
+		switch (v->type) {
+		case VMCG_JSON_FLAT_OBJECT:
+			tree += COST_OBJECT;
+			break;
+		case VMCG_JSON_FLAT_STRING:
+			tree += COST_VALUE + COST_STRING_BYTE_EXTRA * (v->len + 1);
+			break;
+		default:
+			tree += COST_VALUE;
+			break;
+		}
+	}
+	if (tree > f->max_tree)
+		return false;
+	*ret_consumed = ws + n;
+	return true;
+}
+
 int vmcg_json_stream_parse_text(VmcgJsonStream *f, const char *text, size_t len,
 				json_object **ret_obj, GError **error)
 {

@@ -36,6 +36,7 @@
 #include <glib.h>
 #include <json-c/json.h>
 
+#include "json-flat.h"
 #include "json-util.h" /* g_autoptr(json_object) */
 
 /*
@@ -158,6 +159,23 @@ int vmcg_json_stream_feed(VmcgJsonStream *s, const char *buf, size_t len, size_t
 int vmcg_json_stream_feed_text(VmcgJsonStream *s, const char *buf, size_t len, size_t *ret_consumed,
 			       json_object **ret_obj, const char **ret_text, size_t *ret_text_len,
 			       GError **error);
+
+/**
+ * vmcg_json_stream_next_flat() - the next message, read flat, lexer and json-c left out
+ * @flat: the message, read by vmcg_json_flat_parse_plain()
+ *
+ * Between messages of a VMCG_JSON_STREAM_CONCATENATED stream, when @buf
+ * holds (after whitespace) a whole object in the plainest JSON (strings of
+ * printable ASCII without escapes, integers, true, false, null; no arrays,
+ * at most json-flat.h's nodes and depth) that is within every limit of the
+ * framer (bytes, the json-c charge, depth): true, with *@ret_consumed the
+ * bytes up to its '}'. The framer's state is what feeding those bytes
+ * would have left. Every such object is one the lexer and json-c accept
+ * (tests/fuzz/fuzz-qmp.c checks it, value for value). False for anything
+ * else, having done nothing: feed @buf as usual.
+ */
+bool vmcg_json_stream_next_flat(const VmcgJsonStream *s, const char *buf, size_t len,
+				size_t *ret_consumed, VmcgJsonFlat *flat);
 
 /*
  * The message vmcg_json_stream_feed_text() returned as text, through

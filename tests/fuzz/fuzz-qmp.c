@@ -19,7 +19,10 @@
  *     Every message it returns as text is also read flat
  *     (daemon/json-flat.c): what the flat reader accepts must be what
  *     json-c parsed, value for value, and vmcg_qmp_fast_classify() must
- *     agree with vmcg_qmp_classify() wherever it answers.
+ *     agree with vmcg_qmp_classify() wherever it answers. Where
+ *     vmcg_json_stream_next_flat() takes the next message (the client then
+ *     skips the lexer), the framer must find the same message, ending at
+ *     the same byte, with the same values.
  *
  * To fuzz: clang -fsanitize=fuzzer,address,undefined -DVMCG_LIBFUZZER
  * -D_GNU_SOURCE -Idaemon daemon/json-flat.c daemon/json-stream.c daemon/qmp-message.c
@@ -235,20 +238,31 @@ static GString *frame(const char *buf, size_t len, uint64_t seed, VmcgJsonStream
 			GError *err = NULL;
 			size_t used = SIZE_MAX;
 			const char *msg = NULL;
-			size_t msg_len = 0;
+			size_t msg_len = 0, flat_used = 0;
+			VmcgJsonFlat flat;
+			/* What the QMP client reads flat first must be the next message. */
+			bool is_flat = text && vmcg_json_stream_next_flat(f, buf + pos + at, n - at,
+									  &flat_used, &flat);
 			int r = text ? vmcg_json_stream_feed_text(f, buf + pos + at, n - at, &used,
 								  &obj, &msg, &msg_len, &err)
 				     : vmcg_json_stream_feed(f, buf + pos + at, n - at, &used, &obj,
 							     &err);
 
+			CHECK(!is_flat || ((r == 1 || r == 2) && used == flat_used));
+
 			if (r == 2) {
 				CHECK(!obj && !err && used <= n - at && msg >= buf + pos + at &&
 				      msg + msg_len <= buf + pos + at + used);
 				r = vmcg_json_stream_parse_text(f, msg, msg_len, &obj, &err);
+				CHECK(!is_flat || r == 0);
 				if (r == 0) {
 					check_flat(msg, msg_len, obj);
 					r = 1;
 				}
+			}
+			if (is_flat) {
+				CHECK(r == 1 && obj);
+				check_flat_node(&flat, 0, obj);
 			}
 			if (r < 0) {
 				CHECK(!obj && err && err->domain == VMCG_JSON_STREAM_ERROR);

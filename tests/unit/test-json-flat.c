@@ -204,6 +204,35 @@ static void test_prefixes(void)
 	g_assert_true(vmcg_json_flat_parse(t, sizeof(t) - 1, &f));
 }
 
+/* The plainest JSON only: printable ASCII strings without escapes; the length read. */
+static void test_plain(void)
+{
+	static const struct {
+		const char *text;
+		size_t want; /* 0: declined */
+	} rows[] = {
+		{ "{\"return\": {}, \"id\": \"vmcg-1\"}\r\n", 30 },
+		{ "{}{}", 2 },
+		{ "{\"a\": {\"b\": true}} trailing", 18 },
+		{ " {}", 0 },
+		{ "{\"a\": \"x\\ny\"}", 0 },
+		{ "{\"a\": \"caf\xc3\xa9\"}", 0 },
+		{ "{\"a\": \"\x7f\"}", 0 },
+		{ "{\"a\": [1]}", 0 },
+		{ "{\"a\": 1", 0 },
+	};
+
+	for (size_t i = 0; i < G_N_ELEMENTS(rows); i++) {
+		VmcgJsonFlat f;
+		size_t len = 0;
+		bool ok = vmcg_json_flat_parse_plain(rows[i].text, strlen(rows[i].text), &len, &f);
+
+		if (ok != (rows[i].want != 0) || (ok && len != rows[i].want))
+			g_error("row %zu (%s): %s, %zu bytes", i, rows[i].text,
+				ok ? "read" : "declined", len);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -212,5 +241,6 @@ int main(int argc, char **argv)
 	g_test_add_func("/json-flat/declined", test_declined);
 	g_test_add_func("/json-flat/too-many", test_too_many);
 	g_test_add_func("/json-flat/prefixes", test_prefixes);
+	g_test_add_func("/json-flat/plain", test_plain);
 	return g_test_run();
 }

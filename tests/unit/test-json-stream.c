@@ -440,6 +440,79 @@ static void test_parse_object(void)
 	}
 }
 
+/*
+ * vmcg_json_stream_next_flat(): the plainest whole messages only, within
+ * every limit the lexer applies, between messages of a concatenated
+ * stream; and where it takes one, the framer takes the same bytes.
+ */
+static void test_next_flat(void)
+{
+	static const struct {
+		const char *in;
+		size_t max_bytes, max_tree;
+		size_t want; /* bytes taken; 0: declined */
+		int framer;  /* declined at a limit: what the framer says (1 or -EMSGSIZE) */
+	} rows[] = {
+		{ "{\"return\": {}, \"id\": \"vmcg-1\"}\r\n{}", 0, 0, 30 },
+		{ " \r\n\t{\"a\":1}x", 0, 0, 11 },
+		{ "{\"a\": [1]}", 0, 0, 0 },
+		{ "{\"a\": \"\\n\"}", 0, 0, 0 },
+		{ "{\"a\": \"caf\xc3\xa9\"}", 0, 0, 0 },
+		{ "{\"a\": 1.5}", 0, 0, 0 },
+		{ "{\"a\": 1", 0, 0, 0 },
+		{ "x{}", 0, 0, 0 },
+		/* 8 bytes: at the byte limit, and one over. */
+		{ "{\"a\":12}", 8, 0, 8 },
+		{ "{\"a\":123}", 8, 0, 0, -EMSGSIZE },
+		/*
+		 * The charge: 8 bytes + an object + a key (128 + 2 x 2) + a number
+		 * (128). The lexer does not check it on a number's bytes or the
+		 * closing '}', so it takes this message at 2 less: declining
+		 * there is on the safe side.
+		 */
+		{ "{\"a\":12}", 0, 8 + 1024 + 132 + 128, 8 },
+		{ "{\"a\":12}", 0, 8 + 1024 + 132 + 128 - 1, 0, 1 },
+		{ "{\"a\":12}", 0, 8 + 1024 + 132 + 128 - 3, 0, -EMSGSIZE },
+	};
+
+	for (size_t i = 0; i < G_N_ELEMENTS(rows); i++) {
+		g_autoptr(VmcgJsonStream) f = stream_new(rows[i].max_bytes, rows[i].max_tree);
+		g_autoptr(json_object) obj = NULL;
+		size_t n = strlen(rows[i].in), used = 0, fed = 0;
+		VmcgJsonFlat flat;
+		bool ok = vmcg_json_stream_next_flat(f, rows[i].in, n, &used, &flat);
+
+		g_assert_cmpint(ok, ==, rows[i].want != 0);
+		if (!ok) {
+			if (rows[i].framer)
+				g_assert_cmpint(
+					vmcg_json_stream_feed(f, rows[i].in, n, &fed, &obj, NULL),
+					==, rows[i].framer);
+			continue;
+		}
+		g_assert_cmpuint(used, ==, rows[i].want);
+		/* The framer, fed the same bytes, ends its message there too. */
+		g_assert_cmpint(vmcg_json_stream_feed(f, rows[i].in, n, &fed, &obj, NULL), ==, 1);
+		g_assert_cmpuint(fed, ==, used);
+	}
+	/* Not inside a message, not after an error, not for newline-delimited JSON. */
+	{
+		g_autoptr(VmcgJsonStream) f = stream_new(0, 0);
+		VmcgJsonStreamOptions nl = { .framing = VMCG_JSON_STREAM_NEWLINE };
+		g_autoptr(VmcgJsonStream) g = vmcg_json_stream_new(&nl);
+		g_autoptr(GError) err = NULL;
+		VmcgJsonFlat flat;
+		json_object *obj = NULL;
+		size_t used;
+
+		g_assert_cmpint(vmcg_json_stream_feed(f, "{\"a\":", 5, &used, &obj, NULL), ==, 0);
+		g_assert_false(vmcg_json_stream_next_flat(f, "{}", 2, &used, &flat));
+		g_assert_cmpint(vmcg_json_stream_feed(f, "]", 1, &used, &obj, &err), <, 0);
+		g_assert_false(vmcg_json_stream_next_flat(f, "{}", 2, &used, &flat));
+		g_assert_false(vmcg_json_stream_next_flat(g, "{}\n", 3, &used, &flat));
+	}
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -453,5 +526,6 @@ int main(int argc, char **argv)
 	g_test_add_func("/json-stream/ndjson-reset", test_ndjson_reset);
 	g_test_add_func("/json-stream/options", test_options);
 	g_test_add_func("/json-stream/parse-object", test_parse_object);
+	g_test_add_func("/json-stream/next-flat", test_next_flat);
 	return g_test_run();
 }
