@@ -645,11 +645,33 @@ static int stream_json_error(VmcgJsonStream *f, GError **error)
 	return stream_fail(f, -EBADMSG, err, error);
 }
 
+/*
+ * What json-c parsed from @fed bytes, as the lexer cannot check it: it ends
+ * where the brackets say, and its numbers are finite. Frees @obj on failure.
+ */
+static int stream_check_object(VmcgJsonStream *f, json_object *obj, size_t fed, bool saw_double,
+			       GError **error)
+{
+	const char *what = NULL;
+
+	if (json_tokener_get_parse_end(f->tok) != fed)
+		what = "JSON ends at another byte than its brackets say";
+	else if (saw_double && !json_all_finite(obj))
+		what = "a number is out of range";
+	if (!what)
+		return 0;
+	json_object_put(obj);
+	return stream_fail(f, -EBADMSG,
+			   g_error_new(VMCG_JSON_STREAM_ERROR, VMCG_JSON_STREAM_ERROR_INVALID,
+				       "invalid %s: %s", f->what, what),
+			   error);
+}
+
 static int feed(VmcgJsonStream *f, const char *buf, size_t len, size_t *ret_consumed,
 		json_object **ret_obj, const char **ret_text, size_t *ret_text_len, GError **error)
 {
 	GError *lex_err = NULL;
-	int lex_r = 0;
+	int lex_r = 0, r;
 	bool started_before = f->in_msg;
 	size_t start = f->in_msg ? 0 : SIZE_MAX;
 	size_t i;
@@ -767,24 +789,9 @@ static int feed(VmcgJsonStream *f, const char *buf, size_t len, size_t *ret_cons
 	}
 	if (!obj)
 		return stream_json_error(f, error);
-	if (json_tokener_get_parse_end(f->tok) != fed) {
-		json_object_put(obj);
-		return stream_fail(f, -EBADMSG,
-				   g_error_new(VMCG_JSON_STREAM_ERROR,
-					       VMCG_JSON_STREAM_ERROR_INVALID,
-					       "invalid %s: JSON ends at another byte "
-					       "than its brackets say",
-					       f->what),
-				   error);
-	}
-	if (f->saw_double && !json_all_finite(obj)) {
-		json_object_put(obj);
-		return stream_fail(f, -EBADMSG,
-				   g_error_new(VMCG_JSON_STREAM_ERROR,
-					       VMCG_JSON_STREAM_ERROR_INVALID,
-					       "invalid %s: a number is out of range", f->what),
-				   error);
-	}
+	r = stream_check_object(f, obj, fed, f->saw_double, error);
+	if (r < 0)
+		return r;
 	stream_end_message(f);
 	*ret_consumed = i;
 	*ret_obj = obj;
@@ -855,6 +862,7 @@ int vmcg_json_stream_parse_text(VmcgJsonStream *f, const char *text, size_t len,
 				json_object **ret_obj, GError **error)
 {
 	json_object *obj;
+	int r;
 
 	if (f->failed) {
 		g_propagate_error(error, g_error_copy(f->failure));
@@ -864,31 +872,14 @@ int vmcg_json_stream_parse_text(VmcgJsonStream *f, const char *text, size_t len,
 	json_tokener_reset(f->tok);
 	obj = json_tokener_parse_ex(f->tok, text, (int)len);
 	if (!obj) {
-		int r = stream_json_error(f, error);
-
+		r = stream_json_error(f, error);
 		json_tokener_reset(f->tok);
 		return r;
 	}
-	if (json_tokener_get_parse_end(f->tok) != len) {
-		json_object_put(obj);
-		json_tokener_reset(f->tok);
-		return stream_fail(f, -EBADMSG,
-				   g_error_new(VMCG_JSON_STREAM_ERROR,
-					       VMCG_JSON_STREAM_ERROR_INVALID,
-					       "invalid %s: JSON ends at another byte "
-					       "than its brackets say",
-					       f->what),
-				   error);
-	}
+	r = stream_check_object(f, obj, len, f->text_saw_double, error);
 	json_tokener_reset(f->tok);
-	if (f->text_saw_double && !json_all_finite(obj)) {
-		json_object_put(obj);
-		return stream_fail(f, -EBADMSG,
-				   g_error_new(VMCG_JSON_STREAM_ERROR,
-					       VMCG_JSON_STREAM_ERROR_INVALID,
-					       "invalid %s: a number is out of range", f->what),
-				   error);
-	}
+	if (r < 0)
+		return r;
 	*ret_obj = obj;
 	return 0;
 }
