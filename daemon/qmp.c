@@ -810,10 +810,12 @@ static void on_readable(VmcgQmp *q)
 static int send_out(VmcgQmp *q)
 {
 	ssize_t n = 0;
+	int e = 0;
 
 	while (q->out->len) {
 		n = send(q->fd, q->out->str, q->out->len, MSG_DONTWAIT | MSG_NOSIGNAL);
-		if (n < 0 && errno == EINTR)
+		e = n < 0 ? errno : 0;
+		if (e == EINTR)
 			continue;
 		if (n <= 0)
 			break;
@@ -824,7 +826,7 @@ static int send_out(VmcgQmp *q)
 		return 0;
 	}
 	fd_watch(q, G_IO_IN | G_IO_OUT);
-	return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK ? -errno : 0;
+	return e && e != EAGAIN && e != EWOULDBLOCK ? -e : 0;
 }
 
 /* The socket is writable and output is pending; called from io_dispatch(). */
