@@ -96,7 +96,11 @@ def test_k3_stop():
 
 
 def test_k8():
-    run_check("--hosts", "8", "--group", "/k8", "--seed", "2")
+    # 60 rounds a phase: with every round of 8 hosts in flight at once, the
+    # range guard lets about one transaction commit per round, and a CI run
+    # under load took 32 rounds to converge, past the 30 of the default
+    # steady window's start (docs/cluster.md, "Not done": synchronized rounds).
+    run_check("--hosts", "8", "--group", "/k8", "--rounds", "60", "--seed", "2")
 
 
 def test_k3_shrink():
