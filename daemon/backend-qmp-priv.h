@@ -35,8 +35,6 @@ typedef enum {
 	VMCG_QMP_BALLOON_QUERY_WITH_STATS,
 	/* Every tick (vmcgd before; the benchmark's "before"). */
 	VMCG_QMP_BALLOON_QUERY_EVERY_TICK,
-	/* Never: BALLOON_CHANGE and the 10 s safety poll only. */
-	VMCG_QMP_BALLOON_QUERY_EVENTS_ONLY,
 } VmcgQmpBalloonQuery;
 
 /** For the benchmark's side by side; every backend of the process. */

@@ -464,17 +464,8 @@ static void qmp_poll(VmcgBackend *b, uint64_t now)
 				  name_of(q), n);
 	}
 	stats = q->stats_enabled && interval && !q->in_stats && stats_due(q, now, interval);
-	switch (balloon_query) {
-	case VMCG_QMP_BALLOON_QUERY_WITH_STATS:
-		query = stats && vmcg_dvm_balloon_moving(q->vm);
-		break;
-	case VMCG_QMP_BALLOON_QUERY_EVERY_TICK:
-		query = vmcg_dvm_balloon_moving(q->vm);
-		break;
-	default:
-		query = false;
-		break;
-	}
+	query = (stats || balloon_query == VMCG_QMP_BALLOON_QUERY_EVERY_TICK) &&
+		vmcg_dvm_balloon_moving(q->vm);
 	if (!q->in_query &&
 	    (query || now - (uint64_t)q->balloon_asked_usec >= BALLOON_SAFETY_POLL_USEC)) {
 		q->in_query = TRUE;
@@ -513,7 +504,7 @@ static void qmp_set_balloon(VmcgBackend *b, uint64_t bytes)
 	QmpBackend *q = qb(b);
 	char args[40];
 
-	/* A number only: written out, no json-c object (vmcg_qmp_execute_json()). */
+	/* A number only: printed, no json-c object (vmcg_qmp_execute_fast()). */
 	g_snprintf(args, sizeof(args), "{\"value\":%" G_GINT64_FORMAT "}", (gint64)bytes);
 	nr_issued++;
 	vmcg_qmp_execute_fast(q->qmp, "balloon", args, on_ignore_fast, on_ignore, q);

@@ -194,14 +194,20 @@ static bool read_object(Reader *r, int self, int depth)
 	}
 }
 
+/* The object at r->p (its '{'), its root node reset first. */
+static bool read_root(Reader *r)
+{
+	r->f->n = 1;
+	r->f->node[0] = (VmcgJsonFlatNode){ .type = VMCG_JSON_FLAT_OBJECT, .parent = -1 };
+	return r->p < r->end && *r->p == '{' && read_object(r, 0, 1);
+}
+
 bool vmcg_json_flat_parse(const char *text, size_t len, VmcgJsonFlat *ret)
 {
 	Reader r = { .p = text, .end = text + len, .f = ret };
 
-	ret->n = 1;
-	ret->node[0] = (VmcgJsonFlatNode){ .type = VMCG_JSON_FLAT_OBJECT, .parent = -1 };
 	skip_ws(&r);
-	if (r.p >= r.end || *r.p != '{' || !read_object(&r, 0, 1))
+	if (!read_root(&r))
 		return false;
 	skip_ws(&r);
 	return r.p == r.end;
@@ -211,9 +217,7 @@ bool vmcg_json_flat_parse_plain(const char *text, size_t len, size_t *ret_len, V
 {
 	Reader r = { .p = text, .end = text + len, .f = ret, .plain = true };
 
-	ret->n = 1;
-	ret->node[0] = (VmcgJsonFlatNode){ .type = VMCG_JSON_FLAT_OBJECT, .parent = -1 };
-	if (!len || *text != '{' || !read_object(&r, 0, 1))
+	if (!read_root(&r))
 		return false;
 	*ret_len = (size_t)(r.p - text);
 	return true;

@@ -755,7 +755,7 @@ static int feed(VmcgJsonStream *f, const char *buf, size_t len, size_t *ret_cons
 	}
 	/* json-c gets exactly the message bytes that the lexer let through. */
 	fed = i - start;
-	if (ret_text && end && lex_r == 1 && !started_before) {
+	if (ret_text && lex_r == 1 && !started_before) {
 		/* All of it is in @buf: the caller reads it (vmcg_json_stream_parse_text()). */
 		f->text_saw_double = f->saw_double;
 		stream_end_message(f);

@@ -19,9 +19,10 @@
  * Deadlines: each client has one timer, its earliest deadline (the phase's
  * and each command's), and the hub keeps the clients with a timer in a
  * GSequence ordered by (timer, client): setting a timer is O(log N), and
- * the hub's ready time is the first one. A command is written at once when
- * nothing is waiting (queue_write()); only the rest waits for EPOLLOUT.
- * 1000 VMs cost the main loop one source and one poll record.
+ * the hub's ready time is the first one. What a client writes in one
+ * main-loop iteration is sent by the hub's prepare, in one send(2) (see
+ * hub_prepare()); only what does not fit waits for EPOLLOUT. 1000 VMs cost
+ * the main loop one source and one poll record.
  */
 #ifndef G_LOG_DOMAIN
 #define G_LOG_DOMAIN "vmcg-qmp"
@@ -716,8 +717,7 @@ static bool fast_message(VmcgQmp *q, const char *text, size_t len)
 {
 	VmcgJsonFlat flat;
 
-	return q->phase == PHASE_READY && vmcg_json_flat_parse(text, len, &flat) &&
-	       fast_message_flat(q, &flat);
+	return vmcg_json_flat_parse(text, len, &flat) && fast_message_flat(q, &flat);
 }
 
 /* The socket is readable (or closed); called from io_dispatch(), which holds a reference. */
@@ -1364,7 +1364,7 @@ bool vmcg_qmp_get_qemu_version(const VmcgQmp *q, int *ret_major, int *ret_minor,
 	return true;
 }
 
-/* @args, or else @args_json (see vmcg_qmp_execute_json()), or neither. */
+/* @args, or else @args_json (see vmcg_qmp_execute_fast()), or neither. */
 static void execute(VmcgQmp *q, const char *command, json_object *args, const char *args_json,
 		    guint timeout_ms, VmcgQmpFastReplyFn fast, VmcgQmpReplyFn cb, gpointer userdata)
 {
@@ -1436,12 +1436,6 @@ void vmcg_qmp_execute(VmcgQmp *q, const char *command, json_object *args, VmcgQm
 		      gpointer userdata)
 {
 	execute(q, command, args, NULL, 0, NULL, cb, userdata);
-}
-
-void vmcg_qmp_execute_json(VmcgQmp *q, const char *command, const char *args_json,
-			   VmcgQmpReplyFn cb, gpointer userdata)
-{
-	execute(q, command, NULL, args_json, 0, NULL, cb, userdata);
 }
 
 void vmcg_qmp_execute_fast(VmcgQmp *q, const char *command, const char *args_json,

@@ -270,18 +270,11 @@ void vmcg_qmp_execute_timeout(VmcgQmp *qmp, const char *command, json_object *ar
 			      guint timeout_ms, VmcgQmpReplyFn cb, gpointer userdata);
 
 /*
- * The same with the arguments as JSON text: an object that vmcgd wrote
- * itself (printed once by json-c and kept, or a format of numbers), put on
- * the wire as it is. Never text that came from a peer or a user. For the
- * commands of every tick, where building and printing a json-c object
- * costs more than sending it.
- */
-void vmcg_qmp_execute_json(VmcgQmp *qmp, const char *command, const char *args_json,
-			   VmcgQmpReplyFn cb, gpointer userdata);
-
-/*
- * The same, with a fast path for its reply (VmcgQmpFastReplyFn): for the
- * commands of every tick, whose replies json-c would otherwise turn into a
+ * The same for the commands of every tick: the arguments as JSON text
+ * (@args_json, or NULL), an object that vmcgd wrote itself (printed once by
+ * json-c and kept, or a format of numbers), put on the wire as it is, never
+ * text that came from a peer or a user; and a fast path for the reply
+ * (VmcgQmpFastReplyFn, or NULL), which json-c would otherwise turn into a
  * tree of heap objects only to read a number or two.
  */
 void vmcg_qmp_execute_fast(VmcgQmp *qmp, const char *command, const char *args_json,

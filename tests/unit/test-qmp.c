@@ -908,7 +908,7 @@ static void test_client_handshake(void)
  */
 /*
  * The commands a client is given in one main-loop iteration go out in one
- * send(2), before the loop polls; the arguments of vmcg_qmp_execute_json()
+ * send(2), before the loop polls; the arguments of vmcg_qmp_execute_fast()
  * as they are; and vmcg_qmp_free() still sends what was issued before it.
  */
 static void test_client_batched_writes(void)
@@ -934,7 +934,7 @@ static void test_client_batched_writes(void)
 	vmcg_qmp_connect(q);
 	WAIT_FOR(vmcg_qmp_get_state(q) == VMCG_QMP_STATE_READY);
 	vmcg_qmp_execute(q, "a", NULL, on_reply, &a);
-	vmcg_qmp_execute_json(q, "b", "{\"value\":1073741824}", on_reply, &b);
+	vmcg_qmp_execute_fast(q, "b", "{\"value\":1073741824}", NULL, on_reply, &b);
 	vmcg_qmp_execute(q, "c", NULL, on_reply, &c);
 	/* Nothing is on the wire before the main loop runs (the peer would have read it). */
 	g_usleep(50 * 1000);
@@ -2045,7 +2045,7 @@ static void test_command_wire(void)
 				   "\r\n", NULL);
 		got = vmcg_qmp_command_wire(rows[i].command, args, rows[i].id);
 		g_assert_cmpstr(got, ==, want);
-		/* The same bytes with the arguments as text (vmcg_qmp_execute_json()). */
+		/* The same bytes with the arguments as text (vmcg_qmp_execute_fast()). */
 		if (args) {
 			g_autoptr(GString) w = g_string_new(NULL);
 
