@@ -185,13 +185,20 @@ static void transport_failed(Req *req, GError *e)
 	bool retry;
 
 	if (req->timed_out) {
-		/* The request's deadline passed: no time for another attempt. */
-		error = g_error_new(
-			VMCG_ETCD_ERROR, VMCG_ETCD_ERROR_TIMEOUT,
-			"etcd: %s: no answer to %s within %u ms%s%s%s", url,
-			vmcg_etcd_call_path(req->call), req->etcd ? req->etcd->timeout_ms : 0,
-			req->last_failure ? " (before: " : "",
-			req->last_failure ? req->last_failure : "", req->last_failure ? ")" : "");
+		/* The request's deadline passed: no time for another attempt.
+		 * When an earlier attempt was refused, that refusal is the
+		 * cause an operator needs first (a bad certificate, say). */
+		unsigned timeout_ms = req->etcd ? req->etcd->timeout_ms : 0;
+
+		if (req->last_failure)
+			error = g_error_new(VMCG_ETCD_ERROR, VMCG_ETCD_ERROR_TIMEOUT,
+					    "%s (retried until the %u ms deadline of %s passed)",
+					    req->last_failure, timeout_ms,
+					    vmcg_etcd_call_path(req->call));
+		else
+			error = g_error_new(VMCG_ETCD_ERROR, VMCG_ETCD_ERROR_TIMEOUT,
+					    "etcd: %s: no answer to %s within %u ms", url,
+					    vmcg_etcd_call_path(req->call), timeout_ms);
 		retry = false;
 	} else {
 		error = g_error_new(VMCG_ETCD_ERROR, VMCG_ETCD_ERROR_UNAVAILABLE, "etcd: %s: %s",

@@ -86,7 +86,9 @@ def refused(tls_lines, what, node):
 
 def test_no_client_cert():
     err = refused("ca-file = %s\n" % ETCD.tls.ca, "no client certificate", "no-cert-host")
-    assert "certificate" in err, err  # says why, not only that it timed out
+    # Says why, not only that it timed out: when the deadline cuts a retry,
+    # the refusal before it leads the message.
+    assert "certificate" in err.lower(), err
 
 
 def test_wrong_ca():
@@ -94,7 +96,7 @@ def test_wrong_ca():
     err = refused("ca-file = %s\ncert-file = %s\nkey-file = %s\n"
                   % (other.ca, ETCD.tls.client_cert, ETCD.tls.client_key),
                   "a CA that did not sign", "wrong-ca-host")
-    assert "certificate" in err or "TLS" in err, err
+    assert "certificate" in err.lower() or "tls" in err.lower(), err
 
 
 def test_half_a_cert():

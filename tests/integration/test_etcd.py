@@ -20,6 +20,9 @@ between two of the client's requests:
   lease-expiry   ttl 2 s, no keepalive -> the key is gone within ttl + 1 s
   dead-endpoint  the first endpoint refuses connections -> the next one
                  answers, and is used from then on
+  deadline-cause a peer that refuses the first read (HTTP 503) and leaves
+                 the retry unanswered -> TIMEOUT at the deadline, and the
+                 message leads with the refusal, not "no answer"
   failover       all three endpoints, the leader first; kill the leader
                  -> the next get, then puts, txns and lease calls succeed
                  through the others, the survivors elect a new leader;
@@ -215,6 +218,58 @@ def test_dead_endpoint():
         assert out.startswith("error UNAVAILABLE"), out
 
 
+def test_deadline_cause():
+    """A retry cut by the deadline says what the attempt before it met.
+
+    A real etcd cannot be made to refuse once and then hang, so this peer is
+    a socket in this script (a fault, not a stand-in for etcd's answers)."""
+    import socket
+    import threading
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    held = []
+    seen = []
+
+    def serve():
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            conn.settimeout(5)
+            try:
+                seen.append(conn.recv(65536))
+            except OSError:
+                pass
+            if len(seen) == 1:
+                body = b'{"error":"etcdserver: leader changed","code":14}'
+                conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\n"
+                             b"Content-Type: application/json\r\n"
+                             b"Content-Length: %d\r\nConnection: close\r\n\r\n"
+                             % len(body) + body)
+                conn.close()
+            else:
+                held.append(conn)  # read, never answered
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        with Client(["http://127.0.0.1:%d" % srv.getsockname()[1]]) as c:
+            c.ok("timeout 1500")
+            out = c.cmd("get " + PREFIX + "deadline")
+            assert out.startswith("error TIMEOUT "), out
+            msg = out[len("error TIMEOUT "):]
+            assert "leader changed" in msg, out
+            assert msg.index("leader changed") < msg.index("1500 ms deadline"), out
+            assert "/v3/kv/range" in msg and "no answer" not in msg, out
+            assert len(seen) >= 2, "the read was not retried: %d attempt(s)" % len(seen)
+    finally:
+        srv.close()
+        for conn in held:
+            conn.close()
+
+
 def test_failover():
     k = PREFIX + "failover"
     lead = CLUSTER.leader()
@@ -260,6 +315,7 @@ TESTS = [
     ("lease", test_lease),
     ("lease-expiry", test_lease_expiry),
     ("dead-endpoint", test_dead_endpoint),
+    ("deadline-cause", test_deadline_cause),
     ("failover", test_failover),
 ]
 
