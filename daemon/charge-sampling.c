@@ -134,6 +134,13 @@ VmcgSampling *vmcg_sampling_new(VmcgDvm *vm)
 	s->charging = TRUE;
 	s->spread = TRUE;
 	nr_records++;
+	/*
+	 * The readers start with the first VM, not at its first read: that
+	 * read comes in a tick, and starting threads (stacks, clone) there
+	 * was 1 to 2 ms of the first tick's main-loop stall.
+	 */
+	if (threaded && !sampler)
+		sampler = vmcg_sampler_new(SAMPLER_THREADS);
 	return s;
 }
 
