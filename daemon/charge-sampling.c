@@ -137,7 +137,7 @@ VmcgSampling *vmcg_sampling_new(VmcgDvm *vm)
 	/*
 	 * The readers start with the first VM, not at its first read: that
 	 * read comes in a tick, and starting threads (stacks, clone) there
-	 * was 1 to 2 ms of the first tick's main-loop stall.
+	 * was 0.3 to 1 ms of the first tick's main-loop stall here.
 	 */
 	if (threaded && !sampler)
 		sampler = vmcg_sampler_new(SAMPLER_THREADS);

@@ -11,8 +11,14 @@
  * And the audit: resident above the hooks' charge + slack on two full
  * samples in a row flags the VM once (a hooks_audit event); a cheap sample
  * never strikes; back under clears it.
+ *
+ * The sampler's reader threads start with the first VM (not in a tick)
+ * and stop with the last.
  */
 #include <gio/gio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "charge.h"
 #include "daemon-private.h"
@@ -234,6 +240,58 @@ static void test_unknown_charge_table(void)
 			==, t[i].want);
 }
 
+/* Threads of this process now (/proc/self/task): a thread is there from its clone(). */
+static unsigned threads(void)
+{
+	g_autoptr(GDir) dir = g_dir_open("/proc/self/task", 0, NULL);
+	unsigned n = 0;
+
+	g_assert_nonnull(dir);
+	while (g_dir_read_name(dir))
+		n++;
+	return n;
+}
+
+/*
+ * The sampler's reader threads start with the first VM, not inside a
+ * tick (thread creation was up to a millisecond of the first tick's
+ * stall), serve that VM's first read, and are gone once the last VM is.
+ */
+static void test_readers_start_with_first_vm(void)
+{
+	const size_t ram = 4 << 20;
+	Fixture f;
+	unsigned before, started;
+	char *guest;
+
+	/* This process stands in for QEMU: a guest RAM mapping as QEMU's, its /proc real. */
+	guest = mmap(NULL, ram, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	g_assert_true(guest != MAP_FAILED);
+	g_assert_cmpint(madvise(guest, ram, MADV_DONTFORK), ==, 0);
+	memset(guest, 1, ram);
+	while (g_main_context_iteration(NULL, FALSE))
+		;
+	before = threads();
+	setup(&f);
+	started = threads();
+	g_assert_cmpuint(started, >, before);
+
+	vmcg_sampling_tick(f.vm->sampling, getpid(), ram, g_get_monotonic_time(), NULL);
+	g_assert_cmpuint(vmcg_sampling_in_flight(), ==, 1);
+	g_assert_cmpuint(threads(), ==, started);
+	while (vmcg_sampling_in_flight())
+		g_main_context_iteration(NULL, TRUE);
+	g_assert_true(vmcg_sampling_measured(f.vm->sampling));
+	g_assert_cmpuint(vmcg_sampling_resident(f.vm->sampling), ==, ram);
+	g_assert_cmpuint(threads(), ==, started);
+
+	vmcg_daemon_free(f.d);
+	while (g_main_context_iteration(NULL, FALSE))
+		;
+	g_assert_cmpuint(threads(), ==, before);
+	munmap(guest, ram);
+}
+
 int main(int argc, char **argv)
 {
 	g_test_init(&argc, &argv, NULL);
@@ -243,5 +301,6 @@ int main(int argc, char **argv)
 	g_test_add_func("/charge/unknown/backoff", test_backoff_table);
 	g_test_add_func("/charge/unknown/state", test_charge_state_table);
 	g_test_add_func("/charge/unknown/charge", test_unknown_charge_table);
+	g_test_add_func("/charge/readers-start-with-first-vm", test_readers_start_with_first_vm);
 	return g_test_run();
 }
