@@ -22,6 +22,7 @@
 
 #include "charge.h"
 #include "daemon-private.h"
+#include "test-util.h"
 
 #define PAGE VMCG_PAGE_SIZE
 
@@ -240,18 +241,6 @@ static void test_unknown_charge_table(void)
 			==, t[i].want);
 }
 
-/* Threads of this process now (/proc/self/task): a thread is there from its clone(). */
-static unsigned threads(void)
-{
-	g_autoptr(GDir) dir = g_dir_open("/proc/self/task", 0, NULL);
-	unsigned n = 0;
-
-	g_assert_nonnull(dir);
-	while (g_dir_read_name(dir))
-		n++;
-	return n;
-}
-
 /*
  * The sampler's reader threads start with the first VM, not inside a
  * tick (thread creation was up to a millisecond of the first tick's
@@ -271,24 +260,24 @@ static void test_readers_start_with_first_vm(void)
 	memset(guest, 1, ram);
 	while (g_main_context_iteration(NULL, FALSE))
 		;
-	before = threads();
+	before = test_dir_entries("/proc/self/task");
 	setup(&f);
-	started = threads();
+	started = test_dir_entries("/proc/self/task");
 	g_assert_cmpuint(started, >, before);
 
 	vmcg_sampling_tick(f.vm->sampling, getpid(), ram, g_get_monotonic_time(), NULL);
 	g_assert_cmpuint(vmcg_sampling_in_flight(), ==, 1);
-	g_assert_cmpuint(threads(), ==, started);
+	g_assert_cmpuint(test_dir_entries("/proc/self/task"), ==, started);
 	while (vmcg_sampling_in_flight())
 		g_main_context_iteration(NULL, TRUE);
 	g_assert_true(vmcg_sampling_measured(f.vm->sampling));
 	g_assert_cmpuint(vmcg_sampling_resident(f.vm->sampling), ==, ram);
-	g_assert_cmpuint(threads(), ==, started);
+	g_assert_cmpuint(test_dir_entries("/proc/self/task"), ==, started);
 
 	vmcg_daemon_free(f.d);
 	while (g_main_context_iteration(NULL, FALSE))
 		;
-	g_assert_cmpuint(threads(), ==, before);
+	g_assert_cmpuint(test_dir_entries("/proc/self/task"), ==, before);
 	munmap(guest, ram);
 }
 

@@ -28,6 +28,7 @@
 #include "qmp-message.h"
 
 #include "qmp-real.h"
+#include "test-util.h"
 
 /* ------------------------------------------------------------------------
  * Parser
@@ -1632,13 +1633,7 @@ static void test_client_free_in_callback(void)
 
 static int open_fds(void)
 {
-	g_autoptr(GDir) d = g_dir_open("/proc/self/fd", 0, NULL);
-	int n = 0;
-
-	g_assert_nonnull(d);
-	while (g_dir_read_name(d))
-		n++;
-	return n;
+	return (int)test_dir_entries("/proc/self/fd");
 }
 
 /*

@@ -19,4 +19,17 @@ static inline unsigned test_scale_div(void)
 	return s && strcmp(s, "valgrind") == 0 ? 50 : 1;
 }
 
+/* Entries of a directory (/proc/self/fd: open fds; /proc/self/task: threads). */
+static inline unsigned test_dir_entries(const char *path)
+{
+	GDir *dir = g_dir_open(path, 0, NULL);
+	unsigned n = 0;
+
+	g_assert_nonnull(dir);
+	while (g_dir_read_name(dir))
+		n++;
+	g_dir_close(dir);
+	return n;
+}
+
 #endif
