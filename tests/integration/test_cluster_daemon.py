@@ -75,8 +75,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from vmcgtest import tap, wait_for  # noqa: E402
 from vmcgtest.daemon import FAST_DAEMON_CONF, Daemon, MiB, vmcgd_binary  # noqa: E402
 from vmcgtest.etcd import EtcdCluster, etcd_binary, post  # noqa: E402
-from vmcgtest.guest import (Guest, GuestCommandError, GuestUnavailable,  # noqa: E402
-                             ensure_guest_built, log, qemu_binary)
+from vmcgtest.guest import (Guest, GuestCommandError, GuestTimeout,  # noqa: E402
+                             GuestUnavailable, ensure_guest_built, log, qemu_binary)
 
 GUEST_MIB = 384
 HOG_MIB = 192
@@ -335,16 +335,6 @@ def wait_or_show(pred, timeout, what):
         raise
 
 
-def poll(pred, seconds):
-    """Whether @pred came true within @seconds (no failure if not)."""
-    t_end = time.monotonic() + seconds
-    while not pred():
-        if time.monotonic() >= t_end:
-            return False
-        time.sleep(0.2)
-    return True
-
-
 def unhog(g, hogs):
     for h in hogs:
         g.unhog(h)
@@ -452,8 +442,11 @@ def test_partition():
     again = []
     for _ in range(HOG_MIB // HOG_STEP_MIB):
         again.append(BED.gb.hog(HOG_STEP_MIB))
-        if poll(lambda: BED.cluster(BED.db)["grant"] > g0, 3):
+        try:
+            wait_for(lambda: BED.cluster(BED.db)["grant"] > g0, 3, what="B's grant follows")
             break
+        except GuestTimeout:
+            pass  # usage did not rise enough yet: one step more
     log("B grows again after %d MiB of memhogs" % (len(again) * HOG_STEP_MIB))
     wait_or_show(lambda: BED.cluster(BED.db)["grant"] >= BED.current(BED.db) and
                  BED.cluster(BED.db)["grant"] > g0, 30, "B grows again")
